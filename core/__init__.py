@@ -1,0 +1,38 @@
+"""pelago.core: the lead/customer core and the plugin contract.
+
+The names below are the public API for plugin authors; everything else is
+internal and may move.
+"""
+
+__version__ = "0.1.0"
+
+from .clock import FrozenClock, system_clock  # noqa: E402
+from .context import Actor, HookContext, JobContext, TenantState  # noqa: E402
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed  # noqa: E402
+from .events import Event  # noqa: E402
+from .markers import hookimpl, hookspec  # noqa: E402
+from .routing import OwnerChoice, TeamChoice  # noqa: E402
+from .spec import Periodic, PluginSpec  # noqa: E402
+
+__all__ = [
+    "Actor",
+    "Conflict",
+    "Event",
+    "Forbidden",
+    "FrozenClock",
+    "HookContext",
+    "InvalidInput",
+    "JobContext",
+    "NotFound",
+    "OwnerChoice",
+    "PelagoError",
+    "Periodic",
+    "PluginSpec",
+    "TeamChoice",
+    "TenantState",
+    "Vetoed",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "system_clock",
+]

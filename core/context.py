@@ -1,0 +1,96 @@
+"""What every hook and job receives first: ``ctx``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from .clock import Clock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .host import PluginHost, TenantHooks
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """A tenant as the hooks see it: identity, locale and plugin switches.
+
+    Built from the database once per ``plugins_version`` and cached by the host;
+    immutable so it can be shared between threads.
+    """
+
+    id: int
+    slug: str
+    name: str
+    timezone: str
+    default_region: str
+    currency: str
+    version: int
+    enabled: frozenset[str]
+    settings: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user, or ``None`` on the context for the system (jobs, rules)."""
+
+    user_id: int
+    role: str
+    tenant_id: int | None
+    team_id: int | None = None
+    email: str = ""
+
+    def at_least(self, role: str) -> bool:
+        from .models import ROLE_RANK
+
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+@dataclass
+class HookContext:
+    """Passed first to every runtime hook and periodic job.
+
+    ``session`` is the open transaction of the change (decisions) or of the
+    delivery (events); ``now()`` is the clock to use instead of ``datetime.now``.
+    """
+
+    tenant: TenantState
+    session: Session
+    actor: Actor | None
+    host: PluginHost
+    clock: Clock
+    event_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def settings(self, plugin: str) -> Mapping[str, Any]:
+        """The plugin's validated settings for this tenant (defaults filled in)."""
+        return self.tenant.settings.get(plugin, {})
+
+    def enabled(self, plugin: str) -> bool:
+        return plugin in self.tenant.enabled
+
+    @property
+    def hooks(self) -> TenantHooks:
+        """The hooks of the plugins on for this tenant (for plugins calling others)."""
+        return self.host.hooks_for(self.tenant)
+
+    def emit(self, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
+        """Write an event to the outbox of this transaction; see :mod:`pelago.core.events`."""
+        from .events import emit
+
+        return emit(self, name, items)
+
+
+JobContext = HookContext

@@ -1,0 +1,233 @@
+"""Engine, sessions and the tenant filter.
+
+Every tenant-owned model inherits :class:`TenantScoped`. A session opened for a
+tenant (``session.info["tenant_id"]``) adds ``tenant_id = :tenant`` to every ORM
+SELECT, UPDATE and DELETE on those models (``do_orm_execute`` +
+``with_loader_criteria``), and stamps new rows with it before flush, so a
+forgotten WHERE cannot leak another tenant's data. Raw SQL on tenant tables
+must add the tenant itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    sessionmaker,
+    with_loader_criteria,
+)
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes, stored in UTC on every backend.
+
+    SQLite has no timezone type and hands back naive values; this type refuses
+    naive input and re-attaches UTC on the way out, so the rest of the code
+    never sees a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Money to the cent: NUMERIC(18, 2) on PostgreSQL, integer cents on SQLite.
+
+    SQLite has no decimal type and would do arithmetic in floating point
+    (0.10 + 0.20 > 0.30); integer cents keep sums and comparisons in SQL exact.
+    """
+
+    impl = Numeric(18, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(18, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        if dialect.name == "sqlite":
+            return int((value * 100).to_integral_value())
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / 100).quantize(Decimal("0.01"))
+        return Decimal(value).quantize(Decimal("0.01"))
+
+
+class Base(DeclarativeBase):
+    """The one declarative base of the core and of every plugin."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        datetime: UtcDateTime(),
+        Decimal: Money(),
+        dict[str, Any]: JsonDoc,
+    }
+
+
+class TenantScoped:
+    """Mixin for every tenant-owned table: a ``tenant_id`` the session filters on."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[int]:
+        return mapped_column(
+            BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), nullable=False
+        )
+
+
+class TenantSession(Session):
+    """A session that may be bound to one tenant through ``info["tenant_id"]``."""
+
+    @property
+    def tenant_id(self) -> int | None:
+        return self.info.get("tenant_id")
+
+
+@event.listens_for(TenantSession, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None or state.execution_options.get("all_tenants"):
+        return
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                TenantScoped,
+                lambda cls: cls.tenant_id == tenant_id,
+                include_aliases=True,
+                track_closure_variables=False,
+            )
+        )
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is None:
+        return
+    for obj in session.new:
+        if isinstance(obj, TenantScoped):
+            current = getattr(obj, "tenant_id", None)
+            if current is None:
+                obj.tenant_id = tenant_id  # type: ignore[attr-defined]
+            elif current != tenant_id:
+                raise PermissionError(
+                    f"{type(obj).__name__} of tenant {current} written in a session of tenant {tenant_id}"
+                )
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the settings Pelago relies on for each backend."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below): pysqlite's own handling breaks
+            # SAVEPOINT. Foreign keys on, WAL for readers beside the writer.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: a transaction never fails
+            # half-way with SQLITE_BUSY when it upgrades from reading to writing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+def insert_ignoring_conflict(
+    session: Session, table: Any, values: dict[str, Any], index_elements: list[str], index_where: Any
+) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, on PostgreSQL and SQLite.
+
+    ``None`` means a row with the same key exists (or is being inserted by a
+    transaction we waited for): the database, not a prior SELECT, decides.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    else:  # pragma: no cover
+        raise NotImplementedError(dialect)
+    stmt = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
+        .returning(table.c.id)
+    )
+    return session.execute(stmt).scalar()
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[TenantSession]:
+    return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

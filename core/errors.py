@@ -1,0 +1,57 @@
+"""Domain errors: raised by services, mapped to HTTP statuses by the host app.
+
+Services never import Flask; these exceptions carry just enough for the API
+layer (and the CLI) to answer clearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class PelagoError(Exception):
+    """Base of every error a caller is meant to see."""
+
+    status = 400
+
+    def __init__(self, message: str, errors: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = dict(errors or {})
+
+
+class InvalidInput(PelagoError):
+    """Bad input: 422 with field errors, nothing written."""
+
+    status = 422
+
+
+class NotFound(PelagoError):
+    """Unknown object, or another tenant's (which is the same thing to the caller)."""
+
+    status = 404
+
+
+class Conflict(PelagoError):
+    """A lost race or a state that forbids the change (stale version, lost claim)."""
+
+    status = 409
+
+
+class Forbidden(PelagoError):
+    """The caller's role is too low for this action."""
+
+    status = 403
+
+
+class Vetoed(Conflict):
+    """A plugin's check_* hook refused the change; the message is the plugin's."""
+
+    def __init__(self, message: str, plugin: str | None = None) -> None:
+        super().__init__(message, {"plugin": plugin} if plugin else None)
+        self.plugin = plugin
+
+
+class PluginConfigError(RuntimeError):
+    """The deployment's plugin set is unusable (unknown name, missing requirement)."""

@@ -1,0 +1,214 @@
+"""The outbox: events written with the change, delivered after commit.
+
+:func:`emit` writes one ``core_event`` row (its ``items`` may be a batch) and
+one ``core_event_delivery`` row for every plugin that implements the hook and
+is on for the tenant, all in the caller's transaction. After commit the ids
+are handed to the runtime's queue; :func:`deliver` then calls each plugin on
+its own, in its own transaction, and records the outcome. A plugin that
+raises is marked ``failed`` with its error and retried later with backoff;
+the others are not affected and neither is the request.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from .models import Delivery, OutboxEvent, Tenant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import HookContext
+    from .runtime import Runtime
+
+MAX_ATTEMPTS = 8
+PENDING_KEY = "pelago_events"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as a handler receives it. ``items`` are read-only snapshots."""
+
+    id: int
+    name: str
+    tenant_id: int
+    created_at: datetime
+    actor_id: int | None
+    items: tuple[Mapping[str, Any], ...]
+
+
+def snapshot(value: Any) -> Any:
+    """A JSON-ready copy: ``Decimal`` as string, datetimes as ISO 8601."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [snapshot(v) for v in value]
+    return value
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try: 30 s, 1 min, 2 min … capped at 1 h."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
+    """Write ``name`` with ``items`` to the outbox of ``ctx.session``'s transaction.
+
+    Returns the event id (``None`` if ``items`` is empty).
+    """
+    if not items:
+        return None
+    session = ctx.session
+    now = ctx.now()
+    event = OutboxEvent(
+        tenant_id=ctx.tenant.id,
+        name=name,
+        payload={"items": snapshot(list(items))},
+        actor_id=ctx.actor.user_id if ctx.actor else None,
+        created_at=now,
+    )
+    session.add(event)
+    session.flush([event])
+    subscribers = [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
+    if subscribers:
+        session.add_all(
+            Delivery(
+                tenant_id=ctx.tenant.id,
+                event_id=event.id,
+                plugin=plugin,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+            )
+            for plugin in subscribers
+        )
+        session.info.setdefault(PENDING_KEY, []).append(event.id)
+    return event.id
+
+
+def take_pending(session: Session) -> list[int]:
+    """Event ids emitted in the transaction just committed (and forget them)."""
+    return session.info.pop(PENDING_KEY, [])
+
+
+def deliver(runtime: Runtime, event_ids: Iterable[int]) -> dict[str, int]:
+    """Deliver the pending deliveries of ``event_ids``; returns counts by outcome."""
+    ids = list(event_ids)
+    counts = {"delivered": 0, "failed": 0, "skipped": 0}
+    if not ids:
+        return counts
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.event_id)
+            .where(Delivery.event_id.in_(ids), Delivery.state.in_(("pending", "failed")))
+            .order_by(Delivery.event_id, Delivery.id)
+        ).all()
+    for delivery_id, _ in rows:
+        outcome = deliver_one(runtime, delivery_id)
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+def retry_due(runtime: Runtime, limit: int = 500) -> dict[str, int]:
+    """Retry failed deliveries whose backoff has passed (a core periodic job)."""
+    now = runtime.clock()
+    with runtime.sessions() as session:
+        ids = session.scalars(
+            select(Delivery.id)
+            .where(
+                Delivery.state.in_(("pending", "failed")),
+                Delivery.attempts < MAX_ATTEMPTS,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        ).all()
+    counts = {"delivered": 0, "failed": 0, "skipped": 0}
+    for delivery_id in ids:
+        outcome = deliver_one(runtime, delivery_id)
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+def deliver_one(runtime: Runtime, delivery_id: int) -> str | None:
+    """Run one (event, plugin) delivery in its own transaction.
+
+    The row is locked (``SKIP LOCKED`` on PostgreSQL) so two workers never run
+    the same delivery at once; the handler's own writes commit together with
+    the ``delivered`` mark.
+    """
+    from .context import HookContext
+
+    host = runtime.host
+    with runtime.sessions() as session:
+        delivery = session.scalars(
+            select(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state.in_(("pending", "failed")))
+            .with_for_update(skip_locked=True)
+        ).first()
+        if delivery is None:
+            return None
+        row = session.get(OutboxEvent, delivery.event_id)
+        tenant = session.get(Tenant, delivery.tenant_id)
+        assert row is not None and tenant is not None
+        state = host.tenant_state(session, tenant)
+        now = runtime.clock()
+        if delivery.plugin != "core" and delivery.plugin not in state.enabled:
+            delivery.state = "skipped"
+            delivery.last_error = f"plugin {delivery.plugin!r} is off for this tenant"
+            session.commit()
+            return "skipped"
+        event = Event(
+            id=row.id,
+            name=row.name,
+            tenant_id=row.tenant_id,
+            created_at=row.created_at,
+            actor_id=row.actor_id,
+            items=tuple(MappingProxyType(dict(i)) for i in row.payload.get("items", [])),
+        )
+        attempts = delivery.attempts + 1
+        session.info["tenant_id"] = tenant.id
+        ctx = HookContext(
+            tenant=state, session=session, actor=None, host=host, clock=runtime.clock, event_id=row.id
+        )
+        try:
+            with session.begin_nested():
+                host.single(row.name, delivery.plugin)(ctx=ctx, event=event)
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, not raised
+            error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    state="failed",
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=(now + backoff(attempts)) if attempts < MAX_ATTEMPTS else None,
+                )
+                .execution_options(all_tenants=True)
+            )
+            session.commit()
+            runtime.log.warning(
+                "plugin %s failed on event %s #%s (attempt %s): %s",
+                delivery.plugin, row.name, row.id, attempts, exc,
+            )
+            return "failed"
+        delivery.state = "delivered"
+        delivery.attempts = attempts
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        session.commit()
+        return "delivered"

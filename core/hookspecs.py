@@ -1,0 +1,136 @@
+"""Every hook the core calls, with its contract.
+
+Two kinds:
+
+* **Decisions** are called inside the transaction of the change. An exception
+  propagates and rolls the whole operation back (fail closed).
+* **Events** are written to the outbox in the same transaction and delivered
+  after commit, once per (event, plugin), retried on their own. Each event hook
+  receives ``event``, an :class:`~pelago.core.events.Event` whose ``items`` is a
+  tuple of immutable snapshots: one item for a single API change, up to a batch
+  for bulk work (imports, sweeps), so plugins are called per batch. Use
+  ``ctx.event_id`` to make a handler idempotent: delivery is at least once.
+
+Every runtime hook receives ``ctx`` first (:class:`~pelago.core.context.HookContext`)
+and is only called for plugins switched on for ``ctx.tenant``. Each hook has a
+section in docs/hooks.md and a test; tests/test_hook_docs.py enforces both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .markers import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import HookContext
+    from .events import Event
+    from .models import Lead, Team, User
+    from .routing import OwnerChoice, TeamChoice
+
+# --- decisions ---------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def choose_team(ctx: HookContext, lead: Lead) -> TeamChoice | None:
+    """Pick the team (and branch) a new lead goes to; ``None`` = no opinion."""
+
+
+@hookspec
+def exclude_candidates(
+    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
+) -> Mapping[int, str] | None:
+    """Reps of ``team`` that must not get ``lead``: ``{user_id: reason}``; results merge."""
+
+
+@hookspec(firstresult=True)
+def choose_owner(
+    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
+) -> OwnerChoice | None:
+    """Pick the owner among ``candidates``; ``None`` = no opinion.
+
+    Return ``OwnerChoice(None, reason)`` to leave the lead unowned on purpose.
+    """
+
+
+@hookspec
+def check_assign(ctx: HookContext, lead: Lead, user: User | None, reason: str) -> str | None:
+    """Veto an ownership change by returning a message; ``None`` allows it."""
+
+
+@hookspec
+def check_stage_change(ctx: HookContext, lead: Lead, old: str, new: str) -> str | None:
+    """Veto a stage change by returning a message; ``None`` allows it."""
+
+
+# --- events ------------------------------------------------------------------
+
+
+@hookspec
+def lead_created(ctx: HookContext, event: Event) -> None:
+    """New leads; each item is the lead's snapshot (with ``owner_id``, ``team_id``)."""
+
+
+@hookspec
+def lead_merged(ctx: HookContext, event: Event) -> None:
+    """A submission was folded into an existing lead: ``{lead_id, touch_id, matched_on}``."""
+
+
+@hookspec
+def lead_assigned(ctx: HookContext, event: Event) -> None:
+    """Owner set or changed: ``{lead_id, from_user_id, to_user_id, reason, rule}``."""
+
+
+@hookspec
+def lead_released(ctx: HookContext, event: Event) -> None:
+    """Owner removed: ``{lead_id, from_user_id, reason, rule}``."""
+
+
+@hookspec
+def lead_stage_changed(ctx: HookContext, event: Event) -> None:
+    """Stage moved: ``{lead_id, old, new, lost_reason}``."""
+
+
+@hookspec
+def activity_logged(ctx: HookContext, event: Event) -> None:
+    """A follow-up was logged: ``{activity_id, lead_id, kind, user_id, occurred_at}``."""
+
+
+@hookspec
+def deal_won(ctx: HookContext, event: Event) -> None:
+    """A deal was recorded: ``{deal_id, lead_id, amount, currency, kind, owner_id}``."""
+
+
+@hookspec
+def deal_refunded(ctx: HookContext, event: Event) -> None:
+    """A refund was recorded: ``{refund_id, deal_id, lead_id, amount, reason}``."""
+
+
+@hookspec
+def plugin_enabled(ctx: HookContext, event: Event) -> None:
+    """A plugin was switched on for the tenant: ``{plugin}``; the plugin itself receives it."""
+
+
+@hookspec
+def plugin_disabled(ctx: HookContext, event: Event) -> None:
+    """A plugin was switched off for the tenant: ``{plugin}``; sent to the others."""
+
+
+DECISIONS = ("choose_team", "exclude_candidates", "choose_owner", "check_assign", "check_stage_change")
+EVENTS = (
+    "lead_created",
+    "lead_merged",
+    "lead_assigned",
+    "lead_released",
+    "lead_stage_changed",
+    "activity_logged",
+    "deal_won",
+    "deal_refunded",
+    "plugin_enabled",
+    "plugin_disabled",
+)
+
+
+
+

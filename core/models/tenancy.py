@@ -1,0 +1,131 @@
+"""Tenants, their people and credentials, and their plugin switches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base, BigId, TenantScoped
+
+ROLES = ("operator", "admin", "manager", "rep")
+ROLE_RANK = {"rep": 1, "manager": 2, "admin": 3, "operator": 4}
+
+
+class Tenant(Base):
+    """A customer of the installation. ``plugins_version`` bumps on any plugin change.
+
+    The version is read with the tenant on every authenticated request, which is
+    what lets the per-tenant plugin cache stay correct without a query of its own.
+    """
+
+    __tablename__ = "core_tenant"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    default_region: Mapped[str] = mapped_column(String(2), default="CN")
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    plugins_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime]
+
+
+class Team(TenantScoped, Base):
+    __tablename__ = "core_team"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class User(TenantScoped, Base):
+    """A person. Operators belong to no tenant (``tenant_id`` NULL)."""
+
+    __tablename__ = "core_user"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email"),
+        CheckConstraint(
+            "(role = 'operator') = (tenant_id IS NULL)", name="operator_has_no_tenant"
+        ),
+        CheckConstraint("role IN ('operator','admin','manager','rep')", name="role"),
+        Index("ix_core_user_team", "tenant_id", "team_id"),
+        Index(
+            "uq_core_user_operator_email",
+            "email",
+            unique=True,
+            postgresql_where=text("tenant_id IS NULL"),
+            sqlite_where=text("tenant_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(  # type: ignore[assignment]
+        BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), nullable=True
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    on_leave: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A bearer credential. Only ``sha256(secret)`` is stored; the key is shown once.
+
+    Not tenant-scoped by the session filter: it is read *before* the tenant is
+    known. Its ``tenant_id`` mirrors the user's and is what authentication trusts.
+    """
+
+    __tablename__ = "core_api_key"
+    __table_args__ = (Index("ix_core_api_key_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("core_tenant.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class TenantPlugin(TenantScoped, Base):
+    """One tenant's switch and settings for one deployed plugin."""
+
+    __tablename__ = "core_tenant_plugin"
+
+    tenant_id: Mapped[int] = mapped_column(  # type: ignore[assignment]
+        BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    plugin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("core_user.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime]
+
+
+__all__ = ["ROLES", "ROLE_RANK", "ApiKey", "Team", "Tenant", "TenantPlugin", "User"]

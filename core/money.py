@@ -1,0 +1,23 @@
+"""Money: ``Decimal`` to the cent, ROUND_HALF_UP as Chinese finance expects.
+
+Python's own ``round`` is banker's rounding (half to even); never use it on money.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+
+
+def to_money(value: Decimal | str | int) -> Decimal:
+    """``value`` rounded half-up to 2 places; raises ``ValueError`` if not a finite number."""
+    if isinstance(value, float):
+        raise ValueError("money must not be a float; send a string")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError):
+        raise ValueError(f"not an amount: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not an amount: {value!r}")
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)

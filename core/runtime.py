@@ -1,0 +1,125 @@
+"""Everything a request, a job or a command needs, built once per app.
+
+:class:`Runtime` ties the plugin host, the database and the job queue
+together. The Flask app keeps one in ``app.extensions["pelago"]``; the worker
+and the scheduler build the same from the same configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
+
+from .clock import Clock, system_clock
+from .context import Actor, HookContext, TenantState
+from .db import TenantSession, make_sessionmaker
+from .errors import NotFound
+from .events import take_pending
+from .host import PluginHost
+from .models import Tenant
+
+_current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
+
+
+class Runtime:
+    """The plugin host, the sessions, the clock and the job queue of one app."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        engine: Engine,
+        *,
+        redis_url: str | None = None,
+        clock: Clock = system_clock,
+        queue_name: str = "pelago",
+    ) -> None:
+        from .jobs import InlineQueue, RqQueue
+
+        self.host = host
+        self.engine = engine
+        self.clock = clock
+        self.log = logging.getLogger("pelago")
+        self.sessions = make_sessionmaker(engine)
+        self.queue: InlineQueue | RqQueue = (
+            RqQueue(self, redis_url, queue_name) if redis_url else InlineQueue(self)
+        )
+        event.listen(self.sessions, "after_commit", self._after_commit)
+        event.listen(self.sessions, "after_soft_rollback", self._after_rollback)
+
+    # --- sessions ----------------------------------------------------------
+
+    def _after_commit(self, session: Session) -> None:
+        ids = take_pending(session)
+        if ids:
+            try:
+                self.queue.enqueue("deliver", event_ids=ids)
+            except Exception:  # noqa: BLE001 - the change is committed; retries will deliver
+                self.log.exception("could not hand events %s to the queue; the retry job will", ids)
+
+    def _after_rollback(self, session: Session, _previous: Any) -> None:
+        take_pending(session)
+
+    def tenant_session(self, tenant_id: int) -> TenantSession:
+        """A session whose ORM queries only see ``tenant_id``'s rows."""
+        session = self.sessions()
+        session.info["tenant_id"] = tenant_id
+        return session
+
+    @contextmanager
+    def tenant_context(
+        self, tenant_id: int, actor: Actor | None = None
+    ) -> Iterator[HookContext]:
+        """A hook context on a fresh tenant session (for jobs and commands).
+
+        Commits on success, rolls back on error.
+        """
+        with self.tenant_session(tenant_id) as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise NotFound(f"no tenant {tenant_id}")
+            ctx = self.context(session, self.host.tenant_state(session, tenant), actor)
+            try:
+                yield ctx
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def context(self, session: Session, state: TenantState, actor: Actor | None) -> HookContext:
+        return HookContext(tenant=state, session=session, actor=actor, host=self.host, clock=self.clock)
+
+    def tenant_by_slug(self, slug: str) -> Tenant:
+        with self.sessions() as session:
+            tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
+            if tenant is None:
+                raise NotFound(f"no tenant with slug {slug!r}")
+            return tenant
+
+    # --- process-wide current runtime (workers) ----------------------------
+
+    @contextmanager
+    def activated(self) -> Iterator[Runtime]:
+        """Make this the runtime that queued jobs run against, in this context."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+
+def current_runtime() -> Runtime:
+    runtime = _current.get()
+    if runtime is None:
+        raise RuntimeError("no Pelago runtime is active in this process (start jobs with `pelago worker`)")
+    return runtime
+
+
+def activate(runtime: Runtime) -> None:
+    """Set the runtime for the rest of this context (a worker process's main thread)."""
+    _current.set(runtime)

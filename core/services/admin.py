@@ -1,0 +1,179 @@
+"""Tenant administration: tenants, users, teams and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..context import Actor, HookContext
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..models import ROLE_RANK, ApiKey, Team, Tenant, User
+from ..security import hash_password, new_api_key
+
+# --- tenants (operator) ---------------------------------------------------------
+
+
+def create_tenant(
+    session: Session, *, slug: str, name: str | None = None, timezone: str = "Asia/Shanghai",
+    default_region: str = "CN", currency: str = "CNY", now: Any,
+) -> Tenant:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput("unknown timezone", {"timezone": [f"{timezone!r} is not an IANA timezone"]}) from None
+    import phonenumbers
+
+    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidInput("unknown region", {"default_region": [f"{default_region!r} is not a region code"]})
+    tenant = Tenant(
+        slug=slug, name=name or slug, timezone=timezone, default_region=default_region.upper(),
+        currency=currency.upper(), plugins_version=0, created_at=now,
+    )
+    session.add(tenant)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a tenant with slug {slug!r} exists", {"slug": ["already taken"]}) from None
+    return tenant
+
+
+# --- users --------------------------------------------------------------------
+
+
+def create_user(
+    session: Session, *, tenant_id: int | None, email: str, role: str, name: str = "",
+    team_id: int | None = None, password: str | None = None, now: Any, by: Actor | None = None,
+) -> User:
+    """A user of ``tenant_id`` (``None`` and role ``operator`` for an installation operator)."""
+    if role not in ROLE_RANK:
+        raise InvalidInput("unknown role", {"role": [f"must be one of {', '.join(ROLE_RANK)}"]})
+    if (role == "operator") != (tenant_id is None):
+        raise InvalidInput(
+            "operators belong to no tenant; everyone else to one",
+            {"role": ["operator needs no tenant" if role == "operator" else "needs a tenant"]},
+        )
+    if by is not None and by.role != "operator" and ROLE_RANK[role] > ROLE_RANK[by.role]:
+        raise Forbidden(f"a {by.role} cannot create a {role}")
+    if team_id is not None:
+        _team(session, tenant_id, team_id)
+    user = User(
+        tenant_id=tenant_id, email=email.strip().lower(), role=role, name=name, team_id=team_id,
+        active=True, on_leave=False, password_hash=hash_password(password) if password else None,
+        created_at=now,
+    )
+    session.add(user)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a user with email {email!r} exists", {"email": ["already taken"]}) from None
+    return user
+
+
+def update_user(ctx: HookContext, user: User, data: Mapping[str, Any]) -> User:
+    actor = ctx.actor
+    if "role" in data and data["role"] != user.role:
+        if data["role"] == "operator":
+            raise InvalidInput("operators belong to no tenant", {"role": ["cannot be operator"]})
+        if actor is not None and actor.role != "operator" and ROLE_RANK[data["role"]] > ROLE_RANK[actor.role]:
+            raise Forbidden(f"a {actor.role} cannot make someone {data['role']}")
+    if data.get("team_id") is not None:
+        _team(ctx.session, ctx.tenant.id, data["team_id"])
+    for field in ("name", "role", "team_id", "active", "on_leave"):
+        if field in data:
+            setattr(user, field, data[field])
+    if data.get("password"):
+        user.password_hash = hash_password(data["password"])
+    ctx.session.flush()
+    return user
+
+
+def get_user(ctx: HookContext, user_id: int) -> User:
+    user = ctx.session.get(User, user_id)
+    if user is None or user.tenant_id != ctx.tenant.id:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def _team(session: Session, tenant_id: int | None, team_id: int) -> Team:
+    team = session.get(Team, team_id)
+    if team is None or team.tenant_id != tenant_id:
+        raise InvalidInput("unknown team", {"team_id": [f"no team {team_id} in this tenant"]})
+    return team
+
+
+# --- teams --------------------------------------------------------------------
+
+
+def create_team(ctx: HookContext, data: Mapping[str, Any]) -> Team:
+    team = Team(
+        name=data["name"], description=data.get("description", ""), active=True, created_at=ctx.now()
+    )
+    ctx.session.add(team)
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError:
+        raise Conflict(f"a team named {data['name']!r} exists", {"name": ["already taken"]}) from None
+    return team
+
+
+def get_team(ctx: HookContext, team_id: int) -> Team:
+    team = ctx.session.get(Team, team_id)
+    if team is None or team.tenant_id != ctx.tenant.id:
+        raise NotFound(f"team {team_id} not found")
+    return team
+
+
+def update_team(ctx: HookContext, team: Team, data: Mapping[str, Any]) -> Team:
+    for field in ("name", "description", "active"):
+        if field in data:
+            setattr(team, field, data[field])
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError:
+        raise Conflict("a team with that name exists", {"name": ["already taken"]}) from None
+    return team
+
+
+# --- API keys -----------------------------------------------------------------
+
+
+def create_api_key(session: Session, user: User, *, name: str = "", now: Any) -> tuple[ApiKey, str]:
+    """A new key for ``user``; the clear key is returned here and never again."""
+    key, prefix, digest = new_api_key()
+    row = ApiKey(
+        tenant_id=user.tenant_id, user_id=user.id, name=name, prefix=prefix, secret_hash=digest,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def revoke_api_key(ctx: HookContext, key_id: int) -> ApiKey:
+    row = session_key(ctx, key_id)
+    if row.revoked_at is None:
+        ctx.session.execute(
+            update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None)).values(revoked_at=ctx.now())
+        )
+        ctx.session.refresh(row)
+    return row
+
+
+def session_key(ctx: HookContext, key_id: int) -> ApiKey:
+    row = ctx.session.scalars(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == ctx.tenant.id)
+    ).first()
+    if row is None:
+        raise NotFound(f"api key {key_id} not found")
+    if ctx.actor is not None and not ctx.actor.at_least("admin") and row.user_id != ctx.actor.user_id:
+        raise NotFound(f"api key {key_id} not found")
+    return row

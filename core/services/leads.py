@@ -1,0 +1,481 @@
+"""Leads: intake with duplicate merge, edits, ownership, stages, activities, history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..context import HookContext
+from ..db import insert_ignoring_conflict
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Vetoed
+from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Touch, User
+from ..pagination import Page, paginate
+from ..phones import BadPhone, normalise
+from ..routing import decide
+
+CONTACT_FIELDS = ("name", "email", "source", "region", "product")
+TOUCH_FIELDS = (
+    "channel", "source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id"
+)
+
+
+@dataclass
+class Intake:
+    """The outcome of one submission."""
+
+    lead: Lead
+    created: bool
+    merged: bool
+    replayed: bool
+    touch_id: int
+
+
+def lead_snapshot(lead: Lead) -> dict[str, Any]:
+    return {
+        "lead_id": lead.id,
+        "name": lead.name,
+        "phone": lead.phone,
+        "email": lead.email,
+        "source": lead.source,
+        "stage": lead.stage,
+        "owner_id": lead.owner_id,
+        "team_id": lead.team_id,
+        "is_customer": lead.is_customer,
+        "created_at": lead.created_at,
+    }
+
+
+def clean_contact(ctx: HookContext, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise phone (E.164) and email; raise 422 naming the field."""
+    out = dict(data)
+    if "phone" in out:
+        raw = out["phone"]
+        if raw in (None, ""):
+            out["phone"] = None
+        else:
+            try:
+                out["phone"] = normalise(str(raw), ctx.tenant.default_region)
+            except BadPhone as exc:
+                raise InvalidInput("invalid phone", {"phone": [str(exc)]}) from None
+    if "email" in out:
+        email = (out["email"] or "").strip().lower()
+        out["email"] = email or None
+    return out
+
+
+# --- intake -----------------------------------------------------------------
+
+
+def create_lead(
+    ctx: HookContext,
+    data: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    touch: Mapping[str, Any] | None = None,
+    raw: Mapping[str, Any] | None = None,
+) -> Intake:
+    """Create a lead, or fold the submission into the lead it duplicates.
+
+    Duplicates are decided by the unique indexes on (tenant, phone) and
+    (tenant, email when no phone): the INSERT is ``ON CONFLICT DO NOTHING`` and
+    a miss means merge. Concurrent submissions of one phone therefore give one
+    lead and one touch each, never two leads. Nothing on the existing lead is
+    overwritten; only empty fields are filled, and the touch keeps the rest.
+    """
+    session = ctx.session
+    data = clean_contact(ctx, data)
+    phone, email = data.get("phone"), data.get("email")
+    if not phone and not email:
+        raise InvalidInput("a lead needs a phone or an email", {"phone": ["phone or email is required"]})
+
+    if idempotency_key:
+        replay = _replay(ctx, idempotency_key)
+        if replay is not None:
+            return replay
+
+    now = ctx.now()
+    lead_id: int | None
+    matched_on = "phone" if phone else "email"
+    if phone is None and email is not None:
+        # An email-only submission also matches a lead that has a phone.
+        lead_id = session.scalar(
+            select(Lead.id).where(Lead.email == email).order_by(Lead.id).limit(1)
+        )
+        if lead_id is not None:
+            return _merge(ctx, lead_id, data, matched_on, idempotency_key, touch, raw)
+    values = {
+        "tenant_id": ctx.tenant.id,
+        "name": data.get("name") or "",
+        "phone": phone,
+        "email": email,
+        "source": data.get("source"),
+        "region": data.get("region"),
+        "product": data.get("product"),
+        "stage": "new",
+        "is_customer": False,
+        "team_id": data.get("team_id"),
+        "owner_id": None,
+        "locked": bool(data.get("locked", False)),
+        "attributes": dict(data.get("attributes") or {}),
+        "created_at": now,
+        "updated_at": now,
+        "stage_changed_at": now,
+        "version": 1,
+    }
+    if phone:
+        lead_id = insert_ignoring_conflict(
+            session, Lead.__table__, values, ["tenant_id", "phone"], text("phone IS NOT NULL")
+        )
+    else:
+        lead_id = insert_ignoring_conflict(
+            session, Lead.__table__, values, ["tenant_id", "email"],
+            text("phone IS NULL AND email IS NOT NULL"),
+        )
+    if lead_id is None:
+        existing = session.scalar(
+            select(Lead.id).where(Lead.phone == phone) if phone
+            else select(Lead.id).where(Lead.phone.is_(None), Lead.email == email)
+        )
+        if existing is None:  # pragma: no cover - the conflicting row must be visible now
+            raise Conflict("the duplicate lead could not be read; retry")
+        return _merge(ctx, existing, data, matched_on, idempotency_key, touch, raw)
+
+    lead = session.get(Lead, lead_id)
+    assert lead is not None
+    touch_row = _add_touch(ctx, lead, idempotency_key, touch, raw or data, merged=False)
+    session.add(StageChange(lead_id=lead.id, old=None, new="new", actor_id=_actor_id(ctx), at=now))
+
+    owner_id = data.get("owner_id")
+    if owner_id is not None:
+        user = _user(ctx, owner_id, field="owner_id")
+        _veto_assign(ctx, lead, user, "manual")
+        _set_owner(ctx, lead, user.id, reason="created", rule="caller", note="owner given at creation",
+                   detail={"owner": {"user_id": user.id, "reason": "given by the caller"}})
+    else:
+        decision = decide(ctx, lead)
+        if decision.owner_id is not None:
+            user = session.get(User, decision.owner_id)
+            _veto_assign(ctx, lead, user, "routing")
+        lead.team_id = decision.team_id
+        _set_owner(ctx, lead, decision.owner_id, reason="created", rule=decision.rule,
+                   detail=decision.explanation, team_id=decision.team_id)
+    ctx.emit("lead_created", [lead_snapshot(lead)])
+    return Intake(lead, created=True, merged=False, replayed=False, touch_id=touch_row.id)
+
+
+def _replay(ctx: HookContext, key: str) -> Intake | None:
+    found = ctx.session.execute(
+        select(Touch.id, Touch.lead_id, Touch.merged).where(Touch.idempotency_key == key)
+    ).first()
+    if found is None:
+        return None
+    lead = ctx.session.get(Lead, found.lead_id)
+    assert lead is not None
+    return Intake(lead, created=False, merged=found.merged, replayed=True, touch_id=found.id)
+
+
+def _merge(
+    ctx: HookContext,
+    lead_id: int,
+    data: Mapping[str, Any],
+    matched_on: str,
+    idempotency_key: str | None,
+    touch: Mapping[str, Any] | None,
+    raw: Mapping[str, Any] | None,
+) -> Intake:
+    session = ctx.session
+    lead = session.get(Lead, lead_id, with_for_update=True)
+    assert lead is not None
+    filled = []
+    for field in ("name", "email", "source", "region", "product"):
+        if data.get(field) and not getattr(lead, field):
+            setattr(lead, field, data[field])
+            filled.append(field)
+    if filled:
+        lead.updated_at = ctx.now()
+    touch_row = _add_touch(ctx, lead, idempotency_key, touch, raw or data, merged=True)
+    ctx.emit("lead_merged", [{
+        "lead_id": lead.id, "touch_id": touch_row.id, "matched_on": matched_on, "filled": filled,
+    }])
+    return Intake(lead, created=False, merged=True, replayed=False, touch_id=touch_row.id)
+
+
+def _add_touch(
+    ctx: HookContext,
+    lead: Lead,
+    key: str | None,
+    touch: Mapping[str, Any] | None,
+    raw: Mapping[str, Any],
+    *,
+    merged: bool,
+) -> Touch:
+    fields = {k: v for k, v in (touch or {}).items() if k in TOUCH_FIELDS}
+    fields.setdefault("source", lead.source)
+    row = Touch(
+        lead_id=lead.id, idempotency_key=key, merged=merged, raw=_jsonable(raw),
+        received_at=ctx.now(), **fields,
+    )
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(row)
+    except IntegrityError:
+        # The same idempotency key won a race in another transaction: the
+        # caller's retry will replay it; this one must not write anything.
+        raise Conflict(
+            "a request with this idempotency key is being processed; retry it",
+            {"idempotency_key": [key]},
+        ) from None
+    return row
+
+
+def _jsonable(raw: Mapping[str, Any]) -> dict[str, Any]:
+    from ..events import snapshot
+
+    return snapshot(dict(raw))
+
+
+# --- reads --------------------------------------------------------------------
+
+
+def visible(ctx: HookContext) -> Select[tuple[Lead]]:
+    """Leads the actor may see: all of the tenant's, or a rep's own."""
+    stmt = select(Lead)
+    if ctx.actor is not None and ctx.actor.role == "rep":
+        stmt = stmt.where(Lead.owner_id == ctx.actor.user_id)
+    return stmt
+
+
+def get_lead(ctx: HookContext, lead_id: int, *, for_update: bool = False) -> Lead:
+    stmt = visible(ctx).where(Lead.id == lead_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    lead = ctx.session.scalars(stmt).first()
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    return lead
+
+
+def list_leads(ctx: HookContext, filters: Mapping[str, Any], cursor: str | None, limit: int) -> Page[Lead]:
+    stmt = visible(ctx)
+    for name in ("stage", "owner_id", "team_id", "source"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(Lead, name) == filters[name])
+    if filters.get("unowned"):
+        stmt = stmt.where(Lead.owner_id.is_(None))
+    if filters.get("created_after") is not None:
+        stmt = stmt.where(Lead.created_at >= filters["created_after"])
+    if filters.get("created_before") is not None:
+        stmt = stmt.where(Lead.created_at < filters["created_before"])
+    q = (filters.get("q") or "").strip()
+    if q:
+        stmt = stmt.where(_search(ctx, q))
+    return paginate(ctx.session, stmt, Lead.id, cursor, limit)
+
+
+def _search(ctx: HookContext, q: str) -> Any:
+    """Exact phone (any formatting), email, or a name prefix."""
+    from sqlalchemy import or_
+
+    clauses = [Lead.email == q.lower(), Lead.name.like(_escape(q) + "%", escape="\\")]
+    try:
+        clauses.append(Lead.phone == normalise(q, ctx.tenant.default_region))
+    except BadPhone:
+        pass
+    return or_(*clauses)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- edits --------------------------------------------------------------------
+
+
+def update_lead(ctx: HookContext, lead: Lead, data: Mapping[str, Any]) -> Lead:
+    """Edit contact fields, attributes and the lock; a phone taken by another lead is 409."""
+    data = clean_contact(ctx, data)
+    if "locked" in data and (ctx.actor is None or not ctx.actor.at_least("manager")):
+        raise Forbidden("only a manager can lock or unlock a lead")
+    if data.get("phone") is None and "phone" in data and not (data.get("email") or lead.email):
+        raise InvalidInput("a lead needs a phone or an email", {"phone": ["cannot remove the only contact"]})
+    for field in (*CONTACT_FIELDS, "phone", "locked"):
+        if field in data:
+            setattr(lead, field, data[field])
+    if "attributes" in data:
+        lead.attributes = {**lead.attributes, **data["attributes"]}
+    lead.updated_at = ctx.now()
+    _flush(ctx, "phone or email already belongs to another lead")
+    return lead
+
+
+def assign(
+    ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str = "manual", note: str = "",
+    rule: str | None = None, detail: Mapping[str, Any] | None = None,
+) -> Lead:
+    """Give ``lead`` to ``user_id`` (``None`` releases it) and write the ledger.
+
+    Manual changes need a manager; rules never move a locked lead.
+    """
+    if reason == "manual" and (ctx.actor is None or not ctx.actor.at_least("manager")):
+        raise Forbidden("only a manager can reassign leads")
+    if lead.locked and reason != "manual":
+        raise Conflict(f"lead {lead.id} is locked; only a manual reassignment can move it")
+    if user_id == lead.owner_id:
+        return lead
+    user = _user(ctx, user_id, field="user_id") if user_id is not None else None
+    _veto_assign(ctx, lead, user, reason)
+    _set_owner(ctx, lead, user_id, reason=reason, rule=rule, note=note, detail=dict(detail or {}))
+    _flush(ctx, "the lead changed meanwhile; reload and retry")
+    return lead
+
+
+def _set_owner(
+    ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str, rule: str | None = None,
+    note: str = "", detail: Mapping[str, Any] | None = None, team_id: int | None = None,
+) -> None:
+    previous = lead.owner_id
+    now = ctx.now()
+    lead.owner_id = user_id
+    if team_id is not None:
+        lead.team_id = team_id
+    elif user_id is not None:
+        owner_team = ctx.session.scalar(select(User.team_id).where(User.id == user_id))
+        lead.team_id = owner_team if owner_team is not None else lead.team_id
+    lead.assigned_at = now if user_id is not None else None
+    lead.updated_at = now
+    ctx.session.add(OwnershipChange(
+        lead_id=lead.id, from_user_id=previous, to_user_id=user_id, to_team_id=lead.team_id,
+        reason=reason, rule=rule, note=note, detail=_jsonable(detail or {}),
+        actor_id=_actor_id(ctx), at=now,
+    ))
+    if user_id is not None:
+        ctx.emit("lead_assigned", [{
+            "lead_id": lead.id, "from_user_id": previous, "to_user_id": user_id,
+            "team_id": lead.team_id, "reason": reason, "rule": rule,
+        }])
+    elif previous is not None:
+        ctx.emit("lead_released", [{
+            "lead_id": lead.id, "from_user_id": previous, "reason": reason, "rule": rule,
+        }])
+
+
+def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None = None) -> Lead:
+    if new not in STAGES:
+        raise InvalidInput("unknown stage", {"stage": [f"must be one of {', '.join(STAGES)}"]})
+    if new == "lost" and not (lost_reason or "").strip():
+        raise InvalidInput("a lost lead needs a reason", {"lost_reason": ["required when stage is lost"]})
+    old = lead.stage
+    if old == new and (new != "lost" or lost_reason == lead.lost_reason):
+        return lead
+    for message in ctx.hooks.check_stage_change(ctx=ctx, lead=lead, old=old, new=new):
+        if message:
+            raise Vetoed(message)
+    now = ctx.now()
+    lead.stage = new
+    lead.lost_reason = lost_reason.strip() if new == "lost" and lost_reason else None
+    lead.stage_changed_at = now
+    lead.updated_at = now
+    if new == "won":
+        lead.is_customer = True
+    ctx.session.add(StageChange(
+        lead_id=lead.id, old=old, new=new, lost_reason=lead.lost_reason, actor_id=_actor_id(ctx), at=now
+    ))
+    ctx.emit("lead_stage_changed", [{
+        "lead_id": lead.id, "old": old, "new": new, "lost_reason": lead.lost_reason,
+    }])
+    _flush(ctx, "the lead changed meanwhile; reload and retry")
+    return lead
+
+
+def log_activity(
+    ctx: HookContext, lead: Lead, kind: str, note: str = "", occurred_at: datetime | None = None
+) -> Activity:
+    now = ctx.now()
+    at = occurred_at or now
+    if at > now:
+        raise InvalidInput("an activity cannot be in the future", {"occurred_at": ["is in the future"]})
+    activity = Activity(
+        lead_id=lead.id, user_id=_actor_id(ctx), kind=kind, note=note, occurred_at=at, created_at=now
+    )
+    ctx.session.add(activity)
+    # Conditional: a late-logged old activity never moves last_activity_at back.
+    ctx.session.execute(
+        update(Lead)
+        .where(Lead.id == lead.id)
+        .where((Lead.last_activity_at.is_(None)) | (Lead.last_activity_at < at))
+        .values(last_activity_at=at)
+        .execution_options(synchronize_session="fetch")
+    )
+    ctx.session.flush()
+    ctx.emit("activity_logged", [{
+        "activity_id": activity.id, "lead_id": lead.id, "kind": kind,
+        "user_id": activity.user_id, "occurred_at": at,
+    }])
+    return activity
+
+
+def list_activities(ctx: HookContext, lead: Lead, cursor: str | None, limit: int) -> Page[Activity]:
+    return paginate(ctx.session, select(Activity).where(Activity.lead_id == lead.id), Activity.id, cursor, limit)
+
+
+def history(ctx: HookContext, lead: Lead) -> list[dict[str, Any]]:
+    """Ownership, stage and activity timeline, oldest first."""
+    s = ctx.session
+    items: list[dict[str, Any]] = []
+    for o in s.scalars(select(OwnershipChange).where(OwnershipChange.lead_id == lead.id)):
+        items.append({
+            "type": "ownership", "at": o.at, "id": o.id, "actor_id": o.actor_id,
+            "from_user_id": o.from_user_id, "to_user_id": o.to_user_id, "team_id": o.to_team_id,
+            "reason": o.reason, "rule": o.rule, "note": o.note, "detail": o.detail,
+        })
+    for c in s.scalars(select(StageChange).where(StageChange.lead_id == lead.id)):
+        items.append({
+            "type": "stage", "at": c.at, "id": c.id, "actor_id": c.actor_id,
+            "old": c.old, "new": c.new, "lost_reason": c.lost_reason,
+        })
+    for a in s.scalars(select(Activity).where(Activity.lead_id == lead.id)):
+        items.append({
+            "type": "activity", "at": a.occurred_at, "id": a.id, "actor_id": a.user_id,
+            "kind": a.kind, "note": a.note,
+        })
+    order = {"stage": 0, "ownership": 1, "activity": 2}
+    items.sort(key=lambda i: (i["at"], order[i["type"]], i["id"]))
+    return items
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _actor_id(ctx: HookContext) -> int | None:
+    return ctx.actor.user_id if ctx.actor else None
+
+
+def _user(ctx: HookContext, user_id: int, *, field: str) -> User:
+    user = ctx.session.get(User, user_id)
+    if user is None or user.tenant_id != ctx.tenant.id:
+        raise InvalidInput("unknown user", {field: [f"no user {user_id} in this tenant"]})
+    if not user.active:
+        raise InvalidInput("inactive user", {field: [f"user {user_id} is not active"]})
+    return user
+
+
+def _veto_assign(ctx: HookContext, lead: Lead, user: User | None, reason: str) -> None:
+    for message in ctx.hooks.check_assign(ctx=ctx, lead=lead, user=user, reason=reason):
+        if message:
+            raise Vetoed(message)
+
+
+def _flush(ctx: HookContext, conflict_message: str) -> None:
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError:
+        raise Conflict(conflict_message) from None
+    except StaleDataError:
+        raise Conflict("the lead changed meanwhile; reload and retry") from None

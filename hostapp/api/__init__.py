@@ -1,0 +1,19 @@
+"""The core's REST API under ``/api/v1``, one blueprint per resource."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint as _Blueprint
+
+from ..errors import Parser
+
+
+class Blueprint(_Blueprint):
+    """flask-smorest's blueprint with Pelago's argument parser (malformed JSON → 422)."""
+
+    ARGUMENTS_PARSER = Parser()
+
+
+def core_blueprints() -> list[_Blueprint]:
+    from . import admin, deals, leads, plugins, tenants
+
+    return [leads.blp, deals.blp, admin.users, admin.teams, admin.keys, admin.deliveries, plugins.blp, tenants.blp]

@@ -1,0 +1,120 @@
+"""``/api/v1/leads``: intake, list, edit, ownership, stages, activities, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from pelago.core.services import leads as svc
+
+from ..auth import commit, ctx, requires
+from . import Blueprint
+from . import schemas as s
+
+blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads and their history")
+
+TOUCH_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id")
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(s.LeadCreate)
+@blp.response(201, s.LeadIntake, description="created")
+@blp.alt_response(200, schema=s.LeadIntake, description="merged into an existing lead, or a replayed retry")
+@blp.doc(parameters=[{
+    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 200},
+    "description": "a retry with the same key returns the first result and writes nothing",
+}])
+def create(data: dict[str, Any]) -> Any:
+    c = ctx()
+    key = request.headers.get("Idempotency-Key") or data.pop("external_id", None)
+    data.pop("external_id", None)
+    if key is not None and len(key) > 200:
+        from pelago.core.errors import InvalidInput
+
+        raise InvalidInput("idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]})
+    touch = {k: data.pop(k) for k in TOUCH_KEYS if k in data}
+    touch["channel"] = "api"
+    if c.actor is not None and c.actor.role == "rep" and data.get("owner_id") is None:
+        data["owner_id"] = c.actor.user_id  # a rep's own lead is hers
+    result = svc.create_lead(c, data, idempotency_key=key, touch=touch, raw=request.get_json(silent=True) or {})
+    commit()
+    out = _lead(result.lead) | {
+        "merged": result.merged, "replayed": result.replayed, "touch_id": result.touch_id,
+    }
+    return out, 201 if result.created else 200
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(s.LeadFilter, location="query")
+@blp.response(200, s.LeadPage)
+def index(args: dict[str, Any]) -> Any:
+    page = svc.list_leads(ctx(), args, args.pop("cursor", None), args.pop("limit"))
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<int:lead_id>", methods=["GET"])
+@blp.response(200, s.Lead)
+def show(lead_id: int) -> Any:
+    return svc.get_lead(ctx(), lead_id)
+
+
+@blp.route("/<int:lead_id>", methods=["PATCH"])
+@blp.arguments(s.LeadPatch)
+@blp.response(200, s.Lead)
+def patch(data: dict[str, Any], lead_id: int) -> Any:
+    c = ctx()
+    lead = svc.update_lead(c, svc.get_lead(c, lead_id, for_update=True), data)
+    commit()
+    return lead
+
+
+@blp.route("/<int:lead_id>/assign", methods=["POST"])
+@blp.arguments(s.AssignArgs)
+@blp.response(200, s.Lead)
+@requires("manager")
+def assign(data: dict[str, Any], lead_id: int) -> Any:
+    c = ctx()
+    lead = svc.assign(c, svc.get_lead(c, lead_id, for_update=True), data["user_id"], note=data["note"])
+    commit()
+    return lead
+
+
+@blp.route("/<int:lead_id>/stage", methods=["POST"])
+@blp.arguments(s.StageArgs)
+@blp.response(200, s.Lead)
+def stage(data: dict[str, Any], lead_id: int) -> Any:
+    c = ctx()
+    lead = svc.change_stage(c, svc.get_lead(c, lead_id, for_update=True), data["stage"], data.get("lost_reason"))
+    commit()
+    return lead
+
+
+@blp.route("/<int:lead_id>/activities", methods=["POST"])
+@blp.arguments(s.ActivityArgs)
+@blp.response(201, s.Activity)
+def log_activity(data: dict[str, Any], lead_id: int) -> Any:
+    c = ctx()
+    activity = svc.log_activity(c, svc.get_lead(c, lead_id), data["kind"], data["note"], data.get("occurred_at"))
+    commit()
+    return activity
+
+
+@blp.route("/<int:lead_id>/activities", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.ActivityPage)
+def activities(args: dict[str, Any], lead_id: int) -> Any:
+    c = ctx()
+    page = svc.list_activities(c, svc.get_lead(c, lead_id), args.get("cursor"), args["limit"])
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<int:lead_id>/history", methods=["GET"])
+@blp.response(200, s.History)
+def history(lead_id: int) -> Any:
+    c = ctx()
+    return {"items": svc.history(c, svc.get_lead(c, lead_id))}
+
+
+def _lead(lead: Any) -> dict[str, Any]:
+    return {name: getattr(lead, name) for name in s.Lead().fields}

@@ -1,0 +1,365 @@
+"""Request and response schemas of the core API. Everything has one, so the spec is complete."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, ROLES, STAGES
+from pelago.core.pagination import MAX_LIMIT
+
+
+
+def _id(**kw: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1), **kw)
+
+
+def _money(**kw: Any) -> fields.Decimal:
+    return fields.Decimal(places=2, rounding=ROUND_HALF_UP, as_string=True, allow_nan=False, **kw)
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+# --- leads ---------------------------------------------------------------------
+
+
+class LeadBase(Schema):
+    name = fields.String(validate=validate.Length(max=200))
+    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    source = fields.String(allow_none=True, validate=validate.Length(max=100))
+    region = fields.String(allow_none=True, validate=validate.Length(max=100))
+    product = fields.String(allow_none=True, validate=validate.Length(max=100))
+    attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
+
+
+class LeadCreate(LeadBase):
+    team_id = _id(allow_none=True)
+    owner_id = _id(allow_none=True)
+    external_id = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "the sender's id for this submission; a retry with it is a no-op"},
+    )
+    utm_source = fields.String(validate=validate.Length(max=200))
+    utm_medium = fields.String(validate=validate.Length(max=200))
+    utm_campaign = fields.String(validate=validate.Length(max=200))
+    utm_term = fields.String(validate=validate.Length(max=200))
+    utm_content = fields.String(validate=validate.Length(max=200))
+    click_id = fields.String(validate=validate.Length(max=200))
+
+    @validates_schema
+    def _reachable(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("phone") and not data.get("email"):
+            raise ValidationError("phone or email is required", "phone")
+
+
+class LeadPatch(LeadBase):
+    locked = fields.Boolean()
+
+
+class Lead(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    phone = fields.String(allow_none=True, required=True)
+    email = fields.String(allow_none=True, required=True)
+    source = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+    product = fields.String(allow_none=True)
+    stage = fields.String(required=True, validate=validate.OneOf(STAGES))
+    lost_reason = fields.String(allow_none=True)
+    is_customer = fields.Boolean(required=True)
+    owner_id = fields.Integer(allow_none=True, required=True)
+    team_id = fields.Integer(allow_none=True, required=True)
+    locked = fields.Boolean(required=True)
+    attributes = fields.Dict()
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+    assigned_at = fields.AwareDateTime(allow_none=True)
+    stage_changed_at = fields.AwareDateTime(required=True)
+    last_activity_at = fields.AwareDateTime(allow_none=True)
+    version = fields.Integer(required=True)
+
+
+class LeadIntake(Lead):
+    merged = fields.Boolean(required=True, metadata={"description": "folded into an existing lead"})
+    replayed = fields.Boolean(required=True, metadata={"description": "a retry of an earlier request"})
+    touch_id = fields.Integer(required=True)
+
+
+class LeadFilter(PageArgs):
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    owner_id = _id()
+    team_id = _id()
+    unowned = fields.Boolean()
+    source = fields.String(validate=validate.Length(max=100))
+    created_after = fields.AwareDateTime()
+    created_before = fields.AwareDateTime()
+    q = fields.String(validate=validate.Length(max=200))
+
+
+class LeadPage(Schema):
+    items = fields.List(fields.Nested(Lead), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class AssignArgs(Schema):
+    user_id = _id(required=True, allow_none=True, metadata={"description": "null releases the lead"})
+    note = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class StageArgs(Schema):
+    stage = fields.String(required=True, validate=validate.OneOf(STAGES))
+    lost_reason = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+    @validates_schema
+    def _lost_needs_reason(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("stage") == "lost" and not (data.get("lost_reason") or "").strip():
+            raise ValidationError("required when stage is lost", "lost_reason")
+
+
+class ActivityArgs(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
+    note = fields.String(load_default="", validate=validate.Length(max=10_000))
+    occurred_at = fields.AwareDateTime()
+
+
+class Activity(Schema):
+    id = fields.Integer(required=True)
+    lead_id = fields.Integer(required=True)
+    user_id = fields.Integer(allow_none=True)
+    kind = fields.String(required=True)
+    note = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class ActivityPage(Schema):
+    items = fields.List(fields.Nested(Activity), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class HistoryItem(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(("ownership", "stage", "activity")))
+    id = fields.Integer(required=True)
+    at = fields.AwareDateTime(required=True)
+    actor_id = fields.Integer(allow_none=True)
+    from_user_id = fields.Integer(allow_none=True)
+    to_user_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    reason = fields.String()
+    rule = fields.String(allow_none=True)
+    note = fields.String()
+    detail = fields.Dict()
+    old = fields.String(allow_none=True)
+    new = fields.String()
+    lost_reason = fields.String(allow_none=True)
+    kind = fields.String()
+
+
+class History(Schema):
+    items = fields.List(fields.Nested(HistoryItem), required=True)
+
+
+# --- deals -------------------------------------------------------------------
+
+
+class DealArgs(Schema):
+    amount = _money(required=True, metadata={"description": "a decimal string, e.g. \"1999.00\""})
+    currency = fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    product = fields.String(load_default="", validate=validate.Length(max=200))
+    kind = fields.String(validate=validate.OneOf(DEAL_KINDS))
+
+
+class Deal(Schema):
+    id = fields.Integer(required=True)
+    lead_id = fields.Integer(required=True)
+    owner_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    amount = _money(required=True)
+    refunded = _money(required=True)
+    currency = fields.String(required=True)
+    product = fields.String(required=True)
+    kind = fields.String(required=True)
+    won_at = fields.AwareDateTime(required=True)
+
+
+class DealFilter(PageArgs):
+    lead_id = _id()
+    owner_id = _id()
+    kind = fields.String(validate=validate.OneOf(DEAL_KINDS))
+
+
+class DealPage(Schema):
+    items = fields.List(fields.Nested(Deal), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class RefundArgs(Schema):
+    amount = _money(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class Refund(Schema):
+    id = fields.Integer(required=True)
+    deal_id = fields.Integer(required=True)
+    amount = _money(required=True)
+    reason = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+# --- administration --------------------------------------------------------------
+
+
+class UserArgs(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    role = fields.String(required=True, validate=validate.OneOf([r for r in ROLES if r != "operator"]))
+    team_id = _id(allow_none=True)
+    password = fields.String(load_only=True, validate=validate.Length(min=8, max=200))
+
+
+class UserPatch(Schema):
+    name = fields.String(validate=validate.Length(max=200))
+    role = fields.String(validate=validate.OneOf([r for r in ROLES if r != "operator"]))
+    team_id = _id(allow_none=True)
+    active = fields.Boolean()
+    on_leave = fields.Boolean()
+    password = fields.String(load_only=True, validate=validate.Length(min=8, max=200))
+
+
+class User(Schema):
+    id = fields.Integer(required=True)
+    email = fields.String(required=True)
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    team_id = fields.Integer(allow_none=True)
+    active = fields.Boolean(required=True)
+    on_leave = fields.Boolean(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class UserPage(Schema):
+    items = fields.List(fields.Nested(User), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class TeamArgs(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class TeamPatch(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=1000))
+    active = fields.Boolean()
+
+
+class Team(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    active = fields.Boolean(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class TeamPage(Schema):
+    items = fields.List(fields.Nested(Team), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ApiKeyArgs(Schema):
+    user_id = _id(metadata={"description": "admins may create keys for others; default: yourself"})
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class ApiKey(Schema):
+    id = fields.Integer(required=True)
+    user_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    prefix = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    revoked_at = fields.AwareDateTime(allow_none=True)
+
+
+class ApiKeyCreated(ApiKey):
+    key = fields.String(required=True, metadata={"description": "shown once; store it now"})
+
+
+class ApiKeyPage(Schema):
+    items = fields.List(fields.Nested(ApiKey), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+# --- plugins and tenants -------------------------------------------------------------
+
+
+class Plugin(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    version = fields.String(required=True)
+    requires = fields.List(fields.String(), required=True)
+    enabled = fields.Boolean(required=True)
+    settings = fields.Dict(required=True, metadata={"description": "secrets are masked"})
+    updated_at = fields.AwareDateTime(allow_none=True)
+    updated_by = fields.Integer(allow_none=True)
+
+
+class PluginList(Schema):
+    items = fields.List(fields.Nested(Plugin), required=True)
+    failed = fields.List(fields.Dict(), required=True, metadata={"description": "deployed but failed to load"})
+
+
+class PluginArgs(Schema):
+    enabled = fields.Boolean()
+    settings = fields.Dict(keys=fields.String())
+
+
+class TenantArgs(Schema):
+    slug = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$"))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    timezone = fields.String(load_default="Asia/Shanghai", validate=validate.Length(max=64))
+    default_region = fields.String(load_default="CN", validate=validate.Regexp(r"^[A-Za-z]{2}$"))
+    currency = fields.String(load_default="CNY", validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+
+
+class Tenant(Schema):
+    id = fields.Integer(required=True)
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    timezone = fields.String(required=True)
+    default_region = fields.String(required=True)
+    currency = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class TenantPage(Schema):
+    items = fields.List(fields.Nested(Tenant), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class DeliveryFilter(PageArgs):
+    state = fields.String(validate=validate.OneOf(("pending", "delivered", "failed", "skipped")))
+    plugin = fields.String(validate=validate.Length(max=64))
+
+
+class Delivery(Schema):
+    id = fields.Integer(required=True)
+    event_id = fields.Integer(required=True)
+    event = fields.String(required=True)
+    plugin = fields.String(required=True)
+    state = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+class DeliveryPage(Schema):
+    items = fields.List(fields.Nested(Delivery), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

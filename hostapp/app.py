@@ -1,0 +1,76 @@
+"""The Flask app factory: the core API plus every deployed plugin's blueprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, redirect
+from flask_smorest import Api
+
+from pelago.core import __version__
+from pelago.core.clock import Clock, system_clock
+from pelago.core.db import make_engine
+from pelago.core.host import PluginHost
+from pelago.core.runtime import Runtime
+
+from . import auth, errors
+from .api import core_blueprints
+from .config import Settings
+
+
+def build_runtime(settings: Settings, *, clock: Clock = system_clock, host: PluginHost | None = None) -> Runtime:
+    """The runtime of an app, a worker or a command, from the same settings."""
+    host = host or PluginHost(settings.plugins, strict=settings.strict_plugins)
+    engine = make_engine(settings.database_url)
+    return Runtime(host, engine, redis_url=settings.redis_url, clock=clock)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock = system_clock, runtime: Runtime | None = None
+) -> Flask:
+    settings = settings or Settings.from_env()
+    runtime = runtime or build_runtime(settings, clock=clock)
+    root = Path(__file__).parent
+    # Explicit paths: ``pelago`` is a namespace package, which Flask cannot locate.
+    app = Flask("pelago.hostapp", root_path=str(root), instance_path=str(Path.cwd() / "instance"))
+    app.config.update(
+        API_TITLE="Pelago",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_REDOC_PATH="/redoc",
+        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={
+            "info": {"description": "Pelago CRM core API. Authenticate with `Authorization: Bearer <key>`."},
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    app.extensions["pelago"] = runtime
+    app.extensions["pelago_settings"] = settings
+    api = Api(app)
+    for blp in core_blueprints():
+        api.register_blueprint(blp)
+    plugin_blueprints: dict[str, str] = {}
+    for spec in runtime.host.specs.values():
+        if spec.blueprint is not None:
+            api.register_blueprint(spec.blueprint, url_prefix=f"/api/v1/{spec.name}")
+            plugin_blueprints[spec.blueprint.name] = spec.name
+    errors.register(app)
+    auth.install(app, plugin_blueprints)
+
+    @app.get("/")
+    def _root() -> Any:
+        return redirect("/api/docs")
+
+    @app.get("/healthz")
+    def _health() -> Any:
+        return jsonify({"status": "ok", "version": __version__, "plugins": list(runtime.host.specs)})
+
+    return app

@@ -1,0 +1,129 @@
+"""Bearer authentication, the request's hook context, and role checks.
+
+One query per request reads the key, its user and its tenant (with the
+tenant's ``plugins_version``); the plugin switches come from the host's cache
+unless that version moved. The tenant always comes from the credential; only
+an operator may name one, with the ``X-Pelago-Tenant`` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
+from flask_smorest import abort
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from pelago.core.context import Actor, HookContext
+from pelago.core.models import ApiKey, Tenant, User
+from pelago.core.runtime import Runtime
+from pelago.core.security import key_matches, split_key
+
+F = TypeVar("F", bound=Callable[..., Any])
+PUBLIC = "pelago_public"
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["pelago"]  # type: ignore[no-any-return]
+
+
+def public(view: F) -> F:
+    """Mark a view as needing no credential (webhooks, health)."""
+    setattr(view, PUBLIC, True)
+    return view
+
+
+def ctx() -> HookContext:
+    """The hook context of this request; 403 for an operator who named no tenant."""
+    context = g.get("pelago_ctx")
+    if context is None:
+        abort(403, message="this route acts on a tenant: operators name one with X-Pelago-Tenant")
+    return context  # type: ignore[no-any-return]
+
+
+def actor() -> Actor:
+    return g.pelago_actor  # type: ignore[no-any-return]
+
+
+def requires(role: str) -> Callable[[F], F]:
+    """Refuse callers below ``role`` (operator > admin > manager > rep) with 403."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not actor().at_least(role):
+                abort(403, message=f"this needs the {role} role or higher")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def commit() -> None:
+    """Commit the request's transaction (events are handed on after commit)."""
+    g.pelago_session.commit()
+
+
+def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
+    """Authenticate every ``/api/v1`` request and gate plugin routes per tenant."""
+
+    @app.before_request
+    def _authenticate() -> None:
+        if not request.path.startswith("/api/v1"):
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        if view is None or getattr(view, PUBLIC, False):
+            return
+        rt = runtime()
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            abort(401, message="missing credential: send Authorization: Bearer <api key>")
+        key = key.strip()
+        prefix = split_key(key)
+        if prefix is None:
+            abort(401, message="invalid API key")
+        session = rt.sessions()
+        g.pelago_session = session
+        tenant_alias = aliased(Tenant)
+        row = session.execute(
+            select(ApiKey, User, tenant_alias)
+            .join(User, User.id == ApiKey.user_id)
+            .outerjoin(tenant_alias, tenant_alias.id == User.tenant_id)
+            .where(ApiKey.prefix == prefix)
+        ).first()
+        if row is None or not key_matches(key, row[0].secret_hash) or row[0].revoked_at is not None:
+            abort(401, message="invalid API key")
+        api_key, user, tenant = row
+        if not user.active:
+            abort(401, message="this user is deactivated")
+        g.pelago_actor = Actor(
+            user_id=user.id, role=user.role, tenant_id=user.tenant_id, team_id=user.team_id, email=user.email
+        )
+        if tenant is None:  # an operator
+            slug = request.headers.get("X-Pelago-Tenant")
+            if slug:
+                tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
+                if tenant is None:
+                    abort(404, message=f"no tenant with slug {slug!r}")
+        if tenant is None:
+            g.pelago_ctx = None
+        else:
+            session.info["tenant_id"] = tenant.id
+            state = rt.host.tenant_state(session, tenant)
+            g.pelago_ctx = rt.context(session, state, g.pelago_actor)
+        plugin = plugin_blueprints.get(request.blueprint or "")
+        if plugin is not None:
+            context = g.pelago_ctx
+            if context is None or plugin not in context.tenant.enabled:
+                abort(404, message=f"plugin {plugin!r} is not enabled for this tenant")
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        session = g.pop("pelago_session", None)
+        if session is not None:
+            session.close()

@@ -1,0 +1,316 @@
+"""``pelago``: serve, work, schedule, migrate and administer from the shell.
+
+Commands build their runtime from the environment (``DATABASE_URL``,
+``REDIS_URL``, ``PELAGO_PLUGINS`` …), like the server does. Plugins add groups
+through ``PluginSpec.commands``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from pelago.core import __version__
+from pelago.core.errors import PelagoError, PluginConfigError
+from pelago.core.models import Tenant, User
+from pelago.core.runtime import Runtime
+
+from .config import Settings
+
+
+def _runtime(obj: dict[str, Any]) -> Runtime:
+    if "runtime" not in obj:
+        from .app import build_runtime
+
+        try:
+            obj["runtime"] = build_runtime(Settings.from_env())
+        except PluginConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    return obj["runtime"]  # type: ignore[no-any-return]
+
+
+class PelagoGroup(click.Group):
+    """Turns domain errors into one-line messages and adds plugins' commands."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PelagoError as exc:
+            detail = f" {exc.errors}" if exc.errors else ""
+            raise click.ClickException(f"{exc.message}{detail}") from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugin_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        try:
+            from pelago.core.host import PluginHost
+
+            settings = Settings.from_env()
+            host = PluginHost(settings.plugins, strict=settings.strict_plugins)
+        except PluginConfigError:
+            return {}
+        return {s.name: s.commands for s in host.specs.values() if s.commands is not None}
+
+
+@click.group(cls=PelagoGroup)
+@click.version_option(__version__, prog_name="pelago")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Pelago, the plugin-based CRM core."""
+    ctx.ensure_object(dict)
+
+
+# --- running -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="migrate, seed a demo tenant and print how to use it")
+@click.pass_obj
+def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
+    """Serve the API (development server; use gunicorn in production)."""
+    from pelago.core import migrate
+    from pelago.core.scheduler import BackgroundScheduler
+
+    from .app import create_app
+
+    rt = _runtime(obj)
+    settings = Settings.from_env()
+    migrate.upgrade(rt.engine, rt.host)
+    if demo:
+        from .demo import seed
+
+        info = seed(rt)
+        click.echo(info.banner(f"http://{host}:{port}"))
+    app = create_app(settings, runtime=rt)
+    if settings.redis_url is None and settings.embedded_scheduler:
+        BackgroundScheduler(rt, settings.scheduler_interval).start()
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="stop when the queue is empty")
+@click.option("--queue", "queues", multiple=True, default=["pelago"], show_default=True)
+@click.pass_obj
+def worker(obj: dict[str, Any], burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an rq worker for Pelago's jobs (needs REDIS_URL)."""
+    from rq import Worker
+
+    from pelago.core.runtime import activate
+
+    rt = _runtime(obj)
+    settings = Settings.from_env()
+    if settings.redis_url is None:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inline in the server")
+    from redis import Redis
+
+    activate(rt)
+    Worker(list(queues), connection=Redis.from_url(settings.redis_url)).work(burst=burst)
+
+
+@main.command()
+@click.option("--interval", default=15.0, show_default=True, help="seconds between ticks")
+@click.option("--once", is_flag=True, help="one tick, then exit")
+@click.pass_obj
+def scheduler(obj: dict[str, Any], interval: float, once: bool) -> None:
+    """Start plugins' periodic jobs when due, for tenants that have them on."""
+    import time
+
+    from pelago.core.scheduler import tick
+
+    rt = _runtime(obj)
+    while True:
+        started = tick(rt)
+        for s in started:
+            click.echo(f"started {s.plugin}.{s.job} for tenant {s.tenant_id}")
+        if once:
+            return
+        time.sleep(interval)
+
+
+# --- database ------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(obj: dict[str, Any]) -> None:
+    """Upgrade the core and every deployed plugin's tables."""
+    from pelago.core import migrate
+
+    rt = _runtime(obj)
+    migrate.upgrade(rt.engine, rt.host)
+    click.echo(f"database is current (core + {', '.join(rt.host.specs) or 'no plugins'})")
+
+
+# --- administration ------------------------------------------------------------------
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants of this installation."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name")
+@click.option("--timezone", default="Asia/Shanghai", show_default=True)
+@click.option("--region", "default_region", default="CN", show_default=True, help="default phone region")
+@click.pass_obj
+def tenants_create(obj: dict[str, Any], slug: str, name: str | None, timezone: str, default_region: str) -> None:
+    from pelago.core.services.admin import create_tenant
+
+    rt = _runtime(obj)
+    with rt.sessions() as session:
+        tenant = create_tenant(
+            session, slug=slug, name=name, timezone=timezone, default_region=default_region, now=rt.clock()
+        )
+        session.commit()
+        click.echo(f"tenant {tenant.slug} created (id {tenant.id})")
+
+
+@tenants.command("list")
+@click.pass_obj
+def tenants_list(obj: dict[str, Any]) -> None:
+    rt = _runtime(obj)
+    with rt.sessions() as session:
+        for t in session.scalars(select(Tenant).order_by(Tenant.id)):
+            click.echo(f"{t.id}\t{t.slug}\t{t.name}\t{t.timezone}")
+
+
+@main.group()
+def users() -> None:
+    """People."""
+
+
+@users.command("create")
+@click.option("--tenant", "slug", help="tenant slug (none for an operator)")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(["operator", "admin", "manager", "rep"]))
+@click.option("--name", default="")
+@click.option("--team", help="team name (created if missing)")
+@click.option("--password", help="for the web console")
+@click.pass_obj
+def users_create(
+    obj: dict[str, Any], slug: str | None, email: str, role: str, name: str, team: str | None, password: str | None
+) -> None:
+    from pelago.core.models import Team
+    from pelago.core.services.admin import create_user
+
+    rt = _runtime(obj)
+    tenant_id = rt.tenant_by_slug(slug).id if slug else None
+    with rt.sessions() as session:
+        team_id = None
+        if team:
+            if tenant_id is None:
+                raise click.ClickException("--team needs --tenant")
+            found = session.scalars(select(Team).where(Team.tenant_id == tenant_id, Team.name == team)).first()
+            if found is None:
+                found = Team(tenant_id=tenant_id, name=team, description="", active=True, created_at=rt.clock())
+                session.add(found)
+                session.flush()
+            team_id = found.id
+        user = create_user(
+            session, tenant_id=tenant_id, email=email, role=role, name=name, team_id=team_id,
+            password=password, now=rt.clock(),
+        )
+        session.commit()
+        click.echo(f"user {user.email} ({user.role}) created (id {user.id})")
+
+
+@main.group("api-keys")
+def api_keys() -> None:
+    """API keys."""
+
+
+@api_keys.command("create")
+@click.option("--tenant", "slug", help="the user's tenant (none for an operator)")
+@click.option("--user", "email", required=True)
+@click.option("--name", default="cli")
+@click.pass_obj
+def api_keys_create(obj: dict[str, Any], slug: str | None, email: str, name: str) -> None:
+    """Create a key; the key alone is the last line printed."""
+    from pelago.core.services.admin import create_api_key
+
+    rt = _runtime(obj)
+    tenant_id = rt.tenant_by_slug(slug).id if slug else None
+    with rt.sessions() as session:
+        stmt = select(User).where(User.email == email.strip().lower())
+        stmt = stmt.where(User.tenant_id == tenant_id) if tenant_id else stmt.where(User.tenant_id.is_(None))
+        user = session.scalars(stmt).first()
+        if user is None:
+            raise click.ClickException(f"no user {email} in {'tenant ' + slug if slug else 'the operators'}")
+        row, key = create_api_key(session, user, name=name, now=rt.clock())
+        session.commit()
+    click.echo(f"API key {row.prefix} for {email} (shown once):", err=True)
+    click.echo(key)
+
+
+@main.group()
+def plugins() -> None:
+    """Deployed plugins and their per-tenant switches."""
+
+
+@plugins.command("list")
+@click.option("--tenant", "slug", help="show whether each is on for this tenant")
+@click.pass_obj
+def plugins_list(obj: dict[str, Any], slug: str | None) -> None:
+    rt = _runtime(obj)
+    state = None
+    if slug:
+        with rt.sessions() as session:
+            tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
+            if tenant is None:
+                raise click.ClickException(f"no tenant with slug {slug!r}")
+            state = rt.host.tenant_state(session, tenant)
+    for name, spec in rt.host.specs.items():
+        status = "deployed"
+        if state is not None:
+            status = "on" if name in state.enabled else "off"
+        click.echo(f"{name}\t{spec.version}\t{status}\t{spec.title}")
+    for failure in rt.host.failures.values():
+        click.echo(f"{failure.name}\t-\tFAILED\t{failure.error}")
+
+
+def _switch(obj: dict[str, Any], name: str, slug: str, enabled: bool) -> None:
+    from pelago.core.services.plugins import configure
+
+    rt = _runtime(obj)
+    tenant = rt.tenant_by_slug(slug)
+    with rt.tenant_context(tenant.id) as ctx:
+        configure(ctx, name, enabled=enabled)
+    click.echo(f"{name} {'enabled' if enabled else 'disabled'} for {slug}")
+
+
+@plugins.command("enable")
+@click.argument("name")
+@click.option("--tenant", "slug", required=True)
+@click.pass_obj
+def plugins_enable(obj: dict[str, Any], name: str, slug: str) -> None:
+    _switch(obj, name, slug, True)
+
+
+@plugins.command("disable")
+@click.argument("name")
+@click.option("--tenant", "slug", required=True)
+@click.pass_obj
+def plugins_disable(obj: dict[str, Any], name: str, slug: str) -> None:
+    _switch(obj, name, slug, False)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m`
+    sys.exit(main())
+
+

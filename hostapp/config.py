@@ -1,0 +1,61 @@
+"""Configuration, from the environment only. Every variable is listed here.
+
+| variable | default | meaning |
+|---|---|---|
+| ``DATABASE_URL`` | ``sqlite:///<instance>/pelago.db`` | SQLAlchemy URL; ``postgresql://`` in production |
+| ``REDIS_URL`` | unset | rq's Redis; unset runs jobs inline after commit |
+| ``PELAGO_PLUGINS`` | all installed | ordered, comma separated deployment allow-list |
+| ``PELAGO_STRICT_PLUGINS`` | ``0`` | ``1`` makes a plugin that fails to import fatal |
+| ``PELAGO_INSTANCE_DIR`` | ``./instance`` | where the SQLite file lives |
+| ``PELAGO_SCHEDULER_INTERVAL`` | ``15`` | seconds between periodic ticks in the embedded server |
+| ``PELAGO_EMBEDDED_SCHEDULER`` | ``1`` | run periodic jobs on a thread of ``pelago serve`` when no Redis |
+| ``PELAGO_MAX_CONTENT_LENGTH`` | ``1048576`` | largest request body accepted, in bytes |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None = None
+    plugins: tuple[str, ...] | None = None
+    strict_plugins: bool = False
+    scheduler_interval: float = 15.0
+    embedded_scheduler: bool = True
+    max_content_length: int = 1024 * 1024
+    auto_migrate: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        instance = Path(env.get("PELAGO_INSTANCE_DIR", "instance")).resolve()
+        url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'pelago.db'}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        plugins_raw = env.get("PELAGO_PLUGINS")
+        plugins = None
+        if plugins_raw is not None:
+            plugins = tuple(p.strip() for p in plugins_raw.split(",") if p.strip())
+        return cls(
+            database_url=url,
+            redis_url=env.get("REDIS_URL") or None,
+            plugins=plugins,
+            strict_plugins=_truthy(env.get("PELAGO_STRICT_PLUGINS")),
+            scheduler_interval=float(env.get("PELAGO_SCHEDULER_INTERVAL", "15")),
+            embedded_scheduler=_truthy(env.get("PELAGO_EMBEDDED_SCHEDULER", "1")),
+            max_content_length=int(env.get("PELAGO_MAX_CONTENT_LENGTH", str(1024 * 1024))),
+        )

@@ -1,0 +1,1 @@
+"""The plugins that ship with Pelago. Each is also an entry point in ``pelago.plugins``."""
