@@ -79,7 +79,7 @@ def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]]) -> int
         created_at=now,
     )
     session.add(event)
-    session.flush([event])
+    session.flush()
     subscribers = [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
     if subscribers:
         session.add_all(

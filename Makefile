@@ -1,0 +1,34 @@
+# Pelago: `make run` serves the demo, `make test` runs the suite. Both set up
+# everything they need from a fresh clone (virtualenv, packages, services).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres bench venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pelago serve --demo --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
+
+test: $(STAMP)
+	scripts/test
+
+test-sqlite: $(STAMP)
+	PELAGO_TEST_DB=sqlite $(BIN)/pytest -q
+
+test-postgres: $(STAMP)
+	PELAGO_TEST_DB=postgresql $(BIN)/pytest -q
+
+bench: $(STAMP)
+	scripts/bench
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,111 @@
+"""Test plugin: records every hook call it receives, and can be told to decide.
+
+Its settings drive its decisions so tests can switch behaviour per tenant:
+``owner_user_id`` makes ``choose_owner`` pick that user, ``veto_user_id`` makes
+``check_assign`` refuse that user, ``exclude_user_id`` excludes a candidate,
+``veto_stage`` refuses moves to that stage.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from pelago.core import OwnerChoice, Periodic, PluginSpec, TeamChoice, hookimpl
+from pelago.core.hookspecs import EVENTS
+
+CALLS: list[tuple[str, int, Any]] = []
+
+
+def calls(name: str, tenant_id: int | None = None) -> list[Any]:
+    return [c[2] for c in CALLS if c[0] == name and (tenant_id is None or c[1] == tenant_id)]
+
+
+class Settings(Schema):
+    threshold = fields.Integer(load_default=10, validate=validate.Range(min=0, max=100))
+    token = fields.String(load_default="", metadata={"secret": True})
+    team_id = fields.Integer(load_default=None, allow_none=True)
+    owner_user_id = fields.Integer(load_default=None, allow_none=True)
+    veto_user_id = fields.Integer(load_default=None, allow_none=True)
+    exclude_user_id = fields.Integer(load_default=None, allow_none=True)
+    veto_stage = fields.String(load_default=None, allow_none=True)
+
+
+class Hooks:
+    @hookimpl
+    def choose_team(self, ctx: Any, lead: Any) -> Any:
+        CALLS.append(("choose_team", ctx.tenant.id, lead.id))
+        team_id = ctx.settings("recorder")["team_id"]
+        return TeamChoice(team_id, "recorder says so", rule="recorder") if team_id else None
+
+    @hookimpl
+    def exclude_candidates(self, ctx: Any, lead: Any, team: Any, candidates: Any) -> Any:
+        CALLS.append(("exclude_candidates", ctx.tenant.id, [c.id for c in candidates]))
+        uid = ctx.settings("recorder")["exclude_user_id"]
+        return {uid: "excluded by recorder"} if uid else None
+
+    @hookimpl
+    def choose_owner(self, ctx: Any, lead: Any, team: Any, candidates: Any) -> Any:
+        CALLS.append(("choose_owner", ctx.tenant.id, [c.id for c in candidates]))
+        uid = ctx.settings("recorder")["owner_user_id"]
+        if uid and uid in {c.id for c in candidates}:
+            return OwnerChoice(uid, "recorder picked", rule="recorder")
+        return None
+
+    @hookimpl
+    def check_assign(self, ctx: Any, lead: Any, user: Any, reason: str) -> Any:
+        CALLS.append(("check_assign", ctx.tenant.id, user.id if user else None))
+        uid = ctx.settings("recorder")["veto_user_id"]
+        return "recorder vetoes this user" if user is not None and user.id == uid else None
+
+    @hookimpl
+    def check_stage_change(self, ctx: Any, lead: Any, old: str, new: str) -> Any:
+        CALLS.append(("check_stage_change", ctx.tenant.id, (old, new)))
+        return "recorder vetoes this stage" if new == ctx.settings("recorder")["veto_stage"] else None
+
+
+def _event_impl(name: str) -> Any:
+    def impl(ctx: Any, event: Any) -> None:
+        CALLS.append((name, ctx.tenant.id, {"event_id": ctx.event_id, "items": [dict(i) for i in event.items]}))
+
+    impl.__name__ = name
+    return hookimpl(impl)
+
+
+for _name in EVENTS:
+    setattr(Hooks, _name, staticmethod(_event_impl(_name)))
+
+
+def tick(ctx: Any) -> None:
+    CALLS.append(("periodic.tick", ctx.tenant.id, ctx.now()))
+
+
+blp = Blueprint("recorder", __name__, description="Test plugin routes")
+
+
+class Ping(Schema):
+    tenant = fields.String(required=True)
+    threshold = fields.Integer(required=True)
+
+
+@blp.route("/ping", methods=["GET"])
+@blp.response(200, Ping)
+def ping() -> Any:
+    from pelago.hostapp.auth import ctx
+
+    c = ctx()
+    return {"tenant": c.tenant.slug, "threshold": c.settings("recorder")["threshold"]}
+
+
+plugin = PluginSpec(
+    name="recorder",
+    title="Recorder (test)",
+    description="Records hook calls for the tests.",
+    settings=Settings,
+    blueprint=blp,
+    hooks=Hooks(),
+    periodic=(Periodic("tick", tick, timedelta(minutes=5)),),
+)
