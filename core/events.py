@@ -121,20 +121,22 @@ def deliver(runtime: Runtime, event_ids: Iterable[int]) -> dict[str, int]:
     return counts
 
 
-def retry_due(runtime: Runtime, limit: int = 500) -> dict[str, int]:
-    """Retry failed deliveries whose backoff has passed (a core periodic job)."""
+def retry_due(runtime: Runtime, limit: int = 500, tenant_id: int | None = None) -> dict[str, int]:
+    """Retry deliveries whose backoff has passed (run by every scheduler tick).
+
+    Also picks up ``pending`` deliveries whose hand-off to the queue was lost
+    (a crash between commit and enqueue): the outbox is the source of truth.
+    """
     now = runtime.clock()
+    stmt = select(Delivery.id).where(
+        Delivery.state.in_(("pending", "failed")),
+        Delivery.attempts < MAX_ATTEMPTS,
+        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(Delivery.tenant_id == tenant_id)
     with runtime.sessions() as session:
-        ids = session.scalars(
-            select(Delivery.id)
-            .where(
-                Delivery.state.in_(("pending", "failed")),
-                Delivery.attempts < MAX_ATTEMPTS,
-                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            )
-            .order_by(Delivery.id)
-            .limit(limit)
-        ).all()
+        ids = session.scalars(stmt.order_by(Delivery.id).limit(limit)).all()
     counts = {"delivered": 0, "failed": 0, "skipped": 0}
     for delivery_id in ids:
         outcome = deliver_one(runtime, delivery_id)

@@ -35,6 +35,7 @@ def tenants_with(runtime: Runtime, plugin: str) -> list[int]:
     spec = runtime.host.spec(plugin)
     with runtime.sessions() as session:
         if spec.default_enabled:
+            col = Tenant.id
             stmt = (
                 select(Tenant.id)
                 .outerjoin(
@@ -44,10 +45,11 @@ def tenants_with(runtime: Runtime, plugin: str) -> list[int]:
                 .where(or_(TenantPlugin.enabled.is_(None), TenantPlugin.enabled.is_(True)))
             )
         else:
+            col = TenantPlugin.tenant_id
             stmt = select(TenantPlugin.tenant_id).where(
                 TenantPlugin.plugin == plugin, TenantPlugin.enabled.is_(True)
             )
-        return list(session.scalars(stmt.order_by(1)))
+        return list(session.scalars(stmt.order_by(col)))
 
 
 def claim(runtime: Runtime, tenant_id: int, job: str, now: datetime, every_seconds: float) -> bool:

@@ -160,7 +160,7 @@ def list_deliveries(args: dict[str, Any]) -> Any:
     page = paginate(c.session, stmt, Delivery.id, args.get("cursor"), args["limit"])
     names = dict(c.session.execute(
         select(OutboxEvent.id, OutboxEvent.name).where(OutboxEvent.id.in_({d.event_id for d in page.items}))
-    ).tuples().all()) if page.items else {}
+    ).all()) if page.items else {}
     items = [
         {f: getattr(d, f) for f in ("id", "event_id", "plugin", "state", "attempts", "last_error",
                                     "next_attempt_at", "delivered_at")} | {"event": names.get(d.event_id, "")}

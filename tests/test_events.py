@@ -1,0 +1,169 @@
+"""The outbox: delivery after commit, per-plugin failure isolation, retries, rq, periodic jobs."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from pelago.core import events, scheduler
+from pelago.core.models import Delivery, OutboxEvent
+from tests.conftest import new_tenant
+from tests.plugins import failing, recorder
+
+PLUGINS = ("recorder", "failing")
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    recorder.CALLS.clear()
+    failing.ATTEMPTS.clear()
+    yield
+    recorder.CALLS.clear()
+    failing.ATTEMPTS.clear()
+
+
+def _deliveries(rt, tenant_id):
+    with rt.sessions() as s:
+        return {
+            (d.plugin, name): d
+            for d, name in s.execute(
+                select(Delivery, OutboxEvent.name)
+                .join(OutboxEvent, OutboxEvent.id == Delivery.event_id)
+                .where(Delivery.tenant_id == tenant_id)
+            ).all()
+        }
+
+
+def _tenant_with_both(app):
+    t = new_tenant(app)
+    assert t.put("/api/v1/plugins/recorder", json={"enabled": True}).status_code == 200
+    assert t.put("/api/v1/plugins/failing", json={"enabled": True}).status_code == 200
+    return t
+
+
+def test_failing_handler_does_not_stop_others_nor_the_request(make_app):
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    r = t.post("/api/v1/leads", json={"phone": "13800138010"})
+    assert r.status_code == 201
+    assert [c["items"][0]["lead_id"] for c in recorder.calls("lead_created", t.id)] == [r.get_json()["id"]]
+    d = _deliveries(t.runtime, t.id)
+    assert d[("recorder", "lead_created")].state == "delivered"
+    bad = d[("failing", "lead_created")]
+    assert bad.state == "failed" and bad.attempts == 1
+    assert "failing plugin: boom" in bad.last_error
+    assert bad.next_attempt_at is not None
+
+    listed = t.get("/api/v1/deliveries?state=failed").get_json()["items"]
+    assert [(x["plugin"], x["event"], x["attempts"]) for x in listed] == [("failing", "lead_created", 1)]
+    assert "boom" in listed[0]["last_error"]
+
+
+def test_failed_deliveries_retry_with_backoff_and_a_stable_event_id(make_app, clock):
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    t.post("/api/v1/leads", json={"phone": "13800138011"})
+    rt = t.runtime
+    assert events.retry_due(rt, tenant_id=t.id)["failed"] == 0  # backoff not over yet
+    for attempt in range(2, events.MAX_ATTEMPTS + 1):
+        clock.advance(hours=2)
+        assert events.retry_due(rt, tenant_id=t.id)["failed"] == 1
+    bad = _deliveries(rt, t.id)[("failing", "lead_created")]
+    assert bad.attempts == events.MAX_ATTEMPTS and bad.next_attempt_at is None  # given up, still visible
+    clock.advance(days=1)
+    assert events.retry_due(rt, tenant_id=t.id)["failed"] == 0
+    assert len(set(failing.ATTEMPTS)) == 1 and len(failing.ATTEMPTS) == events.MAX_ATTEMPTS
+    assert len(recorder.calls("lead_created", t.id)) == 1  # the good plugin is not re-run
+
+
+def test_delivery_to_a_plugin_switched_off_meanwhile_is_skipped(make_app, clock):
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    t.post("/api/v1/leads", json={"phone": "13800138012"})
+    t.put("/api/v1/plugins/failing", json={"enabled": False})
+    clock.advance(hours=1)
+    events.retry_due(t.runtime, tenant_id=t.id)
+    d = _deliveries(t.runtime, t.id)[("failing", "lead_created")]
+    assert d.state == "skipped"
+
+
+def test_events_are_not_written_when_the_transaction_rolls_back(make_app):
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    r = t.post("/api/v1/leads", json={"phone": "not a phone"})
+    assert r.status_code == 422
+    with t.runtime.sessions() as s:
+        names = s.scalars(select(OutboxEvent.name).where(OutboxEvent.tenant_id == t.id)).all()
+    assert "lead_created" not in names
+    assert recorder.calls("lead_created", t.id) == []
+
+
+def test_payloads_are_immutable_snapshots(make_app):
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    lead = t.lead("13800138013")
+    with t.runtime.sessions() as s:
+        row = s.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == t.id, OutboxEvent.name == "lead_created")).one()
+    assert row.payload["items"][0]["phone"] == "+8613800138013"
+    t.patch(f"/api/v1/leads/{lead['id']}", json={"name": "renamed"})
+    with t.runtime.sessions() as s:
+        again = s.get(OutboxEvent, row.id)
+    assert again.payload == row.payload
+
+
+@pytest.mark.redis
+def test_events_go_through_rq_with_a_burst_worker(make_app, redis_url):
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    app = make_app(PLUGINS, redis=True)
+    t = _tenant_with_both(app)
+    rt = t.runtime
+    queue: Queue = rt.queue.rq
+    queue.empty()
+    lead = t.lead("13800138014")
+    # Committed, queued, not yet delivered: the request did not wait for plugins.
+    assert recorder.calls("lead_created", t.id) == []
+    assert queue.count >= 1
+    with rt.activated():
+        SimpleWorker([queue], connection=Redis.from_url(redis_url)).work(burst=True)
+    assert [c["items"][0]["lead_id"] for c in recorder.calls("lead_created", t.id)] == [lead["id"]]
+    d = _deliveries(rt, t.id)
+    assert d[("recorder", "lead_created")].state == "delivered"
+    assert d[("failing", "lead_created")].state == "failed"
+    assert queue.count == 0
+    queue.delete(delete_jobs=True)
+
+
+def test_periodic_jobs_run_once_per_period_for_tenants_with_the_plugin_on(make_app, clock):
+    app = make_app(PLUGINS)
+    on, off = new_tenant(app), new_tenant(app)
+    on.put("/api/v1/plugins/recorder", json={"enabled": True})
+    rt = on.runtime
+    started = scheduler.tick(rt)
+    mine = [s for s in started if s.tenant_id in (on.id, off.id)]
+    assert [(s.tenant_id, s.plugin, s.job) for s in mine] == [(on.id, "recorder", "tick")]
+    assert recorder.calls("periodic.tick", on.id) == [clock()]
+    assert [s for s in scheduler.tick(rt) if s.tenant_id == on.id] == []  # same period
+    clock.advance(minutes=5)
+    assert [s.tenant_id for s in scheduler.tick(rt) if s.tenant_id == on.id] == [on.id]
+    assert recorder.calls("periodic.tick", off.id) == []
+
+
+def test_periodic_job_skips_a_tenant_that_switched_the_plugin_off(make_app):
+    app = make_app(PLUGINS)
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})
+    assert scheduler.run_periodic(t.runtime, t.id, "recorder", "tick") == "skipped"
+    assert recorder.calls("periodic.tick", t.id) == []
+
+
+def test_two_schedulers_never_start_the_same_period_twice(make_app):
+    app = make_app(PLUGINS)
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    rt = t.runtime
+    now = rt.clock()
+    assert scheduler.claim(rt, t.id, "recorder.tick", now, 300) is True
+    assert scheduler.claim(rt, t.id, "recorder.tick", now, 300) is False
