@@ -55,6 +55,8 @@ class Runtime:
     # --- sessions ----------------------------------------------------------
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a SAVEPOINT released: the outer transaction is still open
         ids = take_pending(session)
         if ids:
             try:
@@ -62,8 +64,11 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the change is committed; retries will deliver
                 self.log.exception("could not hand events %s to the queue; the retry job will", ids)
 
-    def _after_rollback(self, session: Session, _previous: Any) -> None:
-        take_pending(session)
+    def _after_rollback(self, session: Session, previous: Any) -> None:
+        # Only the outermost rollback discards the events; ids from a rolled
+        # back SAVEPOINT may stay listed: delivering them finds nothing to do.
+        if previous.parent is None:
+            take_pending(session)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:
         """A session whose ORM queries only see ``tenant_id``'s rows."""

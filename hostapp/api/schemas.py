@@ -16,6 +16,11 @@ def _id(**kw: Any) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1), **kw)
 
 
+def _qid(**kw: Any) -> fields.Integer:
+    """An id in a query string (a string on the wire, so not strict)."""
+    return fields.Integer(validate=validate.Range(min=1, max=2**63 - 1), **kw)
+
+
 def _money(**kw: Any) -> fields.Decimal:
     return fields.Decimal(places=2, rounding=ROUND_HALF_UP, as_string=True, allow_nan=False, **kw)
 
@@ -93,8 +98,8 @@ class LeadIntake(Lead):
 
 class LeadFilter(PageArgs):
     stage = fields.String(validate=validate.OneOf(STAGES))
-    owner_id = _id()
-    team_id = _id()
+    owner_id = _qid()
+    team_id = _qid()
     unowned = fields.Boolean()
     source = fields.String(validate=validate.Length(max=100))
     created_after = fields.AwareDateTime()
@@ -189,8 +194,8 @@ class Deal(Schema):
 
 
 class DealFilter(PageArgs):
-    lead_id = _id()
-    owner_id = _id()
+    lead_id = _qid()
+    owner_id = _qid()
     kind = fields.String(validate=validate.OneOf(DEAL_KINDS))
 
 

@@ -1,0 +1,110 @@
+"""Bad input gets a 422 with field errors and changes nothing; never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from pelago.core.models import Deal, Lead, OutboxEvent, Refund, Touch
+
+
+def snapshot(t):
+    with t.runtime.sessions() as s:
+        return tuple(
+            s.scalar(select(func.count()).select_from(m).where(m.tenant_id == t.id))
+            for m in (Lead, Touch, Deal, Refund, OutboxEvent)
+        )
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"phone": "12345"}, "phone"),
+    ({"phone": "not a phone"}, "phone"),
+    ({"phone": 13800138000}, "phone"),
+    ({"name": "no contact"}, "phone"),
+    ({"email": "not-an-email"}, "email"),
+    ({"phone": "13800138000", "unknown": 1}, "unknown"),
+    ({"phone": "13800138000", "owner_id": "me"}, "owner_id"),
+    ({"phone": "13800138000", "owner_id": 987654321}, "owner_id"),
+    ({"phone": "13800138000", "team_id": -1}, "team_id"),
+    ({"phone": "13800138000", "attributes": "x"}, "attributes"),
+    ({"phone": "13800138000", "name": "x" * 201}, "name"),
+])
+def test_bad_lead_bodies(tenant, body, field):
+    before = snapshot(tenant)
+    r = tenant.post("/api/v1/leads", json=body)
+    assert r.status_code == 422, r.get_json()
+    assert field in r.get_json()["errors"]["json"]
+    assert snapshot(tenant) == before
+
+
+@pytest.mark.parametrize("raw", ['{"phone": ', "[1, 2]", "null", '"text"', "\xff\xfe"])
+def test_malformed_json(tenant, raw):
+    before = snapshot(tenant)
+    r = tenant.post("/api/v1/leads", data=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.get_json()["code"] == 422
+    assert snapshot(tenant) == before
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"amount": "-5"}, "amount"),
+    ({"amount": "0"}, "amount"),
+    ({"amount": "abc"}, "amount"),
+    ({"amount": "NaN"}, "amount"),
+    ({"amount": "Infinity"}, "amount"),
+    ({}, "amount"),
+    ({"amount": "10", "kind": "gift"}, "kind"),
+    ({"amount": "10", "currency": "RMBX"}, "currency"),
+])
+def test_bad_deals(tenant, body, field):
+    lead = tenant.lead("13800138600")
+    before = snapshot(tenant)
+    r = tenant.post(f"/api/v1/leads/{lead['id']}/deals", json=body)
+    assert r.status_code == 422, r.get_json()
+    assert field in r.get_json()["errors"]["json"]
+    assert snapshot(tenant) == before
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"amount": "100.01", "reason": "too much"}, "amount"),
+    ({"amount": "-1", "reason": "negative"}, "amount"),
+    ({"amount": "x", "reason": "nan"}, "amount"),
+    ({"amount": "1"}, "reason"),
+    ({"amount": "1", "reason": ""}, "reason"),
+])
+def test_bad_refunds(tenant, body, field):
+    lead = tenant.lead("13800138601")
+    deal = tenant.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "100"}).get_json()
+    before = snapshot(tenant)
+    r = tenant.post(f"/api/v1/deals/{deal['id']}/refunds", json=body)
+    assert r.status_code == 422, r.get_json()
+    assert field in r.get_json()["errors"]["json"]
+    assert snapshot(tenant) == before
+    assert tenant.get(f"/api/v1/deals/{deal['id']}").get_json()["refunded"] == "0.00"
+
+
+def test_lost_without_reason_changes_nothing(tenant):
+    lead = tenant.lead("13800138602")
+    before = snapshot(tenant)
+    for body in ({"stage": "lost"}, {"stage": "lost", "lost_reason": "  "}, {"stage": "gone"}, {"stage": 3}):
+        r = tenant.post(f"/api/v1/leads/{lead['id']}/stage", json=body)
+        assert r.status_code == 422
+    assert snapshot(tenant) == before
+    assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["stage"] == "new"
+
+
+def test_oversize_body_is_413(tenant):
+    r = tenant.post("/api/v1/leads", data="x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_admin_inputs(tenant):
+    assert tenant.post("/api/v1/users", json={"email": "x", "role": "rep"}).status_code == 422
+    assert tenant.post("/api/v1/users", json={"email": "a@b.co", "role": "operator"}).status_code == 422
+    assert tenant.post("/api/v1/users", json={"email": "a@b.co", "role": "rep", "team_id": 99999999}).status_code == 422
+    assert tenant.post("/api/v1/users", "manager", json={"email": "a@b.co", "role": "rep"}).status_code == 403
+    ok = tenant.post("/api/v1/users", json={"email": "new@b.co", "role": "rep", "team_id": tenant.team_id})
+    assert ok.status_code == 201
+    assert tenant.post("/api/v1/users", json={"email": "NEW@b.co", "role": "rep"}).status_code == 409
+    assert tenant.post("/api/v1/teams", json={"name": ""}).status_code == 422
+    assert tenant.post("/api/v1/teams", json={"name": "Sales"}).status_code == 409
