@@ -1,0 +1,119 @@
+"""Concurrency claims, proven with real threads on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from pelago.core.models import Deal, Lead, Refund, Touch
+
+pytestmark = pytest.mark.postgres
+
+
+def run_parallel(n: int, fn):
+    barrier = threading.Barrier(n)
+
+    def go(i):
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+def test_same_phone_from_8_threads_gives_one_lead_and_8_touches(tenant):
+    formats = ["13800138900", "+86 138 0013 8900", "138-0013-8900", "008613800138900"]
+
+    def submit(i):
+        return tenant.post("/api/v1/leads", json={"name": f"n{i}", "phone": formats[i % 4]})
+
+    responses = run_parallel(8, submit)
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert len({r.get_json()["id"] for r in responses}) == 1
+    assert sum(r.get_json()["merged"] for r in responses) == 7
+    with tenant.runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.tenant_id == tenant.id)) == 1
+        assert s.scalar(select(func.count()).select_from(Touch).where(Touch.tenant_id == tenant.id)) == 8
+
+
+def test_same_idempotency_key_from_8_threads_creates_one_touch(tenant):
+    def submit(i):
+        return tenant.post("/api/v1/leads", json={"phone": "13800138901"}, headers={"Idempotency-Key": "same"})
+
+    responses = run_parallel(8, submit)
+    assert all(r.status_code in (200, 201, 409) for r in responses), [r.get_json() for r in responses]
+    assert [r.status_code for r in responses].count(201) == 1
+    with tenant.runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Touch).where(Touch.tenant_id == tenant.id)) == 1
+    again = tenant.post("/api/v1/leads", json={"phone": "13800138901"}, headers={"Idempotency-Key": "same"})
+    assert again.status_code == 200 and again.get_json()["replayed"] is True
+
+
+def test_concurrent_refunds_never_exceed_the_deal(tenant):
+    lead = tenant.lead("13800138902")
+    deal = tenant.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "100.00"}).get_json()
+
+    def refund(i):
+        return tenant.post(f"/api/v1/deals/{deal['id']}/refunds", json={"amount": "30.00", "reason": f"r{i}"})
+
+    codes = [r.status_code for r in run_parallel(8, refund)]
+    assert codes.count(201) == 3 and codes.count(422) == 5
+    with tenant.runtime.sessions() as s:
+        total = s.scalar(select(func.sum(Refund.amount)).where(Refund.deal_id == deal["id"]))
+        stored = s.get(Deal, deal["id"])
+    assert total == Decimal("90.00") and stored.refunded == Decimal("90.00")
+
+
+def test_concurrent_reassignments_leave_one_consistent_owner(tenant):
+    lead = tenant.lead("13800138903")
+    targets = [tenant.users["rep"], tenant.users["rep2"]]
+
+    def assign(i):
+        return tenant.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": targets[i % 2]})
+
+    responses = run_parallel(8, assign)
+    assert all(r.status_code in (200, 409) for r in responses)
+    final = tenant.get(f"/api/v1/leads/{lead['id']}").get_json()
+    history = tenant.get(f"/api/v1/leads/{lead['id']}/history").get_json()["items"]
+    ledger = [h for h in history if h["type"] == "ownership"]
+    # The ledger is a chain: each change starts where the previous ended.
+    for before, after in zip(ledger, ledger[1:]):
+        assert after["from_user_id"] == before["to_user_id"]
+    assert ledger[-1]["to_user_id"] == final["owner_id"]
+
+
+def test_concurrent_plugin_switches_respect_requirements(make_app):
+    from tests.conftest import new_tenant
+
+    app = make_app(("recorder", "needs_recorder"))
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+
+    def switch(i):
+        if i % 2:
+            return t.put("/api/v1/plugins/needs_recorder", json={"enabled": True})
+        return t.put("/api/v1/plugins/recorder", json={"enabled": False})
+
+    codes = [r.status_code for r in run_parallel(8, switch)]
+    assert set(codes) <= {200, 409}, codes
+    plugins = {p["name"]: p["enabled"] for p in t.get("/api/v1/plugins").get_json()["items"]}
+    assert not (plugins["needs_recorder"] and not plugins["recorder"])
+
+
+def test_ledgers_are_append_only_in_the_database(tenant):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    tenant.lead("13800138904")
+    with tenant.runtime.engine.connect() as conn:
+        for table in ("core_ownership_change", "core_stage_change"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(text(f"UPDATE {table} SET at = at WHERE tenant_id = :t"), {"t": tenant.id})
+            conn.rollback()
+            with pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(text(f"DELETE FROM {table} WHERE tenant_id = :t"), {"t": tenant.id})
+            conn.rollback()

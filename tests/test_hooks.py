@@ -1,0 +1,145 @@
+"""One test per hook (named ``test_hook_<name>``): when it is called and with what.
+
+tests/test_hook_docs.py fails the build if a hookspec has no such test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import new_tenant
+from tests.plugins import recorder
+
+
+@pytest.fixture
+def t(make_app):
+    recorder.CALLS.clear()
+    app = make_app(("recorder",))
+    handle = new_tenant(app)
+    assert handle.put("/api/v1/plugins/recorder", json={"enabled": True}).status_code == 200
+    yield handle
+    recorder.CALLS.clear()
+
+
+def items(name, t):
+    return [i for call in recorder.calls(name, t.id) for i in call["items"]]
+
+
+def test_hook_choose_team(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {"team_id": t.team_id}})
+    lead = t.lead("13800138700")
+    assert recorder.calls("choose_team", t.id) == [lead["id"]]
+    assert lead["team_id"] == t.team_id
+    # A team given by the caller is not asked for.
+    t.lead("13800138701", team_id=t.team_id)
+    assert len(recorder.calls("choose_team", t.id)) == 1
+
+
+def test_hook_exclude_candidates(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {"team_id": t.team_id, "exclude_user_id": t.users["rep"]}})
+    t.lead("13800138702")
+    candidates = recorder.calls("exclude_candidates", t.id)[0]
+    assert set(candidates) == {t.users["manager"], t.users["rep"], t.users["rep2"]}
+    assert t.users["rep"] not in recorder.calls("choose_owner", t.id)[0]
+
+
+def test_hook_choose_owner(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {"team_id": t.team_id, "owner_user_id": t.users["rep2"]}})
+    lead = t.lead("13800138703")
+    assert lead["owner_id"] == t.users["rep2"]
+    t.put("/api/v1/plugins/recorder", json={"settings": {"owner_user_id": None}})
+    assert t.lead("13800138704")["owner_id"] is None  # no plugin chose: unowned
+
+
+def test_hook_check_assign(t):
+    lead = t.lead("13800138705")
+    t.put("/api/v1/plugins/recorder", json={"settings": {"veto_user_id": t.users["rep"]}})
+    r = t.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": t.users["rep"]})
+    assert r.status_code == 409 and "vetoes" in r.get_json()["message"]
+    assert t.users["rep"] in recorder.calls("check_assign", t.id)
+    assert t.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": t.users["rep2"]}).status_code == 200
+
+
+def test_hook_check_stage_change(t):
+    lead = t.lead("13800138706")
+    t.put("/api/v1/plugins/recorder", json={"settings": {"veto_stage": "qualified"}})
+    assert t.post(f"/api/v1/leads/{lead['id']}/stage", json={"stage": "contacted"}).status_code == 200
+    assert t.post(f"/api/v1/leads/{lead['id']}/stage", json={"stage": "qualified"}).status_code == 409
+    assert recorder.calls("check_stage_change", t.id) == [("new", "contacted"), ("contacted", "qualified")]
+
+
+def test_hook_lead_created(t):
+    lead = t.lead("13800138707", source="baidu")
+    [item] = items("lead_created", t)
+    assert item["lead_id"] == lead["id"] and item["phone"] == "+8613800138707" and item["source"] == "baidu"
+    assert recorder.calls("lead_created", t.id)[0]["event_id"] is not None
+
+
+def test_hook_lead_merged(t):
+    lead = t.lead("13800138708")
+    t.lead("+86 138 0013 8708", email="m@example.com")
+    [item] = items("lead_merged", t)
+    assert item["lead_id"] == lead["id"] and item["matched_on"] == "phone" and item["filled"] == ["email"]
+    assert len(items("lead_created", t)) == 1
+
+
+def test_hook_lead_assigned(t):
+    lead = t.lead("13800138709")
+    t.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": t.users["rep"]})
+    [item] = items("lead_assigned", t)
+    assert item == {"lead_id": lead["id"], "from_user_id": None, "to_user_id": t.users["rep"],
+                    "team_id": t.team_id, "reason": "manual", "rule": None}
+
+
+def test_hook_lead_released(t):
+    lead = t.lead("13800138710", owner_id=t.users["rep"])
+    t.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": None})
+    [item] = items("lead_released", t)
+    assert item["lead_id"] == lead["id"] and item["from_user_id"] == t.users["rep"] and item["reason"] == "manual"
+
+
+def test_hook_lead_stage_changed(t):
+    lead = t.lead("13800138711")
+    t.post(f"/api/v1/leads/{lead['id']}/stage", json={"stage": "lost", "lost_reason": "moved away"})
+    [item] = items("lead_stage_changed", t)
+    assert item == {"lead_id": lead["id"], "old": "new", "new": "lost", "lost_reason": "moved away"}
+
+
+def test_hook_activity_logged(t):
+    lead = t.lead("13800138712")
+    activity = t.post(f"/api/v1/leads/{lead['id']}/activities", "manager", json={"kind": "wechat"}).get_json()
+    [item] = items("activity_logged", t)
+    assert item["activity_id"] == activity["id"] and item["kind"] == "wechat" and item["user_id"] == t.users["manager"]
+
+
+def test_hook_deal_won(t):
+    lead = t.lead("13800138713")
+    deal = t.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "12.345"}).get_json()
+    [item] = items("deal_won", t)
+    assert item["deal_id"] == deal["id"] and item["amount"] == "12.35" and item["currency"] == "CNY"
+    assert [i["new"] for i in items("lead_stage_changed", t)] == ["won"]
+
+
+def test_hook_deal_refunded(t):
+    lead = t.lead("13800138714")
+    deal = t.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "10"}).get_json()
+    t.post(f"/api/v1/deals/{deal['id']}/refunds", json={"amount": "2.5", "reason": "r"})
+    [item] = items("deal_refunded", t)
+    assert item["deal_id"] == deal["id"] and item["amount"] == "2.50" and item["refunded_total"] == "2.50"
+
+
+def test_hook_plugin_enabled(t):
+    # The plugin itself receives its own switch-on (it is on when delivered).
+    assert items("plugin_enabled", t) == [{"plugin": "recorder"}]
+
+
+def test_hook_plugin_disabled(make_app):
+    recorder.CALLS.clear()
+    app = make_app(("recorder", "failing"))
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    t.put("/api/v1/plugins/failing", json={"enabled": True})
+    t.put("/api/v1/plugins/failing", json={"enabled": False})
+    assert items("plugin_disabled", t) == [{"plugin": "failing"}]
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})
+    assert items("plugin_disabled", t) == [{"plugin": "failing"}]  # the switched-off plugin is not called
