@@ -21,13 +21,36 @@ from .host import PluginHost
 HERE = Path(__file__).parent / "migrations"
 
 
+def _installed_migrations(host: PluginHost) -> list[Path]:
+    """Migration folders of deployed plugins and of installed but undeployed ones.
+
+    An undeployed plugin's revisions may already be in the database (it was
+    deployed once; switching off never deletes data): Alembic must be able to
+    read them even though nothing upgrades that branch any more.
+    """
+    from importlib.metadata import entry_points
+
+    from .host import ENTRY_POINT_GROUP
+    from .spec import PluginSpec
+
+    folders = [Path(s.migrations) for s in host.specs.values() if s.migrations is not None]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in host.specs:
+            continue
+        try:
+            spec = ep.load()
+        except Exception:  # noqa: BLE001 - a broken plugin is reported elsewhere
+            continue
+        if isinstance(spec, PluginSpec) and spec.migrations is not None:
+            folders.append(Path(spec.migrations))
+    return folders
+
+
 def alembic_config(engine: Engine, host: PluginHost, connection: Any = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     locations = [str(HERE / "versions")]
-    for spec in host.specs.values():
-        if spec.migrations is not None:
-            locations.append(str(Path(spec.migrations)))
+    locations += [str(folder) for folder in _installed_migrations(host)]
     cfg.set_main_option("version_locations", " ".join(locations))
     cfg.set_main_option("path_separator", "space")
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -37,19 +60,30 @@ def alembic_config(engine: Engine, host: PluginHost, connection: Any = None) -> 
     return cfg
 
 
-def upgrade(engine: Engine, host: PluginHost, target: str = "heads") -> None:
-    """Bring the core and every deployed plugin's tables up to date."""
+def targets(host: PluginHost) -> list[str]:
+    """``core@head`` and ``<plugin>@head`` for each deployed plugin with migrations."""
+    return ["core@head", *(f"{name}@head" for name, spec in host.specs.items() if spec.migrations is not None)]
+
+
+def upgrade(engine: Engine, host: PluginHost) -> None:
+    """Bring the core and every deployed plugin's tables up to date.
+
+    Branches of plugins that are installed but not deployed are left as they
+    are: deploying a plugin later creates its tables then.
+    """
     with engine.begin() as conn:
-        command.upgrade(alembic_config(engine, host, conn), target)
+        cfg = alembic_config(engine, host, conn)
+        for target in targets(host):
+            command.upgrade(cfg, target)
 
 
 def pending(engine: Engine, host: PluginHost) -> list[str]:
     """Heads not yet applied (empty when the database is current)."""
     cfg = alembic_config(engine, host)
-    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    script = ScriptDirectory.from_config(cfg)
+    heads = {script.get_revision(t).revision for t in targets(host)}  # type: ignore[union-attr]
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    script = ScriptDirectory.from_config(cfg)
     applied: set[str] = set()
     for rev in current:
         applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
