@@ -101,6 +101,8 @@ def test_reps_see_and_act_on_their_own_leads_only(tenant):
         assert tenant.get(f"/api/v1/leads/{lead['id']}", "rep").status_code == 404
         assert tenant.post(f"/api/v1/leads/{lead['id']}/activities", "rep", json={"kind": "call"}).status_code == 404
     assert tenant.post(f"/api/v1/leads/{mine['id']}/assign", "rep", json={"user_id": tenant.users["rep2"]}).status_code == 403
+    r = tenant.post("/api/v1/leads", "rep", json={"phone": "13500135009", "owner_id": tenant.users["rep2"]})
+    assert r.status_code == 403
 
 
 def test_manager_reassigns_and_the_ledger_explains(tenant):

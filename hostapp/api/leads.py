@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import request
 
+from pelago.core.errors import Forbidden, InvalidInput
 from pelago.core.services import leads as svc
 
 from ..auth import commit, ctx, requires
@@ -30,12 +31,12 @@ def create(data: dict[str, Any]) -> Any:
     key = request.headers.get("Idempotency-Key") or data.pop("external_id", None)
     data.pop("external_id", None)
     if key is not None and len(key) > 200:
-        from pelago.core.errors import InvalidInput
-
         raise InvalidInput("idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]})
     touch = {k: data.pop(k) for k in TOUCH_KEYS if k in data}
     touch["channel"] = "api"
-    if c.actor is not None and c.actor.role == "rep" and data.get("owner_id") is None:
+    if c.actor is not None and c.actor.role == "rep":
+        if data.get("owner_id") not in (None, c.actor.user_id):
+            raise Forbidden("a rep can only create leads for herself")
         data["owner_id"] = c.actor.user_id  # a rep's own lead is hers
     result = svc.create_lead(c, data, idempotency_key=key, touch=touch, raw=request.get_json(silent=True) or {})
     commit()
