@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres bench venv clean
+.PHONY: run test test-sqlite test-postgres venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/lead_score/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]' -e examples/lead_score
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,9 +26,6 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	PELAGO_TEST_DB=postgresql $(BIN)/pytest -q
-
-bench: $(STAMP)
-	scripts/bench
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -22,9 +22,17 @@ class PelagoError(Exception):
 
 
 class InvalidInput(PelagoError):
-    """Bad input: 422 with field errors, nothing written."""
+    """Bad input: 422 with field errors, nothing written.
+
+    ``location`` says where the fields were (``json`` body or ``query``), as
+    in flask-smorest's own validation errors.
+    """
 
     status = 422
+
+    def __init__(self, message: str, errors: Mapping[str, Any] | None = None, location: str = "json") -> None:
+        super().__init__(message, errors)
+        self.location = location
 
 
 class NotFound(PelagoError):

@@ -8,6 +8,7 @@ module global, so two apps with different plugin sets can live in one process
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from .context import TenantState
 from .errors import Conflict, InvalidInput, NotFound, PluginConfigError
 from .markers import PROJECT
 from .models import Tenant, TenantPlugin
-from .spec import PluginSpec
+from .spec import NAME_PATTERN, PluginSpec
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,10 @@ class PluginHost:
             raise TypeError(f"entry point {name!r} does not name a PluginSpec (got {type(spec).__name__})")
         if spec.name != name:
             raise TypeError(f"entry point {name!r} names a PluginSpec called {spec.name!r}")
+        if not re.match(NAME_PATTERN, name) or name == CORE_PLUGIN:
+            raise TypeError(
+                f"plugin name {name!r} must match {NAME_PATTERN} (it is a table prefix and a URL segment)"
+            )
         try:
             ok = Version(__version__) in SpecifierSet(spec.core, prereleases=True)
         except InvalidSpecifier as exc:

@@ -37,7 +37,9 @@ def decode(cursor: str) -> int:
             raise ValueError
         return last_id
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("bad cursor", {"cursor": ["not a cursor returned by this API"]}) from None
+        raise InvalidInput(
+            "bad cursor", {"cursor": ["not a cursor returned by this API"]}, location="query"
+        ) from None
 
 
 def paginate(

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, redirect
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
 
 from pelago.core import __version__
 from pelago.core.clock import Clock, system_clock
@@ -17,6 +18,27 @@ from pelago.core.runtime import Runtime
 from . import auth, errors
 from .api import core_blueprints
 from .config import Settings
+
+
+MAX_ID = 2**63 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``<int:…>`` limited to a 64-bit id: a larger number is 404, not a database error."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+class PelagoApi(Api):
+    """flask-smorest's Api; every error body also carries a ``message``."""
+
+    def handle_http_exception(self, error: Any) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = "invalid input" if code == 422 else (error.description or error.name)
+        return payload, code, headers
 
 
 def build_runtime(settings: Settings, *, clock: Clock = system_clock, host: PluginHost | None = None) -> Runtime:
@@ -54,7 +76,9 @@ def create_app(
     )
     app.extensions["pelago"] = runtime
     app.extensions["pelago_settings"] = settings
-    api = Api(app)
+    app.url_map.converters["int"] = IdConverter
+    api = PelagoApi(app)
+    api.register_converter(IdConverter, lambda _c: {"type": "integer", "format": "int64", "maximum": MAX_ID})
     for blp in core_blueprints():
         api.register_blueprint(blp)
     plugin_blueprints: dict[str, str] = {}

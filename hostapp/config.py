@@ -33,7 +33,6 @@ class Settings:
     scheduler_interval: float = 15.0
     embedded_scheduler: bool = True
     max_content_length: int = 1024 * 1024
-    auto_migrate: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -46,7 +46,7 @@ class DemoInfo:
             "Try:",
             f"  curl -s {base}/api/v1/leads -H 'Authorization: Bearer {self.admin_key}'",
             f"  curl -s -X POST {base}/api/v1/leads -H 'Authorization: Bearer {self.admin_key}' \\",
-            "       -H 'Content-Type: application/json' -d '{\"name\": \"周杰\", \"phone\": \"13800138000\"}'",
+            "       -H 'Content-Type: application/json' -d '{\"name\": \"周杰\", \"phone\": \"13912345678\"}'",
             "",
         ])
 

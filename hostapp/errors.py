@@ -35,7 +35,7 @@ def register(app: Flask) -> None:
     def _domain(err: PelagoError) -> Any:
         errors: Any = err.errors or None
         if isinstance(err, InvalidInput) and errors:
-            errors = {"json": errors}
+            errors = {err.location: errors}
         return jsonify(body(err.status, err.message, errors)), err.status
 
     @app.errorhandler(IntegrityError)

@@ -26,6 +26,7 @@ def snapshot(t):
     ({"phone": "13800138000", "owner_id": "me"}, "owner_id"),
     ({"phone": "13800138000", "owner_id": 987654321}, "owner_id"),
     ({"phone": "13800138000", "team_id": -1}, "team_id"),
+    ({"phone": "13800138000", "team_id": 987654321}, "team_id"),
     ({"phone": "13800138000", "attributes": "x"}, "attributes"),
     ({"phone": "13800138000", "name": "x" * 201}, "name"),
 ])
@@ -48,6 +49,8 @@ def test_malformed_json(tenant, raw):
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"amount": "-5"}, "amount"),
+    ({"amount": 10.5}, "amount"),
+    ({"amount": 10}, "amount"),
     ({"amount": "0"}, "amount"),
     ({"amount": "abc"}, "amount"),
     ({"amount": "NaN"}, "amount"),
@@ -108,3 +111,19 @@ def test_admin_inputs(tenant):
     assert tenant.post("/api/v1/users", json={"email": "NEW@b.co", "role": "rep"}).status_code == 409
     assert tenant.post("/api/v1/teams", json={"name": ""}).status_code == 422
     assert tenant.post("/api/v1/teams", json={"name": "Sales"}).status_code == 409
+
+
+def test_every_error_body_has_code_status_and_message(tenant):
+    for r in (
+        tenant.post("/api/v1/leads", json={"phone": "13800138000", "zzz": 1}),
+        tenant.get("/api/v1/leads?limit=0"),
+        tenant.get("/api/v1/leads?cursor=garbage"),
+        tenant.get("/api/v1/leads/99999999999999999999"),
+        tenant.get("/api/v1/leads/12345678"),
+        tenant.client().get("/api/v1/leads"),
+    ):
+        body = r.get_json()
+        assert {"code", "status", "message"} <= set(body), body
+        assert r.status_code in (401, 404, 422)
+    cursor = tenant.get("/api/v1/leads?cursor=garbage").get_json()
+    assert "cursor" in cursor["errors"]["query"]

@@ -143,3 +143,22 @@ def test_hook_plugin_disabled(make_app):
     assert items("plugin_disabled", t) == [{"plugin": "failing"}]
     t.put("/api/v1/plugins/recorder", json={"enabled": False})
     assert items("plugin_disabled", t) == [{"plugin": "failing"}]  # the switched-off plugin is not called
+
+
+def test_a_veto_names_the_plugin_that_refused(t):
+    lead = t.lead("13800138720")
+    t.put("/api/v1/plugins/recorder", json={"settings": {"veto_user_id": t.users["rep"]}})
+    r = t.post(f"/api/v1/leads/{lead['id']}/assign", "manager", json={"user_id": t.users["rep"]})
+    assert r.status_code == 409 and r.get_json()["errors"] == {"plugin": "recorder"}
+
+
+def test_a_vetoed_routing_choice_leaves_the_lead_unowned_with_the_reason(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {
+        "team_id": t.team_id, "owner_user_id": t.users["rep"], "veto_user_id": t.users["rep"],
+    }})
+    r = t.post("/api/v1/leads", json={"phone": "13800138721"})
+    assert r.status_code == 201 and r.get_json()["owner_id"] is None
+    history = t.get(f"/api/v1/leads/{r.get_json()['id']}/history").get_json()["items"]
+    owner = [h for h in history if h["type"] == "ownership"][0]["detail"]["owner"]
+    assert owner["vetoed_user_id"] == t.users["rep"] and owner["plugin"] == "recorder"
+    assert items("lead_assigned", t) == []

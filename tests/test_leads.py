@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
 from pelago.core.models import Lead, OwnershipChange, Touch
@@ -164,7 +166,8 @@ def test_activities_move_last_activity_forward_only(tenant, clock):
     old = (now.replace(hour=0)).isoformat()
     assert tenant.post(f"/api/v1/leads/{lead['id']}/activities", json={"kind": "note", "occurred_at": old}).status_code == 201
     got = tenant.get(f"/api/v1/leads/{lead['id']}").get_json()
-    assert got["last_activity_at"] == now.isoformat()
+    assert datetime.fromisoformat(got["last_activity_at"]) == now
+    assert got["last_activity_at"].endswith("+08:00")  # shown in the tenant's timezone
     listed = tenant.get(f"/api/v1/leads/{lead['id']}/activities").get_json()["items"]
     assert [a["kind"] for a in listed] == ["note", "call"]
     future = now.replace(year=now.year + 1).isoformat()

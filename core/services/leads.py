@@ -13,11 +13,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..context import HookContext
 from ..db import insert_ignoring_conflict
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Vetoed
-from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Touch, User
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
 from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
 from ..routing import decide
+from ..vetoes import first_veto, refuse_if_vetoed
 
 CONTACT_FIELDS = ("name", "email", "source", "region", "product")
 TOUCH_FIELDS = (
@@ -98,6 +99,8 @@ def create_lead(
         replay = _replay(ctx, idempotency_key)
         if replay is not None:
             return replay
+    if data.get("team_id") is not None and ctx.session.get(Team, data["team_id"]) is None:
+        raise InvalidInput("unknown team", {"team_id": [f"no team {data['team_id']} in this tenant"]})
 
     now = ctx.now()
     lead_id: int | None
@@ -154,18 +157,30 @@ def create_lead(
     owner_id = data.get("owner_id")
     if owner_id is not None:
         user = _user(ctx, owner_id, field="owner_id")
-        _veto_assign(ctx, lead, user, "manual")
-        _set_owner(ctx, lead, user.id, reason="created", rule="caller", note="owner given at creation",
-                   detail={"owner": {"user_id": user.id, "reason": "given by the caller"}})
+        refuse_if_vetoed(ctx, "check_assign", lead=lead, user=user, reason="created")
+        assigned = _set_owner(
+            ctx, lead, user.id, reason="created", rule="caller", note="owner given at creation",
+            detail={"owner": {"user_id": user.id, "reason": "given by the caller"}},
+        )
     else:
         decision = decide(ctx, lead)
         if decision.owner_id is not None:
             user = session.get(User, decision.owner_id)
-            _veto_assign(ctx, lead, user, "routing")
-        lead.team_id = decision.team_id
-        _set_owner(ctx, lead, decision.owner_id, reason="created", rule=decision.rule,
-                   detail=decision.explanation, team_id=decision.team_id)
+            veto = first_veto(ctx, "check_assign", lead=lead, user=user, reason="routing")
+            if veto is not None:
+                # Routing must not fail intake: the lead stays unowned, with the reason.
+                decision.explanation["owner"] = {
+                    "user_id": None, "reason": f"{veto[1]} (vetoed by {veto[0]})",
+                    "vetoed_user_id": decision.owner_id, "plugin": veto[0],
+                }
+                decision.owner_id, decision.reason, decision.rule = None, "unrouted", None
+        assigned = _set_owner(ctx, lead, decision.owner_id, reason="created", rule=decision.rule,
+                              detail=decision.explanation, team_id=decision.team_id)
+        if decision.team_id is None:
+            lead.team_id = None
     ctx.emit("lead_created", [lead_snapshot(lead)])
+    if assigned is not None:
+        ctx.emit("lead_assigned", [assigned])
     return Intake(lead, created=True, merged=False, replayed=False, touch_id=touch_row.id)
 
 
@@ -329,8 +344,10 @@ def assign(
     if user_id == lead.owner_id:
         return lead
     user = _user(ctx, user_id, field="user_id") if user_id is not None else None
-    _veto_assign(ctx, lead, user, reason)
-    _set_owner(ctx, lead, user_id, reason=reason, rule=rule, note=note, detail=dict(detail or {}))
+    refuse_if_vetoed(ctx, "check_assign", lead=lead, user=user, reason=reason)
+    assigned = _set_owner(ctx, lead, user_id, reason=reason, rule=rule, note=note, detail=dict(detail or {}))
+    if assigned is not None:
+        ctx.emit("lead_assigned", [assigned])
     _flush(ctx, "the lead changed meanwhile; reload and retry")
     return lead
 
@@ -338,7 +355,12 @@ def assign(
 def _set_owner(
     ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str, rule: str | None = None,
     note: str = "", detail: Mapping[str, Any] | None = None, team_id: int | None = None,
-) -> None:
+) -> dict[str, Any] | None:
+    """Set the owner and write the ledger row; emits ``lead_released`` itself.
+
+    Returns the ``lead_assigned`` item for the caller to emit, so that on
+    creation it follows ``lead_created``.
+    """
     previous = lead.owner_id
     now = ctx.now()
     lead.owner_id = user_id
@@ -355,14 +377,15 @@ def _set_owner(
         actor_id=_actor_id(ctx), at=now,
     ))
     if user_id is not None:
-        ctx.emit("lead_assigned", [{
+        return {
             "lead_id": lead.id, "from_user_id": previous, "to_user_id": user_id,
             "team_id": lead.team_id, "reason": reason, "rule": rule,
-        }])
-    elif previous is not None:
+        }
+    if previous is not None:
         ctx.emit("lead_released", [{
             "lead_id": lead.id, "from_user_id": previous, "reason": reason, "rule": rule,
         }])
+    return None
 
 
 def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None = None) -> Lead:
@@ -373,9 +396,7 @@ def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None
     old = lead.stage
     if old == new and (new != "lost" or lost_reason == lead.lost_reason):
         return lead
-    for message in ctx.hooks.check_stage_change(ctx=ctx, lead=lead, old=old, new=new):
-        if message:
-            raise Vetoed(message)
+    refuse_if_vetoed(ctx, "check_stage_change", lead=lead, old=old, new=new)
     now = ctx.now()
     lead.stage = new
     lead.lost_reason = lost_reason.strip() if new == "lost" and lost_reason else None
@@ -463,12 +484,6 @@ def _user(ctx: HookContext, user_id: int, *, field: str) -> User:
     if not user.active:
         raise InvalidInput("inactive user", {field: [f"user {user_id} is not active"]})
     return user
-
-
-def _veto_assign(ctx: HookContext, lead: Lead, user: User | None, reason: str) -> None:
-    for message in ctx.hooks.check_assign(ctx=ctx, lead=lead, user=user, reason=reason):
-        if message:
-            raise Vetoed(message)
 
 
 def _flush(ctx: HookContext, conflict_message: str) -> None:

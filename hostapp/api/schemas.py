@@ -21,8 +21,30 @@ def _qid(**kw: Any) -> fields.Integer:
     return fields.Integer(validate=validate.Range(min=1, max=2**63 - 1), **kw)
 
 
+class MoneyString(fields.Decimal):
+    """Money is a decimal *string* in JSON: a JSON number may already have lost cents."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError('send amounts as a decimal string, e.g. "1999.00"')
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class LocalTime(fields.AwareDateTime):
+    """Aware datetimes in; out in the tenant's timezone (stored in UTC)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None:
+            from flask import g, has_request_context
+
+            context = g.get("pelago_ctx") if has_request_context() else None
+            if context is not None:
+                value = value.astimezone(context.tenant.tz)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 def _money(**kw: Any) -> fields.Decimal:
-    return fields.Decimal(places=2, rounding=ROUND_HALF_UP, as_string=True, allow_nan=False, **kw)
+    return MoneyString(places=2, rounding=ROUND_HALF_UP, as_string=True, allow_nan=False, **kw)
 
 
 class PageArgs(Schema):
@@ -82,11 +104,11 @@ class Lead(Schema):
     team_id = fields.Integer(allow_none=True, required=True)
     locked = fields.Boolean(required=True)
     attributes = fields.Dict()
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
-    assigned_at = fields.AwareDateTime(allow_none=True)
-    stage_changed_at = fields.AwareDateTime(required=True)
-    last_activity_at = fields.AwareDateTime(allow_none=True)
+    created_at = LocalTime(required=True)
+    updated_at = LocalTime(required=True)
+    assigned_at = LocalTime(allow_none=True)
+    stage_changed_at = LocalTime(required=True)
+    last_activity_at = LocalTime(allow_none=True)
     version = fields.Integer(required=True)
 
 
@@ -102,8 +124,8 @@ class LeadFilter(PageArgs):
     team_id = _qid()
     unowned = fields.Boolean()
     source = fields.String(validate=validate.Length(max=100))
-    created_after = fields.AwareDateTime()
-    created_before = fields.AwareDateTime()
+    created_after = LocalTime()
+    created_before = LocalTime()
     q = fields.String(validate=validate.Length(max=200))
 
 
@@ -130,7 +152,7 @@ class StageArgs(Schema):
 class ActivityArgs(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
     note = fields.String(load_default="", validate=validate.Length(max=10_000))
-    occurred_at = fields.AwareDateTime()
+    occurred_at = LocalTime()
 
 
 class Activity(Schema):
@@ -139,8 +161,8 @@ class Activity(Schema):
     user_id = fields.Integer(allow_none=True)
     kind = fields.String(required=True)
     note = fields.String(required=True)
-    occurred_at = fields.AwareDateTime(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    occurred_at = LocalTime(required=True)
+    created_at = LocalTime(required=True)
 
 
 class ActivityPage(Schema):
@@ -151,7 +173,7 @@ class ActivityPage(Schema):
 class HistoryItem(Schema):
     type = fields.String(required=True, validate=validate.OneOf(("ownership", "stage", "activity")))
     id = fields.Integer(required=True)
-    at = fields.AwareDateTime(required=True)
+    at = LocalTime(required=True)
     actor_id = fields.Integer(allow_none=True)
     from_user_id = fields.Integer(allow_none=True)
     to_user_id = fields.Integer(allow_none=True)
@@ -190,7 +212,7 @@ class Deal(Schema):
     currency = fields.String(required=True)
     product = fields.String(required=True)
     kind = fields.String(required=True)
-    won_at = fields.AwareDateTime(required=True)
+    won_at = LocalTime(required=True)
 
 
 class DealFilter(PageArgs):
@@ -214,7 +236,7 @@ class Refund(Schema):
     deal_id = fields.Integer(required=True)
     amount = _money(required=True)
     reason = fields.String(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = LocalTime(required=True)
 
 
 # --- administration --------------------------------------------------------------
@@ -245,7 +267,7 @@ class User(Schema):
     team_id = fields.Integer(allow_none=True)
     active = fields.Boolean(required=True)
     on_leave = fields.Boolean(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = LocalTime(required=True)
 
 
 class UserPage(Schema):
@@ -269,7 +291,7 @@ class Team(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
     active = fields.Boolean(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = LocalTime(required=True)
 
 
 class TeamPage(Schema):
@@ -287,8 +309,8 @@ class ApiKey(Schema):
     user_id = fields.Integer(required=True)
     name = fields.String(required=True)
     prefix = fields.String(required=True)
-    created_at = fields.AwareDateTime(required=True)
-    revoked_at = fields.AwareDateTime(allow_none=True)
+    created_at = LocalTime(required=True)
+    revoked_at = LocalTime(allow_none=True)
 
 
 class ApiKeyCreated(ApiKey):
@@ -311,7 +333,7 @@ class Plugin(Schema):
     requires = fields.List(fields.String(), required=True)
     enabled = fields.Boolean(required=True)
     settings = fields.Dict(required=True, metadata={"description": "secrets are masked"})
-    updated_at = fields.AwareDateTime(allow_none=True)
+    updated_at = LocalTime(allow_none=True)
     updated_by = fields.Integer(allow_none=True)
 
 
@@ -340,7 +362,7 @@ class Tenant(Schema):
     timezone = fields.String(required=True)
     default_region = fields.String(required=True)
     currency = fields.String(required=True)
-    created_at = fields.AwareDateTime(required=True)
+    created_at = LocalTime(required=True)
 
 
 class TenantPage(Schema):
@@ -361,8 +383,8 @@ class Delivery(Schema):
     state = fields.String(required=True)
     attempts = fields.Integer(required=True)
     last_error = fields.String(allow_none=True)
-    next_attempt_at = fields.AwareDateTime(allow_none=True)
-    delivered_at = fields.AwareDateTime(allow_none=True)
+    next_attempt_at = LocalTime(allow_none=True)
+    delivered_at = LocalTime(allow_none=True)
 
 
 class DeliveryPage(Schema):
