@@ -55,7 +55,9 @@ def run(name: str, kwargs: dict[str, Any], runtime: Runtime | None = None) -> An
     func = JOBS.get(name)
     if func is None:
         raise NotFound(f"no job called {name!r}")
-    return func(runtime or current_runtime(), **kwargs)
+    runtime = runtime or current_runtime()
+    runtime.after_fork()
+    return func(runtime, **kwargs)
 
 
 class InlineQueue:

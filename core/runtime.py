@@ -8,6 +8,7 @@ and the scheduler build the same from the same configuration.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ class Runtime:
 
         self.host = host
         self.engine = engine
+        self._pid = os.getpid()
         self.clock = clock
         self.log = logging.getLogger("pelago")
         self.sessions = make_sessionmaker(engine)
@@ -51,6 +53,16 @@ class Runtime:
         )
         event.listen(self.sessions, "after_commit", self._after_commit)
         event.listen(self.sessions, "after_soft_rollback", self._after_rollback)
+
+    def after_fork(self) -> None:
+        """In a forked process (rq's work horse), drop the parent's connections.
+
+        Pooled connections must not be shared across a fork; ``close=False``
+        leaves the parent's sockets alone and makes this process open its own.
+        """
+        if os.getpid() != self._pid:
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
 
     # --- sessions ----------------------------------------------------------
 
