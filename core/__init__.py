@@ -1,6 +1,11 @@
 """pelago.core: the lead/customer core and the plugin contract.
 
-The names below are the public API for plugin authors; everything else is
+The public API for plugin authors is the names below, plus the modules
+``pelago.core.db`` (``Base``, ``TenantScoped``, ``BigId``, ``Money``,
+``UtcDateTime``, ``JsonDoc``), ``pelago.core.models`` (the core's tables, to
+point foreign keys and queries at) and, for routes, ``pelago.hostapp.api``
+(``Blueprint``) and ``pelago.hostapp.auth`` (``ctx``, ``requires``,
+``commit``). These change only with a deprecation period; everything else is
 internal and may move.
 """
 

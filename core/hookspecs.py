@@ -117,6 +117,11 @@ def plugin_disabled(ctx: HookContext, event: Event) -> None:
     """A plugin was switched off for the tenant: ``{plugin}``; sent to the others."""
 
 
+@hookspec
+def plugin_settings_changed(ctx: HookContext, event: Event) -> None:
+    """A plugin's settings changed for the tenant: ``{plugin, changed}`` (names of changed fields)."""
+
+
 DECISIONS = ("choose_team", "exclude_candidates", "choose_owner", "check_assign", "check_stage_change")
 EVENTS = (
     "lead_created",
@@ -129,6 +134,7 @@ EVENTS = (
     "deal_refunded",
     "plugin_enabled",
     "plugin_disabled",
+    "plugin_settings_changed",
 )
 
 

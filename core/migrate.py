@@ -33,7 +33,7 @@ def _installed_migrations(host: PluginHost) -> list[Path]:
     from .host import ENTRY_POINT_GROUP
     from .spec import PluginSpec
 
-    folders = [Path(s.migrations) for s in host.specs.values() if s.migrations is not None]
+    folders = [_versions(Path(s.migrations)) for s in host.specs.values() if s.migrations is not None]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in host.specs:
             continue
@@ -42,8 +42,13 @@ def _installed_migrations(host: PluginHost) -> list[Path]:
         except Exception:  # noqa: BLE001 - a broken plugin is reported elsewhere
             continue
         if isinstance(spec, PluginSpec) and spec.migrations is not None:
-            folders.append(Path(spec.migrations))
+            folders.append(_versions(Path(spec.migrations)))
     return folders
+
+
+def _versions(folder: Path) -> Path:
+    """A plugin's ``migrations/`` holds its revisions in ``versions/``, as the core's does."""
+    return folder / "versions" if (folder / "versions").is_dir() else folder
 
 
 def alembic_config(engine: Engine, host: PluginHost, connection: Any = None) -> Config:

@@ -41,7 +41,7 @@ TEST_PLUGINS = {
     "needs_recorder": "tests.plugins.needs_recorder:plugin",
     "broken": "tests.plugins.broken:plugin",
 }
-ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement",
+ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "lead_score",
                     "recorder", "failing", "needs_recorder")
 
 

@@ -162,3 +162,13 @@ def test_a_vetoed_routing_choice_leaves_the_lead_unowned_with_the_reason(t):
     owner = [h for h in history if h["type"] == "ownership"][0]["detail"]["owner"]
     assert owner["vetoed_user_id"] == t.users["rep"] and owner["plugin"] == "recorder"
     assert items("lead_assigned", t) == []
+
+
+def test_hook_plugin_settings_changed(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {"threshold": 11, "token": "x"}})
+    t.put("/api/v1/plugins/recorder", json={"settings": {"threshold": 11}})  # no change: no event
+    t.put("/api/v1/plugins/recorder", json={"settings": {"token": "********", "threshold": 12}})
+    assert items("plugin_settings_changed", t) == [
+        {"plugin": "recorder", "changed": ["threshold", "token"]},
+        {"plugin": "recorder", "changed": ["threshold"]},
+    ]

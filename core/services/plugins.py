@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -57,12 +58,14 @@ def configure(
     )
     session.refresh(tenant)
     new_state = host.tenant_state(session, tenant, cache=False)
-    new_ctx = ctx.__class__(
-        tenant=new_state, session=session, actor=ctx.actor, host=host, clock=ctx.clock
-    )
+    new_ctx = replace(ctx, tenant=new_state)
     now_on = name in new_state.enabled
     if now_on and not was_on:
         emit(new_ctx, "plugin_enabled", [{"plugin": name}])
     elif was_on and not now_on:
         emit(new_ctx, "plugin_disabled", [{"plugin": name}])
+    before, after = state.settings.get(name, {}), new_state.settings.get(name, {})
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    if changed:
+        emit(new_ctx, "plugin_settings_changed", [{"plugin": name, "changed": changed}])
     return new_ctx

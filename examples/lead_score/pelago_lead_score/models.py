@@ -17,16 +17,25 @@ from pelago.core.db import Base, BigId, TenantScoped
 
 
 class LeadScore(TenantScoped, Base):
-    """The current score of one lead. Recomputed from scratch, never incremented."""
+    """The current score of one lead: recomputed from scratch, never incremented.
+
+    ``oldest_activity_at`` is the oldest activity still inside the scoring
+    window (``None`` if none counts); once it leaves the window the score must
+    go down, which is how the daily job finds the scores to decay.
+    """
 
     __tablename__ = "lead_score_score"
     __table_args__ = (
-        # GET /top: ORDER BY score DESC, lead_id DESC LIMIT n within a tenant.
+        # GET /top: WHERE tenant_id = ? ORDER BY score DESC, lead_id DESC LIMIT n
         Index("ix_lead_score_score_top", "tenant_id", "score", "lead_id"),
+        # the decay job: WHERE tenant_id = ? AND oldest_activity_at < ?
+        Index("ix_lead_score_score_oldest", "tenant_id", "oldest_activity_at"),
     )
 
     lead_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("core_lead.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     score: Mapped[int] = mapped_column(Integer)
+    activities: Mapped[int] = mapped_column(Integer, default=0)
+    oldest_activity_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
