@@ -8,6 +8,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+#: The largest amount a NUMERIC(18, 2) column holds.
+MAX_AMOUNT = Decimal("9999999999999999.99")
 
 
 def to_money(value: Decimal | str | int) -> Decimal:
@@ -20,4 +22,6 @@ def to_money(value: Decimal | str | int) -> Decimal:
         raise ValueError(f"not an amount: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not an amount: {value!r}")
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(f"amount out of range (at most {MAX_AMOUNT})")
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)

@@ -16,6 +16,7 @@ from .errors import InvalidInput
 
 T = TypeVar("T")
 MAX_LIMIT = 200
+MAX_ID = 2**63 - 1
 
 
 @dataclass
@@ -33,7 +34,7 @@ def decode(cursor: str) -> int:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
         last_id = value["id"]
-        if not isinstance(last_id, int) or isinstance(last_id, bool):
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or not 0 < last_id <= MAX_ID:
             raise ValueError
         return last_id
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, redirect
 from flask_smorest import Api
-from werkzeug.routing import IntegerConverter
+from flask_smorest import abort
 
 from pelago.core import __version__
 from pelago.core.clock import Clock, system_clock
@@ -21,14 +21,6 @@ from .config import Settings
 
 
 MAX_ID = 2**63 - 1
-
-
-class IdConverter(IntegerConverter):
-    """``<int:…>`` limited to a 64-bit id: a larger number is 404, not a database error."""
-
-    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", MAX_ID)
-        super().__init__(map, *args, **kwargs)
 
 
 class PelagoApi(Api):
@@ -76,9 +68,17 @@ def create_app(
     )
     app.extensions["pelago"] = runtime
     app.extensions["pelago_settings"] = settings
-    app.url_map.converters["int"] = IdConverter
     api = PelagoApi(app)
-    api.register_converter(IdConverter, lambda _c: {"type": "integer", "format": "int64", "maximum": MAX_ID})
+    from .api.schemas import MoneyString
+
+    api.ma_plugin.map_to_openapi_type(MoneyString, "string", "decimal")
+
+    @app.url_value_preprocessor
+    def _ids_fit(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+        # An id past BIGINT cannot exist: 404 here, not an overflow in the database.
+        for value in (values or {}).values():
+            if isinstance(value, int) and value > MAX_ID:
+                abort(404, message="not found")
     for blp in core_blueprints():
         api.register_blueprint(blp)
     plugin_blueprints: dict[str, str] = {}

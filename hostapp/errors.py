@@ -13,6 +13,8 @@ from webargs.flaskparser import FlaskParser
 
 from pelago.core.errors import InvalidInput, PelagoError
 
+from . import strict_input
+
 
 def body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
@@ -22,9 +24,37 @@ def body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
 
 
 class Parser(FlaskParser):
-    """Malformed JSON is bad input like any other: 422, with the reason."""
+    """Malformed JSON is bad input like any other: 422, with the reason.
+
+    Bodies are read with :func:`strict_input.loads` and query strings checked
+    with :func:`strict_input.check_pairs`, so what a database cannot store
+    never reaches it.
+    """
 
     DEFAULT_VALIDATION_STATUS = 422
+
+    def _raw_load_json(self, req: Any) -> Any:
+        from webargs import core
+        from webargs.flaskparser import is_json_request
+
+        if not is_json_request(req):
+            return core.missing
+        try:
+            text = req.get_data(cache=True).decode("utf-8")
+        except UnicodeDecodeError:
+            abort(422, message="malformed JSON body", errors={"json": {"_schema": ["body is not UTF-8"]}})
+        try:
+            return strict_input.loads(text)
+        except strict_input.BadInput as exc:
+            abort(422, message="invalid JSON body", errors={"json": {"_schema": [str(exc)]}})
+
+    def _load_location_data(self, *, schema: Any, req: Any, location: str) -> Any:
+        if location == "query":
+            try:
+                strict_input.check_pairs(req.args.items(multi=True))
+            except strict_input.BadInput as exc:
+                abort(422, message="invalid query string", errors={"query": {"_schema": [str(exc)]}})
+        return super()._load_location_data(schema=schema, req=req, location=location)
 
     def _handle_invalid_json_error(self, error: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         abort(422, message="malformed JSON body", errors={"json": {"_schema": ["invalid JSON"]}})

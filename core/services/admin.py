@@ -24,7 +24,7 @@ def create_tenant(
 ) -> Tenant:
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tz folder such as 'Asia'
         raise InvalidInput("unknown timezone", {"timezone": [f"{timezone!r} is not an IANA timezone"]}) from None
     import phonenumbers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP
 from typing import Any
 
@@ -31,7 +32,20 @@ class MoneyString(fields.Decimal):
 
 
 class LocalTime(fields.AwareDateTime):
-    """Aware datetimes in; out in the tenant's timezone (stored in UTC)."""
+    """Aware datetimes in (years 1900-2999); out in the tenant's timezone (stored in UTC)."""
+
+    EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+    LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            inside = self.EARLIEST <= parsed < self.LATEST
+        except OverflowError:
+            inside = False
+        if not inside:
+            raise ValidationError("must be between 1900 and 2999")
+        return parsed
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         if value is not None:
@@ -39,7 +53,12 @@ class LocalTime(fields.AwareDateTime):
 
             context = g.get("pelago_ctx") if has_request_context() else None
             if context is not None:
-                value = value.astimezone(context.tenant.tz)
+                local = value.astimezone(context.tenant.tz)
+                offset = local.utcoffset()
+                # Zones' pre-1901 local mean time has offsets in seconds, which
+                # RFC 3339 cannot write: answer UTC instead.
+                if offset is not None and offset.seconds % 60 == 0:
+                    value = local
         return super()._serialize(value, attr, obj, **kwargs)
 
 
