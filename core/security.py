@@ -30,6 +30,8 @@ def split_key(key: str) -> str | None:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
+    if not all(c in "0123456789abcdef" for c in parts[1]):
+        return None  # never send a character the database cannot store to a lookup
     return parts[1]
 
 

@@ -9,6 +9,7 @@ an operator may name one, with the ``X-Pelago-Tenant`` header.
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from pelago.core.runtime import Runtime
 from pelago.core.security import key_matches, split_key
 
 F = TypeVar("F", bound=Callable[..., Any])
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 PUBLIC = "pelago_public"
 
 
@@ -107,6 +109,8 @@ def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
         if tenant is None:  # an operator
             slug = request.headers.get("X-Pelago-Tenant")
             if slug:
+                if not SLUG.match(slug):
+                    abort(404, message=f"no tenant with slug {slug!r}")
                 tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
                 if tenant is None:
                     abort(404, message=f"no tenant with slug {slug!r}")

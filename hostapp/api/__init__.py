@@ -7,10 +7,16 @@ from flask_smorest import Blueprint as _Blueprint
 from ..errors import Parser
 
 
+__all__ = ["Blueprint", "LocalTime", "MoneyString", "core_blueprints"]
+
+
 class Blueprint(_Blueprint):
     """flask-smorest's blueprint with Pelago's argument parser (malformed JSON → 422)."""
 
     ARGUMENTS_PARSER = Parser()
+
+
+from .schemas import LocalTime, MoneyString  # noqa: E402 - fields for plugins' schemas too
 
 
 def core_blueprints() -> list[_Blueprint]:

@@ -9,6 +9,7 @@ from flask import request
 from pelago.core.errors import Forbidden, InvalidInput
 from pelago.core.services import leads as svc
 
+from .. import strict_input
 from ..auth import commit, ctx, requires
 from . import Blueprint
 from . import schemas as s
@@ -30,8 +31,13 @@ def create(data: dict[str, Any]) -> Any:
     c = ctx()
     key = request.headers.get("Idempotency-Key") or data.pop("external_id", None)
     data.pop("external_id", None)
-    if key is not None and len(key) > 200:
-        raise InvalidInput("idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]})
+    if key is not None:
+        try:
+            strict_input.check_text(key)
+        except strict_input.BadInput as exc:
+            raise InvalidInput("invalid idempotency key", {"Idempotency-Key": [str(exc)]}) from None
+        if len(key) > 200:
+            raise InvalidInput("idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]})
     touch = {k: data.pop(k) for k in TOUCH_KEYS if k in data}
     touch["channel"] = "api"
     if c.actor is not None and c.actor.role == "rep":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP
 from typing import Any
@@ -23,10 +24,15 @@ def _qid(**kw: Any) -> fields.Integer:
 
 
 class MoneyString(fields.Decimal):
-    """Money is a decimal *string* in JSON: a JSON number may already have lost cents."""
+    """Money is a decimal *string* in JSON: a JSON number may already have lost cents.
+
+    ASCII digits only (``Decimal`` would also read other scripts' digits).
+    """
+
+    PATTERN = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not self.PATTERN.match(value):
             raise ValidationError('send amounts as a decimal string, e.g. "1999.00"')
         return super()._deserialize(value, attr, data, **kwargs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from pelago.core.models import ACTIVITY_KINDS
+from pelago.hostapp.api import LocalTime
 
 MAX_LIMIT = 200
 POINTS = validate.Range(min=-1000, max=1000)
@@ -66,7 +67,7 @@ class Score(Schema):
     score = fields.Integer(required=True)
     hot = fields.Boolean(required=True, metadata={"description": "score >= the tenant's hot_threshold"})
     activities = fields.Integer(required=True, metadata={"description": "activities counted (inside the window)"})
-    updated_at = fields.AwareDateTime(required=True, metadata={"description": "when the score last changed"})
+    updated_at = LocalTime(required=True, metadata={"description": "when the score last changed"})
 
 
 class TopArgs(Schema):

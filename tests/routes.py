@@ -1,0 +1,176 @@
+"""The API's routes as the OpenAPI spec lists them, for the contract and isolation tests.
+
+The spec is built from an app configured like ``make_app()``'s (same plugin
+set) on an engine that is never connected: building the document touches no
+database, so it can be loaded when a test module is imported and the
+operations parametrized from it. ``test_spec_matches_make_app`` checks it is
+the document the fixture app serves.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.conftest import TenantHandle
+
+DEFAULT_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement")
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def load_spec(plugins: tuple[str, ...] = DEFAULT_PLUGINS) -> dict[str, Any]:
+    from pelago.core.db import make_engine
+    from pelago.core.host import PluginHost
+    from pelago.core.runtime import Runtime
+    from pelago.hostapp import Settings, create_app
+
+    url = "sqlite://"  # never connected: the spec needs no database
+    runtime = Runtime(PluginHost(plugins, strict=True), make_engine(url))
+    app = create_app(Settings(database_url=url), runtime=runtime)
+    response = app.test_client().get("/api/openapi.json")
+    assert response.status_code == 200, response.data
+    return response.get_json()  # type: ignore[no-any-return]
+
+
+def spec_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    """``{(METHOD, path template)}`` of every operation in the spec."""
+    return {(m.upper(), path) for path, item in spec["paths"].items() for m in item if m in METHODS}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    params: tuple[str, ...]  # the path parameters, in order
+    has_body: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def url(self, **values: Any) -> str:
+        return re.sub(r"\{([a-z_]+)\}", lambda m: str(values[m.group(1)]), self.path)
+
+
+def operations(spec: dict[str, Any]) -> list[Operation]:
+    """Every operation of the spec."""
+    out = []
+    for path, item in spec["paths"].items():
+        params = tuple(re.findall(r"\{([a-z_]+)\}", path))
+        for method, op in item.items():
+            if method in METHODS:
+                out.append(Operation(method.upper(), path, params, "requestBody" in op))
+    return sorted(out, key=lambda o: (o.path, o.method))
+
+
+def path_operations(spec: dict[str, Any]) -> list[Operation]:
+    """Every operation whose path takes a parameter (an object's id or name)."""
+    return [op for op in operations(spec) if op.params]
+
+
+def id_operations(spec: dict[str, Any]) -> list[Operation]:
+    """Operations whose path takes an object id (``{…_id}``)."""
+    return [op for op in path_operations(spec) if any(p.endswith("_id") for p in op.params)]
+
+
+# --- objects and valid request bodies ---------------------------------------------------
+
+#: path parameters that name something other than a tenant's object, and the values to use
+NON_OBJECT_PARAMS: dict[str, str] = {"name": "pool"}  # /plugins/{name}: a deployed plugin
+
+
+def unique(prefix: str = "x") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def phone() -> str:
+    return f"+86138{uuid.uuid4().int % 10**8:08d}"
+
+
+def _ok(response: Any, *codes: int) -> Any:
+    assert response.status_code in (codes or (200, 201)), (response.status_code, response.get_json())
+    return response.get_json()
+
+
+def seed(t: TenantHandle) -> dict[str, list[Any]]:
+    """Objects of every kind in tenant ``t``, created through the API by its admin.
+
+    Returns ids by the path parameter that names them (``lead_id``, ``deal_id``,
+    ``user_id``, ``team_id``, ``key_id``), first the main object: a lead owned
+    by ``rep2`` with an activity, a deal and a refund; a user; a team; an API
+    key of that user. ``assignee`` is a user of ``t`` a lead can be given to.
+    """
+    ids: dict[str, list[Any]] = {}
+    lead = _ok(t.post("/api/v1/leads", json={"name": "Seeded", "phone": phone(), "owner_id": t.users["rep2"]}))
+    assert lead["owner_id"] == t.users["rep2"]
+    ids["lead_id"] = [lead["id"]]
+    _ok(t.post(f"/api/v1/leads/{lead['id']}/activities", json={"kind": "call", "note": "seeded"}), 201)
+    deal = _ok(t.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "100.00", "product": "seeded"}), 201)
+    ids["deal_id"] = [deal["id"]]
+    _ok(t.post(f"/api/v1/deals/{deal['id']}/refunds", json={"amount": "1.00", "reason": "seeded"}), 201)
+    team = _ok(t.post("/api/v1/teams", json={"name": unique("team")}), 201)
+    ids["team_id"] = [team["id"], t.team_id]
+    user = _ok(t.post("/api/v1/users", json={"email": f"{unique('u')}@{t.slug}.test", "role": "rep",
+                                             "team_id": team["id"]}), 201)
+    ids["user_id"] = [user["id"], t.users["rep"], t.users["rep2"], t.users["manager"]]
+    key = _ok(t.post("/api/v1/api-keys", json={"user_id": user["id"], "name": "seeded"}), 201)
+    ids["key_id"] = [key["id"]]
+    ids["assignee"] = [t.users["rep"]]
+    for name, value in NON_OBJECT_PARAMS.items():
+        ids[name] = [value]
+    return ids
+
+
+def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -> Any:
+    """A request body the operation accepts, for the caller whose own objects are ``ids``.
+
+    Known operations have a hand-written body; any other operation gets the
+    smallest body its request schema allows (required fields only), which
+    the tests prove valid by a control call on the caller's own objects.
+    """
+    known: dict[tuple[str, str], Callable[[], Any]] = {
+        ("POST", "/api/v1/leads"): lambda: {"name": "x", "phone": phone()},
+        ("PATCH", "/api/v1/leads/{lead_id}"): lambda: {"name": unique("renamed")},
+        ("POST", "/api/v1/leads/{lead_id}/assign"): lambda: {"user_id": ids["assignee"][0], "note": "x"},
+        ("POST", "/api/v1/leads/{lead_id}/stage"): lambda: {"stage": "contacted"},
+        ("POST", "/api/v1/leads/{lead_id}/activities"): lambda: {"kind": "call", "note": "x"},
+        ("POST", "/api/v1/leads/{lead_id}/deals"): lambda: {"amount": "10.00"},
+        ("POST", "/api/v1/deals/{deal_id}/refunds"): lambda: {"amount": "1.00", "reason": "x"},
+        ("POST", "/api/v1/users"): lambda: {"email": f"{unique('new')}@example.com", "role": "rep"},
+        ("PATCH", "/api/v1/users/{user_id}"): lambda: {"name": unique("renamed")},
+        ("POST", "/api/v1/teams"): lambda: {"name": unique("team")},
+        ("PATCH", "/api/v1/teams/{team_id}"): lambda: {"name": unique("renamed")},
+        ("POST", "/api/v1/api-keys"): lambda: {"name": "x"},
+        ("PUT", "/api/v1/plugins/{name}"): lambda: {},
+        ("POST", "/api/v1/tenants"): lambda: {"slug": unique("t")},
+    }
+    if not op.has_body:
+        return None
+    if (op.method, op.path) in known:
+        return known[(op.method, op.path)]()
+    body_schema = spec["paths"][op.path][op.method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+    return _minimal(spec, body_schema, ids)
+
+
+def _minimal(spec: dict[str, Any], schema: dict[str, Any], ids: dict[str, list[Any]], name: str = "") -> Any:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: _minimal(spec, props.get(k, {}), ids, k) for k in schema.get("required", [])}
+    if kind == "integer":
+        return ids[name][0] if name in ids else max(1, schema.get("minimum", 1))
+    if kind == "number":
+        return "1.00"
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    return "x" * max(1, schema.get("minLength", 1))
