@@ -225,6 +225,26 @@ def insert_ignoring_conflict(
     return session.execute(stmt).scalar()
 
 
+def flush_or_conflict(session: Session, message: str, errors: dict[str, Any] | None = None) -> None:
+    """Flush in a SAVEPOINT; a unique or foreign key violation becomes a 409.
+
+    The database decides (no check-then-write), and the SAVEPOINT keeps the
+    outer transaction usable for the error path.
+    """
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from .errors import Conflict
+
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(message, errors) from None
+    except StaleDataError:
+        raise Conflict("the object changed meanwhile; reload and retry") from None
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[TenantSession]:
     return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
 

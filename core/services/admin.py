@@ -7,11 +7,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..context import Actor, HookContext
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..db import flush_or_conflict
+from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import ROLE_RANK, ApiKey, Team, Tenant, User
 from ..security import hash_password, new_api_key
 
@@ -35,11 +35,7 @@ def create_tenant(
         currency=currency.upper(), plugins_version=0, created_at=now,
     )
     session.add(tenant)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"a tenant with slug {slug!r} exists", {"slug": ["already taken"]}) from None
+    flush_or_conflict(session, f"a tenant with slug {slug!r} exists", {"slug": ["already taken"]})
     return tenant
 
 
@@ -68,11 +64,7 @@ def create_user(
         created_at=now,
     )
     session.add(user)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"a user with email {email!r} exists", {"email": ["already taken"]}) from None
+    flush_or_conflict(session, f"a user with email {email!r} exists", {"email": ["already taken"]})
     return user
 
 
@@ -116,11 +108,7 @@ def create_team(ctx: HookContext, data: Mapping[str, Any]) -> Team:
         name=data["name"], description=data.get("description", ""), active=True, created_at=ctx.now()
     )
     ctx.session.add(team)
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.flush()
-    except IntegrityError:
-        raise Conflict(f"a team named {data['name']!r} exists", {"name": ["already taken"]}) from None
+    flush_or_conflict(ctx.session, f"a team named {data['name']!r} exists", {"name": ["already taken"]})
     return team
 
 
@@ -135,11 +123,7 @@ def update_team(ctx: HookContext, team: Team, data: Mapping[str, Any]) -> Team:
     for field in ("name", "description", "active"):
         if field in data:
             setattr(team, field, data[field])
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.flush()
-    except IntegrityError:
-        raise Conflict("a team with that name exists", {"name": ["already taken"]}) from None
+    flush_or_conflict(ctx.session, "a team with that name exists", {"name": ["already taken"]})
     return team
 
 

@@ -9,10 +9,9 @@ from typing import Any
 
 from sqlalchemy import Select, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
 from ..context import HookContext
-from ..db import insert_ignoring_conflict
+from ..db import flush_or_conflict, insert_ignoring_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
 from ..pagination import Page, paginate
@@ -487,10 +486,4 @@ def _user(ctx: HookContext, user_id: int, *, field: str) -> User:
 
 
 def _flush(ctx: HookContext, conflict_message: str) -> None:
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.flush()
-    except IntegrityError:
-        raise Conflict(conflict_message) from None
-    except StaleDataError:
-        raise Conflict("the lead changed meanwhile; reload and retry") from None
+    flush_or_conflict(ctx.session, conflict_message)

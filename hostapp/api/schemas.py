@@ -72,6 +72,19 @@ def _money(**kw: Any) -> fields.Decimal:
     return MoneyString(places=2, rounding=ROUND_HALF_UP, as_string=True, allow_nan=False, **kw)
 
 
+def page_of(item: type[Schema]) -> type[Schema]:
+    """The ``{items, next_cursor}`` envelope of every list, named ``<Item>Page`` in the spec."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(
+                allow_none=True, required=True, metadata={"description": "pass as ?cursor= for the next page"}
+            ),
+        },
+        name=f"{item.__name__}Page",
+    )
+
+
 class PageArgs(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
@@ -154,9 +167,7 @@ class LeadFilter(PageArgs):
     q = fields.String(validate=validate.Length(max=200))
 
 
-class LeadPage(Schema):
-    items = fields.List(fields.Nested(Lead), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+LeadPage = page_of(Lead)
 
 
 class AssignArgs(Schema):
@@ -190,9 +201,7 @@ class Activity(Schema):
     created_at = LocalTime(required=True)
 
 
-class ActivityPage(Schema):
-    items = fields.List(fields.Nested(Activity), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+ActivityPage = page_of(Activity)
 
 
 class HistoryItem(Schema):
@@ -246,9 +255,7 @@ class DealFilter(PageArgs):
     kind = fields.String(validate=validate.OneOf(DEAL_KINDS))
 
 
-class DealPage(Schema):
-    items = fields.List(fields.Nested(Deal), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+DealPage = page_of(Deal)
 
 
 class RefundArgs(Schema):
@@ -295,9 +302,7 @@ class User(Schema):
     created_at = LocalTime(required=True)
 
 
-class UserPage(Schema):
-    items = fields.List(fields.Nested(User), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+UserPage = page_of(User)
 
 
 class TeamArgs(Schema):
@@ -319,9 +324,7 @@ class Team(Schema):
     created_at = LocalTime(required=True)
 
 
-class TeamPage(Schema):
-    items = fields.List(fields.Nested(Team), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+TeamPage = page_of(Team)
 
 
 class ApiKeyArgs(Schema):
@@ -342,9 +345,7 @@ class ApiKeyCreated(ApiKey):
     key = fields.String(required=True, metadata={"description": "shown once; store it now"})
 
 
-class ApiKeyPage(Schema):
-    items = fields.List(fields.Nested(ApiKey), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+ApiKeyPage = page_of(ApiKey)
 
 
 # --- plugins and tenants -------------------------------------------------------------
@@ -390,9 +391,7 @@ class Tenant(Schema):
     created_at = LocalTime(required=True)
 
 
-class TenantPage(Schema):
-    items = fields.List(fields.Nested(Tenant), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+TenantPage = page_of(Tenant)
 
 
 class DeliveryFilter(PageArgs):
@@ -412,6 +411,4 @@ class Delivery(Schema):
     delivered_at = LocalTime(allow_none=True)
 
 
-class DeliveryPage(Schema):
-    items = fields.List(fields.Nested(Delivery), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
+DeliveryPage = page_of(Delivery)
