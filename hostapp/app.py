@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, redirect
+from flask import Flask, jsonify, redirect, send_from_directory
 from flask_smorest import Api
 from flask_smorest import abort
 
@@ -55,9 +55,9 @@ def create_app(
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        OPENAPI_REDOC_PATH="/redoc",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        # Swagger UI's files come from the swagger-ui-bundle package: the docs
+        # work on a machine with no internet access.
+        OPENAPI_SWAGGER_UI_URL="/api/swagger-ui/",
         MAX_CONTENT_LENGTH=settings.max_content_length,
         JSON_SORT_KEYS=False,
         API_SPEC_OPTIONS={
@@ -88,6 +88,14 @@ def create_app(
             plugin_blueprints[spec.blueprint.name] = spec.name
     errors.register(app)
     auth.install(app, plugin_blueprints)
+
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 张伟, not \u5f20\u4f1f
+
+    @app.get("/api/swagger-ui/<path:filename>")
+    def _swagger_ui(filename: str) -> Any:
+        import swagger_ui_bundle
+
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
 
     @app.get("/")
     def _root() -> Any:
