@@ -167,3 +167,22 @@ def test_two_schedulers_never_start_the_same_period_twice(make_app):
     now = rt.clock()
     assert scheduler.claim(rt, t.id, "recorder.tick", now, 300) is True
     assert scheduler.claim(rt, t.id, "recorder.tick", now, 300) is False
+
+
+def test_embedded_server_runs_periodic_jobs_on_a_background_thread(make_app):
+    import time
+
+    from pelago.core.scheduler import BackgroundScheduler
+
+    app = make_app(PLUGINS)
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    background = BackgroundScheduler(t.runtime, interval=0.05)
+    background.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not recorder.calls("periodic.tick", t.id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        background.stop()
+    assert len(recorder.calls("periodic.tick", t.id)) == 1  # the frozen clock never reaches the next period
