@@ -164,7 +164,7 @@ class PluginHost:
     def _register(self, loaded: dict[str, PluginSpec]) -> None:
         for spec in loaded.values():
             if spec.hookspecs is not None:
-                self.pm.add_hookspecs(spec.hookspecs)
+                self.pm.add_hookspecs(spec.hookspecs)  # type: ignore[arg-type]
         # pluggy calls the last registered first: register in reverse so the
         # first plugin in PELAGO_PLUGINS has the first word.
         self.pm.register(default_plugin, name=CORE_PLUGIN)

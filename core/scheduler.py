@@ -57,7 +57,7 @@ def claim(runtime: Runtime, tenant_id: int, job: str, now: datetime, every_secon
     from datetime import timedelta
 
     with runtime.sessions() as session:
-        won = session.execute(
+        won = session.execute(  # type: ignore[attr-defined]  # a CursorResult
             update(PeriodicRun)
             .where(
                 PeriodicRun.tenant_id == tenant_id,

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, redirect, send_from_directory
-from flask_smorest import Api
-from flask_smorest import abort
+from flask_smorest import Api, abort
 
 from pelago.core import __version__
 from pelago.core.clock import Clock, system_clock
@@ -18,7 +17,6 @@ from pelago.core.runtime import Runtime
 from . import auth, errors
 from .api import core_blueprints
 from .config import Settings
-
 
 MAX_ID = 2**63 - 1
 

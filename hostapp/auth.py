@@ -8,8 +8,8 @@ an operator may name one, with the ``X-Pelago-Tenant`` header.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 

@@ -69,10 +69,9 @@ def test_unknown_plugin_in_deployment_is_a_clear_error(cli, monkeypatch):
 @pytest.mark.redis
 def test_worker_runs_queued_jobs_in_burst_mode(cli, redis_url, monkeypatch, db_url):
     from pelago.core.runtime import Runtime
-    from pelago.hostapp import Settings, build_runtime
+    from pelago.hostapp import Settings, build_runtime, create_app
     from tests.conftest import new_tenant
     from tests.plugins import recorder
-    from pelago.hostapp import create_app
 
     recorder.CALLS.clear()
     monkeypatch.setenv("REDIS_URL", redis_url)

@@ -81,7 +81,7 @@ def test_concurrent_reassignments_leave_one_consistent_owner(tenant):
     history = tenant.get(f"/api/v1/leads/{lead['id']}/history").get_json()["items"]
     ledger = [h for h in history if h["type"] == "ownership"]
     # The ledger is a chain: each change starts where the previous ended.
-    for before, after in zip(ledger, ledger[1:]):
+    for before, after in zip(ledger, ledger[1:], strict=False):
         assert after["from_user_id"] == before["to_user_id"]
     assert ledger[-1]["to_user_id"] == final["owner_id"]
 

@@ -47,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import ALL_GOOD_PLUGINS, DB_KIND, TenantHandle, new_tenant
+from tests.conftest import ALL_GOOD_PLUGINS, TenantHandle, new_tenant
 from tests.routes import (
     DEFAULT_PLUGINS,
     id_operations,

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.conftest import ALL_GOOD_PLUGINS, DB_KIND, TenantHandle, new_tenant
+from tests.conftest import ALL_GOOD_PLUGINS, TenantHandle, new_tenant
 from tests.routes import (
     DEFAULT_PLUGINS,
     NON_OBJECT_PARAMS,

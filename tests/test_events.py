@@ -65,7 +65,7 @@ def test_failed_deliveries_retry_with_backoff_and_a_stable_event_id(make_app, cl
     t.post("/api/v1/leads", json={"phone": "13800138011"})
     rt = t.runtime
     assert events.retry_due(rt, tenant_id=t.id)["failed"] == 0  # backoff not over yet
-    for attempt in range(2, events.MAX_ATTEMPTS + 1):
+    for _attempt in range(2, events.MAX_ATTEMPTS + 1):
         clock.advance(hours=2)
         assert events.retry_due(rt, tenant_id=t.id)["failed"] == 1
     bad = _deliveries(rt, t.id)[("failing", "lead_created")]

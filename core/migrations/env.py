@@ -11,8 +11,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from pelago.core.db import Base
 from pelago.core import models  # noqa: F401 - registers the core tables
+from pelago.core.db import Base
 
 config = context.config
 prefixes: tuple[str, ...] = tuple(config.attributes.get("table_prefixes", ("core_",)))
@@ -31,7 +31,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
         with engine.begin() as conn:
             _configure_and_run(conn)
         return

@@ -68,7 +68,7 @@ def refund(ctx: HookContext, deal_id: int, *, amount: Any, reason: str) -> Refun
         raise InvalidInput("a refund needs a reason", {"reason": ["required"]})
     value = _amount(amount)
     deal = get_deal(ctx, deal_id)
-    done = ctx.session.execute(
+    done = ctx.session.execute(  # type: ignore[attr-defined]  # a CursorResult
         update(Deal)
         .where(Deal.id == deal.id, Deal.refunded + value <= Deal.amount)
         .values(refunded=Deal.refunded + value)

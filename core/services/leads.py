@@ -164,8 +164,8 @@ def create_lead(
     else:
         decision = decide(ctx, lead)
         if decision.owner_id is not None:
-            user = session.get(User, decision.owner_id)
-            veto = first_veto(ctx, "check_assign", lead=lead, user=user, reason="routing")
+            chosen = session.get(User, decision.owner_id)
+            veto = first_veto(ctx, "check_assign", lead=lead, user=chosen, reason="routing")
             if veto is not None:
                 # Routing must not fail intake: the lead stays unowned, with the reason.
                 decision.explanation["owner"] = {
@@ -257,7 +257,7 @@ def _jsonable(raw: Mapping[str, Any]) -> dict[str, Any]:
 # --- reads --------------------------------------------------------------------
 
 
-def visible(ctx: HookContext) -> Select[tuple[Lead]]:
+def visible(ctx: HookContext) -> Select[Lead]:
     """Leads the actor may see: all of the tenant's, or a rep's own."""
     stmt = select(Lead)
     if ctx.actor is not None and ctx.actor.role == "rep":

@@ -6,7 +6,6 @@ from flask_smorest import Blueprint as _Blueprint
 
 from ..errors import Parser
 
-
 __all__ = ["Blueprint", "LocalTime", "MoneyString", "core_blueprints"]
 
 

@@ -13,7 +13,6 @@ from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, ROLES, STAGES
 from pelago.core.pagination import MAX_LIMIT
 
 
-
 def _id(**kw: Any) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1), **kw)
 

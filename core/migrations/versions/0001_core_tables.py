@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import pelago.core.db
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
+
+import pelago.core.db
 
 revision: str = '0001'
 down_revision: str | Sequence[str] | None = None
