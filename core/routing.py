@@ -81,6 +81,12 @@ def decide(ctx: HookContext, lead: Lead) -> Decision:
                 "team_id": choice.team_id, "reason": choice.reason, "rule": choice.rule,
                 **dict(choice.detail),
             }
+            if team is None or not team.active:
+                why = "does not exist in this tenant" if team is None else "is inactive"
+                explanation["team"] = {
+                    "team_id": None, "reason": f"{choice.rule or 'a plugin'} chose team {choice.team_id}, which {why}",
+                }
+                team = None
     if team is None:
         explanation.setdefault("team", {"team_id": None, "reason": "no team chosen"})
         return Decision(None, None, "unrouted", None, explanation)

@@ -19,6 +19,8 @@ def first_veto(ctx: HookContext, hook: str, /, **kwargs: Any) -> tuple[str, str]
     kwargs = {"ctx": ctx, **kwargs}
     caller = getattr(ctx.hooks, hook)
     for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue  # wrappers wrap the call; they do not answer it
         message = impl.function(*(kwargs[name] for name in impl.argnames))
         if message:
             return impl.plugin_name, str(message)

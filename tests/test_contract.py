@@ -425,7 +425,7 @@ def test_nul_character_in_the_idempotency_key_is_422(admin: TenantHandle) -> Non
     """Was BUG-13: the key reached the touch lookup (psycopg DataError, 500) on PostgreSQL."""
     r = admin.post("/api/v1/leads", json={"name": "x", "phone": phone()}, headers={"Idempotency-Key": "a\x00"})
     assert r.status_code == 422, r.get_json()
-    assert "Idempotency-Key" in r.get_json()["errors"]["json"]
+    assert "Idempotency-Key" in r.get_json()["errors"]["headers"]
 
 
 @pytest.mark.parametrize("amount", ["१२", "١٢", "12.5e3", " 12"])

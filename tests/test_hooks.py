@@ -172,3 +172,25 @@ def test_hook_plugin_settings_changed(t):
         {"plugin": "recorder", "changed": ["threshold", "token"]},
         {"plugin": "recorder", "changed": ["threshold"]},
     ]
+
+
+def test_a_team_chosen_by_a_plugin_must_exist_and_be_active(t):
+    t.put("/api/v1/plugins/recorder", json={"settings": {"team_id": 987654321}})
+    lead = t.lead("13800138730")
+    assert lead["team_id"] is None and lead["owner_id"] is None
+    history = t.get(f"/api/v1/leads/{lead['id']}/history").get_json()["items"]
+    team = [h for h in history if h["type"] == "ownership"][0]["detail"]["team"]
+    assert team["team_id"] is None and "does not exist" in team["reason"]
+
+
+def test_a_caller_given_team_is_kept_when_an_owner_is_given_too(t):
+    other = t.post("/api/v1/teams", json={"name": "Repurchase"}).get_json()
+    lead = t.lead("13800138731", team_id=other["id"], owner_id=t.users["rep"])
+    assert lead["team_id"] == other["id"] and lead["owner_id"] == t.users["rep"]
+
+
+def test_event_times_are_utc(t):
+    lead = t.lead("13800138732")
+    t.post(f"/api/v1/leads/{lead['id']}/activities", json={"kind": "call", "occurred_at": "2026-03-02T09:00:00+08:00"})
+    [item] = items("activity_logged", t)
+    assert item["occurred_at"] == "2026-03-02T01:00:00+00:00"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Select, select, text, update
@@ -160,6 +160,7 @@ def create_lead(
         assigned = _set_owner(
             ctx, lead, user.id, reason="created", rule="caller", note="owner given at creation",
             detail={"owner": {"user_id": user.id, "reason": "given by the caller"}},
+            team_id=data.get("team_id"),
         )
     else:
         decision = decide(ctx, lead)
@@ -417,7 +418,7 @@ def log_activity(
     ctx: HookContext, lead: Lead, kind: str, note: str = "", occurred_at: datetime | None = None
 ) -> Activity:
     now = ctx.now()
-    at = occurred_at or now
+    at = (occurred_at or now).astimezone(timezone.utc)
     if at > now:
         raise InvalidInput("an activity cannot be in the future", {"occurred_at": ["is in the future"]})
     activity = Activity(

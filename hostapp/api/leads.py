@@ -35,9 +35,11 @@ def create(data: dict[str, Any]) -> Any:
         try:
             strict_input.check_text(key)
         except strict_input.BadInput as exc:
-            raise InvalidInput("invalid idempotency key", {"Idempotency-Key": [str(exc)]}) from None
+            raise InvalidInput("invalid idempotency key", {"Idempotency-Key": [str(exc)]}, "headers") from None
         if len(key) > 200:
-            raise InvalidInput("idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]})
+            raise InvalidInput(
+                "idempotency key too long", {"Idempotency-Key": ["at most 200 characters"]}, "headers"
+            )
     touch = {k: data.pop(k) for k in TOUCH_KEYS if k in data}
     touch["channel"] = "api"
     if c.actor is not None and c.actor.role == "rep":
