@@ -49,14 +49,20 @@ class PelagoGroup(click.Group):
         return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        try:
-            from pelago.core.host import PluginHost
+        """Groups from deployed plugins' ``PluginSpec.commands``, looked up once per invocation."""
+        root = ctx.find_root()
+        cached = root.meta.get("pelago_plugin_commands")
+        if cached is None:
+            try:
+                from pelago.core.host import PluginHost
 
-            settings = Settings.from_env()
-            host = PluginHost(settings.plugins, strict=settings.strict_plugins)
-        except PluginConfigError:
-            return {}
-        return {s.name: s.commands for s in host.specs.values() if s.commands is not None}
+                settings = Settings.from_env()
+                host = PluginHost(settings.plugins, strict=settings.strict_plugins)
+                cached = {s.name: s.commands for s in host.specs.values() if s.commands is not None}
+            except PluginConfigError:
+                cached = {}
+            root.meta["pelago_plugin_commands"] = cached
+        return cached  # type: ignore[no-any-return]
 
 
 @click.group(cls=PelagoGroup)

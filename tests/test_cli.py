@@ -99,3 +99,10 @@ def test_worker_runs_queued_jobs_in_burst_mode(cli, redis_url, monkeypatch, db_u
         ).all()
     assert ("lead_created", "delivered") in states
     assert lead["id"]
+
+
+def test_plugins_add_their_commands(cli, monkeypatch):
+    assert cli("recorder", "hello", "Li").output.strip() == "recorder says hello to Li"
+    assert "recorder" in cli("--help").output
+    monkeypatch.setenv("PELAGO_PLUGINS", "pool")
+    assert cli("recorder", "hello", "Li").exit_code != 0  # not deployed: no such command

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import click
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -100,12 +101,24 @@ def ping() -> Any:
     return {"tenant": c.tenant.slug, "threshold": c.settings("recorder")["threshold"]}
 
 
+@click.group("recorder")
+def commands() -> None:
+    """The recorder test plugin's commands."""
+
+
+@commands.command()
+@click.argument("name")
+def hello(name: str) -> None:
+    click.echo(f"recorder says hello to {name}")
+
+
 plugin = PluginSpec(
     name="recorder",
     title="Recorder (test)",
     description="Records hook calls for the tests.",
     settings=Settings,
     blueprint=blp,
+    commands=commands,
     hooks=Hooks(),
     periodic=(Periodic("tick", tick, timedelta(minutes=5)),),
 )
