@@ -76,6 +76,9 @@ operator_routes = schema.include(path_regex=r"^/api/v1/tenants")
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("PELAGO_CONTRACT_EXAMPLES", "25")),
+    # Reproducible by default, so a build never fails on a draw it cannot repeat;
+    # PELAGO_CONTRACT_RANDOM=1 explores new input (do that locally, often).
+    derandomize=os.environ.get("PELAGO_CONTRACT_RANDOM") != "1",
     deadline=None,
     database=None,  # no example database: runs are independent
     suppress_health_check=list(HealthCheck),  # function-scoped fixtures, slow and filtered generation

@@ -8,6 +8,7 @@ switching, settings with secrets, routes, tenancy and periodic jobs.
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 import pytest
@@ -344,7 +345,8 @@ def scored(make_app):
 
 @CONTRACT.parametrize()
 @CONTRACT.given(data=st.data())
-@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+          derandomize=os.environ.get("PELAGO_CONTRACT_RANDOM") != "1")
 def test_generated_requests(case, data, scored):
     app, t, ids = scored
     if case.path_parameters and data.draw(st.booleans(), label="existing id"):
