@@ -188,3 +188,16 @@ def test_ledger_row_for_every_creation(tenant):
     tenant.lead("15000150000")
     tenant.lead("15000150001", owner_id=tenant.users["rep"])
     assert count(tenant, OwnershipChange) == 2
+
+
+def test_a_reps_duplicate_of_a_colleagues_lead_is_a_collision_not_a_leak(tenant):
+    theirs = tenant.lead("13500135100", who="rep2", name="秘密客户", email="vip@example.com")
+    before = count(tenant, Touch)
+    r = tenant.post("/api/v1/leads", "rep", json={"phone": "135 0013 5100"})
+    assert r.status_code == 409
+    body = r.get_json()
+    assert body["errors"] == {"lead_id": theirs["id"], "owner_id": tenant.users["rep2"]}
+    assert "秘密客户" not in r.get_data(as_text=True) and "vip@" not in r.get_data(as_text=True)
+    assert count(tenant, Touch) == before
+    own = tenant.post("/api/v1/leads", "rep2", json={"phone": "13500135100"})
+    assert own.status_code == 200 and own.get_json()["merged"] is True

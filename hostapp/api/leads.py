@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import request
 
-from pelago.core.errors import Forbidden, InvalidInput
+from pelago.core.errors import Conflict, Forbidden, InvalidInput
 from pelago.core.services import leads as svc
 
 from .. import strict_input
@@ -47,6 +47,14 @@ def create(data: dict[str, Any]) -> Any:
             raise Forbidden("a rep can only create leads for herself")
         data["owner_id"] = c.actor.user_id  # a rep's own lead is hers
     result = svc.create_lead(c, data, idempotency_key=key, touch=touch, raw=request.get_json(silent=True) or {})
+    if c.actor is not None and c.actor.role == "rep" and result.lead.owner_id != c.actor.user_id:
+        # A rep's duplicate of a colleague's (or an unowned) lead: report the
+        # collision, show nothing of the lead, keep nothing of the submission.
+        c.session.rollback()
+        raise Conflict(
+            "this lead already exists and is not yours",
+            {"lead_id": result.lead.id, "owner_id": result.lead.owner_id},
+        )
     commit()
     out = _lead(result.lead) | {
         "merged": result.merged, "replayed": result.replayed, "touch_id": result.touch_id,
