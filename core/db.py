@@ -247,7 +247,3 @@ def flush_or_conflict(session: Session, message: str, errors: dict[str, Any] | N
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[TenantSession]:
     return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

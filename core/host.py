@@ -80,6 +80,7 @@ class PluginHost:
         self.installed: dict[str, str] = {}
         self._callers: dict[tuple[str, frozenset[str]], Any] = {}
         self._single: dict[tuple[str, str], Any] = {}
+        self._hooked: frozenset[str] = frozenset()
         self._states: dict[int, TenantState] = {}
         self._lock = threading.Lock()
         self._load(allow, strict, list(extra))
@@ -173,27 +174,26 @@ class PluginHost:
                 self.pm.register(spec.hooks, name=spec.name)
         self.pm.check_pending()
         self.specs = loaded
+        self._hooked = frozenset(s.name for s in loaded.values() if s.hooks is not None)
 
     # --- hooks -----------------------------------------------------------
 
     def caller(self, name: str, disabled: frozenset[str]) -> Any:
-        """A hook caller that skips the ``disabled`` plugins (cached)."""
-        relevant = frozenset(
-            n for n in disabled if self.pm.get_plugin(n) is not None
-        )
-        if not relevant:
+        """A hook caller that skips the ``disabled`` (registered) plugins, cached per set."""
+        if not disabled:
             return getattr(self.pm.hook, name)
-        key = (name, relevant)
+        key = (name, disabled)
         caller = self._callers.get(key)
         if caller is None:
             caller = self.pm.subset_hook_caller(
-                name, remove_plugins=[self.pm.get_plugin(n) for n in relevant]
+                name, remove_plugins=[self.pm.get_plugin(n) for n in disabled]
             )
             self._callers[key] = caller
         return caller
 
     def hooks_for(self, state: TenantState) -> TenantHooks:
-        return TenantHooks(self, frozenset(self.specs) - state.enabled)
+        # Only plugins with hooks are registered; the others cannot be skipped.
+        return TenantHooks(self, self._hooked - state.enabled)
 
     def single(self, hook: str, plugin: str) -> Any:
         """A caller of ``hook`` that reaches ``plugin`` alone (event delivery)."""
@@ -327,8 +327,3 @@ class PluginHost:
                 f"{'it' if len(dependents) == 1 else 'them'} first",
                 {"required_by": dependents},
             )
-
-    def forget(self, tenant_id: int) -> None:
-        """Drop a cached state (the version counter makes this an optimisation only)."""
-        with self._lock:
-            self._states.pop(tenant_id, None)

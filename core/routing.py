@@ -43,8 +43,7 @@ class Decision:
     """The outcome of routing one lead, with everything needed to explain it."""
 
     team_id: int | None
-    owner_id: int | None
-    reason: str
+    owner_id: int | None  # None: the lead stays unowned (the explanation says why)
     rule: str | None
     explanation: dict[str, Any]
 
@@ -89,7 +88,7 @@ def decide(ctx: HookContext, lead: Lead) -> Decision:
                 team = None
     if team is None:
         explanation.setdefault("team", {"team_id": None, "reason": "no team chosen"})
-        return Decision(None, None, "unrouted", None, explanation)
+        return Decision(None, None, None, explanation)
 
     candidates = candidates_of(ctx, team)
     excluded: dict[int, str] = {}
@@ -101,15 +100,15 @@ def decide(ctx: HookContext, lead: Lead) -> Decision:
     explanation["excluded"] = {str(k): v for k, v in excluded.items()}
     if not eligible:
         explanation["owner"] = {"user_id": None, "reason": "no eligible candidate in the team"}
-        return Decision(team.id, None, "unrouted", None, explanation)
+        return Decision(team.id, None, None, explanation)
 
     owner = hooks.choose_owner(ctx=ctx, lead=lead, team=team, candidates=eligible)
     if owner is None:
         explanation["owner"] = {"user_id": None, "reason": "no plugin chose an owner"}
-        return Decision(team.id, None, "unrouted", None, explanation)
+        return Decision(team.id, None, None, explanation)
     if owner.user_id is not None and owner.user_id not in {u.id for u in eligible}:
         raise ValueError(f"choose_owner returned user {owner.user_id}, who is not an eligible candidate")
     explanation["owner"] = {
         "user_id": owner.user_id, "reason": owner.reason, "rule": owner.rule, **dict(owner.detail)
     }
-    return Decision(team.id, owner.user_id, "routing" if owner.user_id else "unrouted", owner.rule, explanation)
+    return Decision(team.id, owner.user_id, owner.rule, explanation)

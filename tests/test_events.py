@@ -186,3 +186,18 @@ def test_embedded_server_runs_periodic_jobs_on_a_background_thread(make_app):
     finally:
         background.stop()
     assert len(recorder.calls("periodic.tick", t.id)) == 1  # the frozen clock never reaches the next period
+
+
+def test_plugins_register_named_jobs_that_queue_by_name(make_app):
+    from pelago.core import jobs
+    from pelago.core.errors import NotFound
+
+    seen: list[int] = []
+    jobs.register_job("recorder.echo", lambda runtime, value: seen.append(value) or value)
+    try:
+        rt = make_app(PLUGINS).extensions["pelago"]
+        assert rt.queue.enqueue("recorder.echo", value=7) == 7 and seen == [7]
+        with pytest.raises(NotFound):
+            rt.queue.enqueue("recorder.nosuch")
+    finally:
+        jobs.JOBS.pop("recorder.echo", None)

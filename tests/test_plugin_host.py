@@ -53,6 +53,23 @@ def test_missing_requirement_stops_startup():
         PluginHost(("needs_recorder",))
 
 
+def test_tenant_hook_callers_are_cached_per_set_of_disabled_plugins():
+    from dataclasses import replace
+
+    from pelago.core.models import Tenant
+
+    host = PluginHost(PLUGINS)
+    tenant = Tenant(id=1, slug="s", name="n", timezone="Asia/Shanghai", default_region="CN", currency="CNY",
+                    plugins_version=0)
+    base = host._build_state(tenant, {})  # every plugin off (none is on by default)
+    off = host.hooks_for(base)
+    assert off.lead_created is host.hooks_for(replace(base, version=1)).lead_created  # same subset caller
+    names = [i.plugin_name for i in off.lead_created.get_hookimpls()]
+    assert "recorder" not in names and "failing" not in names
+    on = host.hooks_for(replace(base, enabled=frozenset(PLUGINS)))
+    assert on.lead_created is host.pm.hook.lead_created  # nothing off: the plain caller
+
+
 def test_plugin_list_order_decides_who_answers_first():
     host = PluginHost(("recorder", "failing"))
     order = [impl.plugin_name for impl in host.pm.hook.lead_created.get_hookimpls()]

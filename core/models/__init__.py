@@ -4,7 +4,6 @@ from ..db import Base, TenantScoped
 from .deals import DEAL_KINDS, Deal, Refund
 from .leads import (
     ACTIVITY_KINDS,
-    OPEN_STAGES,
     STAGES,
     Activity,
     Lead,
@@ -19,7 +18,6 @@ __all__ = [
     "ACTIVITY_KINDS",
     "DEAL_KINDS",
     "DELIVERY_STATES",
-    "OPEN_STAGES",
     "ROLES",
     "ROLE_RANK",
     "STAGES",

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..db import Base, BigId, TenantScoped
 
 STAGES = ("new", "contacted", "qualified", "won", "lost")
-OPEN_STAGES = ("new", "contacted", "qualified")
 ACTIVITY_KINDS = ("call", "note", "visit", "wechat", "sms", "meeting", "email")
 
 

@@ -112,7 +112,3 @@ def list_deals(ctx: HookContext, filters: dict[str, Any], cursor: str | None, li
         if filters.get(name) is not None:
             stmt = stmt.where(getattr(Deal, name) == filters[name])
     return paginate(ctx.session, stmt, Deal.id, cursor, limit)
-
-
-def list_refunds(ctx: HookContext, deal: Deal) -> list[Refund]:
-    return list(ctx.session.scalars(select(Refund).where(Refund.deal_id == deal.id).order_by(Refund.id)))

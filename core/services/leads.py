@@ -123,7 +123,7 @@ def create_lead(
         "is_customer": False,
         "team_id": data.get("team_id"),
         "owner_id": None,
-        "locked": bool(data.get("locked", False)),
+        "locked": False,
         "attributes": dict(data.get("attributes") or {}),
         "created_at": now,
         "updated_at": now,
@@ -173,11 +173,9 @@ def create_lead(
                     "user_id": None, "reason": f"{veto[1]} (vetoed by {veto[0]})",
                     "vetoed_user_id": decision.owner_id, "plugin": veto[0],
                 }
-                decision.owner_id, decision.reason, decision.rule = None, "unrouted", None
+                decision.owner_id, decision.rule = None, None
         assigned = _set_owner(ctx, lead, decision.owner_id, reason="created", rule=decision.rule,
                               detail=decision.explanation, team_id=decision.team_id)
-        if decision.team_id is None:
-            lead.team_id = None
     ctx.emit("lead_created", [lead_snapshot(lead)])
     if assigned is not None:
         ctx.emit("lead_assigned", [assigned])

@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, ROLES, STAGES
+from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES
 from pelago.core.pagination import MAX_LIMIT
 
 
@@ -394,7 +394,7 @@ TenantPage = page_of(Tenant)
 
 
 class DeliveryFilter(PageArgs):
-    state = fields.String(validate=validate.OneOf(("pending", "delivered", "failed", "skipped")))
+    state = fields.String(validate=validate.OneOf(DELIVERY_STATES))
     plugin = fields.String(validate=validate.Length(max=64))
 
 
