@@ -1,48 +1,222 @@
 """The core's own answers to its decision hooks, registered as plugin ``core``.
 
 Every implementation is ``trylast``, so any plugin answering the same hook is
-asked first and wins. Until routing rules exist for a tenant these answers are
-"no opinion": a new lead stays unowned unless the caller or a plugin decides.
+asked first and wins. The answers are the tenant's routing configuration:
+rules and the default intake team choose the team; leave, working hours and
+daily capacity narrow the candidates; the team's strategy picks the rep.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime, time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
 
 from .markers import hookimpl
+from .models import Lead, OwnershipChange, RoutingRule, RoutingSettings, Team
+from .routing import OwnerChoice, TeamChoice, day_start
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
-    from .models import Lead, Team, User
-    from .routing import OwnerChoice, TeamChoice
+    from .models import User
+    from .routing import Assignment, LeadInfo
+
+OPEN_STAGES = ("new", "contacted", "qualified")
 
 
 @hookimpl(trylast=True)
-def choose_team(ctx: HookContext, lead: Lead) -> TeamChoice | None:
-    return None
+def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | None] | None:
+    """With auto-routing on: the first matching rule (lowest priority, then oldest), else
+    the default intake team. Off: no opinion, so only a plugin or the caller places a lead."""
+    settings = ctx.session.get(RoutingSettings, ctx.tenant.id)
+    if settings is None or not settings.auto_routing:
+        return None
+    rules = list(ctx.session.scalars(
+        select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.priority, RoutingRule.id)
+    ))
+    default = settings.default_team_id
+    if not rules and default is None:
+        return None
+    compiled = [(rule, {k: set(v) for k, v in (rule.match or {}).items()}) for rule in rules]
+    fallback = (
+        TeamChoice(default, "the tenant's default intake team", rule="default_team")
+        if default is not None else None
+    )
+    choices: list[TeamChoice | None] = []
+    for lead in leads:
+        choice = fallback
+        for rule, match in compiled:
+            if all(getattr(lead, key) in accepted for key, accepted in match.items()):
+                choice = TeamChoice(rule.team_id, f"matched rule {rule.name!r}", rule=f"rule:{rule.name}",
+                                    detail={"rule_id": rule.id})
+                break
+        choices.append(choice)
+    return choices
 
 
 @hookimpl(trylast=True)
 def exclude_candidates(
-    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
+    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
 ) -> Mapping[int, str] | None:
-    return None
+    """Reps on leave, and reps outside their working hours (tenant timezone)."""
+    now = ctx.now().astimezone(ctx.tenant.tz)
+    out: dict[int, str] = {}
+    for user in candidates:
+        if user.on_leave:
+            out[user.id] = "on leave"
+        elif user.working_hours and not within_hours(user.working_hours, now):
+            out[user.id] = "outside working hours"
+    return out
+
+
+def within_hours(hours: Mapping[str, Any], local: datetime) -> bool:
+    """Is ``local`` inside ``{"days": [1..7], "start": "HH:MM", "end": "HH:MM"}``?
+
+    An end before the start is an overnight shift; its night part belongs to
+    the day the shift started.
+    """
+    start, end = time.fromisoformat(hours["start"]), time.fromisoformat(hours["end"])
+    days = set(hours.get("days") or range(1, 8))
+    now, weekday = local.time(), local.isoweekday()
+    if start <= end:
+        return weekday in days and start <= now < end
+    if now >= start:
+        return weekday in days
+    return now < end and (weekday - 2) % 7 + 1 in days
 
 
 @hookimpl(trylast=True)
 def choose_owner(
-    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
-) -> OwnerChoice | None:
-    return None
+    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+) -> list[OwnerChoice | None]:
+    """The team's strategy, skipping reps whose daily capacity is used up."""
+    ids = [u.id for u in candidates]
+    today = _assigned_today(ctx, ids)
+    room = {
+        u.id: (None if u.daily_capacity is None else max(u.daily_capacity - today.get(u.id, 0), 0))
+        for u in candidates
+    }
+    full = [u.id for u in candidates if room[u.id] == 0]
+    pick = {"round_robin": _round_robin, "load_balanced": _load_balanced, "weighted": _weighted}[team.strategy]
+    chosen = pick(ctx, team, candidates, room, today, len(leads))
+    skipped = {str(uid): "daily capacity reached" for uid in full}
+    out: list[OwnerChoice | None] = []
+    for user_id, why in chosen:
+        if user_id is None:
+            out.append(OwnerChoice(None, "every candidate reached their daily capacity",
+                                   rule=team.strategy, detail={"skipped": skipped}))
+        else:
+            out.append(OwnerChoice(user_id, why, rule=team.strategy,
+                                   detail={"skipped": skipped} if skipped else {}))
+    return out
+
+
+def _assigned_today(ctx: HookContext, user_ids: list[int]) -> dict[int, int]:
+    """Leads given to each user since midnight, tenant time (any reason), from the ledger."""
+    if not user_ids:
+        return {}
+    rows = ctx.session.execute(
+        select(OwnershipChange.to_user_id, func.count())
+        .where(OwnershipChange.to_user_id.in_(user_ids), OwnershipChange.at >= day_start(ctx))
+        .group_by(OwnershipChange.to_user_id)
+    )
+    return {int(uid or 0): n for uid, n in rows}
+
+
+Picks = list[tuple[int | None, str]]
+
+
+def _round_robin(
+    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    today: dict[int, int], n: int,
+) -> Picks:
+    """Next user id after the pointer (the last assigned id), wrapping; the row is locked."""
+    ids = sorted(u.id for u in users)
+    pointer = team.rr_pointer
+    start = next((k for k, uid in enumerate(ids) if pointer is None or uid > pointer), 0)
+    out: Picks = []
+    k = start
+    for _ in range(n):
+        for step in range(len(ids)):
+            uid = ids[(k + step) % len(ids)]
+            if room[uid] is None or room[uid] > 0:  # type: ignore[operator]
+                break
+        else:
+            out.append((None, ""))
+            continue
+        if room[uid] is not None:
+            room[uid] -= 1  # type: ignore[operator]
+        out.append((uid, f"round robin: next after user {pointer}" if pointer else "round robin: first in the team"))
+        pointer = uid
+        k = (k + step + 1) % len(ids)
+    if pointer != team.rr_pointer:
+        ctx.session.execute(update(Team).where(Team.id == team.id).values(rr_pointer=pointer)
+                            .execution_options(synchronize_session=False))
+        team.rr_pointer = pointer
+    return out
+
+
+def _load_balanced(
+    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    today: dict[int, int], n: int,
+) -> Picks:
+    """Fewest open leads (new, contacted, qualified) first; ties go to the lower user id."""
+    ids = [u.id for u in users]
+    open_counts = dict(ctx.session.execute(
+        select(Lead.owner_id, func.count())
+        .where(Lead.owner_id.in_(ids), Lead.stage.in_(OPEN_STAGES))
+        .group_by(Lead.owner_id)
+    ).tuples().all())
+    heap = [(open_counts.get(uid, 0), uid) for uid in ids if room[uid] != 0]
+    heapq.heapify(heap)
+    out: Picks = []
+    for _ in range(n):
+        if not heap:
+            out.append((None, ""))
+            continue
+        count, uid = heapq.heappop(heap)
+        out.append((uid, f"load balanced: fewest open leads ({count})"))
+        if room[uid] is not None:
+            room[uid] -= 1  # type: ignore[operator]
+        if room[uid] != 0:
+            heapq.heappush(heap, (count + 1, uid))
+    return out
+
+
+def _weighted(
+    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    today: dict[int, int], n: int,
+) -> Picks:
+    """Smallest ``(given today + 1) / weight`` first, ties to the lower id: shares follow weights."""
+    weight = {u.id: u.weight for u in users}
+    given = {u.id: today.get(u.id, 0) for u in users}
+    heap = [((given[uid] + 1) / weight[uid], uid) for uid in weight if room[uid] != 0]
+    heapq.heapify(heap)
+    out: Picks = []
+    for _ in range(n):
+        if not heap:
+            out.append((None, ""))
+            continue
+        _, uid = heapq.heappop(heap)
+        out.append((uid, f"weighted: weight {weight[uid]}, {given[uid]} given today"))
+        given[uid] += 1
+        if room[uid] is not None:
+            room[uid] -= 1  # type: ignore[operator]
+        if room[uid] != 0:
+            heapq.heappush(heap, ((given[uid] + 1) / weight[uid], uid))
+    return out
 
 
 @hookimpl(trylast=True)
-def check_assign(ctx: HookContext, lead: Lead, user: User | None, reason: str) -> str | None:
+def check_assign(ctx: HookContext, assignments: Sequence[Assignment]) -> Mapping[int, str] | None:
     """Only active users of the tenant can own a lead."""
-    if user is not None and not user.active:
-        return f"user {user.id} is not active"
-    return None
+    return {
+        k: f"user {a.user.id} is not active"
+        for k, a in enumerate(assignments) if a.user is not None and not a.user.active
+    }
 
 
 @hookimpl(trylast=True)

@@ -27,36 +27,49 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
     from .events import Event
     from .models import Lead, Team, User
-    from .routing import OwnerChoice, TeamChoice
+    from .routing import Assignment, LeadInfo, OwnerChoice, TeamChoice
 
 # --- decisions ---------------------------------------------------------------
 
 
-@hookspec(firstresult=True)
-def choose_team(ctx: HookContext, lead: Lead) -> TeamChoice | None:
-    """Pick the team (and branch) a new lead goes to; ``None`` = no opinion."""
-
-
 @hookspec
-def exclude_candidates(
-    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
-) -> Mapping[int, str] | None:
-    """Reps of ``team`` that must not get ``lead``: ``{user_id: reason}``; results merge."""
+def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> Sequence[TeamChoice | None] | None:
+    """Pick the team (and branch) of each new lead: one answer per lead, ``None`` = no opinion.
 
-
-@hookspec(firstresult=True)
-def choose_owner(
-    ctx: HookContext, lead: Lead, team: Team, candidates: Sequence[User]
-) -> OwnerChoice | None:
-    """Pick the owner among ``candidates``; ``None`` = no opinion.
-
-    Return ``OwnerChoice(None, reason)`` to leave the lead unowned on purpose.
+    Asked once per batch, plugin by plugin in call order, each time with only
+    the leads no earlier plugin placed; the first answer for a lead wins.
+    Return ``None`` to have no opinion on the whole batch.
     """
 
 
 @hookspec
-def check_assign(ctx: HookContext, lead: Lead, user: User | None, reason: str) -> str | None:
-    """Veto an ownership change by returning a message; ``None`` allows it."""
+def exclude_candidates(
+    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+) -> Mapping[int, str] | None:
+    """Reps of ``team`` who must get none of ``leads`` (this batch): ``{user_id: reason}``.
+
+    Asked once per team per batch; the answers of all plugins merge.
+    """
+
+
+@hookspec
+def choose_owner(
+    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+) -> Sequence[OwnerChoice | None] | None:
+    """Pick each lead's owner among ``candidates``: one answer per lead, ``None`` = no opinion.
+
+    Asked like ``choose_team``: plugin by plugin, each with the leads still
+    undecided. ``OwnerChoice(None, reason)`` leaves a lead unowned on purpose.
+    """
+
+
+@hookspec
+def check_assign(ctx: HookContext, assignments: Sequence[Assignment]) -> Mapping[int, str] | None:
+    """Veto ownership changes: ``{index in assignments: message}``; ``None`` allows all.
+
+    Asked plugin by plugin in call order, each with the assignments no earlier
+    plugin refused; the first refusal wins and names the plugin.
+    """
 
 
 @hookspec

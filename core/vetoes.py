@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .context import HookContext
 from .errors import Vetoed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .routing import Assignment
 
 
 def first_veto(ctx: HookContext, hook: str, /, **kwargs: Any) -> tuple[str, str] | None:
@@ -32,4 +36,35 @@ def refuse_if_vetoed(ctx: HookContext, hook: str, /, **kwargs: Any) -> None:
     veto = first_veto(ctx, hook, **kwargs)
     if veto is not None:
         plugin, message = veto
+        raise Vetoed(message, plugin)
+
+
+def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, tuple[str, str]]:
+    """``{index: (plugin, message)}`` of the refused ``assignments``, asked as one batch.
+
+    Each plugin, in call order, is called once with the assignments no earlier
+    plugin refused and answers ``{index in what it was given: message}``.
+    """
+    refused: dict[int, tuple[str, str]] = {}
+    pending = list(range(len(assignments)))
+    caller = ctx.hooks.check_assign
+    for impl in reversed(caller.get_hookimpls()):
+        if not pending:
+            break
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        kwargs = {"ctx": ctx, "assignments": [assignments[i] for i in pending]}
+        answer = impl.function(*(kwargs[name] for name in impl.argnames)) or {}
+        for k, message in answer.items():
+            if message and 0 <= int(k) < len(pending):
+                refused[pending[int(k)]] = (impl.plugin_name, str(message))
+        pending = [i for i in pending if i not in refused]
+    return refused
+
+
+def refuse_assignment_if_vetoed(ctx: HookContext, assignment: Assignment) -> None:
+    """Raise :class:`~pelago.core.errors.Vetoed` (409) if any plugin refuses ``assignment``."""
+    refused = vetoes(ctx, [assignment])
+    if refused:
+        plugin, message = refused[0]
         raise Vetoed(message, plugin)

@@ -28,7 +28,7 @@ def items(name, t):
 def test_hook_choose_team(t):
     t.put("/api/v1/plugins/recorder", json={"settings": {"team_id": t.team_id}})
     lead = t.lead("13800138700")
-    assert recorder.calls("choose_team", t.id) == [lead["id"]]
+    assert recorder.calls("choose_team", t.id) == [[lead["phone"]]]
     assert lead["team_id"] == t.team_id
     # A team given by the caller is not asked for.
     t.lead("13800138701", team_id=t.team_id)
@@ -48,7 +48,10 @@ def test_hook_choose_owner(t):
     lead = t.lead("13800138703")
     assert lead["owner_id"] == t.users["rep2"]
     t.put("/api/v1/plugins/recorder", json={"settings": {"owner_user_id": None}})
-    assert t.lead("13800138704")["owner_id"] is None  # no plugin chose: unowned
+    other = t.lead("13800138704")  # no plugin chose: the core's team strategy does
+    history = t.get(f"/api/v1/leads/{other['id']}/history").get_json()["items"]
+    owner = [h for h in history if h["type"] == "ownership"][0]
+    assert owner["rule"] == "round_robin" and owner["to_user_id"] == other["owner_id"] is not None
 
 
 def test_hook_check_assign(t):

@@ -109,7 +109,7 @@ def test_hooks_fire_only_for_the_tenant_that_has_the_plugin_on(make_app):
 
     created = recorder.calls("lead_created")
     assert [c["items"][0]["lead_id"] for c in created] == [lead_a["id"]]
-    assert recorder.calls("choose_team", a.id) == [lead_a["id"]]
+    assert recorder.calls("choose_team", a.id) == [[lead_a["phone"]]]
     assert recorder.calls("choose_team", b.id) == []
     assert lead_b["id"] != lead_a["id"]
 
@@ -238,7 +238,7 @@ def test_decision_hook_exception_rolls_back_everything(make_app, monkeypatch):
     t = new_tenant(app)
     t.put("/api/v1/plugins/recorder", json={"enabled": True})
 
-    def boom(self, ctx, lead):
+    def boom(self, ctx, leads):
         raise RuntimeError("decision failed")
 
     from pelago.core import hookimpl

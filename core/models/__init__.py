@@ -2,6 +2,7 @@
 
 from ..db import Base, TenantScoped
 from .deals import DEAL_KINDS, Deal, Refund
+from .intake import IMPORT_STATES, Channel, Import, ImportError_
 from .leads import (
     ACTIVITY_KINDS,
     STAGES,
@@ -12,25 +13,34 @@ from .leads import (
     Touch,
 )
 from .outbox import DELIVERY_STATES, Delivery, OutboxEvent, PeriodicRun
-from .tenancy import ROLE_RANK, ROLES, ApiKey, Team, Tenant, TenantPlugin, User
+from .routing import RULE_FIELDS, RoutingRule, RoutingSettings
+from .tenancy import ROLE_RANK, ROLES, STRATEGIES, ApiKey, Team, Tenant, TenantPlugin, User
 
 __all__ = [
     "ACTIVITY_KINDS",
     "DEAL_KINDS",
     "DELIVERY_STATES",
+    "IMPORT_STATES",
     "ROLES",
     "ROLE_RANK",
+    "RULE_FIELDS",
     "STAGES",
+    "STRATEGIES",
     "Activity",
     "ApiKey",
     "Base",
+    "Channel",
     "Deal",
     "Delivery",
+    "Import",
+    "ImportError_",
     "Lead",
     "OutboxEvent",
     "OwnershipChange",
     "PeriodicRun",
     "Refund",
+    "RoutingRule",
+    "RoutingSettings",
     "StageChange",
     "Team",
     "Tenant",

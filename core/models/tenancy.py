@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..db import Base, BigId, TenantScoped
 
 ROLES = ("operator", "admin", "manager", "rep")
+STRATEGIES = ("round_robin", "load_balanced", "weighted")
 ROLE_RANK = {"rep": 1, "manager": 2, "admin": 3, "operator": 4}
 
 
@@ -43,13 +44,29 @@ class Tenant(Base):
 
 
 class Team(TenantScoped, Base):
+    """A group of reps with the strategy that shares leads among them.
+
+    ``rr_pointer`` is the *last assigned user id* of round robin (not a
+    position), so adding or removing a rep shifts nobody; routing locks the
+    team row while it moves the pointer.
+    """
+
     __tablename__ = "core_team"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        CheckConstraint(
+            "strategy IN ('round_robin','load_balanced','weighted')", name="strategy"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(1000), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    strategy: Mapped[str] = mapped_column(
+        String(16), default="round_robin", server_default="round_robin"
+    )
+    rr_pointer: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime]
 
 
@@ -63,6 +80,8 @@ class User(TenantScoped, Base):
             "(role = 'operator') = (tenant_id IS NULL)", name="operator_has_no_tenant"
         ),
         CheckConstraint("role IN ('operator','admin','manager','rep')", name="role"),
+        CheckConstraint("daily_capacity IS NULL OR daily_capacity >= 0", name="capacity"),
+        CheckConstraint("weight BETWEEN 1 AND 1000", name="weight"),
         Index("ix_core_user_team", "tenant_id", "team_id"),
         Index(
             "uq_core_user_operator_email",
@@ -85,6 +104,11 @@ class User(TenantScoped, Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     on_leave: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Routing: leads per day at most (None = no cap), share under "weighted",
+    # and working hours ({"days": [1..7], "start": "09:00", "end": "18:00"}).
+    daily_capacity: Mapped[int | None] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    working_hours: Mapped[dict[str, Any] | None] = mapped_column()
     password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
 
@@ -128,4 +152,4 @@ class TenantPlugin(TenantScoped, Base):
     updated_at: Mapped[datetime]
 
 
-__all__ = ["ROLES", "ROLE_RANK", "ApiKey", "Team", "Tenant", "TenantPlugin", "User"]
+__all__ = ["ROLES", "ROLE_RANK", "STRATEGIES", "ApiKey", "Team", "Tenant", "TenantPlugin", "User"]

@@ -7,22 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, select, update
 
 from ..context import HookContext
-from ..db import flush_or_conflict, insert_ignoring_conflict
+from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
 from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
-from ..routing import decide
-from ..vetoes import first_veto, refuse_if_vetoed
+from ..routing import Assignment, LeadInfo
+from ..vetoes import refuse_assignment_if_vetoed, refuse_if_vetoed
+from .intake import Submission, ingest
 
 CONTACT_FIELDS = ("name", "email", "source", "region", "product")
-TOUCH_FIELDS = (
-    "channel", "source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id"
-)
 
 
 @dataclass
@@ -82,169 +79,34 @@ def create_lead(
 ) -> Intake:
     """Create a lead, or fold the submission into the lead it duplicates.
 
-    Duplicates are decided by the unique indexes on (tenant, phone) and
-    (tenant, email when no phone): the INSERT is ``ON CONFLICT DO NOTHING`` and
-    a miss means merge. Concurrent submissions of one phone therefore give one
-    lead and one touch each, never two leads. Nothing on the existing lead is
-    overwritten; only empty fields are filled, and the touch keeps the rest.
+    One submission through :func:`pelago.core.services.intake.ingest`, the same
+    line webhooks and imports use: duplicates are decided by the unique indexes
+    on (tenant, phone) and (tenant, email when no phone), nothing on an
+    existing lead is overwritten (only empty fields are filled), and a
+    caller-given owner that a plugin vetoes is a 409.
     """
-    session = ctx.session
-    data = clean_contact(ctx, data)
-    phone, email = data.get("phone"), data.get("email")
-    if not phone and not email:
-        raise InvalidInput("a lead needs a phone or an email", {"phone": ["phone or email is required"]})
-
-    if idempotency_key:
-        replay = _replay(ctx, idempotency_key)
-        if replay is not None:
-            return replay
     if data.get("team_id") is not None and ctx.session.get(Team, data["team_id"]) is None:
         raise InvalidInput("unknown team", {"team_id": [f"no team {data['team_id']} in this tenant"]})
-
-    now = ctx.now()
-    lead_id: int | None
-    matched_on = "phone" if phone else "email"
-    if phone is None and email is not None:
-        # An email-only submission also matches a lead that has a phone.
-        lead_id = session.scalar(
-            select(Lead.id).where(Lead.email == email).order_by(Lead.id).limit(1)
-        )
-        if lead_id is not None:
-            return _merge(ctx, lead_id, data, matched_on, idempotency_key, touch, raw)
-    values = {
-        "tenant_id": ctx.tenant.id,
-        "name": data.get("name") or "",
-        "phone": phone,
-        "email": email,
-        "source": data.get("source"),
-        "region": data.get("region"),
-        "product": data.get("product"),
-        "stage": "new",
-        "is_customer": False,
-        "team_id": data.get("team_id"),
-        "owner_id": None,
-        "locked": False,
-        "attributes": dict(data.get("attributes") or {}),
-        "created_at": now,
-        "updated_at": now,
-        "stage_changed_at": now,
-        "version": 1,
-    }
-    if phone:
-        lead_id = insert_ignoring_conflict(
-            session, Lead.__table__, values, ["tenant_id", "phone"], text("phone IS NOT NULL")
-        )
-    else:
-        lead_id = insert_ignoring_conflict(
-            session, Lead.__table__, values, ["tenant_id", "email"],
-            text("phone IS NULL AND email IS NOT NULL"),
-        )
-    if lead_id is None:
-        existing = session.scalar(
-            select(Lead.id).where(Lead.phone == phone) if phone
-            else select(Lead.id).where(Lead.phone.is_(None), Lead.email == email)
-        )
-        if existing is None:  # pragma: no cover - the conflicting row must be visible now
-            raise Conflict("the duplicate lead could not be read; retry")
-        return _merge(ctx, existing, data, matched_on, idempotency_key, touch, raw)
-
-    lead = session.get(Lead, lead_id)
+    if data.get("owner_id") is not None:
+        _user(ctx, data["owner_id"], field="owner_id")
+    sub = Submission(data, touch or {}, raw, idempotency_key)
+    outcome = ingest(ctx, [sub], strict_owner=True)[0]
+    if outcome.status == "invalid":
+        errors = outcome.errors or {}
+        message = "a lead needs a phone or an email" if errors.get("phone") == ["phone or email is required"] \
+            else "invalid " + ", ".join(sorted(errors))
+        raise InvalidInput(message, errors)
+    lead = ctx.session.get(Lead, outcome.lead_id, populate_existing=True)
     assert lead is not None
-    touch_row = _add_touch(ctx, lead, idempotency_key, touch, raw or data, merged=False)
-    session.add(StageChange(lead_id=lead.id, old=None, new="new", actor_id=_actor_id(ctx), at=now))
-
-    owner_id = data.get("owner_id")
-    if owner_id is not None:
-        user = _user(ctx, owner_id, field="owner_id")
-        refuse_if_vetoed(ctx, "check_assign", lead=lead, user=user, reason="created")
-        assigned = _set_owner(
-            ctx, lead, user.id, reason="created", rule="caller", note="owner given at creation",
-            detail={"owner": {"user_id": user.id, "reason": "given by the caller"}},
-            team_id=data.get("team_id"),
-        )
-    else:
-        decision = decide(ctx, lead)
-        if decision.owner_id is not None:
-            chosen = session.get(User, decision.owner_id)
-            veto = first_veto(ctx, "check_assign", lead=lead, user=chosen, reason="routing")
-            if veto is not None:
-                # Routing must not fail intake: the lead stays unowned, with the reason.
-                decision.explanation["owner"] = {
-                    "user_id": None, "reason": f"{veto[1]} (vetoed by {veto[0]})",
-                    "vetoed_user_id": decision.owner_id, "plugin": veto[0],
-                }
-                decision.owner_id, decision.rule = None, None
-        assigned = _set_owner(ctx, lead, decision.owner_id, reason="created", rule=decision.rule,
-                              detail=decision.explanation, team_id=decision.team_id)
-    ctx.emit("lead_created", [lead_snapshot(lead)])
-    if assigned is not None:
-        ctx.emit("lead_assigned", [assigned])
-    return Intake(lead, created=True, merged=False, replayed=False, touch_id=touch_row.id)
-
-
-def _replay(ctx: HookContext, key: str) -> Intake | None:
-    found = ctx.session.execute(
-        select(Touch.id, Touch.lead_id, Touch.merged).where(Touch.idempotency_key == key)
-    ).first()
-    if found is None:
-        return None
-    lead = ctx.session.get(Lead, found.lead_id)
-    assert lead is not None
-    return Intake(lead, created=False, merged=found.merged, replayed=True, touch_id=found.id)
-
-
-def _merge(
-    ctx: HookContext,
-    lead_id: int,
-    data: Mapping[str, Any],
-    matched_on: str,
-    idempotency_key: str | None,
-    touch: Mapping[str, Any] | None,
-    raw: Mapping[str, Any] | None,
-) -> Intake:
-    session = ctx.session
-    lead = session.get(Lead, lead_id, with_for_update=True)
-    assert lead is not None
-    filled = []
-    for field in ("name", "email", "source", "region", "product"):
-        if data.get(field) and not getattr(lead, field):
-            setattr(lead, field, data[field])
-            filled.append(field)
-    if filled:
-        lead.updated_at = ctx.now()
-    touch_row = _add_touch(ctx, lead, idempotency_key, touch, raw or data, merged=True)
-    ctx.emit("lead_merged", [{
-        "lead_id": lead.id, "touch_id": touch_row.id, "matched_on": matched_on, "filled": filled,
-    }])
-    return Intake(lead, created=False, merged=True, replayed=False, touch_id=touch_row.id)
-
-
-def _add_touch(
-    ctx: HookContext,
-    lead: Lead,
-    key: str | None,
-    touch: Mapping[str, Any] | None,
-    raw: Mapping[str, Any],
-    *,
-    merged: bool,
-) -> Touch:
-    fields = {k: v for k, v in (touch or {}).items() if k in TOUCH_FIELDS}
-    fields.setdefault("source", lead.source)
-    row = Touch(
-        lead_id=lead.id, idempotency_key=key, merged=merged, raw=_jsonable(raw),
-        received_at=ctx.now(), **fields,
+    return Intake(
+        lead, created=outcome.status == "created", merged=outcome.status == "merged"
+        or (outcome.status == "replayed" and _touch_merged(ctx, outcome.touch_id)),
+        replayed=outcome.status == "replayed", touch_id=outcome.touch_id or 0,
     )
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(row)
-    except IntegrityError:
-        # The same idempotency key won a race in another transaction: the
-        # caller's retry will replay it; this one must not write anything.
-        raise Conflict(
-            "a request with this idempotency key is being processed; retry it",
-            {"idempotency_key": [key]},
-        ) from None
-    return row
+
+
+def _touch_merged(ctx: HookContext, touch_id: int | None) -> bool:
+    return bool(ctx.session.scalar(select(Touch.merged).where(Touch.id == touch_id)))
 
 
 def _jsonable(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -342,7 +204,7 @@ def assign(
     if user_id == lead.owner_id:
         return lead
     user = _user(ctx, user_id, field="user_id") if user_id is not None else None
-    refuse_if_vetoed(ctx, "check_assign", lead=lead, user=user, reason=reason)
+    refuse_assignment_if_vetoed(ctx, Assignment(LeadInfo.of(lead), user, reason))
     assigned = _set_owner(ctx, lead, user_id, reason=reason, rule=rule, note=note, detail=dict(detail or {}))
     if assigned is not None:
         ctx.emit("lead_assigned", [assigned])

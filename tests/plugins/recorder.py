@@ -37,30 +37,34 @@ class Settings(Schema):
 
 class Hooks:
     @hookimpl
-    def choose_team(self, ctx: Any, lead: Any) -> Any:
-        CALLS.append(("choose_team", ctx.tenant.id, lead.id))
+    def choose_team(self, ctx: Any, leads: Any) -> Any:
+        CALLS.append(("choose_team", ctx.tenant.id, [lead.phone for lead in leads]))
         team_id = ctx.settings("recorder")["team_id"]
-        return TeamChoice(team_id, "recorder says so", rule="recorder") if team_id else None
+        return [TeamChoice(team_id, "recorder says so", rule="recorder")] * len(leads) if team_id else None
 
     @hookimpl
-    def exclude_candidates(self, ctx: Any, lead: Any, team: Any, candidates: Any) -> Any:
+    def exclude_candidates(self, ctx: Any, team: Any, candidates: Any, leads: Any) -> Any:
         CALLS.append(("exclude_candidates", ctx.tenant.id, [c.id for c in candidates]))
         uid = ctx.settings("recorder")["exclude_user_id"]
         return {uid: "excluded by recorder"} if uid else None
 
     @hookimpl
-    def choose_owner(self, ctx: Any, lead: Any, team: Any, candidates: Any) -> Any:
+    def choose_owner(self, ctx: Any, team: Any, candidates: Any, leads: Any) -> Any:
         CALLS.append(("choose_owner", ctx.tenant.id, [c.id for c in candidates]))
         uid = ctx.settings("recorder")["owner_user_id"]
         if uid and uid in {c.id for c in candidates}:
-            return OwnerChoice(uid, "recorder picked", rule="recorder")
+            return [OwnerChoice(uid, "recorder picked", rule="recorder")] * len(leads)
         return None
 
     @hookimpl
-    def check_assign(self, ctx: Any, lead: Any, user: Any, reason: str) -> Any:
-        CALLS.append(("check_assign", ctx.tenant.id, user.id if user else None))
+    def check_assign(self, ctx: Any, assignments: Any) -> Any:
         uid = ctx.settings("recorder")["veto_user_id"]
-        return "recorder vetoes this user" if user is not None and user.id == uid else None
+        out = {}
+        for k, a in enumerate(assignments):
+            CALLS.append(("check_assign", ctx.tenant.id, a.user.id if a.user else None))
+            if a.user is not None and a.user.id == uid:
+                out[k] = "recorder vetoes this user"
+        return out
 
     @hookimpl
     def check_stage_change(self, ctx: Any, lead: Any, old: str, new: str) -> Any:

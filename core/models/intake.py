@@ -1,0 +1,89 @@
+"""Where leads come from in bulk or from outside: webhook channels and CSV imports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column
+
+from ..db import Base, BigId, TenantScoped
+
+IMPORT_STATES = ("queued", "running", "done", "failed")
+
+
+class Channel(TenantScoped, Base):
+    """A source that posts leads to ``POST /api/v1/intake/<key>``, signed with ``secret``.
+
+    ``key`` is public and unique across the installation (the webhook URL has
+    no tenant in it); ``secret`` signs bodies (HMAC-SHA256) and is shown only
+    when created or rotated. ``mapping`` says where each lead field sits in
+    this channel's payloads (dotted paths), since every ad platform differs.
+    """
+
+    __tablename__ = "core_channel"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(String(100))
+    mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class Import(TenantScoped, Base):
+    """A CSV import: the file, its options, and its progress as the job runs."""
+
+    __tablename__ = "core_import"
+    __table_args__ = (
+        Index("ix_core_import_list", "tenant_id", "id"),
+        CheckConstraint("status IN ('queued','running','done','failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    encoding: Mapped[str | None] = mapped_column(String(20))
+    mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    total_rows: Mapped[int | None] = mapped_column(Integer)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_leads: Mapped[int] = mapped_column(Integer, default=0)
+    merged_rows: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_rows: Mapped[int] = mapped_column(Integer, default=0)
+    failed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    created_by: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("core_user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ImportError_(TenantScoped, Base):
+    """One refused row of an import: row number (1 = first data row), field, message."""
+
+    __tablename__ = "core_import_error"
+    __table_args__ = (Index("ix_core_import_error_import", "tenant_id", "import_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    import_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_import.id", ondelete="CASCADE"))
+    row: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(String(500))
