@@ -169,7 +169,7 @@ def _load_balanced(
         select(Lead.owner_id, func.count())
         .where(Lead.owner_id.in_(ids), Lead.stage.in_(OPEN_STAGES))
         .group_by(Lead.owner_id)
-    ).tuples().all())
+    ).all())
     heap = [(open_counts.get(uid, 0), uid) for uid in ids if room[uid] != 0]
     heapq.heapify(heap)
     out: Picks = []

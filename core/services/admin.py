@@ -77,7 +77,7 @@ def update_user(ctx: HookContext, user: User, data: Mapping[str, Any]) -> User:
             raise Forbidden(f"a {actor.role} cannot make someone {data['role']}")
     if data.get("team_id") is not None:
         _team(ctx.session, ctx.tenant.id, data["team_id"])
-    for field in ("name", "role", "team_id", "active", "on_leave"):
+    for field in ("name", "role", "team_id", "active", "on_leave", "daily_capacity", "weight", "working_hours"):
         if field in data:
             setattr(user, field, data[field])
     if data.get("password"):
@@ -105,7 +105,8 @@ def _team(session: Session, tenant_id: int | None, team_id: int) -> Team:
 
 def create_team(ctx: HookContext, data: Mapping[str, Any]) -> Team:
     team = Team(
-        name=data["name"], description=data.get("description", ""), active=True, created_at=ctx.now()
+        name=data["name"], description=data.get("description", ""), active=True,
+        strategy=data.get("strategy", "round_robin"), created_at=ctx.now(),
     )
     ctx.session.add(team)
     flush_or_conflict(ctx.session, f"a team named {data['name']!r} exists", {"name": ["already taken"]})
@@ -120,7 +121,7 @@ def get_team(ctx: HookContext, team_id: int) -> Team:
 
 
 def update_team(ctx: HookContext, team: Team, data: Mapping[str, Any]) -> Team:
-    for field in ("name", "description", "active"):
+    for field in ("name", "description", "active", "strategy"):
         if field in data:
             setattr(team, field, data[field])
     flush_or_conflict(ctx.session, "a team with that name exists", {"name": ["already taken"]})

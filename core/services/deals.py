@@ -13,6 +13,7 @@ from ..models import Deal, Lead, Refund
 from ..money import to_money
 from ..pagination import Page, paginate
 from .leads import change_stage
+from .routing import handoff_if_due
 
 
 def _amount(value: Any, field: str = "amount") -> Decimal:
@@ -55,6 +56,7 @@ def record_deal(
     lead.is_customer = True
     ctx.session.flush()
     ctx.emit("deal_won", [deal_snapshot(deal)])
+    handoff_if_due(ctx, lead, kind)
     return deal
 
 

@@ -212,6 +212,27 @@ def assign(
     return lead
 
 
+def record_decision(ctx: HookContext, lead: Lead, decision: Any, *, reason: str) -> None:
+    """Apply a routing :class:`~pelago.core.routing.Decision` made for an existing lead.
+
+    With an owner, the lead moves (team included) and ``lead_assigned`` is
+    emitted; without one nothing moves, but the ledger still records the
+    decision and why, so "why is she still the owner?" has an answer too.
+    """
+    if decision.owner_id is not None and decision.owner_id != lead.owner_id:
+        assigned = _set_owner(ctx, lead, decision.owner_id, reason=reason, rule=decision.rule,
+                              detail=decision.explanation, team_id=decision.team_id)
+        if assigned is not None:
+            ctx.emit("lead_assigned", [assigned])
+    else:
+        ctx.session.add(OwnershipChange(
+            lead_id=lead.id, from_user_id=lead.owner_id, to_user_id=lead.owner_id, from_team_id=lead.team_id,
+            to_team_id=lead.team_id, reason=reason, rule=None, note="nothing moved",
+            detail=_jsonable(decision.explanation), actor_id=_actor_id(ctx), at=ctx.now(),
+        ))
+    _flush(ctx, "the lead changed meanwhile; reload and retry")
+
+
 def _set_owner(
     ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str, rule: str | None = None,
     note: str = "", detail: Mapping[str, Any] | None = None, team_id: int | None = None,
@@ -221,7 +242,7 @@ def _set_owner(
     Returns the ``lead_assigned`` item for the caller to emit, so that on
     creation it follows ``lead_created``.
     """
-    previous = lead.owner_id
+    previous, previous_team = lead.owner_id, lead.team_id
     now = ctx.now()
     lead.owner_id = user_id
     if team_id is not None:
@@ -232,7 +253,8 @@ def _set_owner(
     lead.assigned_at = now if user_id is not None else None
     lead.updated_at = now
     ctx.session.add(OwnershipChange(
-        lead_id=lead.id, from_user_id=previous, to_user_id=user_id, to_team_id=lead.team_id,
+        lead_id=lead.id, from_user_id=previous, to_user_id=user_id, from_team_id=previous_team,
+        to_team_id=lead.team_id,
         reason=reason, rule=rule, note=note, detail=_jsonable(detail or {}),
         actor_id=_actor_id(ctx), at=now,
     ))

@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES
+from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES, STRATEGIES
 from pelago.core.pagination import MAX_LIMIT
 
 
@@ -281,6 +281,23 @@ class UserArgs(Schema):
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=200))
 
 
+class WorkingHours(Schema):
+    """``{"days": [1..7] (ISO weekdays, default every day), "start": "09:00", "end": "18:00"}``.
+
+    Read in the tenant's timezone; an end before the start is a night shift.
+    """
+
+    days = fields.List(fields.Integer(validate=validate.Range(min=1, max=7)),
+                       load_default=[1, 2, 3, 4, 5, 6, 7], validate=validate.Length(min=1, max=7))
+    start = fields.String(required=True, validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+    end = fields.String(required=True, validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("start") == data.get("end"):
+            raise ValidationError("start and end must differ", "end")
+
+
 class UserPatch(Schema):
     name = fields.String(validate=validate.Length(max=200))
     role = fields.String(validate=validate.OneOf([r for r in ROLES if r != "operator"]))
@@ -288,6 +305,11 @@ class UserPatch(Schema):
     active = fields.Boolean()
     on_leave = fields.Boolean()
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=200))
+    daily_capacity = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=100000),
+                                    metadata={"description": "leads routing may give per day; null = no cap"})
+    weight = fields.Integer(validate=validate.Range(min=1, max=1000),
+                            metadata={"description": "share under the weighted strategy"})
+    working_hours = fields.Nested(WorkingHours, allow_none=True)
 
 
 class User(Schema):
@@ -298,6 +320,9 @@ class User(Schema):
     team_id = fields.Integer(allow_none=True)
     active = fields.Boolean(required=True)
     on_leave = fields.Boolean(required=True)
+    daily_capacity = fields.Integer(allow_none=True)
+    weight = fields.Integer(required=True)
+    working_hours = fields.Dict(allow_none=True)
     created_at = LocalTime(required=True)
 
 
@@ -307,12 +332,14 @@ UserPage = page_of(User)
 class TeamArgs(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="", validate=validate.Length(max=1000))
+    strategy = fields.String(load_default="round_robin", validate=validate.OneOf(STRATEGIES))
 
 
 class TeamPatch(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=1000))
     active = fields.Boolean()
+    strategy = fields.String(validate=validate.OneOf(STRATEGIES))
 
 
 class Team(Schema):
@@ -320,6 +347,8 @@ class Team(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
     active = fields.Boolean(required=True)
+    strategy = fields.String(required=True)
+    rr_pointer = fields.Integer(allow_none=True, metadata={"description": "round robin: last assigned user"})
     created_at = LocalTime(required=True)
 
 
@@ -411,3 +440,80 @@ class Delivery(Schema):
 
 
 DeliveryPage = page_of(Delivery)
+
+
+# --- routing ----------------------------------------------------------------------
+
+
+class RoutingSettingsPatch(Schema):
+    auto_routing = fields.Boolean(metadata={"description": "route new leads by rules and the default team"})
+    default_team_id = _id(allow_none=True, metadata={"description": "where leads no rule matches go"})
+    handoff_enabled = fields.Boolean(metadata={"description": "move first-purchase customers on a win"})
+    repurchase_team_id = _id(allow_none=True)
+
+
+class RoutingSettings(Schema):
+    auto_routing = fields.Boolean(required=True)
+    default_team_id = fields.Integer(allow_none=True, required=True)
+    handoff_enabled = fields.Boolean(required=True)
+    repurchase_team_id = fields.Integer(allow_none=True, required=True)
+
+
+def _match_values() -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)), validate=validate.Length(min=1, max=100)
+    )
+
+
+class RuleMatch(Schema):
+    """Every key given must match (AND); any of its values may (OR)."""
+
+    channel = _match_values()
+    source = _match_values()
+    region = _match_values()
+    product = _match_values()
+
+
+class RuleArgs(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    priority = fields.Integer(strict=True, load_default=100, validate=validate.Range(min=0, max=1_000_000),
+                              metadata={"description": "lower runs first"})
+    active = fields.Boolean(load_default=True)
+    match = fields.Nested(RuleMatch, load_default=dict)
+    team_id = _id(required=True)
+
+
+class RulePatch(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    priority = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000))
+    active = fields.Boolean()
+    match = fields.Nested(RuleMatch)
+    team_id = _id()
+
+
+class Rule(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    priority = fields.Integer(required=True)
+    active = fields.Boolean(required=True)
+    match = fields.Dict(required=True)
+    team_id = fields.Integer(required=True)
+    created_at = LocalTime(required=True)
+
+
+class RuleList(Schema):
+    items = fields.List(fields.Nested(Rule), required=True)
+
+
+class PreviewArgs(LeadBase):
+    channel = fields.String(allow_none=True, validate=validate.Length(max=100))
+    team_id = _id(allow_none=True)
+
+
+class Preview(Schema):
+    duplicate_of = fields.Integer(allow_none=True, required=True,
+                                  metadata={"description": "the lead this submission would merge into"})
+    team_id = fields.Integer(allow_none=True, required=True)
+    owner_id = fields.Integer(allow_none=True, required=True)
+    rule = fields.String(allow_none=True, required=True)
+    explanation = fields.Dict(required=True)
