@@ -203,7 +203,7 @@ def test_rule_and_settings_input_is_checked(tenant, other_tenant):
     rule_id = ok.get_json()["id"]
     assert other_tenant.get(f"/api/v1/routing/rules/{rule_id}").status_code == 404
     assert other_tenant.patch(f"/api/v1/routing/rules/{rule_id}", json={"priority": 1}).status_code == 404
-    assert tenant.patch("/api/v1/routing/rules/%d" % rule_id, "rep", json={"priority": 1}).status_code == 403
+    assert tenant.patch(f"/api/v1/routing/rules/{rule_id}", "rep", json={"priority": 1}).status_code == 403
     assert tenant.call("DELETE", f"/api/v1/routing/rules/{rule_id}").status_code == 204
     assert tenant.get(f"/api/v1/routing/rules/{rule_id}").status_code == 404
 
