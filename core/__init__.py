@@ -16,11 +16,12 @@ from .context import Actor, HookContext, JobContext, TenantState  # noqa: E402
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed  # noqa: E402
 from .events import Event  # noqa: E402
 from .markers import hookimpl, hookspec  # noqa: E402
-from .routing import OwnerChoice, TeamChoice  # noqa: E402
+from .routing import Assignment, LeadInfo, OwnerChoice, TeamChoice  # noqa: E402
 from .spec import Periodic, PluginSpec  # noqa: E402
 
 __all__ = [
     "Actor",
+    "Assignment",
     "Conflict",
     "Event",
     "Forbidden",
@@ -28,6 +29,7 @@ __all__ = [
     "HookContext",
     "InvalidInput",
     "JobContext",
+    "LeadInfo",
     "NotFound",
     "OwnerChoice",
     "PelagoError",
