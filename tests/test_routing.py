@@ -344,3 +344,26 @@ def test_routing_ignores_other_tenants_teams_and_users(tenant, other_tenant):
     assert r.status_code == 422
     with tenant.runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(User).where(User.tenant_id == other_tenant.id)) == 4
+
+
+def test_a_plugin_placing_some_leads_leaves_the_rest_to_the_core(make_app):
+    from pelago.core.services.intake import Submission, ingest
+    from tests.plugins import recorder
+
+    from .conftest import new_tenant
+
+    app = make_app(["recorder"])
+    t = new_tenant(app)
+    special, special_reps = add_team(t, "Special", reps=1)
+    general, general_reps = add_team(t, "General", reps=1)
+    routing_on(t, general)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True, "settings": {"team_id": special, "only_source": "vip"}})
+    recorder.CALLS.clear()
+    with t.runtime.tenant_context(t.id) as ctx:
+        out = ingest(ctx, [Submission({"phone": phone(4000 + i), "source": "vip" if i % 2 else "web"}) for i in range(6)])
+    assert len(recorder.calls("choose_team", t.id)) == 1  # one call for the whole batch
+    assert len(recorder.calls("exclude_candidates", t.id)) == 2  # once per team
+    with t.runtime.sessions() as s:
+        teams = dict(s.execute(select(Lead.id, Lead.team_id).where(Lead.id.in_([o.lead_id for o in out]))).all())
+    assert [teams[o.lead_id] for o in out] == [general, special] * 3
+    assert special_reps and general_reps

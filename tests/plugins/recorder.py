@@ -3,7 +3,8 @@
 Its settings drive its decisions so tests can switch behaviour per tenant:
 ``owner_user_id`` makes ``choose_owner`` pick that user, ``veto_user_id`` makes
 ``check_assign`` refuse that user, ``exclude_user_id`` excludes a candidate,
-``veto_stage`` refuses moves to that stage.
+``veto_stage`` refuses moves to that stage, ``only_source`` limits ``choose_team``
+to leads of that source.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ class Settings(Schema):
     veto_user_id = fields.Integer(load_default=None, allow_none=True)
     exclude_user_id = fields.Integer(load_default=None, allow_none=True)
     veto_stage = fields.String(load_default=None, allow_none=True)
+    only_source = fields.String(load_default=None, allow_none=True)
 
 
 class Hooks:
     @hookimpl
     def choose_team(self, ctx: Any, leads: Any) -> Any:
         CALLS.append(("choose_team", ctx.tenant.id, [lead.phone for lead in leads]))
-        team_id = ctx.settings("recorder")["team_id"]
-        return [TeamChoice(team_id, "recorder says so", rule="recorder")] * len(leads) if team_id else None
+        settings = ctx.settings("recorder")
+        if not settings["team_id"]:
+            return None
+        choice = TeamChoice(settings["team_id"], "recorder says so", rule="recorder")
+        only = settings["only_source"]
+        return [choice if only is None or lead.source == only else None for lead in leads]
 
     @hookimpl
     def exclude_candidates(self, ctx: Any, team: Any, candidates: Any, leads: Any) -> Any:
