@@ -1,4 +1,4 @@
-"""The demo tenant ``make run`` serves: people, a team, leads, a deal, plugins on."""
+"""The demo tenant ``make run`` serves: people, teams, leads, a deal, routing and plugins on."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from pelago.core.context import Actor
+from pelago.core.context import Actor, HookContext
 from pelago.core.models import Lead, Team, Tenant, User
 from pelago.core.runtime import Runtime
-from pelago.core.services import admin, deals, leads
+from pelago.core.services import admin, deals, leads, routing
 from pelago.core.services.plugins import configure
 
 SLUG = "demo"
@@ -97,3 +97,16 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
                 leads.change_stage(ctx, lead, "lost", "预算不足")
         ctx.session.flush()
         assert ctx.session.scalar(select(Lead.id).limit(1)) is not None
+        _routing(ctx)
+
+
+def _routing(ctx: HookContext) -> None:
+    """Auto-routing on: douyin leads by rule, the rest to Telesales; customers hand off to care."""
+    telesales = ctx.session.scalars(select(Team).where(Team.name == "Telesales")).one()
+    care = admin.create_team(ctx, {"name": "Customer care", "description": "repurchases"})
+    admin.create_user(ctx.session, tenant_id=ctx.tenant.id, email="zhao@demo.pelago.dev", name="Zhao Care",
+                      role="rep", team_id=care.id, password="pelago-demo", now=ctx.now())
+    routing.save_rule(ctx, {"name": "douyin ads", "priority": 10, "team_id": telesales.id,
+                            "match": {"source": ["douyin"]}})
+    routing.update_settings(ctx, {"auto_routing": True, "default_team_id": telesales.id,
+                                  "handoff_enabled": True, "repurchase_team_id": care.id})
