@@ -322,6 +322,7 @@ def _insert_leads(
         if not values:
             continue
         where = text("phone IS NOT NULL") if kind == "phone" else text("phone IS NULL AND email IS NOT NULL")
+        values.sort(key=lambda v: v[kind])  # one key order for every writer: no deadlocks
         for chunk in _chunks(values, 1000):
             stmt = (
                 dialect_insert(Lead).values(chunk)
