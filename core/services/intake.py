@@ -372,7 +372,7 @@ def _insert_touches(ctx: HookContext, rows: list[_Row], now: Any) -> None:
     """One touch per stored submission; a key that won a race elsewhere is a 409 for the batch."""
     if not rows:
         return
-    keyed = [r for r in rows if r.sub.key]
+    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
     plain = [r for r in rows if not r.sub.key]
     if plain:
         result = ctx.session.execute(
