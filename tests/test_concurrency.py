@@ -117,3 +117,32 @@ def test_ledgers_are_append_only_in_the_database(tenant):
             with pytest.raises(DBAPIError, match="append-only"):
                 conn.execute(text(f"DELETE FROM {table} WHERE tenant_id = :t"), {"t": tenant.id})
             conn.rollback()
+
+
+def test_batches_of_the_same_phones_in_opposite_orders_do_not_deadlock(tenant):
+    """Every writer inserts new leads (and keyed touches) in one key order.
+
+    core/services/intake.py sorts each batch by phone/email before its INSERT
+    (and keyed touches by key); without that, two batches holding the same
+    phones in opposite orders wait on each other's uncommitted index entries
+    and PostgreSQL aborts one with "deadlock detected".
+    """
+    from pelago.core.services.intake import Submission, ingest
+    phones = [f"1391{i:07d}" for i in range(3000)]
+    barrier = threading.Barrier(4)
+
+    def run(k: int) -> list[str]:
+        order = phones if k % 2 else list(reversed(phones))
+        barrier.wait()
+        with tenant.runtime.tenant_context(tenant.id) as ctx:
+            # routing off: no team lock to serialise the batches, only the unique index
+            return [o.status for o in ingest(ctx, [Submission({"phone": p}) for p in order], routing=False)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
+    assert sorted(r.count("created") for r in results) != [0, 0, 0, 0]
+    assert sum(r.count("created") for r in results) == 3000
+    with tenant.runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.tenant_id == tenant.id)) == 3000
+        owners = set(s.scalars(select(Lead.owner_id).where(Lead.tenant_id == tenant.id)))
+    assert owners == {None}
