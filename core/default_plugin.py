@@ -94,7 +94,8 @@ def choose_owner(
 ) -> list[OwnerChoice | None]:
     """The team's strategy, skipping reps whose daily capacity is used up."""
     ids = [u.id for u in candidates]
-    today = _assigned_today(ctx, ids)
+    counted = team.strategy == "weighted" or any(u.daily_capacity is not None for u in candidates)
+    today = _assigned_today(ctx, ids) if counted else {}  # the count grows all day: skip it if unused
     room = {
         u.id: (None if u.daily_capacity is None else max(u.daily_capacity - today.get(u.id, 0), 0))
         for u in candidates
