@@ -51,6 +51,8 @@ class Lead(TenantScoped, Base):
         Index("ix_core_lead_email", "tenant_id", "email"),
         Index("ix_core_lead_list", "tenant_id", "id"),
         Index("ix_core_lead_owner", "tenant_id", "owner_id", "id"),
+        # open leads per rep (load balancing, hold caps) as an index-only count
+        Index("ix_core_lead_owner_stage", "tenant_id", "owner_id", "stage"),
         Index("ix_core_lead_team", "tenant_id", "team_id", "id"),
         Index("ix_core_lead_stage", "tenant_id", "stage", "id"),
         Index("ix_core_lead_source", "tenant_id", "source", "id"),
