@@ -36,11 +36,20 @@ def _periodic(runtime: Runtime, tenant_id: int, plugin: str, job: str) -> str:
     return run_periodic(runtime, tenant_id, plugin, job)
 
 
+def _import(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
+    from .services.imports import run_import
+
+    return run_import(runtime, tenant_id, import_id)
+
+
 JOBS: dict[str, JobFunc] = {
     "deliver": _deliver,
     "retry_deliveries": _retry_deliveries,
     "periodic": _periodic,
+    "import": _import,
 }
+#: rq's default of 180 s is too short for these (a 20 MiB CSV import)
+TIMEOUTS: dict[str, int] = {"import": 3600}
 
 
 def register_job(name: str, func: JobFunc) -> None:
@@ -82,4 +91,6 @@ class RqQueue:
         self.rq = Queue(name, connection=self.redis)
 
     def enqueue(self, name: str, **kwargs: Any) -> Any:
-        return self.rq.enqueue("pelago.core.jobs.run", name, kwargs, description=f"pelago:{name}")
+        return self.rq.enqueue(
+            "pelago.core.jobs.run", name, kwargs, description=f"pelago:{name}", job_timeout=TIMEOUTS.get(name)
+        )

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from pelago.core.context import Actor, HookContext
 from pelago.core.models import ApiKey, Tenant, User
@@ -68,6 +68,32 @@ def requires(role: str) -> Callable[[F], F]:
 def commit() -> None:
     """Commit the request's transaction (events are handed on after commit)."""
     g.pelago_session.commit()
+
+
+def public_session() -> Session:
+    """The session of a :func:`public` route, closed with the request; not yet scoped to a tenant.
+
+    Public routes find their tenant themselves (a webhook from its channel's
+    key); until :func:`enter_tenant`, queries on it see every tenant's rows.
+    """
+    session = runtime().sessions()
+    g.pelago_session = session
+    return session
+
+
+def enter_tenant(tenant_id: int) -> HookContext:
+    """Scope the public route's session to ``tenant_id`` and act in it as the system (no actor).
+
+    After this, :func:`ctx` and :func:`commit` work as on any tenant route.
+    """
+    rt = runtime()
+    session = g.pelago_session
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:  # pragma: no cover - a channel's tenant cascades away with it
+        abort(404, message="not found")
+    session.info["tenant_id"] = tenant.id
+    g.pelago_ctx = rt.context(session, rt.host.tenant_state(session, tenant), None)
+    return g.pelago_ctx  # type: ignore[no-any-return]
 
 
 def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:

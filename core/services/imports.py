@@ -1,0 +1,501 @@
+"""CSV imports: a file in, leads out through the same intake line as the API and the webhooks.
+
+Upload (:func:`create_import`) stores the file, detects its encoding and
+delimiter, reads the header and resolves the column mapping, so a file that
+cannot work (unknown encoding, no phone or email column, a mapped column that
+is not there) is refused at once with field errors. The job (:func:`run_import`,
+registered as ``import``) then streams the rows — ``csv`` over a text wrapper,
+never the whole file as rows in memory — in batches of :data:`BATCH` through
+:func:`~pelago.core.services.intake.ingest`, each batch in its own
+transaction together with its progress and its row errors.
+
+Every row carries the idempotency key ``import:<sha256 of the file>:<row>``,
+so importing the same file again replays each row instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import func, insert, select, update
+
+from ..context import Actor, HookContext
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import Import, ImportError_, User
+from .intake import Outcome, Submission, ingest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime import Runtime
+
+#: the largest file accepted, in bytes (split bigger exports)
+MAX_FILE_BYTES = 20 * 1024 * 1024
+#: rows per transaction (and per call of the decision hooks)
+BATCH = 1000
+#: row errors kept per import; ``failed_rows`` still counts every refused row
+MAX_STORED_ERRORS = 10_000
+#: how many errors an import's read shows
+SHOWN_ERRORS = 100
+DEFAULT_CHANNEL = "import"
+DELIMITERS = (",", "\t", ";", "|")
+LEAD_FIELDS = ("name", "phone", "email", "source", "region", "product")
+TOUCH_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id")
+FIELDS = (*LEAD_FIELDS, *TOUCH_FIELDS)
+
+#: header names recognised without a mapping (compared after :func:`normalise_header`)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "full name", "customer name", "contact", "contact name", "姓名", "名字", "客户姓名",
+             "客户名称", "客户名", "联系人", "联系人姓名", "称呼", "学生姓名", "家长姓名"),
+    "phone": ("phone", "mobile", "mobile phone", "mobile number", "phone number", "cell", "cellphone",
+              "telephone", "tel", "手机", "手机号", "手机号码", "电话", "电话号码", "联系电话", "联系方式",
+              "移动电话", "家长电话", "家长手机"),
+    "email": ("email", "e mail", "mail", "email address", "邮箱", "电子邮箱", "电子邮件", "邮件", "邮箱地址"),
+    "source": ("source", "lead source", "来源", "线索来源", "客户来源", "渠道", "来源渠道", "渠道来源"),
+    "region": ("region", "area", "city", "province", "location", "地区", "区域", "城市", "省份", "所在地",
+               "所在地区", "所在城市", "校区"),
+    "product": ("product", "course", "interest", "产品", "意向产品", "课程", "意向课程", "咨询课程",
+                "咨询产品", "意向"),
+    "utm_source": ("utm source",),
+    "utm_medium": ("utm medium",),
+    "utm_campaign": ("utm campaign", "campaign", "广告计划", "推广计划"),
+    "utm_term": ("utm term", "keyword", "关键词"),
+    "utm_content": ("utm content",),
+    "click_id": ("click id", "clickid", "gclid", "点击id"),
+}
+
+
+def normalise_header(text: str) -> str:
+    """Compare headers loosely: full-width folded, case, spaces/_/-, and marks like ``*`` or ``：``."""
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    text = re.sub(r"[\s_\-]+", " ", text)
+    return text.strip(" *:：()（）")
+
+
+_ALIAS_INDEX = {normalise_header(alias): name for name, aliases in ALIASES.items() for alias in aliases}
+
+
+def _column(**kw: Any) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(min=1, max=200), **kw)
+
+
+class ImportMapping(Schema):
+    """Our field → the CSV column header holding it; ``null`` turns auto-detection off for it."""
+
+    name = _column()
+    phone = _column()
+    email = _column()
+    source = _column()
+    region = _column()
+    product = _column()
+    utm_source = _column()
+    utm_medium = _column()
+    utm_campaign = _column()
+    utm_term = _column()
+    utm_content = _column()
+    click_id = _column()
+    attributes = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=100)),
+        values=fields.String(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(max=50),
+        metadata={"description": "lead attribute name → column header"},
+    )
+
+
+class ImportOptions(Schema):
+    source = fields.String(allow_none=True, validate=validate.Length(min=1, max=100), metadata={
+        "description": "the leads' source where the row has none",
+    })
+    channel = fields.String(allow_none=True, validate=validate.Length(min=1, max=100), metadata={
+        "description": f"the touches' channel (default {DEFAULT_CHANNEL!r})",
+    })
+    delimiter = fields.String(allow_none=True, validate=validate.OneOf(DELIMITERS), metadata={
+        "description": "default: whichever of , TAB ; | the header line has most of",
+    })
+
+
+# --- reading the file ---------------------------------------------------------------------
+
+
+def _decodes(content: bytes, encoding: str) -> bool:
+    """Strictly decodable as ``encoding``, checked in chunks (no second copy of the file)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    view = memoryview(content)
+    try:
+        for start in range(0, len(content), 1 << 20):
+            decoder.decode(view[start:start + (1 << 20)])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def detect_encoding(content: bytes) -> str:
+    """UTF-8 with a BOM, else strict UTF-8, else GB18030 (Excel's CSV export in China)."""
+    if content.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InvalidInput("UTF-16 files are not supported", {
+            "file": ["UTF-16 text: save it as 'CSV UTF-8' (or plain CSV) instead"]}, "form")
+    if _decodes(content, "utf-8"):
+        return "utf-8"
+    if _decodes(content, "gb18030"):
+        return "gb18030"
+    raise InvalidInput("unknown encoding", {"file": ["neither UTF-8 nor GB18030 text"]}, "form")
+
+
+def _records(content: bytes, encoding: str, delimiter: str) -> Iterator[list[str]]:
+    """The file's CSV records, one at a time."""
+    text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
+    return csv.reader(text, delimiter=delimiter)
+
+
+def _first_line(content: bytes, encoding: str) -> str:
+    text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
+    return text.readline()
+
+
+def detect_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _blank(record: list[str]) -> bool:
+    return not any(v.strip() for v in record)
+
+
+def resolve_mapping(header: list[str], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Our field → column: the given mapping first, the rest recognised from the header.
+
+    A given column that is not in the header is a field error; so is a
+    header with neither a phone nor an email column (nothing to dedupe on).
+    """
+    try:
+        explicit = ImportMapping().load(dict(given or {}))
+    except ValidationError as exc:
+        raise InvalidInput("invalid mapping", {"mapping": exc.messages}, "form") from None
+    columns = [h.strip() for h in header]
+    present = set(columns)
+    errors: dict[str, list[str]] = {}
+    resolved: dict[str, Any] = {}
+    for name in FIELDS:
+        column = explicit.get(name)
+        if column is not None:
+            if column.strip() not in present:
+                errors[name] = [f"no column {column!r} in the header"]
+            resolved[name] = column.strip()
+    attributes: dict[str, str] = {}
+    for attr, column in (explicit.get("attributes") or {}).items():
+        if column.strip() not in present:
+            errors[f"attributes.{attr}"] = [f"no column {column!r} in the header"]
+        attributes[attr] = column.strip()
+    if errors:
+        raise InvalidInput("the mapping names columns the file does not have", {"mapping": errors}, "form")
+    used = set(resolved.values()) | set(attributes.values())
+    for column in columns:
+        found = _ALIAS_INDEX.get(normalise_header(column))
+        if found and found not in explicit and found not in resolved and column not in used:
+            resolved[found] = column
+            used.add(column)
+    if not resolved.get("phone") and not resolved.get("email"):
+        raise InvalidInput("no phone or email column", {"mapping": {"phone": [
+            "no phone or email column was recognised in the header "
+            f"({', '.join(repr(c) for c in columns[:20])}); map one, e.g. {{\"phone\": \"<column>\"}}"
+        ]}}, "form")
+    resolved["attributes"] = attributes
+    return resolved
+
+
+# --- upload ---------------------------------------------------------------------------------
+
+
+def create_import(
+    ctx: HookContext, *, filename: str, content: bytes, mapping: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Import:
+    """Store a file to import, refusing at once what cannot be imported; the caller queues the job."""
+    if not content:
+        raise InvalidInput("the file is empty", {"file": ["the file is empty"]}, "form")
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidInput("file too large", {"file": [f"larger than {MAX_FILE_BYTES} bytes: split it"]}, "form")
+    try:
+        opts = ImportOptions().load(dict(options or {}))
+    except ValidationError as exc:
+        raise InvalidInput("invalid options", exc.normalized_messages(), "form") from None
+    encoding = detect_encoding(content)
+    delimiter = opts.get("delimiter") or detect_delimiter(_first_line(content, encoding))
+    try:
+        header = next(iter(_records(content, encoding, delimiter)), [])
+    except csv.Error as exc:
+        raise InvalidInput("unreadable header", {"file": [f"the header line is not CSV: {exc}"]}, "form") from None
+    if _blank(header):
+        raise InvalidInput("no header", {"file": ["the first line must be the header (column names)"]}, "form")
+    if any("\x00" in h for h in header):
+        raise InvalidInput("unreadable header", {"file": ["the header contains the NUL character"]}, "form")
+    resolved = resolve_mapping(header, mapping)
+    imp = Import(
+        tenant_id=ctx.tenant.id, filename=_clean_filename(filename), sha256=hashlib.sha256(content).hexdigest(),
+        content=content, encoding=encoding, mapping=resolved,
+        options={"source": opts.get("source"), "channel": opts.get("channel") or DEFAULT_CHANNEL,
+                 "delimiter": delimiter},
+        status="queued", processed_rows=0, created_leads=0, merged_rows=0, skipped_rows=0, failed_rows=0,
+        created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
+    )
+    ctx.session.add(imp)
+    ctx.session.flush()
+    return imp
+
+
+def _clean_filename(name: str) -> str:
+    """The base name, without characters a database cannot store or a log should not show."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+    return base[:255]
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def get_import(ctx: HookContext, import_id: int) -> Import:
+    imp = ctx.session.scalars(select(Import).where(Import.id == import_id)).first()
+    if imp is None:
+        raise NotFound(f"import {import_id} not found")
+    return imp
+
+
+def import_errors(ctx: HookContext, imp: Import, limit: int | None = None) -> tuple[list[ImportError_], int]:
+    """The first ``limit`` (default :data:`SHOWN_ERRORS`) stored row errors, by row, and how many are stored."""
+    rows = list(ctx.session.scalars(
+        select(ImportError_).where(ImportError_.import_id == imp.id)
+        .order_by(ImportError_.row, ImportError_.id).limit(limit or SHOWN_ERRORS)
+    ))
+    total = ctx.session.scalar(
+        select(func.count()).select_from(ImportError_).where(ImportError_.import_id == imp.id)
+    )
+    return rows, int(total or 0)
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    first_row: int = 0
+    last_row: int = 0
+    subs: list[Submission] = field(default_factory=list)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)  # (row, field, message)
+
+    def __len__(self) -> int:
+        return len(self.subs) + len({r for r, _, _ in self.refused})
+
+
+Progress = Callable[[int, int], None]
+
+
+def run_import(
+    runtime: Runtime, tenant_id: int, import_id: int, *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The ``import`` job: take a queued import through intake; returns its final counts.
+
+    An import that is not ``queued`` is left alone (another worker has it, or
+    it ran). Whatever goes wrong ends as status ``failed`` with the reason,
+    never as an exception out of the job: rows already committed stay, and
+    running the file again replays them.
+    """
+    try:
+        return _run(runtime, tenant_id, import_id, progress)
+    except Conflict as exc:
+        _finish(runtime, tenant_id, import_id, "failed", exc.message)
+    except Exception as exc:  # noqa: BLE001 - recorded on the import, which is what callers read
+        runtime.log.exception("import %s of tenant %s failed", import_id, tenant_id)
+        _finish(runtime, tenant_id, import_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+    return _summary(runtime, tenant_id, import_id)
+
+
+def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | None) -> dict[str, Any]:
+    with runtime.tenant_session(tenant_id) as session:
+        imp = session.scalars(select(Import).where(Import.id == import_id).with_for_update()).first()
+        if imp is None:
+            raise NotFound(f"import {import_id} not found")
+        if imp.status != "queued":
+            session.rollback()
+            return _summary(runtime, tenant_id, import_id)
+        imp.status, imp.started_at = "running", runtime.clock()
+        content, sha, encoding = imp.content, imp.sha256, imp.encoding or "utf-8"
+        mapping, options = dict(imp.mapping), dict(imp.options)
+        actor = None
+        if imp.created_by is not None:
+            user = session.get(User, imp.created_by)
+            if user is not None:
+                actor = Actor(user.id, user.role, user.tenant_id, user.team_id, user.email)
+        session.commit()
+
+    delimiter = options.get("delimiter") or ","
+    # A first pass counts the rows (for progress) and finds a broken file
+    # before any row of it is imported; the second pass then cannot fail.
+    total, row = 0, 0
+    try:
+        for row, record in enumerate(_records(content, encoding, delimiter)):
+            total += 0 if _blank(record) or row == 0 else 1
+    except csv.Error as exc:
+        _finish(runtime, tenant_id, import_id, "failed",
+                f"row {row + 1} is not valid CSV ({exc}); nothing was imported")
+        return _summary(runtime, tenant_id, import_id)
+    with runtime.tenant_session(tenant_id) as session:
+        session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
+        session.commit()
+    if progress:
+        progress(0, total)
+
+    reader = _records(content, encoding, delimiter)
+    header = [h.strip() for h in next(reader)]
+    index = {h: i for i, h in reversed(list(enumerate(header)))}  # a repeated header: its first column
+    keys = _raw_keys(header)
+    state = {"done": 0, "stored_errors": 0}
+    batch = _Batch()
+    for row, record in enumerate(reader, start=1):
+        if _blank(record):
+            continue
+        if not batch.first_row:
+            batch.first_row = row
+        batch.last_row = row
+        _add_row(batch, row, record, header, index, keys, mapping, options, sha, import_id)
+        if len(batch) >= BATCH:
+            _apply(runtime, tenant_id, import_id, actor, batch, state)
+            batch = _Batch()
+            if progress:
+                progress(state["done"], total)
+    if len(batch):
+        _apply(runtime, tenant_id, import_id, actor, batch, state)
+        if progress:
+            progress(state["done"], total)
+    _finish(runtime, tenant_id, import_id, "done", None)
+    return _summary(runtime, tenant_id, import_id)
+
+
+def _raw_keys(header: list[str]) -> list[str]:
+    """Keys of a row's raw record: the headers, made unique (``col``, ``col (2)``) and never empty."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, h in enumerate(header, start=1):
+        name = h or f"column {i}"
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _add_row(
+    batch: _Batch, row: int, record: list[str], header: list[str], index: Mapping[str, int], keys: list[str],
+    mapping: Mapping[str, Any], options: Mapping[str, Any], sha: str, import_id: int,
+) -> None:
+    if any("\x00" in v for v in record):
+        batch.refused.append((row, "row", "contains the NUL character"))
+        return
+
+    def cell(column: str | None) -> str | None:
+        if not column or column not in index or index[column] >= len(record):
+            return None
+        return record[index[column]].strip() or None
+
+    data: dict[str, Any] = {name: cell(mapping.get(name)) for name in LEAD_FIELDS}
+    data["source"] = data["source"] or options.get("source")
+    data["attributes"] = {
+        attr: value for attr, column in (mapping.get("attributes") or {}).items()
+        if (value := cell(column)) is not None
+    }
+    touch: dict[str, Any] = {name: cell(mapping.get(name)) for name in TOUCH_FIELDS}
+    touch["channel"] = options.get("channel") or DEFAULT_CHANNEL
+    touch["source"] = data["source"]
+    values = dict(zip(keys, record, strict=False))
+    if len(record) > len(keys):
+        values["_extra"] = record[len(keys):]  # type: ignore[assignment]
+    raw = {"import_id": import_id, "row": row, "values": values}
+    batch.subs.append(Submission(data=data, touch=touch, raw=raw, key=f"import:{sha}:{row}", row=row))
+
+
+def _apply(
+    runtime: Runtime, tenant_id: int, import_id: int, actor: Actor | None, batch: _Batch, state: dict[str, int]
+) -> None:
+    """One batch in one transaction: intake, its row errors, the import's counters.
+
+    A batch that lost a race on an idempotency key (the same file being
+    imported twice at once) is retried once: the retry replays those rows.
+    """
+    for attempt in (1, 2):
+        try:
+            with runtime.tenant_context(tenant_id, actor) as ctx:
+                outcomes = ingest(ctx, batch.subs, routing=True) if batch.subs else []
+                _record(ctx, import_id, batch, outcomes, state)
+            break
+        except Conflict:
+            if attempt == 2:
+                raise Conflict(
+                    f"rows {batch.first_row}-{batch.last_row} collided twice with a concurrent import of the "
+                    "same file; run it again (rows already imported are replayed)"
+                ) from None
+    state["done"] += len(batch)
+
+
+def _record(ctx: HookContext, import_id: int, batch: _Batch, outcomes: list[Outcome],
+            state: dict[str, int]) -> None:
+    counts = {"created": 0, "merged": 0, "replayed": 0, "invalid": 0}
+    errors: list[tuple[int, str, str]] = list(batch.refused)
+    for sub, outcome in zip(batch.subs, outcomes, strict=True):
+        counts[outcome.status] += 1
+        for name, messages in (outcome.errors or {}).items():
+            for message in messages:
+                errors.append((sub.row or 0, name, message))
+    counts["invalid"] += len({r for r, _, _ in batch.refused})
+    room = MAX_STORED_ERRORS - state["stored_errors"]
+    if errors and room > 0:
+        errors.sort()
+        ctx.session.execute(insert(ImportError_), [
+            {"tenant_id": ctx.tenant.id, "import_id": import_id, "row": r, "field": f[:100], "message": m[:500]}
+            for r, f, m in errors[:room]
+        ])
+        state["stored_errors"] += min(room, len(errors))
+    ctx.session.execute(
+        update(Import).where(Import.id == import_id).values(
+            processed_rows=Import.processed_rows + len(batch),
+            created_leads=Import.created_leads + counts["created"],
+            merged_rows=Import.merged_rows + counts["merged"],
+            skipped_rows=Import.skipped_rows + counts["replayed"],
+            failed_rows=Import.failed_rows + counts["invalid"],
+        )
+    )
+
+
+def _finish(runtime: Runtime, tenant_id: int, import_id: int, status: str, error: str | None) -> None:
+    with runtime.tenant_session(tenant_id) as session:
+        session.execute(update(Import).where(Import.id == import_id).values(
+            status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
+        ))
+        session.commit()
+
+
+def _summary(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
+    with runtime.tenant_session(tenant_id) as session:
+        imp = session.get(Import, import_id)
+        if imp is None:
+            return {"id": import_id, "status": "missing"}
+        return {name: getattr(imp, name) for name in (
+            "id", "status", "total_rows", "processed_rows", "created_leads", "merged_rows", "skipped_rows",
+            "failed_rows", "error",
+        )}
+
+
+def first_errors(runtime: Runtime, tenant_id: int, import_id: int, limit: int) -> list[tuple[int, str, str]]:
+    """``(row, field, message)`` of the first row errors, for a command's report."""
+    with runtime.tenant_session(tenant_id) as session:
+        return [(e.row, e.field, e.message) for e in session.scalars(
+            select(ImportError_).where(ImportError_.import_id == import_id)
+            .order_by(ImportError_.row, ImportError_.id).limit(limit)
+        )]
