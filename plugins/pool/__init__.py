@@ -1,17 +1,29 @@
-"""Plugin `pool`: the public pool (公海) of unworked leads.
+"""Plugin ``pool``: the public pool (公海) of unworked leads.
 
-Unworked leads go back to a pool by rule and other reps claim them. The
-rules, claims and sweep land with the pool issue; this package already is a
-real entry point so the host's discovery, switching and routing 404s are
-exercised on it.
+Held leads that a pool's rules call unworked go back to the pool (the sweep);
+others claim them, one winner per lead, within daily limits and hold caps.
+See docs/plugins/pool.md.
 """
 
-from pelago.core import PluginSpec
+from datetime import timedelta
+from pathlib import Path
+
+from pelago.core import Periodic, PluginSpec
+
+from . import api, cli, hooks, hookspecs, jobs, schemas
 
 plugin = PluginSpec(
     name="pool",
     title="Public pool (公海)",
-    description="Unworked leads return to a pool by rule; others claim them.",
+    description="Unworked leads return to a pool by rule; others claim them, one winner per lead.",
     version="0.1.0",
     core=">=0.1,<0.2",
+    settings=schemas.Settings,
+    blueprint=api.blp,
+    commands=cli.commands,
+    periodic=(Periodic("sweep", jobs.sweep, timedelta(hours=1)),),
+    migrations=Path(__file__).parent / "migrations",
+    hooks=hooks,
+    hookspecs=hookspecs,
+    default_enabled=False,
 )

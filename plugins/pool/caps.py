@@ -1,0 +1,114 @@
+"""The hold cap: how many leads a user may hold, for routing, assignment and claims alike.
+
+The cap of a user is the ``hold_cap`` of their team's pool (else the default
+pool's). Held leads are counted by the database (won customers only if the
+pool says so). :func:`vetoes` is what ``check_assign`` answers: it locks each
+affected user's row (:func:`.counters.lock_user`) before counting, so two
+transactions giving leads to one user take turns and the second one counts
+what the first one committed — the cap holds under concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, select
+
+from pelago.core import HookContext
+from pelago.core.models import Lead
+
+from . import counters, pools
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pelago.core.models import Team, User
+    from pelago.core.routing import Assignment, LeadInfo
+
+L = Lead.__table__.c
+
+
+def cap_of(pool: pools.PoolInfo) -> tuple[int | None, bool]:
+    return pool.settings["hold_cap"], pool.settings["hold_cap_counts_won"]
+
+
+def held(ctx: HookContext, user_ids: Iterable[int], counts_won: bool, leaving_out: Iterable[int] = ()) -> dict[int, int]:
+    """How many leads each user holds (won ones only if ``counts_won``), ``leaving_out`` some ids."""
+    users = sorted(set(user_ids))
+    if not users:
+        return {}
+    cond = [L.tenant_id == ctx.tenant.id, L.owner_id.in_(users)]
+    if not counts_won:
+        cond += [L.is_customer.is_(False), L.stage != "won"]
+    skip = sorted(set(leaving_out))
+    if skip:
+        cond.append(L.id.not_in(skip))
+    rows = ctx.session.execute(select(L.owner_id, func.count()).where(and_(*cond)).group_by(L.owner_id))
+    counts = dict.fromkeys(users, 0)
+    counts.update({owner: n for owner, n in rows})
+    return counts
+
+
+def _counted(lead: LeadInfo, counts_won: bool) -> bool:
+    return counts_won or not (lead.is_customer or lead.stage == "won")
+
+
+def message(user_id: int, holding: int, cap: int) -> str:
+    return f"user {user_id} holds {holding} leads; the pool's hold cap is {cap}"
+
+
+def excluded(ctx: HookContext, team: Team, candidates: Sequence[User]) -> dict[int, str] | None:
+    """Candidates of ``team`` already at their cap (``exclude_candidates``)."""
+    cap, counts_won = cap_of(pools.home(pools.load(ctx), team.id))
+    if cap is None or not candidates:
+        return None
+    counts = held(ctx, (u.id for u in candidates), counts_won)
+    return {uid: message(uid, n, cap) for uid, n in counts.items() if n >= cap} or None
+
+
+def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, str] | None:
+    """``check_assign``: refuse the assignments that would take a user past the cap."""
+    wanted: dict[int, list[int]] = {}
+    for i, a in enumerate(assignments):
+        if a.user is not None and a.lead.owner_id != a.user.id:
+            wanted.setdefault(a.user.id, []).append(i)
+    if not wanted:
+        return None
+    all_pools = pools.load(ctx)
+    team_of = {a.user.id: a.user.team_id for a in assignments if a.user is not None}
+    capped: dict[int, tuple[int, bool]] = {}
+    for user_id in sorted(wanted):
+        cap, counts_won = cap_of(pools.home(all_pools, team_of[user_id]))
+        if cap is not None:
+            capped[user_id] = (cap, counts_won)
+    if not capped:
+        return None
+    for user_id in capped:  # in id order: two batches lock shared users in the same order
+        counters.lock_user(ctx, user_id)
+    # Leads given in this batch count as proposed, never also as held (a claim has
+    # already written its owner when it asks).
+    batch_ids = [assignments[i].lead.id for ids in wanted.values() for i in ids
+                 if assignments[i].lead.id is not None]
+    refused: dict[int, str] = {}
+    for counts_won in {cw for _, cw in capped.values()}:
+        users = [u for u, (_, cw) in capped.items() if cw == counts_won]
+        counts = held(ctx, users, counts_won, batch_ids)
+        for user_id in users:
+            cap = capped[user_id][0]
+            holding = counts[user_id]
+            for i in wanted[user_id]:
+                lead = assignments[i].lead
+                if not _counted(lead, counts_won):
+                    continue
+                if holding >= cap:
+                    refused[i] = message(user_id, holding, cap)
+                else:
+                    holding += 1
+    return refused or None
+
+
+def remaining(ctx: HookContext, user: Any, all_pools: Mapping[int, pools.PoolInfo] | None = None) -> int | None:
+    """How many more leads ``user`` may hold now (``None``: no cap)."""
+    cap, counts_won = cap_of(pools.home(all_pools or pools.load(ctx), user.team_id))
+    if cap is None:
+        return None
+    return max(0, cap - held(ctx, [user.id], counts_won)[user.id])

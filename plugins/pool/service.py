@@ -1,0 +1,594 @@
+"""What users do with a pool: claim, release, distribute, move, hide, list, create into it.
+
+**The claim guarantee.** A claim is one conditional ``UPDATE core_lead SET
+owner_id = :me … WHERE id IN (…) AND owner_id IS NULL AND EXISTS (its entry
+in that pool, past its protection, past my cooldown, not hidden)``. The
+database takes the row lock and, on PostgreSQL, re-evaluates the ``WHERE`` on
+the latest row version after waiting; so when several transactions race for a
+lead, exactly one sees ``owner_id IS NULL`` and the others update nothing and
+answer 409 with the reason. In the same transaction: the entry leaves the pool
+(guarded by its pool id, so a concurrent move loses cleanly), the user's daily
+count grows by a conditional upsert (never past the limit), ``check_assign``
+is asked (the hold cap, other plugins), and the ledger row and
+``lead_assigned`` are written. Any refusal after the update rolls all of it back.
+
+Locks are taken in the core's order — the lead's row first, then the user's
+counter row — so a claim and a manual assignment never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, cast, delete, exists, insert, literal, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ColumnElement
+
+from pelago.core import Conflict, Forbidden, HookContext, InvalidInput, NotFound, PelagoError, Vetoed
+from pelago.core.db import UtcDateTime
+from pelago.core.models import Lead, OwnershipChange, User
+from pelago.core.pagination import Page, decode, encode
+from pelago.core.routing import Assignment, LeadInfo
+from pelago.core.vetoes import vetoes
+
+from . import counters, pools, rules
+from .models import PoolEntry
+from .pools import PoolInfo, can_admin, can_use
+
+L = Lead.__table__.c
+E = PoolEntry.__table__
+OC = OwnershipChange.__table__
+
+#: the lead columns a LeadInfo needs (returned by the claim's UPDATE, read by releases)
+INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
+                L.stage, L.is_customer, L.locked)
+
+
+class TooManyViews(PelagoError):
+    """The daily pool-view limit is used up (anti-scraping)."""
+
+    status = 429
+
+
+@dataclass
+class Outcome:
+    """Lead ids the action applied to, and the others with the reason."""
+
+    done: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "refused": [{"lead_id": k, "reason": v} for k, v in sorted(self.refused.items())]}
+
+    def raise_if_nothing_done(self, what: str) -> None:
+        if not self.done:
+            reasons = [f"lead {k}: {v}" for k, v in sorted(self.refused.items())]
+            raise Conflict(f"nothing to {what}: " + "; ".join(reasons), {"refused": self.as_dict()["refused"]})
+
+
+def info(row: Any, owner_id: int | None) -> LeadInfo:
+    return LeadInfo(
+        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
+        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
+        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
+    )
+
+
+def _actor(ctx: HookContext) -> User:
+    if ctx.actor is None:
+        raise Forbidden("this needs a user")
+    user = ctx.session.get(User, ctx.actor.user_id)
+    if user is None or user.tenant_id != ctx.tenant.id:
+        raise Forbidden("this needs a user of the tenant")
+    return user
+
+
+def _when(ctx: HookContext, at: datetime) -> str:
+    return at.astimezone(ctx.tenant.tz).isoformat(timespec="minutes")
+
+
+def _first_veto(refused: Mapping[int, tuple[str, str]]) -> Vetoed:
+    plugin, message = refused[min(refused)]
+    return Vetoed(message, plugin)
+
+
+# --- entries ----------------------------------------------------------------------------
+
+
+def entries_of(ctx: HookContext, lead_ids: Sequence[int]) -> dict[int, int]:
+    """``{lead_id: pool_id}`` of the given leads that are in a pool."""
+    rows = ctx.session.execute(
+        select(E.c.lead_id, E.c.pool_id).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(lead_ids))
+    )
+    return {lead_id: pool_id for lead_id, pool_id in rows}
+
+
+def claimable(ctx: HookContext, pool: PoolInfo, user_id: int | None, now: datetime) -> list[ColumnElement[bool]]:
+    """The conditions on a lead's entry for ``user_id`` to claim it from ``pool`` at ``now``."""
+    s, tz = pool.settings, ctx.tenant.tz
+    cond: list[ColumnElement[bool]] = [
+        E.c.pool_id == pool.id,
+        or_(E.c.hidden_until.is_(None), E.c.hidden_until <= now),
+    ]
+    if s["protect_days"]:
+        cond.append(E.c.entered_at < literal(rules.cutoff(tz, now, s["protect_days"]), UtcDateTime()))
+    if s["cooldown_days"] and user_id is not None:
+        cond.append(or_(
+            E.c.from_user_id.is_(None), E.c.from_user_id != user_id, E.c.released_at.is_(None),
+            E.c.released_at < literal(rules.cutoff(tz, now, s["cooldown_days"]), UtcDateTime()),
+        ))
+    return cond
+
+
+def claimable_from(ctx: HookContext, pool: PoolInfo, user_id: int | None, entry: Any, now: datetime) -> datetime | None:
+    """When ``user_id`` may claim the lead of ``entry`` (``None``: now). Mirrors :func:`claimable`."""
+    s, tz = pool.settings, ctx.tenant.tz
+    times = []
+    if s["protect_days"]:
+        times.append(rules.due(tz, entry.entered_at, s["protect_days"]))
+    if s["cooldown_days"] and user_id is not None and entry.from_user_id == user_id and entry.released_at:
+        times.append(rules.due(tz, entry.released_at, s["cooldown_days"]))
+    if entry.hidden_until is not None:
+        times.append(entry.hidden_until)
+    later = max(times, default=None)
+    return later if later is not None and later > now else None
+
+
+# --- taking leads out of a pool (claim, distribute) ------------------------------------------
+
+
+def _take(
+    ctx: HookContext, user: User, groups: Mapping[int, list[int]], all_pools: Mapping[int, PoolInfo],
+    *, respect_rules: bool, now: datetime,
+) -> list[Row[Any]]:
+    """The one conditional UPDATE giving the leads of ``groups`` ({pool: ids}) to ``user``.
+
+    Returns the leads it updated; then removes them from their pools, guarded
+    by the pool they were taken from (a concurrent move makes this a 409).
+    """
+    branches = []
+    for pool_id, ids in groups.items():
+        cond = claimable(ctx, all_pools[pool_id], user.id, now) if respect_rules else [E.c.pool_id == pool_id]
+        in_pool = exists().where(E.c.lead_id == L.id, E.c.tenant_id == ctx.tenant.id, *cond)
+        branches.append(and_(L.id.in_(ids), in_pool))
+    values: dict[str, Any] = {"owner_id": user.id, "assigned_at": now, "updated_at": now, "version": L.version + 1}
+    if user.team_id is not None:
+        values["team_id"] = user.team_id
+    rows = ctx.session.execute(
+        update(Lead.__table__)
+        .where(L.tenant_id == ctx.tenant.id, L.owner_id.is_(None), or_(*branches))
+        .values(**values)
+        .returning(*INFO_COLUMNS)
+    ).all()
+    if not rows:
+        return []
+    taken = {r.id for r in rows}
+    pool_of = {lid: pid for pid, ids in groups.items() for lid in ids}
+    removed = ctx.session.execute(
+        delete(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(taken)).returning(E.c.lead_id, E.c.pool_id)
+    ).all()
+    if {(lid, pid) for lid, pid in removed} != {(lid, pool_of[lid]) for lid in taken}:
+        raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
+    return sorted(rows, key=lambda r: r.id)
+
+
+def _record_given(
+    ctx: HookContext, rows: Sequence[Row[Any]], user: User, pool_of: Mapping[int, int], *,
+    reason: str, note: str, now: datetime,
+) -> None:
+    """Ledger rows and ``lead_assigned`` for leads taken out of a pool."""
+    actor_id = ctx.actor.user_id if ctx.actor else None
+    ctx.session.execute(insert(OC), [
+        {"tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": None, "to_user_id": user.id,
+         "from_team_id": None, "to_team_id": r.team_id, "reason": reason, "rule": f"pool:{pool_of[r.id]}",
+         "note": note, "detail": {"pool_id": pool_of[r.id]}, "actor_id": actor_id, "at": now}
+        for r in rows
+    ])
+    ctx.emit("lead_assigned", [
+        {"lead_id": r.id, "from_user_id": None, "to_user_id": user.id, "team_id": r.team_id, "reason": reason,
+         "rule": f"pool:{pool_of[r.id]}", "pool_id": pool_of[r.id]}
+        for r in rows
+    ])
+
+
+def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None) -> Outcome:
+    """Claim leads for the caller; those taken by someone else (or not claimable) are refused.
+
+    Refusals of the whole claim (nothing claimable, the daily limit, the hold
+    cap or another plugin's veto) raise 409 and leave nothing written.
+    """
+    user = _actor(ctx)
+    now = ctx.now()
+    all_pools = pools.load(ctx, user.id)
+    ids = sorted(set(lead_ids))
+    if pool_id is not None:
+        pool = all_pools.get(pool_id)
+        if pool is None or not can_use(pool, ctx.actor):
+            raise NotFound(f"pool {pool_id} not found")
+        where = dict.fromkeys(ids, pool_id)
+    else:
+        where = entries_of(ctx, ids)
+    groups: dict[int, list[int]] = {}
+    out = Outcome()
+    for lid in ids:
+        pid = where.get(lid)
+        if pid is not None and not can_use(all_pools[pid], ctx.actor):
+            out.refused[lid] = "not in a pool you may claim from"
+        elif pid is not None:
+            groups.setdefault(pid, []).append(lid)
+    rows = _take(ctx, user, groups, all_pools, respect_rules=True, now=now) if groups else []
+    taken = {r.id for r in rows}
+    out.refused.update(_why_not(ctx, [i for i in ids if i not in taken and i not in out.refused],
+                                user.id, all_pools, now))
+    if not rows:
+        out.raise_if_nothing_done("claim")
+    pool_of = {lid: pid for pid, lids in groups.items() for lid in lids}
+    limits = [all_pools[pool_of[r.id]].settings["daily_claim_limit"] for r in rows]
+    limit = min((x for x in limits if x is not None), default=None)
+    if counters.add_claims(ctx, user.id, len(rows), limit) is None:
+        more = f"; these {len(rows)} would pass it" if len(rows) > 1 else ""
+        raise Conflict(f"daily claim limit reached: at most {limit} claims a day{more}",
+                       {"daily_claim_limit": limit})
+    refused = vetoes(ctx, [Assignment(info(r, None), user, "claimed") for r in rows])
+    if refused:
+        raise _first_veto(refused)
+    _record_given(ctx, rows, user, pool_of, reason="claimed", note="", now=now)
+    out.done = [r.id for r in rows]
+    return out
+
+
+def _why_not(
+    ctx: HookContext, ids: Sequence[int], user_id: int, all_pools: Mapping[int, PoolInfo], now: datetime
+) -> dict[int, str]:
+    """Why each of ``ids`` was not claimed (read after the fact, for the answer only)."""
+    if not ids:
+        return {}
+    rows = ctx.session.execute(
+        select(L.id, L.owner_id, E.c.pool_id, E.c.entered_at, E.c.from_user_id, E.c.released_at, E.c.hidden_until)
+        .select_from(Lead.__table__.outerjoin(E, E.c.lead_id == L.id))
+        .where(L.tenant_id == ctx.tenant.id, L.id.in_(ids))
+    ).all()
+    found = {r.id: r for r in rows}
+    out = {}
+    for lid in ids:
+        r = found.get(lid)
+        if r is None or (r.owner_id is None and r.pool_id is None):
+            out[lid] = "not in a pool you may claim from"
+        elif r.owner_id == user_id:
+            out[lid] = "you hold it already"
+        elif r.owner_id is not None:
+            out[lid] = "claimed by someone else first"
+        else:
+            pool = all_pools[r.pool_id]
+            s, tz = pool.settings, ctx.tenant.tz
+            protected = s["protect_days"] and rules.due(tz, r.entered_at, s["protect_days"])
+            cooled = (s["cooldown_days"] and r.from_user_id == user_id and r.released_at
+                      and rules.due(tz, r.released_at, s["cooldown_days"]))
+            if r.hidden_until is not None and r.hidden_until > now:
+                out[lid] = f"hidden from the pool until {_when(ctx, r.hidden_until)}"
+            elif cooled and cooled > now:
+                out[lid] = f"you released it on {_when(ctx, r.released_at)}; you may claim it again from {_when(ctx, cooled)}"
+            elif protected and protected > now:
+                out[lid] = f"it entered the pool on {_when(ctx, r.entered_at)}; protected until {_when(ctx, protected)}"
+            else:
+                out[lid] = "it changed meanwhile; reload and retry"
+    return out
+
+
+def distribute(ctx: HookContext, lead_ids: Sequence[int], user_id: int, note: str = "") -> Outcome:
+    """A pool admin gives pool leads to a user (protection and cooldown do not apply; the hold cap does)."""
+    if ctx.actor is None:
+        raise Forbidden("this needs a user")
+    target = ctx.session.get(User, user_id)
+    if target is None or target.tenant_id != ctx.tenant.id or target.role == "operator":
+        raise InvalidInput("unknown user", {"user_id": [f"no user {user_id} in this tenant"]})
+    if not target.active:
+        raise InvalidInput("inactive user", {"user_id": [f"user {user_id} is not active"]})
+    now = ctx.now()
+    all_pools = pools.load(ctx, ctx.actor.user_id)
+    ids = sorted(set(lead_ids))
+    where = entries_of(ctx, ids)
+    groups: dict[int, list[int]] = {}
+    out = Outcome()
+    for lid in ids:
+        pid = where.get(lid)
+        if pid is None or not can_admin(all_pools[pid], ctx.actor):
+            out.refused[lid] = "not in a pool you administer"
+        else:
+            groups.setdefault(pid, []).append(lid)
+    rows = _take(ctx, target, groups, all_pools, respect_rules=False, now=now) if groups else []
+    taken = {r.id for r in rows}
+    for lids in groups.values():
+        for lid in lids:
+            if lid not in taken:
+                out.refused[lid] = "no longer in the pool"
+    if not rows:
+        out.raise_if_nothing_done("distribute")
+    refused = vetoes(ctx, [Assignment(info(r, None), target, "distributed") for r in rows])
+    if refused:
+        raise _first_veto(refused)
+    pool_of = {lid: pid for pid, lids in groups.items() for lid in lids}
+    _record_given(ctx, rows, target, pool_of, reason="distributed", note=note, now=now)
+    out.done = [r.id for r in rows]
+    return out
+
+
+# --- putting leads into a pool (release, sweep) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    lead_id: int
+    owner_id: int
+    team_id: int | None
+    pool_id: int
+    rule: str | None = None
+
+
+def put_back(
+    ctx: HookContext, items: Sequence[Release], *, reason: str, note: str = "", now: datetime,
+    entry_reason: str | None = None,
+) -> None:
+    """Clear the owners of ``items`` (rows already locked by the caller), write the ledger, the pool
+    entries and one ``lead_released`` event, set-based."""
+    if not items:
+        return
+    tenant_id = ctx.tenant.id
+    actor_id = ctx.actor.user_id if ctx.actor else None
+    ids = [i.lead_id for i in items]
+    ctx.session.execute(
+        update(Lead.__table__).where(L.tenant_id == tenant_id, L.id.in_(ids))
+        .values(owner_id=None, assigned_at=None, updated_at=now, version=L.version + 1)
+    )
+    ctx.session.execute(insert(OC), [
+        {"tenant_id": tenant_id, "lead_id": i.lead_id, "from_user_id": i.owner_id, "to_user_id": None,
+         "from_team_id": i.team_id, "to_team_id": i.team_id, "reason": reason, "rule": i.rule, "note": note,
+         "detail": {"pool_id": i.pool_id}, "actor_id": actor_id, "at": now}
+        for i in items
+    ])
+    insert_ = counters.dialect_insert(ctx.session)
+    stmt = insert_(E).values([
+        {"tenant_id": tenant_id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
+         "reason": entry_reason or reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now,
+         "hidden_until": None, "note": note}
+        for i in items
+    ])
+    ctx.session.execute(stmt.on_conflict_do_update(
+        index_elements=[E.c.lead_id],
+        set_={k: stmt.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
+                                             "released_at", "hidden_until", "note")},
+    ))
+    ctx.emit("lead_released", [
+        {"lead_id": i.lead_id, "from_user_id": i.owner_id, "reason": reason, "rule": i.rule, "pool_id": i.pool_id}
+        for i in items
+    ])
+
+
+def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int | None = None) -> Outcome:
+    """Give leads back: a rep her own, a manager any. They go to ``pool_id`` or their team's pool."""
+    user = _actor(ctx)
+    manager = user.role in ("manager", "admin")
+    now = ctx.now()
+    all_pools = pools.load(ctx, user.id)
+    target = None
+    if pool_id is not None:
+        target = all_pools.get(pool_id)
+        if target is None or not can_use(target, ctx.actor):
+            raise NotFound(f"pool {pool_id} not found")
+    ids = sorted(set(lead_ids))
+    stmt = select(*INFO_COLUMNS, L.owner_id).where(
+        L.tenant_id == ctx.tenant.id, L.id.in_(ids), L.owner_id.is_not(None)
+    )
+    if not manager:
+        stmt = stmt.where(L.owner_id == user.id)
+    rows = ctx.session.execute(stmt.order_by(L.id).with_for_update()).all()
+    out = Outcome()
+    found = {r.id for r in rows}
+    for lid in ids:
+        if lid not in found:
+            out.refused[lid] = "not a lead you hold" if not manager else "not a lead with an owner"
+    if not manager:
+        for r in rows:
+            if r.locked:
+                out.refused[r.id] = "locked: only a manager can release it"
+        rows = [r for r in rows if not r.locked]
+    refused = vetoes(ctx, [Assignment(info(r, r.owner_id), None, "released") for r in rows]) if rows else {}
+    for k, (plugin, message) in refused.items():
+        out.refused[rows[k].id] = f"{message} (refused by {plugin})"
+    rows = [r for k, r in enumerate(rows) if k not in refused]
+    out.done = [r.id for r in rows]
+    out.raise_if_nothing_done("release")
+    put_back(ctx, [
+        Release(r.id, r.owner_id, r.team_id, (target or pools.home(all_pools, r.team_id)).id) for r in rows
+    ], reason="released", note=reason, now=now)
+    return out
+
+
+# --- pool admin actions -------------------------------------------------------------------
+
+
+def _administered_entries(
+    ctx: HookContext, lead_ids: Sequence[int], all_pools: Mapping[int, PoolInfo]
+) -> tuple[list[int], Outcome]:
+    ids = sorted(set(lead_ids))
+    where = entries_of(ctx, ids)
+    out = Outcome()
+    ok = []
+    for lid in ids:
+        pid = where.get(lid)
+        if pid is None or not can_admin(all_pools[pid], ctx.actor):
+            out.refused[lid] = "not in a pool you administer"
+        else:
+            ok.append(lid)
+    return ok, out
+
+
+def move(ctx: HookContext, lead_ids: Sequence[int], pool_id: int, note: str = "") -> Outcome:
+    """Move pool leads to another pool the caller administers (they enter it now)."""
+    target = pools.administered(ctx, pool_id)
+    all_pools = pools.load(ctx, ctx.actor.user_id if ctx.actor else None)
+    ok, out = _administered_entries(ctx, lead_ids, all_pools)
+    sources = [p.id for p in all_pools.values() if can_admin(p, ctx.actor)]
+    moved = ctx.session.execute(
+        update(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(ok), E.c.pool_id.in_(sources))
+        .values(pool_id=target.id, entered_at=ctx.now(), reason="moved", note=note)
+        .returning(E.c.lead_id)
+    ).scalars().all() if ok else []
+    out.done = sorted(moved)
+    out.refused.update({lid: "no longer in the pool" for lid in ok if lid not in set(moved)})
+    out.raise_if_nothing_done("move")
+    return out
+
+
+def hide(ctx: HookContext, lead_ids: Sequence[int], until: datetime | None) -> Outcome:
+    """Hide pool leads from members (not from admins) until ``until``; ``None`` shows them again."""
+    if until is not None and until <= ctx.now():
+        raise InvalidInput("until is in the past", {"until": ["must be in the future (or null to unhide)"]})
+    all_pools = pools.load(ctx, ctx.actor.user_id if ctx.actor else None)
+    ok, out = _administered_entries(ctx, lead_ids, all_pools)
+    done = ctx.session.execute(
+        update(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(ok))
+        .values(hidden_until=until).returning(E.c.lead_id)
+    ).scalars().all() if ok else []
+    out.done = sorted(done)
+    out.raise_if_nothing_done("hide")
+    return out
+
+
+def create_into(ctx: HookContext, pool_id: int, data: Mapping[str, Any]) -> tuple[int, bool]:
+    """Create a lead straight into a pool (no routing, no owner): ``(lead_id, merged)``.
+
+    A submission that duplicates an existing lead is merged into it, as any
+    intake is, and the existing lead is not moved (it may be someone's).
+    """
+    from pelago.core.services.intake import Submission, ingest
+
+    pool = pools.administered(ctx, pool_id)
+    fields = {k: v for k, v in data.items() if k != "note"}
+    result = ingest(ctx, [Submission(fields, {"channel": "pool"}, dict(data))], routing=False)[0]
+    if result.status == "invalid":
+        raise InvalidInput("invalid lead", result.errors or {})
+    assert result.lead_id is not None
+    if result.status != "created":
+        return result.lead_id, True
+    now = ctx.now()
+    note = data.get("note") or ""
+    ctx.session.execute(insert(E).values(
+        tenant_id=ctx.tenant.id, lead_id=result.lead_id, pool_id=pool.id, entered_at=now, reason="created",
+        rule=None, from_user_id=None, released_at=None, hidden_until=None, note=note,
+    ))
+    ctx.session.execute(insert(OC).values(
+        tenant_id=ctx.tenant.id, lead_id=result.lead_id, from_user_id=None, to_user_id=None, from_team_id=None,
+        to_team_id=None, reason="created", rule=f"pool:{pool.id}", note=note,
+        detail={"pool_id": pool.id, "owner": {"user_id": None, "reason": f"created into the pool {pool.name!r}"}},
+        actor_id=ctx.actor.user_id if ctx.actor else None, at=now,
+    ))
+    return result.lead_id, False
+
+
+# --- reading a pool -----------------------------------------------------------------------------
+
+
+def _mask(name: str, value: str | None) -> str | None:
+    if not value:
+        return value
+    if name == "phone":
+        return "*" * max(len(value) - 4, 0) + value[-4:]
+    if name == "email":
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return value[:1] + "*" * max(len(value) - 1, 1)
+
+
+def list_leads(
+    ctx: HookContext, pool_id: int, filters: Mapping[str, Any], cursor: str | None, limit: int
+) -> Page[dict[str, Any]]:
+    """A pool's leads, newest first by lead id; members see masked contacts and no hidden leads."""
+    pool, _ = pools.visible(ctx, pool_id)
+    admin = can_admin(pool, ctx.actor)
+    user_id = ctx.actor.user_id if ctx.actor else None
+    now = ctx.now()
+    view_limit = pool.settings["daily_view_limit"]
+    if not admin and view_limit is not None and user_id is not None:
+        left = view_limit - counters.views_so_far(ctx, user_id)
+        if left <= 0:
+            raise TooManyViews(f"daily pool view limit reached: {view_limit} leads a day",
+                               {"daily_view_limit": view_limit})
+        limit = min(limit, left)
+    stmt = (
+        select(Lead.__table__, E.c.pool_id, E.c.entered_at, E.c.reason.label("entry_reason"), E.c.rule,
+               E.c.from_user_id, E.c.released_at, E.c.hidden_until)
+        .select_from(E.join(Lead.__table__, L.id == E.c.lead_id))
+        .where(E.c.tenant_id == ctx.tenant.id, L.tenant_id == ctx.tenant.id, E.c.pool_id == pool.id,
+               L.owner_id.is_(None))
+    )
+    if not admin:
+        stmt = stmt.where(or_(E.c.hidden_until.is_(None), E.c.hidden_until <= now))
+    for name in ("source", "stage", "region", "product"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(L[name] == filters[name])
+    if filters.get("level") is not None:
+        stmt = stmt.where(cast(L.attributes["level"].as_string(), String) == filters["level"])
+    if filters.get("reason") is not None:
+        stmt = stmt.where(E.c.reason == filters["reason"])
+    if filters.get("entered_after") is not None:
+        stmt = stmt.where(E.c.entered_at >= filters["entered_after"])
+    if filters.get("entered_before") is not None:
+        stmt = stmt.where(E.c.entered_at < filters["entered_before"])
+    if filters.get("claimable") is not None:
+        can = and_(*claimable(ctx, pool, user_id, now))
+        stmt = stmt.where(can if filters["claimable"] else ~can)
+    if cursor:
+        stmt = stmt.where(E.c.lead_id < decode(cursor))
+    rows = ctx.session.execute(stmt.order_by(E.c.lead_id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    hidden = set() if admin else set(pool.settings["hidden_fields"])
+    items = []
+    for r in rows:
+        item = {
+            "id": r.id, "pool_id": r.pool_id, "source": r.source, "region": r.region, "product": r.product,
+            "level": rules.level_of(r.attributes), "stage": r.stage, "team_id": r.team_id,
+            "created_at": r.created_at, "last_activity_at": r.last_activity_at, "entered_at": r.entered_at,
+            "reason": r.entry_reason, "rule": r.rule, "from_user_id": r.from_user_id,
+            "hidden_until": r.hidden_until, "claimable_from": claimable_from(ctx, pool, user_id, r, now),
+            "contact_hidden": bool(hidden),
+        }
+        for name in ("name", "phone", "email"):
+            value = getattr(r, name)
+            item[name] = _mask(name, value) if name in hidden else value
+        items.append(item)
+    if not admin and view_limit is not None and user_id is not None:
+        counters.add_views(ctx, user_id, len(items))
+    return Page(items, encode(rows[-1].id) if more and rows else None)
+
+
+def holdings(ctx: HookContext, user_id: int | None, cursor: str | None, limit: int) -> Page[dict[str, Any]]:
+    """Held leads with the days left before the sweep takes each back, and under which rule."""
+    me = _actor(ctx)
+    if me.role == "rep":
+        if user_id not in (None, me.id):
+            raise Forbidden("a rep sees only her own leads")
+        user_id = me.id
+    stmt = select(Lead.__table__).where(L.tenant_id == ctx.tenant.id)
+    stmt = stmt.where(L.owner_id == user_id) if user_id is not None else stmt.where(L.owner_id.is_not(None))
+    if cursor:
+        stmt = stmt.where(L.id < decode(cursor))
+    rows = ctx.session.execute(stmt.order_by(L.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    all_pools = pools.load(ctx)
+    now, tz = ctx.now(), ctx.tenant.tz
+    items = []
+    for r in rows:
+        pool = pools.home(all_pools, r.team_id)
+        due = rules.next_due(tz, pool.settings, r)
+        items.append({
+            "lead_id": r.id, "owner_id": r.owner_id, "name": r.name, "stage": r.stage, "pool_id": pool.id,
+            "rule": due.rule if due else None, "due_at": due.at if due else None,
+            "remaining_days": rules.days_left(tz, now, due.at) if due else None, "exempt": rules.exempt(r),
+        })
+    return Page(items, encode(rows[-1].id) if more and rows else None)
