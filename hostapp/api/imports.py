@@ -145,12 +145,13 @@ def create() -> Any:
     request.max_content_length = MAX_REQUEST + 1
     if len(request.get_data(cache=True)) > MAX_REQUEST:
         abort(413, message=f"the upload is larger than {MAX_REQUEST} bytes (the file may have {svc.MAX_FILE_BYTES})")
+    fields_ = [(k, v) for k, v in request.form.items(multi=True) if k]  # a part without a name says nothing
     try:
-        strict_input.check_pairs(request.form.items(multi=True))
+        strict_input.check_pairs(fields_)
     except strict_input.BadInput as exc:
         raise InvalidInput("invalid form", {"_schema": [str(exc)]}, "form") from None
     try:
-        form = ImportForm().load(request.form.to_dict())
+        form = ImportForm().load(dict(fields_))
     except ValidationError as exc:
         raise InvalidInput("invalid input", exc.normalized_messages(), "form") from None
     upload = request.files.get("file")
