@@ -357,8 +357,7 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
 
     reader = _records(content, encoding, delimiter)
     header = [h.strip() for h in next(reader)]
-    index = {h: i for i, h in reversed(list(enumerate(header)))}  # a repeated header: its first column
-    keys = _raw_keys(header)
+    rows = _Rows(header, mapping, options, sha, import_id)
     state = {"done": 0, "stored_errors": 0}
     batch = _Batch()
     for row, record in enumerate(reader, start=1):
@@ -367,7 +366,7 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
         if not batch.first_row:
             batch.first_row = row
         batch.last_row = row
-        _add_row(batch, row, record, header, index, keys, mapping, options, sha, import_id)
+        rows.add(batch, row, record)
         if len(batch) >= BATCH:
             _apply(runtime, tenant_id, import_id, actor, batch, state)
             batch = _Batch()
@@ -392,33 +391,40 @@ def _raw_keys(header: list[str]) -> list[str]:
     return out
 
 
-def _add_row(
-    batch: _Batch, row: int, record: list[str], header: list[str], index: Mapping[str, int], keys: list[str],
-    mapping: Mapping[str, Any], options: Mapping[str, Any], sha: str, import_id: int,
-) -> None:
-    if any("\x00" in v for v in record):
-        batch.refused.append((row, "row", "contains the NUL character"))
-        return
+class _Rows:
+    """Turns CSV records into submissions; the column positions are worked out once per file."""
 
-    def cell(column: str | None) -> str | None:
-        if not column or column not in index or index[column] >= len(record):
-            return None
-        return record[index[column]].strip() or None
+    def __init__(self, header: list[str], mapping: Mapping[str, Any], options: Mapping[str, Any], sha: str,
+                 import_id: int) -> None:
+        first = {h: i for i, h in reversed(list(enumerate(header)))}  # a repeated header: its first column
+        self.keys = _raw_keys(header)
+        self.lead = [(name, first.get(mapping.get(name) or "")) for name in LEAD_FIELDS]
+        self.touch = [(name, first.get(mapping.get(name) or "")) for name in TOUCH_FIELDS]
+        self.attributes = [(attr, first.get(column)) for attr, column in (mapping.get("attributes") or {}).items()]
+        self.source = options.get("source")
+        self.channel = options.get("channel") or DEFAULT_CHANNEL
+        self.prefix = f"import:{sha}:"
+        self.import_id = import_id
 
-    data: dict[str, Any] = {name: cell(mapping.get(name)) for name in LEAD_FIELDS}
-    data["source"] = data["source"] or options.get("source")
-    data["attributes"] = {
-        attr: value for attr, column in (mapping.get("attributes") or {}).items()
-        if (value := cell(column)) is not None
-    }
-    touch: dict[str, Any] = {name: cell(mapping.get(name)) for name in TOUCH_FIELDS}
-    touch["channel"] = options.get("channel") or DEFAULT_CHANNEL
-    touch["source"] = data["source"]
-    values = dict(zip(keys, record, strict=False))
-    if len(record) > len(keys):
-        values["_extra"] = record[len(keys):]  # type: ignore[assignment]
-    raw = {"import_id": import_id, "row": row, "values": values}
-    batch.subs.append(Submission(data=data, touch=touch, raw=raw, key=f"import:{sha}:{row}", row=row))
+    def add(self, batch: _Batch, row: int, record: list[str]) -> None:
+        if "\x00" in "".join(record):
+            batch.refused.append((row, "row", "contains the NUL character"))
+            return
+        width = len(record)
+
+        def cell(i: int | None) -> str | None:
+            return (record[i].strip() or None) if i is not None and i < width else None
+
+        data: dict[str, Any] = {name: cell(i) for name, i in self.lead}
+        data["source"] = data["source"] or self.source
+        data["attributes"] = {attr: v for attr, i in self.attributes if (v := cell(i)) is not None}
+        touch: dict[str, Any] = {name: cell(i) for name, i in self.touch}
+        touch["channel"], touch["source"] = self.channel, data["source"]
+        values: dict[str, Any] = dict(zip(self.keys, record, strict=False))
+        if width > len(self.keys):
+            values["_extra"] = record[len(self.keys):]
+        raw = {"import_id": self.import_id, "row": row, "values": values}
+        batch.subs.append(Submission(data=data, touch=touch, raw=raw, key=f"{self.prefix}{row}", row=row))
 
 
 def _apply(
