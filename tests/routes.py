@@ -108,7 +108,8 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     ``user_id``, ``team_id``, ``key_id``, ``rule_id``), first the main object: a
     lead owned by ``rep2`` with an activity, a deal and a refund; a user; a team;
     an API key of that user; a routing rule; a webhook channel (``channel_id``,
-    and its public ``key``); a CSV import (``import_id``). ``assignee`` is a
+    and its public ``key``); a CSV import (``import_id``); the default pool
+    (``pool_id``) where the pool plugin is on. ``assignee`` is a
     user of ``t`` a lead can be given to.
     """
     ids: dict[str, list[Any]] = {}
@@ -135,6 +136,9 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     csv = f"name,phone\nSeeded,{phone()}\n".encode()
     imported = _ok(t.post("/api/v1/imports", data={"file": (io.BytesIO(csv), "seed.csv")}), 202)
     ids["import_id"] = [imported["id"]]
+    pools = t.get("/api/v1/pool/pools")
+    # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
+    ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
     ids["assignee"] = [t.users["rep"]]
     for name, value in NON_OBJECT_PARAMS.items():
         ids[name] = [value]
@@ -168,6 +172,8 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/routing/preview"): lambda: {"phone": phone()},
         ("POST", "/api/v1/channels"): lambda: {"name": unique("channel")},
         ("POST", "/api/v1/imports"): lambda: None,  # multipart, not JSON: its own tests upload files
+        ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
+        ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
     }
     if not op.has_body:
         return None

@@ -46,6 +46,16 @@ from tests.routes import (
 #: the core app (like make_app()), and one deploying every good plugin
 DEPLOYMENTS: dict[str, tuple[str, ...]] = {"core": DEFAULT_PLUGINS, "plugins": ALL_GOOD_PLUGINS}
 SPECS = {name: load_spec(plugins) for name, plugins in DEPLOYMENTS.items()}
+
+
+def _core_routes_only(spec: dict[str, Any]) -> dict[str, Any]:
+    """The core world switches no plugin on, so a deployed plugin's routes are 404 there for
+    everyone; they are covered in the "plugins" world, where they are on."""
+    prefixes = tuple(f"/api/v1/{name}/" for name in ALL_GOOD_PLUGINS)
+    return {**spec, "paths": {p: item for p, item in spec["paths"].items() if not p.startswith(prefixes)}}
+
+
+SPECS["core"] = _core_routes_only(SPECS["core"])
 CORE = SPECS["core"]
 CORE_ROUTES = {(op.method, op.path) for op in operations(CORE)}
 #: objects a rep only sees when they are hers
@@ -172,7 +182,7 @@ def test_discovered_id_routes() -> None:
     ):
         assert expected in labels, expected
     # Every path parameter is an object id that tests/routes.seed creates, or a listed non-object.
-    seeded = {"lead_id", "deal_id", "user_id", "team_id", "key_id", "channel_id", "import_id"}
+    seeded = {"lead_id", "deal_id", "user_id", "team_id", "key_id", "channel_id", "import_id", "pool_id"}
     for spec in SPECS.values():
         for op in path_operations(spec):
             for param in op.params:
