@@ -624,6 +624,20 @@ def test_bad_queries_are_422(make_app, query):
     assert r.get_json()["errors"]["query"]
 
 
+@pytest.mark.parametrize("path", ["/api/v1/pool/pools", "/api/v1/pool/pools/{pool}/leads", "/api/v1/pool/holdings",
+                                  "/api/v1/pool/sweep/preview", "/api/v1/pool/sweeps"])
+@pytest.mark.parametrize("last_id", [2**63, -(2**63) - 1, 10**30])
+def test_a_cursor_past_bigint_is_422(make_app, path, last_id):
+    import base64
+    import json
+
+    app = make_app()
+    t = pool_tenant(app)
+    cursor = base64.urlsafe_b64encode(json.dumps({"id": last_id}).encode()).decode().rstrip("=")
+    r = t.get(path.format(pool=default_pool(t)["id"]) + f"?cursor={cursor}")
+    assert r.status_code == 422 and "cursor" in r.get_json()["errors"]["query"], r.get_json()
+
+
 def test_nothing_is_written_for_a_refused_claim(make_app):
     app = make_app()
     t = pool_tenant(app, daily_claim_limit=0)

@@ -239,6 +239,7 @@ def _remind(ctx: HookContext, p: Plan, rows: list[Any]) -> int:
 
 def preview(ctx: HookContext, pool_id: int | None, cursor: str | None, limit: int) -> Page[dict[str, Any]]:
     """Leads the sweep would recycle now, under which rule: newest first by id, nothing written."""
+    before = decode(cursor) if cursor else None
     p = plan(ctx, ctx.now())
     if p.recycle is None:
         return Page([], None)
@@ -247,8 +248,8 @@ def preview(ctx: HookContext, pool_id: int | None, cursor: str | None, limit: in
     )
     if pool_id is not None:
         stmt = stmt.where(p.pool == pool_id)
-    if cursor:
-        stmt = stmt.where(L.id < decode(cursor))
+    if before is not None:
+        stmt = stmt.where(L.id < before)
     rows = ctx.session.execute(stmt.order_by(L.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
