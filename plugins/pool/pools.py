@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import delete, exists, select, text
+from sqlalchemy import delete, exists, literal, select, text
 
 from pelago.core import Conflict, HookContext, InvalidInput, NotFound
 from pelago.core.context import Actor
@@ -48,12 +48,12 @@ _settings_cache: dict[tuple[int, str], Mapping[str, Any]] = {}
 _cache_lock = threading.Lock()
 
 
-def settings_of(pool: Pool) -> Mapping[str, Any]:
-    """The pool's validated settings with defaults, loaded once per stored value."""
-    key = (pool.id, json.dumps(pool.settings, sort_keys=True, default=str))
+def settings_of(pool_id: int, stored: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A pool's validated settings with defaults, loaded once per stored value."""
+    key = (pool_id, json.dumps(stored, sort_keys=True, default=str))
     found = _settings_cache.get(key)
     if found is None:
-        found = PoolSettings().load(dict(pool.settings or {}))
+        found = PoolSettings().load(dict(stored or {}))
         with _cache_lock:
             if len(_settings_cache) > 10_000:
                 _settings_cache.clear()
@@ -80,25 +80,47 @@ def ensure_default(ctx: HookContext) -> int:
     return found
 
 
+P = Pool.__table__.c
+
+
 def load(ctx: HookContext, user_id: int | None = None) -> dict[int, PoolInfo]:
-    """Every pool of the tenant (one query), with ``user_id``'s named role on each."""
-    named = exists().where(PoolMember.pool_id == Pool.id)
-    role = (
-        select(PoolMember.role).where(PoolMember.pool_id == Pool.id, PoolMember.user_id == user_id)
-        .scalar_subquery() if user_id is not None else None
-    )
-    cols: list[Any] = [Pool, named.label("named")]
-    if role is not None:
-        cols.append(role.label("role"))
-    out = {}
-    for row in ctx.session.execute(select(*cols).order_by(Pool.id)):
-        pool = row[0]
-        out[pool.id] = PoolInfo(pool.id, pool.name, pool.team_id, pool.is_default, settings_of(pool),
-                                bool(row.named), row.role if role is not None else None)
+    """Every pool of the tenant (one query), with ``user_id``'s named role on each.
+
+    Remembered for the rest of the transaction (a claim asks twice: itself and
+    through ``check_assign``); :func:`create` and :func:`update` forget it.
+    """
+    memo = _memo(ctx)
+    if user_id in memo:
+        return memo[user_id]
+    if user_id is None and memo:  # no caller's role wanted: any loaded view will do
+        return next(iter(memo.values()))
+    named = exists().where(PoolMember.pool_id == P.id)
+    role = select(PoolMember.role).where(PoolMember.pool_id == P.id, PoolMember.user_id == user_id)
+    rows = ctx.session.execute(
+        select(P.id, P.name, P.team_id, P.is_default, P.settings, named.label("named"),
+               role.scalar_subquery().label("role") if user_id is not None else literal(None).label("role"))
+        .where(P.tenant_id == ctx.tenant.id).order_by(P.id)
+    ).all()
+    out = {r.id: PoolInfo(r.id, r.name, r.team_id, r.is_default, settings_of(r.id, r.settings), bool(r.named), r.role)
+           for r in rows}
     if not any(p.is_default for p in out.values()):
         ensure_default(ctx)  # first use by this tenant
         return load(ctx, user_id)
+    memo[user_id] = out
     return out
+
+
+def _memo(ctx: HookContext) -> dict[int | None, dict[int, PoolInfo]]:
+    txn = ctx.session.get_transaction()
+    memo = ctx.session.info.get("pool_pools")
+    if memo is None or memo[0] is not txn:
+        memo = (txn, {})
+        ctx.session.info["pool_pools"] = memo
+    return memo[1]  # type: ignore[no-any-return]
+
+
+def forget(ctx: HookContext) -> None:
+    ctx.session.info.pop("pool_pools", None)
 
 
 def can_admin(pool: PoolInfo, actor: Actor | None) -> bool:
@@ -182,6 +204,7 @@ def _set_members(ctx: HookContext, pool: Pool, members: list[Mapping[str, Any]])
 
 
 def create(ctx: HookContext, data: Mapping[str, Any]) -> Pool:
+    forget(ctx)
     ensure_default(ctx)
     _check_team(ctx, data.get("team_id"))
     now = ctx.now()
@@ -195,6 +218,7 @@ def create(ctx: HookContext, data: Mapping[str, Any]) -> Pool:
 
 
 def update(ctx: HookContext, pool: Pool, data: Mapping[str, Any]) -> Pool:
+    forget(ctx)
     if "team_id" in data:
         _check_team(ctx, data["team_id"])
         if pool.is_default and data["team_id"] is not None:

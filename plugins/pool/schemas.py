@@ -116,7 +116,7 @@ class Settings(Schema):
         metadata={"secret": True, "description": "HMAC-SHA256 key of X-Pelago-Signature"},
     )
     sweep_batch = fields.Integer(
-        strict=True, load_default=2000, validate=validate.Range(min=100, max=5000),
+        strict=True, load_default=1000, validate=validate.Range(min=100, max=5000),
         metadata={"description": "most leads the sweep releases per transaction"},
     )
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, exists, insert, literal, or_, select, update
+from sqlalchemy import String, and_, case, cast, delete, exists, func, insert, literal, null, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from pelago.core import Conflict, Forbidden, HookContext, InvalidInput, NotFound, PelagoError, Vetoed
-from pelago.core.db import UtcDateTime
+from pelago.core.db import BigId, UtcDateTime
 from pelago.core.models import Lead, OwnershipChange, User
 from pelago.core.pagination import Page, decode, encode
 from pelago.core.routing import Assignment, LeadInfo
@@ -323,44 +323,67 @@ def distribute(ctx: HookContext, lead_ids: Sequence[int], user_id: int, note: st
 class Release:
     lead_id: int
     owner_id: int
-    team_id: int | None
     pool_id: int
     rule: str | None = None
 
 
+def among(session: Any, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL ``= ANY(:array)``, one parameter however many ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import BigInteger, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger())))
+    return column.in_(ids)  # type: ignore[no-any-return]
+
+
+def json_object(session: Any, key: str, value: Any) -> Any:
+    """``{key: value}`` built by the database (JSONB on PostgreSQL, JSON text on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.jsonb_build_object(key, value)
+    return func.json_object(key, value)
+
+
 def put_back(
-    ctx: HookContext, items: Sequence[Release], *, reason: str, note: str = "", now: datetime,
-    entry_reason: str | None = None,
+    ctx: HookContext, items: Sequence[Release], *, pool: Any, rule: Any, reason: str, note: str = "",
+    now: datetime,
 ) -> None:
-    """Clear the owners of ``items`` (rows already locked by the caller), write the ledger, the pool
-    entries and one ``lead_released`` event, set-based."""
+    """Clear the owners of ``items`` (rows the caller has locked), set-based and server-side.
+
+    ``pool`` and ``rule`` are SQL expressions over the lead's columns giving
+    each lead's pool and rule (the sweep's compiled rules, or a release's
+    choice); the ledger rows and pool entries are ``INSERT … SELECT`` from the
+    lead rows before their owner is cleared, so no row travels to Python and
+    back. Then one ``lead_released`` event for all of them.
+    """
     if not items:
         return
     tenant_id = ctx.tenant.id
     actor_id = ctx.actor.user_id if ctx.actor else None
     ids = [i.lead_id for i in items]
-    ctx.session.execute(
-        update(Lead.__table__).where(L.tenant_id == tenant_id, L.id.in_(ids))
-        .values(owner_id=None, assigned_at=None, updated_at=now, version=L.version + 1)
+    these = and_(L.tenant_id == tenant_id, among(ctx.session, L.id, ids))
+    stamp = literal(now, UtcDateTime())
+    ledger = insert(OC).from_select(
+        ["tenant_id", "lead_id", "from_user_id", "to_user_id", "from_team_id", "to_team_id", "reason", "rule",
+         "note", "detail", "actor_id", "at"],
+        select(L.tenant_id, L.id, L.owner_id, null(), L.team_id, L.team_id, literal(reason), rule, literal(note),
+               json_object(ctx.session, "pool_id", pool), literal(actor_id, BigId), stamp).where(these),
     )
-    ctx.session.execute(insert(OC), [
-        {"tenant_id": tenant_id, "lead_id": i.lead_id, "from_user_id": i.owner_id, "to_user_id": None,
-         "from_team_id": i.team_id, "to_team_id": i.team_id, "reason": reason, "rule": i.rule, "note": note,
-         "detail": {"pool_id": i.pool_id}, "actor_id": actor_id, "at": now}
-        for i in items
-    ])
-    insert_ = counters.dialect_insert(ctx.session)
-    stmt = insert_(E).values([
-        {"tenant_id": tenant_id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
-         "reason": entry_reason or reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now,
-         "hidden_until": None, "note": note}
-        for i in items
-    ])
-    ctx.session.execute(stmt.on_conflict_do_update(
+    entries = counters.dialect_insert(ctx.session)(E).from_select(
+        ["tenant_id", "lead_id", "pool_id", "entered_at", "reason", "rule", "from_user_id", "released_at",
+         "hidden_until", "note"],
+        select(L.tenant_id, L.id, pool, stamp, literal(reason), rule, L.owner_id, stamp, null(),
+               literal(note)).where(these),
+    )
+    entries = entries.on_conflict_do_update(
         index_elements=[E.c.lead_id],
-        set_={k: stmt.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
-                                             "released_at", "hidden_until", "note")},
-    ))
+        set_={k: entries.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
+                                                   "released_at", "hidden_until", "note")},
+    )
+    clear = (update(Lead.__table__).where(these)
+             .values(owner_id=None, assigned_at=None, updated_at=now, version=L.version + 1))
+    for stmt in (ledger, entries, clear):  # the inserts read the rows before their owner is cleared
+        ctx.session.execute(stmt)
     ctx.emit("lead_released", [
         {"lead_id": i.lead_id, "from_user_id": i.owner_id, "reason": reason, "rule": i.rule, "pool_id": i.pool_id}
         for i in items
@@ -401,9 +424,9 @@ def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int
     rows = [r for k, r in enumerate(rows) if k not in refused]
     out.done = [r.id for r in rows]
     out.raise_if_nothing_done("release")
-    put_back(ctx, [
-        Release(r.id, r.owner_id, r.team_id, (target or pools.home(all_pools, r.team_id)).id) for r in rows
-    ], reason="released", note=reason, now=now)
+    pool_of = {r.id: (target or pools.home(all_pools, r.team_id)).id for r in rows}
+    put_back(ctx, [Release(r.id, r.owner_id, pool_of[r.id]) for r in rows],
+             pool=case(pool_of, value=L.id), rule=null(), reason="released", note=reason, now=now)
     return out
 
 

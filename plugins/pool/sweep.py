@@ -85,6 +85,7 @@ class Report:
     batches: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
     longest_batch: float = 0.0  # seconds, the longest transaction
+    batch_seconds: list[float] = field(default_factory=list)  # each batch's transaction, in order
     sweep_id: int | None = None
     moves: list[dict[str, Any]] = field(default_factory=list)  # dry run with keep=True: what would move
 
@@ -104,7 +105,7 @@ def run(
     """Sweep ``ctx.tenant``: one transaction per batch (committed here unless ``dry_run``)."""
     session, tenant_id = ctx.session, ctx.tenant.id
     now = ctx.now()
-    batch = batch or ctx.settings(PLUGIN).get("sweep_batch") or 2000
+    batch = batch or ctx.settings(PLUGIN).get("sweep_batch") or 1000
     report = Report(dry_run)
     p = plan(ctx, now)
     if not dry_run:
@@ -172,7 +173,8 @@ def _walk(
         if not report.dry_run:
             session.commit()
         report.batches += 1
-        report.longest_batch = max(report.longest_batch, time.perf_counter() - started)
+        report.batch_seconds.append(time.perf_counter() - started)
+        report.longest_batch = max(report.longest_batch, report.batch_seconds[-1])
         report.scanned += scanned
         if progress is not None:
             progress(scanned)
@@ -197,8 +199,8 @@ def _apply(ctx: HookContext, p: Plan, rows: list[Any], report: Report, keep: boo
         refused = vetoes(ctx, [Assignment(info(r, r.owner_id), None, "recycled") for r in recycle])
         report.vetoed += len(refused)
         recycle = [r for k, r in enumerate(recycle) if k not in refused]
-        put_back(ctx, [Release(r.id, r.owner_id, r.team_id, r.pool_id, r.recycle) for r in recycle],
-                 reason="recycled", now=p.now)
+        put_back(ctx, [Release(r.id, r.owner_id, r.pool_id, r.recycle) for r in recycle],
+                 pool=p.pool, rule=p.recycle, reason="recycled", now=p.now)
         report.released += len(recycle)
         for r in recycle:
             report.by_rule[r.recycle] = report.by_rule.get(r.recycle, 0) + 1
@@ -221,9 +223,9 @@ def _remind(ctx: HookContext, p: Plan, rows: list[Any]) -> int:
     insert_ = counters.dialect_insert(ctx.session)
     pool_of = {v["lead_id"]: v.pop("_pool") for v in values}
     sent = ctx.session.execute(
-        insert_(R).values(values)
-        .on_conflict_do_nothing(index_elements=[R.c.lead_id, R.c.owner_id, R.c.due_at])
-        .returning(R.c.lead_id, R.c.owner_id, R.c.due_at, R.c.rule)
+        insert_(R).on_conflict_do_nothing(index_elements=[R.c.lead_id, R.c.owner_id, R.c.due_at])
+        .returning(R.c.lead_id, R.c.owner_id, R.c.due_at, R.c.rule),
+        values,
     ).all()
     if sent:
         ctx.emit("pool_recycle_due", [

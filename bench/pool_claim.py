@@ -1,0 +1,243 @@
+"""pool_claim: claims per second with 16 concurrent claimers, versus a bare conditional UPDATE.
+
+Every lead is attempted twice at once: a shared queue hands each lead id to
+two of the 16 claimer threads in a row, so half the attempts race and lose.
+Pool side: :func:`pelago.plugins.pool.service.claim` for one lead, as a rep,
+committed (the conditional UPDATE with its pool conditions, the entry leaving
+the pool, the daily counter upsert, ``check_assign``, the ledger row and the
+``lead_assigned`` outbox event), or rolled back on its 409. Baseline: ``UPDATE
+core_lead SET owner_id = :me WHERE id = :id AND owner_id IS NULL`` in its own
+transaction. Each side has its own tenant with the same number of leads in the
+same tables; the two sides alternate in halves. Event delivery happens after
+commit in workers (rq) and is not timed on either side: the runtime's queue
+only records the events here.
+
+Checked: every lead claimed exactly once on each side (zero double claims:
+one winning attempt per lead, one ``claimed`` ledger row per lead, its owner
+the winner).
+
+    python bench/pool_claim.py [--rows 20000]
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import arguments, bench_database, log, make_runtime, make_tenant, peak_rss_mb, result  # noqa: E402
+
+CLAIMERS = 16
+GOAL = ">=0.8"
+
+
+class RecordingQueue:
+    """Stands in for rq: records what would be handed to the workers."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        with self._lock:
+            self.jobs.append((name, kwargs))
+
+
+def load_leads(runtime: Any, tenant_id: int, n: int, pool_id: int | None, offset: int) -> list[int]:
+    """``n`` unowned leads (and, with ``pool_id``, their pool entries), set-based."""
+    from sqlalchemy import text
+
+    with runtime.engine.begin() as conn:
+        ids = list(conn.execute(text("""
+            INSERT INTO core_lead (tenant_id, name, phone, stage, is_customer, locked, attributes,
+                                   created_at, updated_at, stage_changed_at, version)
+            SELECT :t, 'lead ' || g, '+86139' || lpad((g + :off)::text, 8, '0'), 'new', false, false, '{}',
+                   now() - interval '10 days', now() - interval '10 days', now() - interval '10 days', 1
+            FROM generate_series(1, :n) g
+            RETURNING id"""), {"t": tenant_id, "n": n, "off": offset}).scalars())
+        if pool_id is not None:
+            conn.execute(text("""
+                INSERT INTO pool_entry (tenant_id, lead_id, pool_id, entered_at, reason, note)
+                SELECT :t, id, :p, now() - interval '10 days', 'created', '' FROM core_lead WHERE tenant_id = :t"""),
+                {"t": tenant_id, "p": pool_id})
+        conn.execute(text("ANALYZE core_lead"))
+        conn.execute(text("ANALYZE pool_entry"))
+    return ids
+
+
+def race(attempts: list[int], claim_one: Any) -> tuple[float, dict[int, int]]:
+    """Run ``attempts`` (lead ids, each twice in a row) on 16 threads; ``(seconds, wins per lead)``."""
+    lock = threading.Lock()
+    position = [0]
+    wins: dict[int, int] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(CLAIMERS + 1)
+
+    def worker(k: int) -> None:
+        state = claim_one.setup(k)
+        barrier.wait()
+        try:
+            while True:
+                with lock:
+                    if position[0] >= len(attempts):
+                        return
+                    lead = attempts[position[0]]
+                    position[0] += 1
+                if claim_one(state, lead):
+                    with lock:
+                        wins[lead] = wins.get(lead, 0) + 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            claim_one.teardown(state)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(CLAIMERS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return elapsed, wins
+
+
+class PoolClaim:
+    """The pool's claim, through its service, as rep ``k`` (one session per claimer)."""
+
+    def __init__(self, runtime: Any, tenant: Any, pool_id: int) -> None:
+        self.runtime, self.tenant, self.pool_id = runtime, tenant, pool_id
+        with runtime.tenant_context(tenant.id) as ctx:
+            self.state = ctx.tenant
+
+    def setup(self, k: int) -> Any:
+        from pelago.core.context import Actor
+
+        session = self.runtime.tenant_session(self.tenant.id)
+        actor = Actor(user_id=self.tenant.rep_ids[k], role="rep", tenant_id=self.tenant.id,
+                      team_id=self.tenant.team_id)
+        return self.runtime.context(session, self.state, actor)
+
+    def __call__(self, ctx: Any, lead: int) -> bool:
+        from pelago.core import Conflict
+        from pelago.plugins.pool import service
+
+        try:
+            service.claim(ctx, [lead], self.pool_id)
+        except Conflict:
+            ctx.session.rollback()
+            return False
+        ctx.session.commit()
+        return True
+
+    def teardown(self, ctx: Any) -> None:
+        ctx.session.close()
+
+
+class BareClaim:
+    """The baseline: one conditional UPDATE per attempt, in its own transaction."""
+
+    def __init__(self, runtime: Any, tenant: Any) -> None:
+        from sqlalchemy import text
+
+        self.runtime, self.tenant = runtime, tenant
+        self.stmt = text("UPDATE core_lead SET owner_id = :me WHERE tenant_id = :t AND id = :id AND owner_id IS NULL")
+
+    def setup(self, k: int) -> Any:
+        return (self.runtime.engine.connect(), self.tenant.rep_ids[k])
+
+    def __call__(self, state: Any, lead: int) -> bool:
+        conn, me = state
+        with conn.begin():
+            return conn.execute(self.stmt, {"me": me, "t": self.tenant.id, "id": lead}).rowcount == 1
+
+    def teardown(self, state: Any) -> None:
+        state[0].close()
+
+
+def twice(ids: list[int], seed: int) -> list[int]:
+    shuffled = list(ids)
+    random.Random(seed).shuffle(shuffled)
+    return [lead for lead in shuffled for _ in range(2)]
+
+
+def check(runtime: Any, tenant_id: int, ids: list[int], wins: dict[int, int], ledger: bool) -> int:
+    """Zero double claims: one win per lead, and (pool) one ``claimed`` ledger row per lead."""
+    from sqlalchemy import text
+
+    doubles = sum(1 for lead in ids if wins.get(lead, 0) != 1)
+    with runtime.engine.connect() as conn:
+        unowned = conn.execute(text("SELECT count(*) FROM core_lead WHERE tenant_id = :t AND owner_id IS NULL"),
+                               {"t": tenant_id}).scalar()
+        if ledger:
+            rows = conn.execute(text("""SELECT count(*) FROM (SELECT lead_id FROM core_ownership_change
+                WHERE tenant_id = :t AND reason = 'claimed' GROUP BY lead_id HAVING count(*) <> 1) x"""),
+                {"t": tenant_id}).scalar()
+            claimed = conn.execute(text("SELECT count(*) FROM core_ownership_change WHERE tenant_id = :t AND "
+                                        "reason = 'claimed'"), {"t": tenant_id}).scalar()
+            doubles += rows + abs(claimed - len(ids))
+    if unowned:
+        raise AssertionError(f"{unowned} leads were never claimed")
+    return doubles
+
+
+def measure(n: int) -> dict[str, Any]:
+    from pelago.plugins.pool import pools
+
+    with bench_database("postgresql") as url:
+        runtime = make_runtime(url, plugins=("pool",))
+        queue = RecordingQueue()
+        runtime.queue = queue  # type: ignore[assignment]
+        pool_tenant = make_tenant(runtime, reps=CLAIMERS, auto_routing=False, plugins=("pool",))
+        bare_tenant = make_tenant(runtime, reps=CLAIMERS, auto_routing=False)
+        with runtime.tenant_context(pool_tenant.id) as ctx:
+            pool_id = pools.ensure_default(ctx)
+        log(f"loading {n:,} pool leads and {n:,} baseline leads")
+        pool_ids = load_leads(runtime, pool_tenant.id, n, pool_id, 0)
+        bare_ids = load_leads(runtime, bare_tenant.id, n, None, n)
+        pool_side, bare_side = PoolClaim(runtime, pool_tenant, pool_id), BareClaim(runtime, bare_tenant)
+        pool_s = bare_s = 0.0
+        pool_wins: dict[int, int] = {}
+        bare_wins: dict[int, int] = {}
+        half = n // 2
+        for part in (slice(0, half), slice(half, n)):
+            log(f"baseline: {part.stop - part.start:,} leads, {CLAIMERS} claimers, each lead twice")
+            seconds, wins = race(twice(bare_ids[part], 1), bare_side)
+            bare_s += seconds
+            bare_wins.update(wins)
+            log(f"pool: {part.stop - part.start:,} leads, {CLAIMERS} claimers, each lead twice")
+            seconds, wins = race(twice(pool_ids[part], 2), pool_side)
+            pool_s += seconds
+            pool_wins.update(wins)
+        doubles = check(runtime, pool_tenant.id, pool_ids, pool_wins, ledger=True)
+        doubles += check(runtime, bare_tenant.id, bare_ids, bare_wins, ledger=False)
+        events = sum(len(kw["event_ids"]) for name, kw in queue.jobs if name == "deliver")
+        runtime.engine.dispose()
+    pool_rate, bare_rate = n / pool_s, n / bare_s
+    return result(
+        "pool_claim", pool_rate / bare_rate,
+        leads=n, claimers=CLAIMERS, attempts_per_lead=2, pool_claims_per_s=round(pool_rate),
+        bare_claims_per_s=round(bare_rate), pool_s=round(pool_s, 2), bare_s=round(bare_s, 2),
+        double_claims=doubles, events=events, peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(__doc__.split("\n", 1)[0], 20_000)
+    args = parser.parse_args(argv)
+    if args.db != "postgresql":
+        parser.error("pool_claim runs on PostgreSQL (concurrency)")
+    record = measure(args.rows)
+    return 0 if record["figures"]["double_claims"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
