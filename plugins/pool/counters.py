@@ -78,6 +78,7 @@ def lock_user(ctx: HookContext, user_id: int) -> None:
 
 
 def _locked(ctx: HookContext) -> set[int]:
+    ctx.session.connection()  # begins the transaction the memo belongs to, if none has begun yet
     txn = ctx.session.get_transaction()
     memo = ctx.session.info.get("pool_locked_users")
     if memo is None or memo[0] is not txn:

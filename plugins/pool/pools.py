@@ -111,6 +111,7 @@ def load(ctx: HookContext, user_id: int | None = None) -> dict[int, PoolInfo]:
 
 
 def _memo(ctx: HookContext) -> dict[int | None, dict[int, PoolInfo]]:
+    ctx.session.connection()  # begins the transaction the memo belongs to, if none has begun yet
     txn = ctx.session.get_transaction()
     memo = ctx.session.info.get("pool_pools")
     if memo is None or memo[0] is not txn:
