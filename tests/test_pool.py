@@ -407,7 +407,9 @@ def test_move_between_pools_restarts_protection(make_app, clock):
     r = t.post("/api/v1/pool/move", "manager", json={"lead_ids": [lead], "pool_id": vip["id"], "note": "hot"})
     assert r.status_code == 200 and r.get_json()["done"] == [lead]
     assert [x["id"] for x in t.get(f"/api/v1/pool/pools/{vip['id']}/leads").get_json()["items"]] == [lead]
-    assert claim(t, "rep", lead, pool_id=default_pool(t)["id"]).status_code == 409  # no longer there
+    r = claim(t, "rep", lead, pool_id=default_pool(t)["id"])  # no longer there
+    assert r.status_code == 409
+    assert r.get_json()["errors"]["refused"][0]["reason"] == f"not in pool {default_pool(t)['id']} (it is in pool {vip['id']})"
     assert claim(t, "rep", lead).status_code == 409  # protected in its new pool
     clock.advance(days=1)
     assert claim(t, "rep", lead, pool_id=vip["id"]).status_code == 200

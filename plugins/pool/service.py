@@ -222,7 +222,7 @@ def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None)
     rows = _take(ctx, user, groups, all_pools, respect_rules=True, now=now) if groups else []
     taken = {r.id for r in rows}
     out.refused.update(_why_not(ctx, [i for i in ids if i not in taken and i not in out.refused],
-                                user.id, all_pools, now))
+                                user.id, all_pools, now, pool_id))
     if not rows:
         out.raise_if_nothing_done("claim")
     pool_of = {lid: pid for pid, lids in groups.items() for lid in lids}
@@ -241,7 +241,8 @@ def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None)
 
 
 def _why_not(
-    ctx: HookContext, ids: Sequence[int], user_id: int, all_pools: Mapping[int, PoolInfo], now: datetime
+    ctx: HookContext, ids: Sequence[int], user_id: int, all_pools: Mapping[int, PoolInfo], now: datetime,
+    pool_id: int | None,
 ) -> dict[int, str]:
     """Why each of ``ids`` was not claimed (read after the fact, for the answer only)."""
     if not ids:
@@ -261,6 +262,10 @@ def _why_not(
             out[lid] = "you hold it already"
         elif r.owner_id is not None:
             out[lid] = "claimed by someone else first"
+        elif not can_use(all_pools[r.pool_id], ctx.actor):
+            out[lid] = "not in a pool you may claim from"
+        elif pool_id is not None and r.pool_id != pool_id:
+            out[lid] = f"not in pool {pool_id} (it is in pool {r.pool_id})"
         else:
             pool = all_pools[r.pool_id]
             s, tz = pool.settings, ctx.tenant.tz
