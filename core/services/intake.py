@@ -9,16 +9,27 @@ touches, stage history, the ownership ledger and one event per kind.
 
 Duplicates inside one batch fold into the first submission; across
 transactions the database's unique index makes a racing insert a merge.
+
+Every write is one statement per table per batch, whatever its size, and no
+ORM object is made per row: on PostgreSQL an ``INSERT … SELECT FROM
+json_to_recordset(:rows)`` (the batch as one JSON parameter), on SQLite the
+driver's ``executemany``. Plain touches get their ids before the insert, so
+each submission knows its touch without trusting the order of ``RETURNING``.
+bench/intake_import.py measures the whole line against a bare INSERT.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from itertools import chain
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.orm import Session
 
 from ..context import HookContext
 from ..errors import Conflict
@@ -33,6 +44,11 @@ TOUCH_FIELDS = {
     "channel": 100, "source": 100, "utm_source": 200, "utm_medium": 200, "utm_campaign": 200,
     "utm_term": 200, "utm_content": 200, "click_id": 200,
 }
+# The tables the line writes with Core statements (no ORM object per row).
+LEADS = cast(Table, Lead.__table__)
+TOUCHES = cast(Table, Touch.__table__)
+STAGES = cast(Table, StageChange.__table__)
+LEDGER = cast(Table, OwnershipChange.__table__)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FILLABLE = ("name", "email", "source", "region", "product")
 
@@ -130,7 +146,6 @@ def ingest(
     :class:`~pelago.core.errors.Vetoed` when ``strict_owner`` (the API), and
     otherwise leaves the lead unowned with the reason in the ledger.
     """
-    session = ctx.session
     now = ctx.now()
     outcomes: list[Outcome] = []
     rows: list[_Row] = []
@@ -152,10 +167,7 @@ def ingest(
     keys = [r.sub.key for r in rows if r.sub.key]
     seen: dict[str, tuple[int, int, bool]] = {}
     if keys:
-        for tid, lid, merged, key in session.execute(
-            select(Touch.id, Touch.lead_id, Touch.merged, Touch.idempotency_key)
-            .where(Touch.idempotency_key.in_(keys))
-        ):
+        for tid, lid, merged, key in _stored_touches(ctx, keys):
             seen[str(key)] = (tid, lid, merged)
     fresh: list[_Row] = []
     batch_keys: dict[str, _Row] = {}
@@ -225,20 +237,66 @@ def ingest(
 
 
 def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Lead ids of the given phones and emails. An email also matches a lead that has a phone."""
+    """Lead ids of the given phones and emails. An email also matches a lead that has a phone
+    (the oldest such lead)."""
     found: dict[tuple[str, str], int] = {}
+    session = ctx.session
     phones = [v for k, v in keys if k == "phone"]
     emails = [v for k, v in keys if k == "email"]
+    if _postgres(session):
+        if phones:
+            for lid, phone in _pg_lookup(ctx, "id", "core_lead", "phone", phones):
+                found[("phone", str(phone))] = lid
+        if emails:
+            for lid, email in _pg_lookup(ctx, "min(id)", "core_lead", "email", emails):
+                if lid is not None:
+                    found[("email", str(email))] = lid
+        return found
     for chunk in _chunks(phones, 5000):
-        for lid, phone in ctx.session.execute(select(Lead.id, Lead.phone).where(Lead.phone.in_(chunk))):
+        for lid, phone in session.execute(select(Lead.id, Lead.phone).where(Lead.phone.in_(chunk))):
             found[("phone", str(phone))] = lid
     for chunk in _chunks(emails, 5000):
-        rows = ctx.session.execute(
+        rows = session.execute(
             select(Lead.id, Lead.email).where(Lead.email.in_(chunk)).order_by(Lead.id.desc())
         )
         for lid, email in rows:  # lowest id last, so it wins
             found[("email", str(email))] = lid
     return found
+
+
+def _stored_touches(ctx: HookContext, keys: list[str]) -> list[Any]:
+    """``(id, lead_id, merged, idempotency_key)`` of the touches already stored under ``keys``."""
+    if _postgres(ctx.session):
+        return _pg_lookup(ctx, "id, lead_id, merged", "core_touch", "idempotency_key", keys)
+    found: list[Any] = []
+    for chunk in _chunks(keys, 5000):
+        found += ctx.session.execute(
+            select(Touch.id, Touch.lead_id, Touch.merged, Touch.idempotency_key)
+            .where(Touch.idempotency_key.in_(chunk))
+        )
+    return found
+
+
+def _pg_lookup(ctx: HookContext, picks: str, table: str, column: str, values: list[str]) -> list[Any]:
+    """PostgreSQL: ``picks`` of the rows of ``table`` whose ``column`` is one of ``values``,
+    each row followed by its value, one index probe per value.
+
+    A lateral subquery per value, kept from being flattened (``OFFSET 0``),
+    probes ``(tenant_id, column)`` for each value. ``column = ANY(:values)``
+    looks the same but is planned from the statistics: right after a big
+    import into a new tenant they still say the tenant has a handful of
+    rows, so the planner scans all the tenant's rows and tests each against
+    the whole list, and each batch gets slower than the last. The values
+    travel as one untyped array literal (psycopg adapts a list value by
+    value in Python); raw SQL, so the tenant is spelled out.
+    """
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    stmt = text(
+        f"SELECT x.*, k.value FROM unnest(CAST(:values AS text[])) AS k(value) CROSS JOIN LATERAL "
+        f"(SELECT {picks} FROM {table} WHERE tenant_id = :tenant AND {column} = k.value "
+        f"AND {column} IS NOT NULL OFFSET 0) AS x"
+    )
+    return list(ctx.session.execute(stmt, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}))
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -291,6 +349,145 @@ def _info(r: _Row) -> LeadInfo:
     )
 
 
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# --- bulk writes -------------------------------------------------------------------------
+#
+# ``columns`` maps each varying column to its PostgreSQL type, ``rows`` holds one
+# tuple of Python values per row in that order (dicts for jsonb, datetimes for
+# timestamptz), ``fixed`` maps a column to its type and the value every row shares.
+
+Columns = Mapping[str, str]
+Fixed = Mapping[str, tuple[str, Any]]
+
+_PG_INSERTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _write(
+    session: Session, table: Table, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str = "",
+) -> list[Any]:
+    """INSERT ``rows`` into ``table``; returns what ``tail``'s RETURNING gives, if any."""
+    if not rows:
+        return []
+    if _postgres(session):
+        return _pg_write(session, table.name, columns, rows, fixed, tail)
+    return _sqlite_write(session, table, columns, rows, fixed, tail)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _pg_write(
+    session: Session, table: str, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str,
+) -> list[Any]:
+    """PostgreSQL: ``INSERT INTO table … SELECT … FROM json_to_recordset(:rows)``.
+
+    The whole batch travels as one JSON parameter: one statement with a few
+    parameters whatever the row count, no SQL to build, send or parse per
+    row and no per-value adaptation (psycopg adapts list parameters value by
+    value in Python; ``json.dumps`` is C).
+    """
+    key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
+    stmt = _PG_INSERTS.get(key)
+    if stmt is None:
+        picks = [f"u.{c}" for c in columns] + [f"CAST(:k_{c} AS {t})" for c, (t, _) in fixed.items()]
+        spec = ", ".join(f"{c} {t}" for c, t in columns.items())
+        stmt = text(
+            f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
+            f"FROM json_to_recordset(CAST(:rows AS json)) AS u({spec}) {tail}"
+        )
+        _PG_INSERTS[key] = stmt
+    names = tuple(columns)
+    params = {f"k_{c}": value for c, (_, value) in fixed.items()}
+    params["rows"] = json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_default)
+    result = session.execute(stmt, params)
+    return list(result) if "RETURNING" in tail else []
+
+
+def _sqlite_write(
+    session: Session, table: Table, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str,
+) -> list[Any]:
+    """SQLite: the driver's ``executemany`` (C), or multi-row VALUES where rows come back.
+
+    Values are converted once by the columns' own types (JSON text, UTC
+    datetimes as SQLAlchemy stores them), constants once per batch.
+    """
+    conn = session.connection()
+    dialect = conn.dialect
+    convert = []
+    for k, (name, kind) in enumerate(columns.items()):
+        if kind in ("jsonb", "timestamptz"):
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                convert.append((k, process))
+    consts = []
+    for name, (_, value) in fixed.items():
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        consts.append(process(value) if process is not None and value is not None else value)
+    if convert:
+        params = []
+        for row in rows:
+            values = [*row, *consts]
+            for k, process in convert:
+                values[k] = process(values[k])
+            params.append(tuple(values))
+    else:
+        params = [(*row, *consts) for row in rows]
+    names = [*columns, *fixed]
+    marks = f"({', '.join('?' * len(names))})"
+    head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+    if "RETURNING" not in tail:
+        conn.exec_driver_sql(f"{head}{marks} {tail}", params)
+        return []
+    import sqlite3
+
+    raw = conn.connection.driver_connection
+    limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if raw is not None else 999
+    out: list[Any] = []
+    for chunk in _chunks(params, max(limit // len(names), 1)):
+        sql = f"{head}{', '.join([marks] * len(chunk))} {tail}"
+        out.extend(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))))
+    return out
+
+
+def _next_ids(session: Session, table: str, n: int) -> list[int]:
+    """``n`` fresh primary keys of ``table``, ascending, for rows about to be inserted.
+
+    PostgreSQL draws them from the column's sequence. SQLite takes the ones
+    after the highest id: Pelago's SQLite transactions hold the write lock
+    from their first statement (``BEGIN IMMEDIATE``), so nobody else can
+    insert meanwhile (and if one did, the insert fails on the primary key).
+    """
+    if _postgres(session):
+        ids = session.execute(
+            text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"), {"n": n}
+        ).scalars().all()
+        return sorted(int(i) for i in ids)
+    top = session.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0
+    return list(range(top + 1, top + n + 1))
+
+
+# --- the writes of the line ---------------------------------------------------------------
+
+LEAD_CONFLICT = {"phone": "phone IS NOT NULL", "email": "phone IS NULL AND email IS NOT NULL"}
+LEAD_COLUMNS = {
+    "name": "text", "phone": "text", "email": "text", "source": "text", "region": "text", "product": "text",
+    "owner_id": "bigint", "team_id": "bigint", "attributes": "jsonb", "assigned_at": "timestamptz",
+}
+TOUCH_COLUMNS = {
+    "lead_id": "bigint", "idempotency_key": "text", "merged": "boolean", "raw": "jsonb", "channel": "text",
+    "source": "text", "utm_source": "text", "utm_medium": "text", "utm_campaign": "text", "utm_term": "text",
+    "utm_content": "text", "click_id": "text",
+}
+LEDGER_COLUMNS = {"lead_id": "bigint", "to_user_id": "bigint", "to_team_id": "bigint", "rule": "text",
+                  "detail": "jsonb"}
+
+
 def _insert_leads(
     ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any
 ) -> dict[tuple[str, str], int]:
@@ -298,39 +495,33 @@ def _insert_leads(
     if not rows:
         return {}
     created: dict[tuple[str, str], int] = {}
-    by_kind: dict[str, list[dict[str, Any]]] = {"phone": [], "email": []}
+    by_kind: dict[str, list[_Row]] = {"phone": [], "email": []}
     for r in rows:
-        v = r.values
-        d = decisions.get(r.index)
-        owner = d.owner_id if d else None
-        by_kind[r.dedupe[0]].append({
-            "tenant_id": ctx.tenant.id, "name": v.get("name") or "", "phone": v.get("phone"),
-            "email": v.get("email"), "source": v.get("source") or v["_touch"].get("source"),
-            "region": v.get("region"), "product": v.get("product"), "stage": "new",
-            "is_customer": False, "owner_id": owner,
-            "team_id": (d.team_id if d and d.team_id is not None else v.get("team_id")),
-            "locked": False, "attributes": v["attributes"], "created_at": now, "updated_at": now,
-            "assigned_at": now if owner is not None else None, "stage_changed_at": now,
-            "version": 1,
-        })
-    dialect = ctx.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    for kind, values in by_kind.items():
-        if not values:
+        by_kind[r.dedupe[0]].append(r)
+    fixed = {
+        "tenant_id": ("bigint", ctx.tenant.id), "stage": ("text", "new"), "is_customer": ("boolean", False),
+        "locked": ("boolean", False), "created_at": ("timestamptz", now), "updated_at": ("timestamptz", now),
+        "stage_changed_at": ("timestamptz", now), "version": ("integer", 1),
+    }
+    stamp = now.isoformat() if _postgres(ctx.session) else now  # PostgreSQL reads it from JSON
+    for kind, group in by_kind.items():
+        if not group:
             continue
-        where = text("phone IS NOT NULL") if kind == "phone" else text("phone IS NULL AND email IS NOT NULL")
-        values.sort(key=lambda v: v[kind])  # one key order for every writer: no deadlocks
-        for chunk in _chunks(values, 1000):
-            stmt = (
-                dialect_insert(Lead).values(chunk)
-                .on_conflict_do_nothing(index_elements=["tenant_id", kind], index_where=where)
-                .returning(Lead.id, Lead.phone if kind == "phone" else Lead.email)
-            )
-            for lid, value in ctx.session.execute(stmt):
-                created[(kind, str(value))] = lid
+        group.sort(key=lambda r: r.dedupe[1])  # one key order for every writer: no deadlocks
+        leads = []
+        for r in group:
+            v = r.values
+            d = decisions.get(r.index)
+            owner = d.owner_id if d else None
+            leads.append((
+                v.get("name") or "", v.get("phone"), v.get("email"), v.get("source") or v["_touch"].get("source"),
+                v.get("region"), v.get("product"), owner,
+                d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
+                None if owner is None else stamp,
+            ))
+        tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
+        for lid, value in _write(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail):
+            created[(kind, str(value))] = lid
     return created
 
 
@@ -369,36 +560,29 @@ def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list
 
 
 def _insert_touches(ctx: HookContext, rows: list[_Row], now: Any) -> None:
-    """One touch per stored submission; a key that won a race elsewhere is a 409 for the batch."""
+    """One touch per stored submission; a key that won a race elsewhere is a 409 for the batch.
+
+    Plain touches get their ids first, so each submission knows its touch
+    without trusting the order of RETURNING; keyed ones come back by key.
+    """
     if not rows:
         return
-    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
+    session = ctx.session
+    fixed = {"tenant_id": ("bigint", ctx.tenant.id), "received_at": ("timestamptz", now)}
     plain = [r for r in rows if not r.sub.key]
     if plain:
-        result = ctx.session.execute(
-            insert(Touch).returning(Touch.id, sort_by_parameter_order=True),
-            [_touch_values(ctx, r, now) for r in plain],
-        )
-        for r, tid in zip(plain, result.scalars(), strict=True):
+        ids = _next_ids(session, "core_touch", len(plain))
+        for r, tid in zip(plain, ids, strict=True):
             r.outcome.touch_id = tid
+        _write(session, TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
+               [(*_touch_row(r), tid) for r, tid in zip(plain, ids, strict=True)], fixed)
+    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
     if keyed:
-        dialect = ctx.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
         by_key = {str(r.sub.key): r for r in keyed}
-        for chunk in _chunks(keyed, 1000):
-            stmt = (
-                dialect_insert(Touch).values([_touch_values(ctx, r, now) for r in chunk])
-                .on_conflict_do_nothing(
-                    index_elements=["tenant_id", "idempotency_key"],
-                    index_where=text("idempotency_key IS NOT NULL"),
-                )
-                .returning(Touch.id, Touch.idempotency_key)
-            )
-            for tid, key in ctx.session.execute(stmt):
-                by_key.pop(str(key)).outcome.touch_id = tid
+        tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+                "RETURNING id, idempotency_key")
+        for tid, key in _write(session, TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail):
+            by_key.pop(str(key)).outcome.touch_id = tid
         if by_key:
             raise Conflict(
                 "a request with this idempotency key is being processed; retry it",
@@ -406,30 +590,36 @@ def _insert_touches(ctx: HookContext, rows: list[_Row], now: Any) -> None:
             )
 
 
-def _touch_values(ctx: HookContext, r: _Row, now: Any) -> dict[str, Any]:
+_SCALARS = (str, int, bool, type(None))
+
+
+def _touch_row(r: _Row) -> tuple[Any, ...]:
+    """The touch of one submission, in ``TOUCH_COLUMNS`` order; ``raw`` as received, JSON-ready."""
     touch = r.values["_touch"]
-    return {
-        "tenant_id": ctx.tenant.id, "lead_id": r.outcome.lead_id, "idempotency_key": r.sub.key,
-        "merged": r.outcome.status == "merged", "raw": snapshot(dict(r.sub.raw if r.sub.raw is not None else r.sub.data)),
-        "received_at": now,
-        "channel": touch.get("channel"), "source": touch.get("source") or r.values.get("source"),
-        "utm_source": touch.get("utm_source"), "utm_medium": touch.get("utm_medium"),
-        "utm_campaign": touch.get("utm_campaign"), "utm_term": touch.get("utm_term"),
-        "utm_content": touch.get("utm_content"), "click_id": touch.get("click_id"),
-    }
+    raw = r.sub.raw if r.sub.raw is not None else r.sub.data
+    if all(type(k) is str and type(v) in _SCALARS for k, v in raw.items()):
+        raw = dict(raw)  # already JSON-ready: no deep copy
+    else:
+        raw = snapshot(dict(raw))
+    return (
+        r.outcome.lead_id, r.sub.key, r.outcome.status == "merged", raw, touch.get("channel"),
+        touch.get("source") or r.values.get("source"), touch.get("utm_source"), touch.get("utm_medium"),
+        touch.get("utm_campaign"), touch.get("utm_term"), touch.get("utm_content"), touch.get("click_id"),
+    )
 
 
 def _record_created(ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any) -> None:
     """Stage history, the ownership ledger and the events of the leads this batch created."""
+    session = ctx.session
     actor = ctx.actor.user_id if ctx.actor else None
-    ctx.session.execute(insert(StageChange), [
-        {"tenant_id": ctx.tenant.id, "lead_id": r.outcome.lead_id, "old": None, "new": "new",
-         "actor_id": actor, "at": now}
-        for r in rows
-    ])
-    ledger = []
+    _write(session, STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
+        "tenant_id": ("bigint", ctx.tenant.id), "new": ("text", "new"), "actor_id": ("bigint", actor),
+        "at": ("timestamptz", now),
+    })
+    ledger: list[tuple[Any, ...]] = []
     created_items = []
     assigned_items = []
+    created_at = now.isoformat()  # what the event's snapshot would make of it
     for r in rows:
         d = decisions.get(r.index)
         r.outcome.decision = d
@@ -439,22 +629,20 @@ def _record_created(ctx: HookContext, rows: list[_Row], decisions: dict[int, Dec
         created_items.append({
             "lead_id": r.outcome.lead_id, "name": v.get("name") or "", "phone": v.get("phone"),
             "email": v.get("email"), "source": v.get("source") or v["_touch"].get("source"),
-            "stage": "new", "owner_id": owner, "team_id": team_id, "is_customer": False, "created_at": now,
+            "stage": "new", "owner_id": owner, "team_id": team_id, "is_customer": False, "created_at": created_at,
         })
         if d is None:
             continue
-        ledger.append({
-            "tenant_id": ctx.tenant.id, "lead_id": r.outcome.lead_id, "from_user_id": None,
-            "to_user_id": owner, "from_team_id": None, "to_team_id": team_id, "reason": "created",
-            "rule": d.rule, "note": "", "detail": d.explanation, "actor_id": actor, "at": now,
-        })
+        ledger.append((r.outcome.lead_id, owner, team_id, d.rule, d.explanation))
         if owner is not None:
             assigned_items.append({
                 "lead_id": r.outcome.lead_id, "from_user_id": None, "to_user_id": owner,
                 "team_id": team_id, "reason": "created", "rule": d.rule,
             })
-    if ledger:
-        ctx.session.execute(insert(OwnershipChange), ledger)
+    _write(session, LEDGER, LEDGER_COLUMNS, ledger, {
+        "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
+        "actor_id": ("bigint", actor), "at": ("timestamptz", now),
+    })
     ctx.emit("lead_created", created_items)
     if assigned_items:
         ctx.emit("lead_assigned", assigned_items)

@@ -1,0 +1,1 @@
+"""Benchmarks: ``bench/run`` (or ``make bench``) runs them; see docs/benchmarks.md."""
