@@ -248,9 +248,8 @@ def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple
             for lid, phone in _pg_lookup(ctx, "id", "core_lead", "phone", phones):
                 found[("phone", str(phone))] = lid
         if emails:
-            for lid, email in _pg_lookup(ctx, "min(id)", "core_lead", "email", emails):
-                if lid is not None:
-                    found[("email", str(email))] = lid
+            for lid, email in _pg_lookup(ctx, "min(id)", "core_lead", "email", emails, group=True):
+                found[("email", str(email))] = lid
         return found
     for chunk in _chunks(phones, 5000):
         for lid, phone in session.execute(select(Lead.id, Lead.phone).where(Lead.phone.in_(chunk))):
@@ -277,26 +276,33 @@ def _stored_touches(ctx: HookContext, keys: list[str]) -> list[Any]:
     return found
 
 
-def _pg_lookup(ctx: HookContext, picks: str, table: str, column: str, values: list[str]) -> list[Any]:
-    """PostgreSQL: ``picks`` of the rows of ``table`` whose ``column`` is one of ``values``,
-    each row followed by its value, one index probe per value.
+def _pg_lookup(
+    ctx: HookContext, picks: str, table: str, column: str, values: list[str], group: bool = False,
+) -> list[Any]:
+    """PostgreSQL: ``picks`` and ``column`` of the rows of ``table`` whose ``column`` is one of
+    ``values`` (``group``: grouped by ``column``, ``picks`` aggregating).
 
-    A lateral subquery per value, kept from being flattened (``OFFSET 0``),
-    probes ``(tenant_id, column)`` for each value. ``column = ANY(:values)``
-    looks the same but is planned from the statistics: right after a big
-    import into a new tenant they still say the tenant has a handful of
-    rows, so the planner scans all the tenant's rows and tests each against
-    the whole list, and each batch gets slower than the last. The values
-    travel as one untyped array literal (psycopg adapts a list value by
-    value in Python); raw SQL, so the tenant is spelled out.
+    ``column = ANY(array)`` with the array a constant of the plan, so that
+    whichever plan the statistics lead to stays cheap: with them, one probe
+    of the ``(tenant_id, column)`` unique index per value; without them (a
+    new tenant, a table not analysed yet) the planner may read all the
+    tenant's rows once, but then tests each with a hash lookup into the
+    array rather than a walk along it. So the statement is never prepared
+    (a prepared plan would see a parameter, not the array), and the array
+    travels as one untyped literal (psycopg adapts a list value by value in
+    Python). Raw SQL, so the tenant is spelled out.
     """
     quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    stmt = text(
-        f"SELECT x.*, k.value FROM unnest(CAST(:values AS text[])) AS k(value) CROSS JOIN LATERAL "
-        f"(SELECT {picks} FROM {table} WHERE tenant_id = :tenant AND {column} = k.value "
-        f"AND {column} IS NOT NULL OFFSET 0) AS x"
+    sql = (
+        f"SELECT {picks}, {column} FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL "
+        f"AND {column} = ANY(%(values)s::text[])" + (f" GROUP BY {column}" if group else "")
     )
-    return list(ctx.session.execute(stmt, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}))
+    cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
+    try:
+        cursor.execute(sql, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}, prepare=False)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
