@@ -371,10 +371,9 @@ def test_the_command_line_sweeps_with_a_progress_bar(make_app, clock, cli):
     assert r.exit_code != 0  # 100..5000
 
 
-def test_the_sweep_leaves_a_lead_being_changed_to_the_next_run(make_app, clock, db_url):
+@pytest.mark.postgres
+def test_the_sweep_leaves_a_lead_being_changed_to_the_next_run(make_app, clock):
     """A row locked by a user's open transaction is skipped (PostgreSQL: SKIP LOCKED), not waited for."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("row locks: PostgreSQL")
     app = make_app()
     t = pool_tenant(app, recycle={"no_followup": {"days": 1}})
     busy, free = mine(t, n=2)
