@@ -143,32 +143,29 @@ def _walk(
 ) -> None:
     session, tenant_id = ctx.session, ctx.tenant.id
     selection = _selection(p).where(L.tenant_id == tenant_id)
+    # Every query below has both ends of its id range: an open-ended one may be planned as a scan of
+    # the whole table. Leads created after this moment are new, so not due.
+    top = session.scalar(select(func.max(L.id)).where(L.tenant_id == tenant_id)) or 0
     last = 0
-    while True:
+    while last < top:
         started = time.perf_counter()
         # The window's end: the id ``WINDOW × batch`` leads on (an index-only scan), or the last lead.
         hi = session.scalar(
-            select(L.id).where(L.tenant_id == tenant_id, L.id > last).order_by(L.id)
+            select(L.id).where(L.tenant_id == tenant_id, L.id > last, L.id <= top).order_by(L.id)
             .offset(WINDOW * batch - 1).limit(1)
         )
-        stmt = selection.where(L.id > last)
-        if hi is not None:
-            stmt = stmt.where(L.id <= hi)
-        stmt = stmt.order_by(L.id).limit(batch)
+        full_window = hi is not None
+        hi = hi if hi is not None else top
+        stmt = selection.where(L.id > last, L.id <= hi).order_by(L.id).limit(batch)
         if not report.dry_run:
             stmt = stmt.with_for_update(skip_locked=True)
         rows = session.execute(stmt).all()
-        if len(rows) == batch:
-            end = rows[-1].id
-        elif hi is not None:
-            end = hi
-        else:
-            end = None
-        if end == hi and hi is not None:
+        end = rows[-1].id if len(rows) == batch else hi
+        if full_window and end == hi:
             scanned = WINDOW * batch
         else:
-            counted = select(func.count()).select_from(Lead.__table__).where(L.tenant_id == tenant_id, L.id > last)
-            scanned = session.scalar(counted.where(L.id <= end) if end is not None else counted) or 0
+            scanned = session.scalar(select(func.count()).select_from(Lead.__table__).where(
+                L.tenant_id == tenant_id, L.id > last, L.id <= end)) or 0
         _apply(ctx, p, rows, report, keep)
         if not report.dry_run:
             session.commit()
@@ -178,8 +175,6 @@ def _walk(
         report.scanned += scanned
         if progress is not None:
             progress(scanned)
-        if end is None:
-            return
         last = end
 
 
