@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres venv clean
+.PHONY: run test test-sqlite test-postgres venv clean bench
 
 $(STAMP): pyproject.toml examples/lead_score/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	PELAGO_TEST_DB=postgresql $(BIN)/pytest -q
+
+# Benchmarks (not part of test or CI): docs/benchmarks.md. ARGS picks some and
+# their size, e.g. make bench ARGS="intake_import --rows 10000".
+bench: $(STAMP)
+	bench/run $(ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
