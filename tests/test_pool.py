@@ -566,6 +566,19 @@ def test_pool_events_reach_the_tenants_webhook_signed(make_app, receiver, clock)
     assert retry_due(t.runtime, tenant_id=t.id)["delivered"] == 1
     assert json.loads(receiver["got"][-1]["body"])["event"] == "pool.claimed"
 
+    # The sweep's reminders and recycles go there too.
+    set_pool(t, default_pool(t)["id"], recycle={"no_followup": {"days": 7}}, remind_days_before=2)
+    held_lead = t.lead(phone(), who="rep")["id"]
+    clock.advance(days=6)
+    assert scheduler.run_periodic(t.runtime, t.id, "pool", "sweep") == "done"
+    clock.advance(days=2)
+    assert scheduler.run_periodic(t.runtime, t.id, "pool", "sweep") == "done"
+    sent = [json.loads(g["body"]) for g in receiver["got"][-2:]]
+    both = sorted([lead, held_lead])  # the lead rep2 claimed above is held too
+    assert [(b["event"], [i["lead_id"] for i in b["items"]]) for b in sent] == [
+        ("pool.recycle_due", both), ("pool.recycled", both)]
+    assert sent[1]["items"][0]["rule"] == "no_followup"
+
 
 # --- tenancy and bad input -------------------------------------------------------------------
 

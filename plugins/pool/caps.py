@@ -10,8 +10,8 @@ what the first one committed — the cap holds under concurrency.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, func, select
 
@@ -105,10 +105,3 @@ def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, str
                     holding += 1
     return refused or None
 
-
-def remaining(ctx: HookContext, user: Any, all_pools: Mapping[int, pools.PoolInfo] | None = None) -> int | None:
-    """How many more leads ``user`` may hold now (``None``: no cap)."""
-    cap, counts_won = cap_of(pools.home(all_pools or pools.load(ctx), user.team_id))
-    if cap is None:
-        return None
-    return max(0, cap - held(ctx, [user.id], counts_won)[user.id])
