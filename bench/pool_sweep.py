@@ -58,7 +58,7 @@ INSERT INTO core_lead (tenant_id, name, phone, source, stage, is_customer, owner
                        created_at, updated_at, assigned_at, stage_changed_at, last_activity_at, version)
 SELECT :t, 'lead ' || g, '+86' || (13800000000 + g + :off)::text,
        (ARRAY['douyin','baidu','wechat','website','referral'])[1 + g % 5], 'new', false,
-       (CAST(:reps AS bigint[]))[1 + g % 1000], :team, false, '{}',
+       (CAST(:reps AS bigint[]))[1 + g % :nreps], :team, false, '{}',
        now() - interval '90 days', now() - interval '2 days', now() - interval '60 days', now() - interval '90 days',
        CASE WHEN g % 10 = 0 THEN now() - interval '45 days' ELSE now() - interval '2 days' END, 1
 FROM generate_series(1, :n) g
@@ -104,19 +104,19 @@ class RecordingQueue:
         self.jobs.append((name, kwargs))
 
 
-def setup(runtime: Any, n: int, offset: int) -> tuple[Any, int]:
-    """A tenant with the pool on, its default pool recycling after ``DAYS``, and ``n`` held leads."""
+def setup(runtime: Any, n: int, offset: int, reps: int = REPS) -> tuple[Any, int]:
+    """A tenant with the pool on, its default pool recycling after ``DAYS``, and ``n`` leads held by ``reps``."""
     from sqlalchemy import text
 
     from pelago.plugins.pool import pools
     from pelago.plugins.pool.models import Pool
 
-    tenant = make_tenant(runtime, reps=REPS, auto_routing=False, plugins=("pool",))
+    tenant = make_tenant(runtime, reps=reps, auto_routing=False, plugins=("pool",))
     with runtime.tenant_context(tenant.id) as ctx:
         pool_id = pools.ensure_default(ctx)
         pools.update(ctx, ctx.session.get(Pool, pool_id), {"settings": {"recycle": {"no_followup": {"days": DAYS}}}})
     with runtime.engine.begin() as conn:
-        conn.execute(text(LOAD), {"t": tenant.id, "n": n, "off": offset, "reps": tenant.rep_ids,
+        conn.execute(text(LOAD), {"t": tenant.id, "n": n, "off": offset, "reps": tenant.rep_ids, "nreps": reps,
                                   "team": tenant.team_id})
     return tenant, pool_id
 
@@ -131,7 +131,7 @@ def counts(runtime: Any, tenant_id: int) -> tuple[int, int, int]:
             "(SELECT count(*) FROM pool_entry WHERE tenant_id = :t)"), {"t": tenant_id}).one())
 
 
-def measure(n: int, batch: int | None = None) -> dict[str, Any]:
+def measure(n: int, batch: int | None = None, reps: int = REPS) -> dict[str, Any]:
     from sqlalchemy import text
 
     from pelago.plugins.pool import rules
@@ -141,10 +141,10 @@ def measure(n: int, batch: int | None = None) -> dict[str, Any]:
         runtime = make_runtime(url, plugins=("pool",))
         queue = RecordingQueue()
         runtime.queue = queue  # type: ignore[assignment]
-        log(f"loading 2 × {n:,} held leads ({REPS:,} reps, 10% stale)")
+        log(f"loading 2 × {n:,} held leads ({reps:,} reps, 10% stale)")
         started = time.perf_counter()
-        swept, swept_pool = setup(runtime, n, 0)
-        based, based_pool = setup(runtime, n, n)
+        swept, swept_pool = setup(runtime, n, 0, reps)
+        based, based_pool = setup(runtime, n, n, reps)
         with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
         log(f"loaded in {time.perf_counter() - started:.0f} s")
@@ -189,7 +189,7 @@ def measure(n: int, batch: int | None = None) -> dict[str, Any]:
     growth = max(samples[mark:], default=samples[-1]) - samples[mark - 1] if samples else 0.0
     return result(
         "pool_sweep", sweep_s / baseline_s,
-        leads=n, reps=REPS, batch=batch or 1000, released=report.released, batches=report.batches, sweep_s=round(sweep_s, 2),
+        leads=n, reps=reps, batch=batch or 1000, released=report.released, batches=report.batches, sweep_s=round(sweep_s, 2),
         baseline_s=round(baseline_s, 2), bare_update_s=round(bare_s, 2),
         ratio_vs_bare_update=round(sweep_s / bare_s, 2),
         longest_txn_ms=round(report.longest_batch * 1000), txn_goal_ms=TXN_GOAL_MS,
