@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,23 +56,15 @@ def bench_database(kind: str = "postgresql") -> Iterator[str]:
     """
     from sqlalchemy import create_engine, text
 
-    from pelago.core import migrate
-    from pelago.core.db import make_engine
-    from pelago.core.host import PluginHost
-
     if kind not in KINDS:
         raise ValueError(f"database kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="pelago_bench_") as folder:
             url = f"sqlite:///{folder}/bench.db"
-            engine = make_engine(url)
-            try:
-                migrate.upgrade(engine, PluginHost(None))
-                with engine.connect() as conn:
-                    version = conn.exec_driver_sql("select sqlite_version()").scalar()
-            finally:
-                engine.dispose()
-            _database.update(kind="sqlite", version=f"SQLite {version}")
+            migrate_in_subprocess(url)
+            import sqlite3
+
+            _database.update(kind="sqlite", version=f"SQLite {sqlite3.sqlite_version}")
             yield url
         return
     name = f"pelago_bench_{uuid.uuid4().hex[:10]}"
@@ -81,11 +74,7 @@ def bench_database(kind: str = "postgresql") -> Iterator[str]:
         version = conn.execute(text("SHOW server_version")).scalar()
     url = f"{_psycopg_url(PG_ADMIN_URL).rsplit('/', 1)[0]}/{name}"
     try:
-        engine = make_engine(url)
-        try:
-            migrate.upgrade(engine, PluginHost(None))
-        finally:
-            engine.dispose()
+        migrate_in_subprocess(url)
         _database.update(kind="postgresql", version=f"PostgreSQL {version}")
         yield url
     finally:
@@ -97,6 +86,26 @@ def bench_database(kind: str = "postgresql") -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def migrate_in_subprocess(url: str) -> None:
+    """Apply every migration (core and installed plugins) to ``url``, in a process of its own.
+
+    As in production (``pelago db upgrade`` is its own command): Alembic and
+    the migration scripts then stay out of the benchmark's process, whose
+    heap (and so the cost of each garbage collection) is a server's or a
+    worker's, not a server's plus Alembic's.
+    """
+    code = (
+        "import sys\n"
+        "from pelago.core import migrate\n"
+        "from pelago.core.db import make_engine\n"
+        "from pelago.core.host import PluginHost\n"
+        "engine = make_engine(sys.argv[1])\n"
+        "migrate.upgrade(engine, PluginHost(None))\n"
+        "engine.dispose()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, url], check=True, cwd=ROOT)
 
 
 # --- results -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, cast
 
 from sqlalchemy import Table, select, text, update
@@ -435,15 +435,11 @@ def _sqlite_write(
     for name, (_, value) in fixed.items():
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         consts.append(process(value) if process is not None and value is not None else value)
-    if convert:
-        params = []
-        for row in rows:
-            values = [*row, *consts]
-            for k, process in convert:
-                values[k] = process(values[k])
-            params.append(tuple(values))
-    else:
-        params = [(*row, *consts) for row in rows]
+    # Column by column, so the loops are the interpreter's own (zip, map), not Python's.
+    columns_of: list[Any] = list(zip(*rows, strict=True))
+    for k, process in convert:
+        columns_of[k] = map(process, columns_of[k])
+    params = list(zip(*columns_of, *(repeat(c, len(rows)) for c in consts), strict=True))
     names = [*columns, *fixed]
     marks = f"({', '.join('?' * len(names))})"
     head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
@@ -603,10 +599,8 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
     """The touch of one submission, in ``TOUCH_COLUMNS`` order; ``raw`` as received, JSON-ready."""
     touch = r.values["_touch"]
     raw = r.sub.raw if r.sub.raw is not None else r.sub.data
-    if all(type(k) is str and type(v) in _SCALARS for k, v in raw.items()):
-        raw = dict(raw)  # already JSON-ready: no deep copy
-    else:
-        raw = snapshot(dict(raw))
+    if type(raw) is not dict or not all(type(k) is str and type(v) in _SCALARS for k, v in raw.items()):
+        raw = snapshot(dict(raw))  # a flat dict of text and numbers is JSON-ready as it is
     return (
         r.outcome.lead_id, r.sub.key, r.outcome.status == "merged", raw, touch.get("channel"),
         touch.get("source") or r.values.get("source"), touch.get("utm_source"), touch.get("utm_medium"),
