@@ -367,3 +367,15 @@ def test_a_plugin_placing_some_leads_leaves_the_rest_to_the_core(make_app):
         teams = dict(s.execute(select(Lead.id, Lead.team_id).where(Lead.id.in_([o.lead_id for o in out]))).all())
     assert [teams[o.lead_id] for o in out] == [general, special] * 3
     assert special_reps and general_reps
+
+
+def test_an_email_only_row_follows_an_earlier_row_of_the_batch_with_that_email(tenant):
+    from pelago.core.services.intake import Submission, ingest
+
+    with tenant.runtime.tenant_context(tenant.id) as ctx:
+        out = ingest(ctx, [
+            Submission({"phone": phone(6000), "email": "same@example.com"}),
+            Submission({"email": "SAME@example.com", "name": "Later"}),
+        ])
+    assert [o.status for o in out] == ["created", "merged"]
+    assert out[1].lead_id == out[0].lead_id and out[1].matched_on == "email"

@@ -187,13 +187,22 @@ def ingest(
             fresh.append(r)
 
     # Duplicates: the first of a phone/email in the batch leads; known leads are merged into.
+    # An email-only row also follows an earlier row of the batch with that email and a phone,
+    # as it would match that lead had they come one after the other.
     primary: dict[tuple[str, str], _Row] = {}
-    followers: list[_Row] = []
+    by_email: dict[str, _Row] = {}
+    followers: list[tuple[_Row, _Row]] = []
     for r in fresh:
-        if r.dedupe in primary:
-            followers.append(r)
-        else:
-            primary[r.dedupe] = r
+        leader = primary.get(r.dedupe)
+        if leader is None and r.dedupe[0] == "email":
+            leader = by_email.get(r.dedupe[1])
+        if leader is not None:
+            followers.append((r, leader))
+            continue
+        primary[r.dedupe] = r
+        email = r.values.get("email")
+        if email:
+            by_email.setdefault(email, r)
     existing = _existing_leads(ctx, list(primary))
     to_create = [r for d, r in primary.items() if d not in existing]
     for d, r in primary.items():
@@ -212,9 +221,8 @@ def ingest(
     for r in to_create:
         if r.dedupe in created:
             r.outcome.lead_id = created[r.dedupe]
-    for r in followers:
-        lead_row = primary[r.dedupe]
-        r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", lead_row.outcome.lead_id, r.dedupe[0]
+    for r, leader in followers:
+        r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", leader.outcome.lead_id, r.dedupe[0]
 
     merged_rows = [r for r in fresh if r.outcome.status == "merged"]
     filled = _fill_merged(ctx, merged_rows, now)
@@ -240,69 +248,56 @@ def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple
     """Lead ids of the given phones and emails. An email also matches a lead that has a phone
     (the oldest such lead)."""
     found: dict[tuple[str, str], int] = {}
-    session = ctx.session
     phones = [v for k, v in keys if k == "phone"]
     emails = [v for k, v in keys if k == "email"]
-    if _postgres(session):
-        if phones:
-            for lid, phone in _pg_lookup(ctx, "id", "core_lead", "phone", phones):
-                found[("phone", str(phone))] = lid
-        if emails:
-            for lid, email in _pg_lookup(ctx, "min(id)", "core_lead", "email", emails, group=True):
-                found[("email", str(email))] = lid
-        return found
-    for chunk in _chunks(phones, 5000):
-        for lid, phone in session.execute(select(Lead.id, Lead.phone).where(Lead.phone.in_(chunk))):
+    if phones:
+        for lid, phone in _lookup(ctx, "id", "core_lead", "phone", phones):
             found[("phone", str(phone))] = lid
-    for chunk in _chunks(emails, 5000):
-        rows = session.execute(
-            select(Lead.id, Lead.email).where(Lead.email.in_(chunk)).order_by(Lead.id.desc())
-        )
-        for lid, email in rows:  # lowest id last, so it wins
+    if emails:
+        for lid, email in _lookup(ctx, "min(id)", "core_lead", "email", emails, group=True):
             found[("email", str(email))] = lid
     return found
 
 
 def _stored_touches(ctx: HookContext, keys: list[str]) -> list[Any]:
     """``(id, lead_id, merged, idempotency_key)`` of the touches already stored under ``keys``."""
-    if _postgres(ctx.session):
-        return _pg_lookup(ctx, "id, lead_id, merged", "core_touch", "idempotency_key", keys)
-    found: list[Any] = []
-    for chunk in _chunks(keys, 5000):
-        found += ctx.session.execute(
-            select(Touch.id, Touch.lead_id, Touch.merged, Touch.idempotency_key)
-            .where(Touch.idempotency_key.in_(chunk))
-        )
-    return found
+    return _lookup(ctx, "id, lead_id, merged", "core_touch", "idempotency_key", keys)
 
 
-def _pg_lookup(
+def _lookup(
     ctx: HookContext, picks: str, table: str, column: str, values: list[str], group: bool = False,
 ) -> list[Any]:
-    """PostgreSQL: ``picks`` and ``column`` of the rows of ``table`` whose ``column`` is one of
-    ``values`` (``group``: grouped by ``column``, ``picks`` aggregating).
+    """``picks`` and ``column`` of the tenant's rows of ``table`` whose ``column`` is one of
+    ``values`` (``group``: grouped by ``column``, ``picks`` aggregating). Raw SQL, one
+    statement per batch (per 5,000 values on SQLite), so the tenant is spelled out.
 
-    ``column = ANY(array)`` with the array a constant of the plan, so that
-    whichever plan the statistics lead to stays cheap: with them, one probe
-    of the ``(tenant_id, column)`` unique index per value; without them (a
-    new tenant, a table not analysed yet) the planner may read all the
-    tenant's rows once, but then tests each with a hash lookup into the
-    array rather than a walk along it. So the statement is never prepared
-    (a prepared plan would see a parameter, not the array), and the array
+    PostgreSQL: ``column = ANY(array)`` with the array a constant of the plan,
+    so that whichever plan the statistics lead to stays cheap: with them, one
+    probe of the ``(tenant_id, column)`` unique index per value; without them
+    (a new tenant, a table not analysed yet) the planner may read all the
+    tenant's rows once, but then tests each with a hash lookup into the array
+    rather than a walk along it. So the statement is never prepared (a
+    prepared plan would see a parameter, not the array), and the array
     travels as one untyped literal (psycopg adapts a list value by value in
-    Python). Raw SQL, so the tenant is spelled out.
+    Python).
     """
-    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    sql = (
-        f"SELECT {picks}, {column} FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL "
-        f"AND {column} = ANY(%(values)s::text[])" + (f" GROUP BY {column}" if group else "")
-    )
-    cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
-    try:
-        cursor.execute(sql, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}, prepare=False)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+    where = f"FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL AND {column} "
+    grouping = f" GROUP BY {column}" if group else ""
+    if _postgres(ctx.session):
+        quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        sql = f"SELECT {picks}, {column} {where}= ANY(%(values)s::text[]){grouping}"
+        cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
+        try:
+            cursor.execute(sql, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}, prepare=False)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+    conn = ctx.session.connection()
+    found: list[Any] = []
+    for chunk in _chunks(values, 5000):
+        sql = f"SELECT {picks}, {column} {where.replace('%(tenant)s', '?')}IN ({', '.join('?' * len(chunk))}){grouping}"
+        found += conn.exec_driver_sql(sql, (ctx.tenant.id, *chunk)).all()
+    return found
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
