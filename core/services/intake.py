@@ -425,7 +425,7 @@ def _sqlite_write(
         if kind in ("jsonb", "timestamptz"):
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
-                convert.append((k, process))
+                convert.append((k, _memo(process) if kind == "timestamptz" else _json_fast(process)))
     consts = []
     for name, (_, value) in fixed.items():
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -450,6 +450,28 @@ def _sqlite_write(
         sql = f"{head}{', '.join([marks] * len(chunk))} {tail}"
         out.extend(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))))
     return out
+
+
+def _memo(process: Any) -> Any:
+    """``process`` remembering its answers: a batch's datetimes are a handful of values."""
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        if value not in done:
+            done[value] = process(value)
+        return done[value]
+
+    return convert
+
+
+def _json_fast(process: Any) -> Any:
+    """``process`` (a JSON column's), with the empty object, the common case, done once."""
+    empty = process({})
+
+    def convert(value: Any) -> Any:
+        return empty if type(value) is dict and not value else process(value)
+
+    return convert
 
 
 def _next_ids(session: Session, table: str, n: int) -> list[int]:
