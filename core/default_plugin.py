@@ -14,6 +14,7 @@ from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .markers import hookimpl
 from .models import Lead, OwnershipChange, RoutingRule, RoutingSettings, Team
@@ -156,7 +157,7 @@ def _round_robin(
     if pointer != team.rr_pointer:
         ctx.session.execute(update(Team).where(Team.id == team.id).values(rr_pointer=pointer)
                             .execution_options(synchronize_session=False))
-        team.rr_pointer = pointer
+        set_committed_value(team, "rr_pointer", pointer)  # already written: no second UPDATE
     return out
 
 

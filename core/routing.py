@@ -195,9 +195,8 @@ def _apply_vetoes(ctx: HookContext, leads: Sequence[LeadInfo], decisions: list[D
     proposed = [i for i, d in enumerate(decisions) if d.owner_id is not None]
     if not proposed:
         return
-    users = {u.id: u for u in ctx.session.scalars(
-        select(User).where(User.id.in_({decisions[i].owner_id for i in proposed}))
-    )}
+    # The candidates are in the session's identity map already: get() costs no query.
+    users = {uid: ctx.session.get(User, uid) for uid in {decisions[i].owner_id for i in proposed}}
     assignments = [Assignment(leads[i], users[decisions[i].owner_id], reason) for i in proposed]  # type: ignore[index]
     from .vetoes import vetoes
 
