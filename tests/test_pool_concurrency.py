@@ -7,9 +7,7 @@ together behind a barrier; the assertions read the database afterwards.
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -18,19 +16,9 @@ from pelago.core.models import Lead, OwnershipChange
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, RepDay
 from tests.pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
+from tests.test_concurrency import run_parallel
 
 pytestmark = pytest.mark.postgres
-
-
-def run_parallel(n, fn):
-    barrier = threading.Barrier(n)
-
-    def go(i):
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
 
 
 def claimed_rows(t):
