@@ -145,6 +145,16 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     return ids
 
 
+MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
+
+
+def multipart_body() -> dict[str, Any]:
+    """A form with a small valid CSV, for the operations in :data:`MULTIPART`."""
+    import io
+
+    return {"file": (io.BytesIO(f"name,phone\nx,{phone()}\n".encode()), "x.csv")}
+
+
 def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -> Any:
     """A request body the operation accepts, for the caller whose own objects are ``ids``.
 
@@ -172,6 +182,7 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/routing/preview"): lambda: {"phone": phone()},
         ("POST", "/api/v1/channels"): lambda: {"name": unique("channel")},
         ("POST", "/api/v1/imports"): lambda: None,  # multipart, not JSON: its own tests upload files
+        ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (tests/test_pool.py)
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
     }

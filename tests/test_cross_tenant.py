@@ -31,10 +31,12 @@ from flask import Flask
 from tests.conftest import ALL_GOOD_PLUGINS, TenantHandle, new_tenant
 from tests.routes import (
     DEFAULT_PLUGINS,
+    MULTIPART,
     NON_OBJECT_PARAMS,
     Operation,
     id_operations,
     load_spec,
+    multipart_body,
     operations,
     path_operations,
     phone,
@@ -161,7 +163,9 @@ def request(caller: TenantHandle, op: Operation, ids: dict[str, list[Any]], body
     url = op.url(**{p: ids[p][0] for p in op.params})
     body = valid_body(op, body_ids, spec)
     kw: dict[str, Any] = {"headers": headers or {}}
-    if body is not None:
+    if (op.method, op.path) in MULTIPART:
+        kw.update(data=multipart_body(), content_type="multipart/form-data")
+    elif body is not None:
         kw["json"] = body
     return caller.call(op.method, url, who, **kw)
 

@@ -705,3 +705,35 @@ def test_openapi_documents_the_pool_routes():
                  "/api/v1/pool/hide", "/api/v1/pool/holdings", "/api/v1/pool/sweep/preview", "/api/v1/pool/sweeps"):
         assert path in paths, path
     assert new_tenant  # the helpers' tenants come from conftest
+
+
+def test_a_csv_import_straight_into_a_pool(make_app):
+    import io
+
+    from pelago.core.models import OwnershipChange
+
+    t = pool_tenant(make_app())
+    team = t.post("/api/v1/pool/pools", json={"name": "Imports", "team_id": t.team_id}).get_json()
+    assert "id" in team, team
+    t.patch("/api/v1/routing/settings", json={"auto_routing": True, "default_team_id": t.team_id})
+    t.lead("13800000001", name="Known")  # routed to a rep; the import's duplicate must not move it
+    csv_ = "姓名,手机号\n张三,13800000001\n李四,13800000002\n王五,13800000003\n坏,12\n".encode("gb18030")
+    r = t.post(f"/api/v1/pool/pools/{team['id']}/imports", "rep",
+               data={"file": (io.BytesIO(csv_), "leads.csv")}, content_type="multipart/form-data")
+    assert r.status_code == 404, r.get_json()  # not a pool admin: nothing stored
+    r = t.post(f"/api/v1/pool/pools/{team['id']}/imports", "admin",
+               data={"file": (io.BytesIO(csv_), "leads.csv")}, content_type="multipart/form-data")
+    assert r.status_code == 202, r.get_json()
+    imp = t.get(r.headers["Location"]).get_json()
+    assert (imp["status"], imp["created_leads"], imp["merged_rows"], imp["failed_rows"]) == ("done", 2, 1, 1)
+    with t.runtime.tenant_session(t.id) as s:
+        entries = dict(s.execute(select(PoolEntry.lead_id, PoolEntry.pool_id)).all())
+        leads = {p: (i, o) for i, p, o in s.execute(select(Lead.id, Lead.phone, Lead.owner_id))}
+        ledger = s.scalars(select(OwnershipChange.reason).where(OwnershipChange.lead_id == leads["+8613800000002"][0])).all()
+    assert leads["+8613800000002"][1] is None and leads["+8613800000003"][1] is None  # not routed
+    assert entries[leads["+8613800000002"][0]] == team["id"] and entries[leads["+8613800000003"][0]] == team["id"]
+    assert leads["+8613800000001"][0] not in entries and leads["+8613800000001"][1] is not None  # stays with its rep
+    assert ledger == ["imported"]
+    other = pool_tenant(make_app())
+    assert other.post(f"/api/v1/pool/pools/{team['id']}/imports", data={"file": (io.BytesIO(csv_), "x.csv")},
+                      content_type="multipart/form-data").status_code == 404

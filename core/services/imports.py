@@ -119,6 +119,13 @@ class ImportOptions(Schema):
     delimiter = fields.String(allow_none=True, validate=validate.OneOf(DELIMITERS), metadata={
         "description": "default: whichever of , TAB ; | the header line has most of",
     })
+    route = fields.Boolean(load_default=True, metadata={
+        "description": "route new leads as intake does; false leaves them unowned",
+    })
+    targets = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)), load_default=dict, metadata={
+        "description": "options for plugins, by plugin name (e.g. the pool's destination): the core keeps "
+                       "them on the import, and lead_created items carry the import_id to find them",
+    })
 
 
 # --- reading the file ---------------------------------------------------------------------
@@ -245,7 +252,7 @@ def create_import(
         tenant_id=ctx.tenant.id, filename=_clean_filename(filename), sha256=hashlib.sha256(content).hexdigest(),
         content=content, encoding=encoding, mapping=resolved,
         options={"source": opts.get("source"), "channel": opts.get("channel") or DEFAULT_CHANNEL,
-                 "delimiter": delimiter},
+                 "delimiter": delimiter, "route": opts["route"], "targets": opts["targets"]},
         status="queued", processed_rows=0, created_leads=0, merged_rows=0, skipped_rows=0, failed_rows=0,
         created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
     )
@@ -339,6 +346,7 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
         session.commit()
 
     delimiter = options.get("delimiter") or ","
+    route = bool(options.get("route", True))
     # A first pass counts the rows (for progress) and finds a broken file
     # before any row of it is imported; the second pass then cannot fail.
     total, row = 0, 0
@@ -368,12 +376,12 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
         batch.last_row = row
         rows.add(batch, row, record)
         if len(batch) >= BATCH:
-            _apply(runtime, tenant_id, import_id, actor, batch, state)
+            _apply(runtime, tenant_id, import_id, actor, batch, state, route)
             batch = _Batch()
             if progress:
                 progress(state["done"], total)
     if len(batch):
-        _apply(runtime, tenant_id, import_id, actor, batch, state)
+        _apply(runtime, tenant_id, import_id, actor, batch, state, route)
         if progress:
             progress(state["done"], total)
     _finish(runtime, tenant_id, import_id, "done", None)
@@ -428,7 +436,8 @@ class _Rows:
 
 
 def _apply(
-    runtime: Runtime, tenant_id: int, import_id: int, actor: Actor | None, batch: _Batch, state: dict[str, int]
+    runtime: Runtime, tenant_id: int, import_id: int, actor: Actor | None, batch: _Batch, state: dict[str, int],
+    route: bool = True,
 ) -> None:
     """One batch in one transaction: intake, its row errors, the import's counters.
 
@@ -438,7 +447,9 @@ def _apply(
     for attempt in (1, 2):
         try:
             with runtime.tenant_context(tenant_id, actor) as ctx:
-                outcomes = ingest(ctx, batch.subs, routing=True) if batch.subs else []
+                outcomes = ingest(
+                    ctx, batch.subs, routing=route, origin={"import_id": import_id}
+                ) if batch.subs else []
                 _record(ctx, import_id, batch, outcomes, state)
             break
         except Conflict:

@@ -135,7 +135,7 @@ def clean_touch(touch: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, lis
 
 def ingest(
     ctx: HookContext, submissions: Sequence[Submission], *, routing: bool = True,
-    strict_owner: bool = False,
+    strict_owner: bool = False, origin: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
     """Take one batch of submissions through the whole line; see the module docstring.
 
@@ -145,6 +145,8 @@ def ingest(
     caller-given ``owner_id`` that a plugin vetoes raises
     :class:`~pelago.core.errors.Vetoed` when ``strict_owner`` (the API), and
     otherwise leaves the lead unowned with the reason in the ledger.
+    ``origin`` (e.g. ``{"import_id": 7}``) is added to each ``lead_created``
+    item, so plugins can tell where a batch came from.
     """
     now = ctx.now()
     outcomes: list[Outcome] = []
@@ -234,7 +236,7 @@ def ingest(
 
     new = [r for r in to_create if r.outcome.status == "created"]
     if new:
-        _record_created(ctx, new, decisions, now)
+        _record_created(ctx, new, decisions, now, origin or {})
     if merged_rows:
         ctx.emit("lead_merged", [
             {"lead_id": r.outcome.lead_id, "touch_id": r.outcome.touch_id, "matched_on": r.outcome.matched_on,
@@ -625,7 +627,9 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
     )
 
 
-def _record_created(ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any) -> None:
+def _record_created(
+    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any]
+) -> None:
     """Stage history, the ownership ledger and the events of the leads this batch created."""
     session = ctx.session
     actor = ctx.actor.user_id if ctx.actor else None
@@ -647,6 +651,7 @@ def _record_created(ctx: HookContext, rows: list[_Row], decisions: dict[int, Dec
             "lead_id": r.outcome.lead_id, "name": v.get("name") or "", "phone": v.get("phone"),
             "email": v.get("email"), "source": v.get("source") or v["_touch"].get("source"),
             "stage": "new", "owner_id": owner, "team_id": team_id, "is_customer": False, "created_at": created_at,
+            **origin,
         })
         if d is None:
             continue

@@ -138,6 +138,16 @@ def _detail(imp: ImportRow) -> dict[str, Any]:
 @blp.doc(requestBody=UPLOAD_DOC)
 @requires("manager")
 def create() -> Any:
+    return upload()
+
+
+def upload(**options: Any) -> Any:
+    """Store the uploaded CSV as an import and queue its job: the response of a ``202``.
+
+    ``options`` are the import options the form cannot set (``route``,
+    ``targets``): a plugin offering its own import route (the pool's
+    "import into this pool") passes them and shares everything else.
+    """
     c = ctx()
     # One byte of slack: a body without Content-Length (chunked) is cut at the
     # limit by werkzeug, not refused, and a cut file must not import half-way.
@@ -159,7 +169,7 @@ def create() -> Any:
         raise InvalidInput("no file", {"file": ["send the CSV as the multipart/form-data field 'file'"]}, "form")
     imp = svc.create_import(
         c, filename=upload.filename or "", content=upload.read(), mapping=form["mapping"],
-        options={k: form[k] for k in ("source", "channel", "delimiter")},
+        options={**{k: form[k] for k in ("source", "channel", "delimiter")}, **options},
     )
     commit()
     try:

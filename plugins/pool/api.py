@@ -15,6 +15,7 @@ from sqlalchemy import select
 from pelago.core import NotFound
 from pelago.core.pagination import decode, encode
 from pelago.hostapp.api import Blueprint
+from pelago.hostapp.api.imports import UPLOAD_DOC, ImportDetail, upload
 from pelago.hostapp.auth import commit, ctx, requires
 
 from . import pools, service
@@ -124,6 +125,20 @@ def create_lead(data: dict[str, Any], pool_id: int) -> Any:
     lead_id, merged = service.create_into(c, pool_id, data)
     commit()
     return _created(c, pool_id, lead_id, merged), 200 if merged else 201
+
+
+@blp.route("/pools/<int:pool_id>/imports", methods=["POST"])
+@blp.response(202, ImportDetail, description="stored and queued; its new leads enter this pool, unowned")
+@blp.doc(requestBody=UPLOAD_DOC)
+def import_into(pool_id: int) -> Any:
+    """A CSV import straight into the pool (pool admins): the core's import, with routing off.
+
+    The file, its mapping and its report are the core's (``/api/v1/imports``
+    shows the import too); new leads stay unowned and enter this pool as the
+    import's batches commit. Rows that merge into existing leads move nothing.
+    """
+    pools.administered(ctx(), pool_id)
+    return upload(route=False, targets={"pool": {"pool_id": pool_id}})
 
 
 def _created(c: Any, pool_id: int, lead_id: int, merged: bool) -> dict[str, Any]:

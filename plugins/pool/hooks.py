@@ -16,7 +16,7 @@ from sqlalchemy import select
 from pelago.core import Event, HookContext, hookimpl
 from pelago.core.models import Lead
 
-from . import caps, counters, pools, webhooks
+from . import caps, counters, pools, service, webhooks
 from .models import PoolEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,12 @@ def lead_released(ctx: HookContext, event: Event) -> None:
     _absorb(ctx, event, [i for i in event.items if "pool_id" not in i])
     for reason in ("released", "recycled"):
         webhooks.send(ctx, f"pool.{reason}", [i for i in mine if i.get("reason") == reason])
+
+
+@hookimpl
+def lead_created(ctx: HookContext, event: Event) -> None:
+    """Leads of an import aimed at a pool enter it (``POST /pools/{id}/imports``)."""
+    service.take_imported(ctx, event.items)
 
 
 @hookimpl

@@ -517,6 +517,57 @@ def create_into(ctx: HookContext, pool_id: int, data: Mapping[str, Any]) -> tupl
     return result.lead_id, False
 
 
+def take_imported(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
+    """Leads created by an import aimed at a pool (``targets.pool.pool_id``) enter that pool.
+
+    Called with ``lead_created`` items; the import's options say where its
+    leads go. Only leads still unowned and in no pool are taken (the insert
+    ignores a lead already in one), so a redelivered event changes nothing.
+    """
+    from pelago.core.models import Import
+
+    by_import: dict[int, list[int]] = {}
+    for item in items:
+        if item.get("import_id") is not None and item.get("owner_id") is None:
+            by_import.setdefault(int(item["import_id"]), []).append(int(item["lead_id"]))
+    if not by_import:
+        return 0
+    targets = {
+        iid: ((options or {}).get("targets") or {}).get("pool") or {}
+        for iid, options in ctx.session.execute(select(Import.id, Import.options).where(Import.id.in_(by_import)))
+    }
+    all_pools = pools.load(ctx)
+    now = ctx.now()
+    taken = 0
+    for import_id, lead_ids in by_import.items():
+        pool = all_pools.get(int(targets.get(import_id, {}).get("pool_id") or 0))
+        if pool is None:
+            continue
+        unowned = list(ctx.session.scalars(
+            select(Lead.id).where(Lead.id.in_(lead_ids), Lead.owner_id.is_(None)).order_by(Lead.id)
+        ))
+        if not unowned:
+            continue
+        insert_ = counters.dialect_insert(ctx.session)
+        done = list(ctx.session.scalars(insert_(E).values([
+            {"tenant_id": ctx.tenant.id, "lead_id": lid, "pool_id": pool.id, "entered_at": now,
+             "reason": "imported", "rule": f"import:{import_id}", "from_user_id": None, "released_at": None,
+             "hidden_until": None, "note": ""}
+            for lid in unowned
+        ]).on_conflict_do_nothing(index_elements=["lead_id"]).returning(E.c.lead_id)))
+        if done:
+            ctx.session.execute(insert(OC), [
+                {"tenant_id": ctx.tenant.id, "lead_id": lid, "from_user_id": None, "to_user_id": None,
+                 "from_team_id": None, "to_team_id": None, "reason": "imported", "rule": f"pool:{pool.id}",
+                 "note": "", "detail": {"pool_id": pool.id, "import_id": import_id, "owner": {
+                     "user_id": None, "reason": f"imported into the pool {pool.name!r}"}},
+                 "actor_id": None, "at": now}
+                for lid in done
+            ])
+        taken += len(done)
+    return taken
+
+
 # --- reading a pool -----------------------------------------------------------------------------
 
 
