@@ -9,7 +9,7 @@ daily capacity narrow the candidates; the team's strategy picks the rep.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
@@ -172,20 +172,11 @@ def _load_balanced(
         .where(Lead.owner_id.in_(ids), Lead.stage.in_(OPEN_STAGES))
         .group_by(Lead.owner_id)
     ).all())
-    heap = [(open_counts.get(uid, 0), uid) for uid in ids if room[uid] != 0]
-    heapq.heapify(heap)
-    out: Picks = []
-    for _ in range(n):
-        if not heap:
-            out.append((None, ""))
-            continue
-        count, uid = heapq.heappop(heap)
-        out.append((uid, f"load balanced: fewest open leads ({count})"))
-        if room[uid] is not None:
-            room[uid] -= 1  # type: ignore[operator]
-        if room[uid] != 0:
-            heapq.heappush(heap, (count + 1, uid))
-    return out
+    return _smallest_first(
+        {uid: open_counts.get(uid, 0) for uid in ids}, n, room,
+        lambda uid, count: f"load balanced: fewest open leads ({count})",
+        lambda uid, count: count + 1,
+    )
 
 
 def _weighted(
@@ -195,20 +186,40 @@ def _weighted(
     """Smallest ``(given today + 1) / weight`` first, ties to the lower id: shares follow weights."""
     weight = {u.id: u.weight for u in users}
     given = {u.id: today.get(u.id, 0) for u in users}
-    heap = [((given[uid] + 1) / weight[uid], uid) for uid in weight if room[uid] != 0]
+
+    def given_one_more(uid: int, _: float) -> float:
+        given[uid] += 1
+        return (given[uid] + 1) / weight[uid]
+
+    return _smallest_first(
+        {uid: (given[uid] + 1) / weight[uid] for uid in weight}, n, room,
+        lambda uid, _: f"weighted: weight {weight[uid]}, {given[uid]} given today",
+        given_one_more,
+    )
+
+
+def _smallest_first(
+    keys: dict[int, Any], n: int, room: dict[int, int | None],
+    why: Callable[[int, Any], str], after: Callable[[int, Any], Any],
+) -> Picks:
+    """``n`` picks, each the user with the smallest key (ties: lower id), within their room.
+
+    ``after(uid, key)`` is the picked user's next key; a user whose room runs
+    out leaves the heap.
+    """
+    heap = [(key, uid) for uid, key in keys.items() if room[uid] != 0]
     heapq.heapify(heap)
     out: Picks = []
     for _ in range(n):
         if not heap:
             out.append((None, ""))
             continue
-        _, uid = heapq.heappop(heap)
-        out.append((uid, f"weighted: weight {weight[uid]}, {given[uid]} given today"))
-        given[uid] += 1
+        key, uid = heapq.heappop(heap)
+        out.append((uid, why(uid, key)))
         if room[uid] is not None:
             room[uid] -= 1  # type: ignore[operator]
         if room[uid] != 0:
-            heapq.heappush(heap, ((given[uid] + 1) / weight[uid], uid))
+            heapq.heappush(heap, (after(uid, key), uid))
     return out
 
 

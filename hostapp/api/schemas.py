@@ -102,7 +102,16 @@ class LeadBase(Schema):
     attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
 
 
-class LeadCreate(LeadBase):
+class NewLead(LeadBase):
+    """A lead's fields as a creation takes them: a phone or an email is required."""
+
+    @validates_schema
+    def _reachable(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("phone") and not data.get("email"):
+            raise ValidationError("phone or email is required", "phone")
+
+
+class LeadCreate(NewLead):
     team_id = _id(allow_none=True)
     owner_id = _id(allow_none=True)
     external_id = fields.String(
@@ -115,11 +124,6 @@ class LeadCreate(LeadBase):
     utm_term = fields.String(validate=validate.Length(max=200))
     utm_content = fields.String(validate=validate.Length(max=200))
     click_id = fields.String(validate=validate.Length(max=200))
-
-    @validates_schema
-    def _reachable(self, data: dict[str, Any], **_: Any) -> None:
-        if not data.get("phone") and not data.get("email"):
-            raise ValidationError("phone or email is required", "phone")
 
 
 class LeadPatch(LeadBase):

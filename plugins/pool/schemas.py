@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from pelago.core.models import STAGES
 from pelago.core.pagination import MAX_LIMIT
 from pelago.hostapp.api import LocalTime
+from pelago.hostapp.api.schemas import NewLead
 
 #: the recycle rules, in the order they are tried (the first that matches names the release)
 RULES = ("no_followup", "not_won", "stage_stale")
@@ -230,22 +231,10 @@ class PoolLead(Schema):
 PoolLeadPage = page_of(PoolLead, "PoolLeadPage")
 
 
-class PoolLeadCreate(Schema):
+class PoolLeadCreate(NewLead):
     """A new lead straight into the pool (the core's fields; no owner)."""
 
-    name = fields.String(validate=validate.Length(max=200))
-    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
-    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
-    source = fields.String(allow_none=True, validate=validate.Length(max=100))
-    region = fields.String(allow_none=True, validate=validate.Length(max=100))
-    product = fields.String(allow_none=True, validate=validate.Length(max=100))
-    attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
     note = fields.String(load_default="", validate=validate.Length(max=500))
-
-    @validates_schema
-    def _reachable(self, data: dict[str, Any], **_: Any) -> None:
-        if not data.get("phone") and not data.get("email"):
-            raise ValidationError("phone or email is required", "phone")
 
 
 class PoolLeadCreated(PoolLead):
