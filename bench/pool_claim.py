@@ -12,6 +12,14 @@ same tables; the two sides alternate in halves. Event delivery happens after
 commit in workers (rq) and is not timed on either side: the runtime's queue
 only records the events here.
 
+A third side splits the gap: ``pool_take``, the database function a claim
+makes its writes with on PostgreSQL, called on a bare connection with the
+pool's parameters (no service, no hooks): what the claim's database work
+costs, as against the Python of the service around it. Each side also
+reports its interpreter time per attempt (``cpu_ms_per_attempt``): the 16
+claimer threads share one interpreter lock, so on a small machine that, not
+the database, bounds the rate.
+
 Checked: every lead claimed exactly once on each side (zero double claims:
 one winning attempt per lead, one ``claimed`` ledger row per lead, its owner
 the winner).
@@ -71,8 +79,8 @@ def load_leads(runtime: Any, tenant_id: int, n: int, pool_id: int | None, offset
     return ids
 
 
-def race(attempts: list[int], claim_one: Any) -> tuple[float, dict[int, int]]:
-    """Run ``attempts`` (lead ids, each twice in a row) on 16 threads; ``(seconds, wins per lead)``."""
+def race(attempts: list[int], claim_one: Any) -> tuple[float, float, dict[int, int]]:
+    """Run ``attempts`` (lead ids, each twice in a row) on 16 threads; ``(seconds, cpu seconds, wins per lead)``."""
     lock = threading.Lock()
     position = [0]
     wins: dict[int, int] = {}
@@ -101,13 +109,13 @@ def race(attempts: list[int], claim_one: Any) -> tuple[float, dict[int, int]]:
     for t in threads:
         t.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if errors:
         raise errors[0]
-    return elapsed, wins
+    return elapsed, cpu, wins
 
 
 class PoolClaim:
@@ -122,6 +130,10 @@ class PoolClaim:
         from pelago.core.context import Actor
 
         session = self.runtime.tenant_session(self.tenant.id)
+        # A claim request finds its user already loaded in its session (the API key check loads
+        # it); one session serves all of this claimer's attempts here, so keep the user loaded
+        # across its commits, as each request would have it.
+        session.expire_on_commit = False
         actor = Actor(user_id=self.tenant.rep_ids[k], role="rep", tenant_id=self.tenant.id,
                       team_id=self.tenant.team_id)
         return self.runtime.context(session, self.state, actor)
@@ -163,6 +175,36 @@ class BareClaim:
         state[0].close()
 
 
+class FunctionClaim:
+    """The floor: the claim's database function on a bare connection, one transaction per attempt."""
+
+    def __init__(self, runtime: Any, tenant: Any, pool_id: int) -> None:
+        from pelago.plugins.pool.taking import _TAKE
+
+        self.runtime, self.tenant, self.pool_id, self.stmt = runtime, tenant, pool_id, _TAKE
+
+    def setup(self, k: int) -> Any:
+        return (self.runtime.engine.connect(), self.tenant.rep_ids[k])
+
+    def __call__(self, state: Any, lead: int) -> bool:
+        from datetime import datetime, timezone
+
+        conn, me = state
+        now = datetime.now(timezone.utc)
+        with conn.begin():
+            rows = conn.execute(self.stmt, {
+                "tenant_id": self.tenant.id, "user_id": me, "team_id": self.tenant.team_id,
+                "pool_id": self.pool_id, "lead_ids": [lead], "now": now, "day": now.date(),
+                "protect_before": None, "cooldown_before": None, "count": True, "daily_limit": None,
+                "reason": "claimed", "note": "", "actor_id": me, "config_version": None, "explain": True,
+                "event": "lead_assigned", "subscribers": ["pool"],
+            }).all()
+            return any(r.kind == "taken" for r in rows)
+
+    def teardown(self, state: Any) -> None:
+        state[0].close()
+
+
 def twice(ids: list[int], seed: int) -> list[int]:
     shuffled = list(ids)
     random.Random(seed).shuffle(shuffled)
@@ -197,36 +239,50 @@ def measure(n: int) -> dict[str, Any]:
         queue = RecordingQueue()
         runtime.queue = queue  # type: ignore[assignment]
         pool_tenant = make_tenant(runtime, reps=CLAIMERS, auto_routing=False, plugins=("pool",))
+        floor_tenant = make_tenant(runtime, reps=CLAIMERS, auto_routing=False, plugins=("pool",))
         bare_tenant = make_tenant(runtime, reps=CLAIMERS, auto_routing=False)
-        with runtime.tenant_context(pool_tenant.id) as ctx:
-            pool_id = pools.ensure_default(ctx)
-        log(f"loading {n:,} pool leads and {n:,} baseline leads")
-        pool_ids = load_leads(runtime, pool_tenant.id, n, pool_id, 0)
-        bare_ids = load_leads(runtime, bare_tenant.id, n, None, n)
-        pool_side, bare_side = PoolClaim(runtime, pool_tenant, pool_id), BareClaim(runtime, bare_tenant)
-        pool_s = bare_s = 0.0
-        pool_wins: dict[int, int] = {}
-        bare_wins: dict[int, int] = {}
+        pool_ids_of = {}
+        for tenant in (pool_tenant, floor_tenant):
+            with runtime.tenant_context(tenant.id) as ctx:
+                pool_ids_of[tenant.id] = pools.ensure_default(ctx)
+        log(f"loading {n:,} leads for each of the pool, the function alone and the baseline")
+        ids = {
+            "pool": load_leads(runtime, pool_tenant.id, n, pool_ids_of[pool_tenant.id], 0),
+            "function": load_leads(runtime, floor_tenant.id, n, pool_ids_of[floor_tenant.id], n),
+            "bare": load_leads(runtime, bare_tenant.id, n, None, 2 * n),
+        }
+        sides = {
+            "bare": BareClaim(runtime, bare_tenant),
+            "pool": PoolClaim(runtime, pool_tenant, pool_ids_of[pool_tenant.id]),
+            "function": FunctionClaim(runtime, floor_tenant, pool_ids_of[floor_tenant.id]),
+        }
+        seconds = dict.fromkeys(sides, 0.0)
+        cpu = dict.fromkeys(sides, 0.0)
+        wins: dict[str, dict[int, int]] = {name: {} for name in sides}
         half = n // 2
-        for part in (slice(0, half), slice(half, n)):
-            log(f"baseline: {part.stop - part.start:,} leads, {CLAIMERS} claimers, each lead twice")
-            seconds, wins = race(twice(bare_ids[part], 1), bare_side)
-            bare_s += seconds
-            bare_wins.update(wins)
-            log(f"pool: {part.stop - part.start:,} leads, {CLAIMERS} claimers, each lead twice")
-            seconds, wins = race(twice(pool_ids[part], 2), pool_side)
-            pool_s += seconds
-            pool_wins.update(wins)
-        doubles = check(runtime, pool_tenant.id, pool_ids, pool_wins, ledger=True)
-        doubles += check(runtime, bare_tenant.id, bare_ids, bare_wins, ledger=False)
+        for part in (slice(0, half), slice(half, n)):  # the sides take turns, in halves
+            for seed, name in enumerate(sides):
+                log(f"{name}: {part.stop - part.start:,} leads, {CLAIMERS} claimers, each lead twice")
+                took, used, won = race(twice(ids[name][part], seed), sides[name])
+                seconds[name] += took
+                cpu[name] += used
+                wins[name].update(won)
+        doubles = check(runtime, pool_tenant.id, ids["pool"], wins["pool"], ledger=True)
+        doubles += check(runtime, floor_tenant.id, ids["function"], wins["function"], ledger=True)
+        doubles += check(runtime, bare_tenant.id, ids["bare"], wins["bare"], ledger=False)
         events = sum(len(kw["event_ids"]) for name, kw in queue.jobs if name == "deliver")
         runtime.engine.dispose()
-    pool_rate, bare_rate = n / pool_s, n / bare_s
+    rate = {name: n / s for name, s in seconds.items()}
     return result(
-        "pool_claim", pool_rate / bare_rate,
-        leads=n, claimers=CLAIMERS, attempts_per_lead=2, pool_claims_per_s=round(pool_rate),
-        bare_claims_per_s=round(bare_rate), pool_s=round(pool_s, 2), bare_s=round(bare_s, 2),
-        double_claims=doubles, events=events, peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
+        "pool_claim", rate["pool"] / rate["bare"],
+        leads=n, claimers=CLAIMERS, attempts_per_lead=2, pool_claims_per_s=round(rate["pool"]),
+        bare_claims_per_s=round(rate["bare"]), function_claims_per_s=round(rate["function"]),
+        function_ratio=round(rate["function"] / rate["bare"], 3),
+        cpu_ms_per_attempt_pool=round(cpu["pool"] / (2 * n) * 1000, 3),
+        cpu_ms_per_attempt_function=round(cpu["function"] / (2 * n) * 1000, 3),
+        cpu_ms_per_attempt_bare=round(cpu["bare"] / (2 * n) * 1000, 3),
+        pool_s=round(seconds["pool"], 2), bare_s=round(seconds["bare"], 2), double_claims=doubles, events=events,
+        peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
     )
 
 

@@ -20,7 +20,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import BigInteger, String, bindparam, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from .models import Delivery, OutboxEvent, Tenant
@@ -68,39 +69,67 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+def subscribers(ctx: HookContext, name: str) -> list[str]:
+    """The plugins that get a delivery of ``name`` for this tenant: its implementers that are on."""
+    return [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
+
+
 def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
     """Write ``name`` with ``items`` to the outbox of ``ctx.session``'s transaction.
 
-    Returns the event id (``None`` if ``items`` is empty).
+    Returns the event id (``None`` if ``items`` is empty). On PostgreSQL this
+    is one call of the database function ``core_emit`` (migration ``0003``).
     """
     if not items:
         return None
-    session = ctx.session
     now = ctx.now()
-    event = OutboxEvent(
-        tenant_id=ctx.tenant.id,
-        name=name,
-        payload={"items": snapshot(list(items))},
-        actor_id=ctx.actor.user_id if ctx.actor else None,
-        created_at=now,
-    )
-    session.add(event)
-    session.flush()
-    subscribers = [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
-    if subscribers:
-        session.add_all(
-            Delivery(
-                tenant_id=ctx.tenant.id,
-                event_id=event.id,
-                plugin=plugin,
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-            )
-            for plugin in subscribers
-        )
-        session.info.setdefault(PENDING_KEY, []).append(event.id)
-    return event.id
+    plugins = subscribers(ctx, name)
+    row = {
+        "tenant_id": ctx.tenant.id,
+        "name": name,
+        "items": snapshot(list(items)),
+        "actor_id": ctx.actor.user_id if ctx.actor else None,
+        "created_at": now,
+    }
+    conn = ctx.session.connection()
+    if conn.dialect.name == "postgresql":
+        event_id = conn.execute(_CORE_EMIT, {**row, "plugins": plugins}).scalar_one()
+    else:
+        event_id = conn.execute(insert(OutboxEvent).returning(OutboxEvent.id), {
+            "tenant_id": row["tenant_id"], "name": name, "payload": {"items": row["items"]},
+            "actor_id": row["actor_id"], "created_at": now,
+        }).scalar_one()
+        if plugins:
+            conn.execute(insert(Delivery), [
+                {"tenant_id": ctx.tenant.id, "event_id": event_id, "plugin": plugin, "state": "pending",
+                 "attempts": 0, "next_attempt_at": now}
+                for plugin in plugins
+            ])
+    if plugins:
+        emitted(ctx, int(event_id))
+    return int(event_id)
+
+
+def emitted(ctx: HookContext, event_id: int) -> None:
+    """Hand ``event_id`` to the queue when this transaction commits.
+
+    :func:`emit` does this itself; a plugin whose database function called
+    ``core_emit`` (with :func:`subscribers` as its plugins) calls it with the
+    id the function returned.
+    """
+    ctx.session.info.setdefault(PENDING_KEY, []).append(event_id)
+
+
+_EVENT = OutboxEvent.__table__
+
+_CORE_EMIT = text(
+    "SELECT core_emit(CAST(:tenant_id AS bigint), CAST(:name AS text), :items, CAST(:actor_id AS bigint), "
+    ":created_at, :plugins) AS id"
+).bindparams(
+    bindparam("items", type_=_EVENT.c.payload.type),
+    bindparam("created_at", type_=_EVENT.c.created_at.type),
+    bindparam("plugins", type_=ARRAY(String())),
+).columns(id=BigInteger())
 
 
 def take_pending(session: Session) -> list[int]:

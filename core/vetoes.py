@@ -39,11 +39,19 @@ def refuse_if_vetoed(ctx: HookContext, hook: str, /, **kwargs: Any) -> None:
         raise Vetoed(message, plugin)
 
 
-def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, tuple[str, str]]:
+def vetoes_needed(ctx: HookContext, skip: str | None = None) -> bool:
+    """Whether any plugin on for the tenant (other than ``skip``) implements ``check_assign``."""
+    return any(not (impl.hookwrapper or impl.wrapper) and impl.plugin_name != skip
+               for impl in ctx.hooks.check_assign.get_hookimpls())
+
+
+def vetoes(ctx: HookContext, assignments: Sequence[Assignment], skip: str | None = None) -> dict[int, tuple[str, str]]:
     """``{index: (plugin, message)}`` of the refused ``assignments``, asked as one batch.
 
     Each plugin, in call order, is called once with the assignments no earlier
     plugin refused and answers ``{index in what it was given: message}``.
+    ``skip`` names a plugin not to ask: the one asking, when it has applied
+    its own rules already.
     """
     refused: dict[int, tuple[str, str]] = {}
     pending = list(range(len(assignments)))
@@ -51,7 +59,7 @@ def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, tup
     for impl in reversed(caller.get_hookimpls()):
         if not pending:
             break
-        if impl.hookwrapper or impl.wrapper:
+        if impl.hookwrapper or impl.wrapper or impl.plugin_name == skip:
             continue
         kwargs = {"ctx": ctx, "assignments": [assignments[i] for i in pending]}
         answer = impl.function(*(kwargs[name] for name in impl.argnames)) or {}

@@ -68,40 +68,37 @@ def excluded(ctx: HookContext, team: Team, candidates: Sequence[User]) -> dict[i
 def vetoes(ctx: HookContext, assignments: Sequence[Assignment]) -> dict[int, str] | None:
     """``check_assign``: refuse the assignments that would take a user past the cap."""
     wanted: dict[int, list[int]] = {}
+    team_of: dict[int, int | None] = {}
     for i, a in enumerate(assignments):
         if a.user is not None and a.lead.owner_id != a.user.id:
             wanted.setdefault(a.user.id, []).append(i)
-    if not wanted:
-        return None
-    all_pools = pools.load(ctx)
-    team_of = {a.user.id: a.user.team_id for a in assignments if a.user is not None}
-    capped: dict[int, tuple[int, bool]] = {}
-    for user_id in sorted(wanted):
-        cap, counts_won = cap_of(pools.home(all_pools, team_of[user_id]))
-        if cap is not None:
-            capped[user_id] = (cap, counts_won)
-    if not capped:
-        return None
-    for user_id in capped:  # in id order: two batches lock shared users in the same order
-        counters.lock_user(ctx, user_id)
-    # Leads given in this batch count as proposed, never also as held (a claim has
-    # already written its owner when it asks).
-    batch_ids = [assignments[i].lead.id for ids in wanted.values() for i in ids
-                 if assignments[i].lead.id is not None]
+            team_of[a.user.id] = a.user.team_id
     refused: dict[int, str] = {}
-    for counts_won in {cw for _, cw in capped.values()}:
-        users = [u for u, (_, cw) in capped.items() if cw == counts_won]
-        counts = held(ctx, users, counts_won, batch_ids)
-        for user_id in users:
-            cap = capped[user_id][0]
-            holding = counts[user_id]
-            for i in wanted[user_id]:
-                lead = assignments[i].lead
-                if not _counted(lead, counts_won):
-                    continue
-                if holding >= cap:
-                    refused[i] = message(user_id, holding, cap)
-                else:
-                    holding += 1
+    for user_id in sorted(wanted):  # in id order: two batches lock shared users in the same order
+        over = over_cap(ctx, user_id, team_of[user_id], [assignments[i].lead for i in wanted[user_id]])
+        refused.update({wanted[user_id][k]: message for k, message in over.items()})
     return refused or None
 
+
+def over_cap(ctx: HookContext, user_id: int, team_id: int | None, leads: Sequence[LeadInfo]) -> dict[int, str]:
+    """``{index: message}`` of the ``leads`` that giving to the user would take past the cap.
+
+    Locks the user's row for today first (:func:`.counters.lock_user`), so the
+    count sees every earlier transaction that gave the user leads. Leads with
+    an id count as proposed here, never also as held (a claim has already
+    written their owner when it asks).
+    """
+    cap, counts_won = cap_of(pools.home(pools.load(ctx), team_id))
+    if cap is None or not leads:
+        return {}
+    counters.lock_user(ctx, user_id)
+    holding = held(ctx, [user_id], counts_won, [lead.id for lead in leads if lead.id is not None])[user_id]
+    refused: dict[int, str] = {}
+    for k, lead in enumerate(leads):
+        if not _counted(lead, counts_won):
+            continue
+        if holding >= cap:
+            refused[k] = message(user_id, holding, cap)
+        else:
+            holding += 1
+    return refused

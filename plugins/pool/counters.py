@@ -50,7 +50,7 @@ def _upsert(ctx: HookContext, user_id: int, column: str, n: int, limit: int | No
         where=(grown <= limit) if limit is not None else None,
     ).returning(T.c[column])
     got = ctx.session.execute(stmt).scalar()
-    _remember_lock(ctx, user_id)
+    remember_lock(ctx, user_id)
     return got  # type: ignore[no-any-return]
 
 
@@ -87,5 +87,6 @@ def _locked(ctx: HookContext) -> set[int]:
     return memo[1]  # type: ignore[no-any-return]
 
 
-def _remember_lock(ctx: HookContext, user_id: int) -> None:
+def remember_lock(ctx: HookContext, user_id: int) -> None:
+    """Note that this transaction holds the user's row for today (it upserted it)."""
     _locked(ctx).add(user_id)

@@ -137,3 +137,22 @@ class Sweep(TenantScoped, Base):
     batches: Mapped[int] = mapped_column(Integer, default=0)
     by_rule: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConfigVersion(Base):
+    """A number that changes whenever a tenant's pools or pool members change.
+
+    On PostgreSQL, triggers on ``pool_pool`` and ``pool_member`` set it to a
+    new value of a sequence (never reused, even after a rollback) in the
+    changing transaction, whoever writes (this plugin, a cascade from a
+    deleted team or user, a hand-written fix). A claim uses the pools it
+    cached for the version it saw and checks, inside its own statement, that
+    the version is still that one (:mod:`.pools`, :mod:`.taking`).
+    """
+
+    __tablename__ = "pool_config_version"
+
+    tenant_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    version: Mapped[int] = mapped_column(BigId, default=0)

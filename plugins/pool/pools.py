@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import delete, exists, literal, select, text
+from sqlalchemy import delete, select, text
 
 from pelago.core import Conflict, HookContext, InvalidInput, NotFound
 from pelago.core.context import Actor
 from pelago.core.db import flush_or_conflict, insert_ignoring_conflict
 from pelago.core.models import Team, User
 
-from .models import Pool, PoolMember
+from .models import ConfigVersion, Pool, PoolMember
 from .schemas import PoolSettings
 
 PLUGIN = "pool"
@@ -81,36 +82,114 @@ def ensure_default(ctx: HookContext) -> int:
 
 
 P = Pool.__table__.c
+V = ConfigVersion.__table__.c
+
+
+class Stale(Exception):
+    """The pools a statement was built from have changed since they were cached: load them and redo it."""
+
+
+@dataclass(frozen=True)
+class _Config:
+    """A tenant's pools and their named users, as of ``version`` (see :class:`.models.ConfigVersion`)."""
+
+    version: int
+    pools: tuple[tuple[int, str, int | None, bool, Mapping[str, Any]], ...]
+    roles: Mapping[int, Mapping[int, str]]  # pool id -> {user id: role}
+    by_user: dict[int | None, dict[int, PoolInfo]] = field(default_factory=dict, compare=False)
+
+    def infos(self, user_id: int | None) -> dict[int, PoolInfo]:
+        found = self.by_user.get(user_id)
+        if found is None:
+            found = {
+                pid: PoolInfo(pid, name, team_id, is_default, settings, bool(self.roles.get(pid)),
+                              self.roles.get(pid, {}).get(user_id) if user_id is not None else None)
+                for pid, name, team_id, is_default, settings in self.pools
+            }
+            if len(self.by_user) < 10_000:
+                self.by_user[user_id] = found
+        return found
+
+
+#: PostgreSQL: each database's tenants' pools as last read by this process, checked against the version
+#: before use (keyed by engine: versions are only unique within one database)
+_configs: weakref.WeakKeyDictionary[Any, dict[int, _Config]] = weakref.WeakKeyDictionary()
+
+
+def _cache(ctx: HookContext) -> dict[int, _Config]:
+    bind = ctx.session.get_bind()
+    found = _configs.get(bind)
+    if found is None:
+        found = _configs.setdefault(bind, {})
+    return found
+
+
+def _version(ctx: HookContext) -> int:
+    return ctx.session.scalar(select(V.version).where(V.tenant_id == ctx.tenant.id)) or 0
+
+
+def _read(ctx: HookContext) -> _Config:
+    """The tenant's pools from the database; the version is read first, so it is never newer than the rows."""
+    postgresql = ctx.session.get_bind().dialect.name == "postgresql"
+    version = _version(ctx) if postgresql else 0
+    cached = _cache(ctx).get(ctx.tenant.id)
+    if postgresql and cached is not None and cached.version == version:
+        return cached
+    rows = ctx.session.execute(
+        select(P.id, P.name, P.team_id, P.is_default, P.settings).where(P.tenant_id == ctx.tenant.id).order_by(P.id)
+    ).all()
+    roles: dict[int, dict[int, str]] = {}
+    for pool_id, user_id, role in ctx.session.execute(
+        select(PoolMember.pool_id, PoolMember.user_id, PoolMember.role).where(PoolMember.tenant_id == ctx.tenant.id)
+    ):
+        roles.setdefault(pool_id, {})[user_id] = role
+    config = _Config(version, tuple((r.id, r.name, r.team_id, r.is_default, settings_of(r.id, r.settings))
+                                    for r in rows), roles)
+    if postgresql and any(r.is_default for r in rows):
+        _cache(ctx)[ctx.tenant.id] = config
+    return config
 
 
 def load(ctx: HookContext, user_id: int | None = None) -> dict[int, PoolInfo]:
-    """Every pool of the tenant (one query), with ``user_id``'s named role on each.
+    """Every pool of the tenant, with ``user_id``'s named role on each, as of now.
 
     Remembered for the rest of the transaction (a claim asks twice: itself and
     through ``check_assign``); :func:`create` and :func:`update` forget it.
+    On PostgreSQL a cached copy is used when the tenant's config version
+    (one indexed read) says it is current.
     """
     memo = _memo(ctx)
-    if user_id in memo:
-        return memo[user_id]
-    if user_id is None and memo:  # no caller's role wanted: any loaded view will do
-        return next(iter(memo.values()))
-    named = exists().where(PoolMember.pool_id == P.id)
-    role = select(PoolMember.role).where(PoolMember.pool_id == P.id, PoolMember.user_id == user_id)
-    rows = ctx.session.execute(
-        select(P.id, P.name, P.team_id, P.is_default, P.settings, named.label("named"),
-               role.scalar_subquery().label("role") if user_id is not None else literal(None).label("role"))
-        .where(P.tenant_id == ctx.tenant.id).order_by(P.id)
-    ).all()
-    out = {r.id: PoolInfo(r.id, r.name, r.team_id, r.is_default, settings_of(r.id, r.settings), bool(r.named), r.role)
-           for r in rows}
-    if not any(p.is_default for p in out.values()):
-        ensure_default(ctx)  # first use by this tenant
-        return load(ctx, user_id)
-    memo[user_id] = out
-    return out
+    if "config" not in memo:
+        config = _read(ctx)
+        if not any(p[3] for p in config.pools):
+            ensure_default(ctx)  # first use by this tenant
+            config = _read(ctx)
+        memo["config"] = config
+    return memo["config"].infos(user_id)  # type: ignore[no-any-return]
 
 
-def _memo(ctx: HookContext) -> dict[int | None, dict[int, PoolInfo]]:
+def cached(ctx: HookContext, user_id: int) -> tuple[dict[int, PoolInfo], int | None]:
+    """The pools as :func:`load` gives them, without a query when this process has them cached.
+
+    Returns ``(pools, version)``: ``version`` is the config version the pools
+    are of, for the caller's statement to check (raising :class:`Stale` when
+    it no longer holds), or ``None`` when they were read in this transaction.
+    """
+    memo = _memo(ctx)
+    config = _cache(ctx).get(ctx.tenant.id) if "config" not in memo else None
+    if config is None:
+        return load(ctx, user_id), None
+    return config.infos(user_id), config.version
+
+
+def verified(ctx: HookContext, version: int) -> None:
+    """The caller's statement found the config at ``version``: the cached copy holds for this transaction."""
+    config = _cache(ctx).get(ctx.tenant.id)
+    if config is not None and config.version == version:
+        _memo(ctx).setdefault("config", config)
+
+
+def _memo(ctx: HookContext) -> dict[str, Any]:
     ctx.session.connection()  # begins the transaction the memo belongs to, if none has begun yet
     txn = ctx.session.get_transaction()
     memo = ctx.session.info.get("pool_pools")

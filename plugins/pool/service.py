@@ -23,28 +23,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, delete, exists, func, insert, literal, null, or_, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import String, and_, case, cast, func, insert, literal, null, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pelago.core import Conflict, Forbidden, HookContext, InvalidInput, NotFound, PelagoError, Vetoed
+from pelago.core.context import Actor
 from pelago.core.db import BigId, UtcDateTime
 from pelago.core.models import Lead, OwnershipChange, User
 from pelago.core.pagination import Page, decode, encode
 from pelago.core.routing import Assignment, LeadInfo
-from pelago.core.vetoes import vetoes
+from pelago.core.vetoes import vetoes, vetoes_needed
 
-from . import counters, pools, rules
+from . import caps, counters, pools, rules
 from .models import PoolEntry
 from .pools import PoolInfo, can_admin, can_use
+from .taking import ANY_TIME, INFO_COLUMNS, Taken, Terms, strictest_limit, take
 
 L = Lead.__table__.c
 E = PoolEntry.__table__
 OC = OwnershipChange.__table__
 
-#: the lead columns a LeadInfo needs (returned by the claim's UPDATE, read by releases)
-INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
-                L.stage, L.is_customer, L.locked)
+PLUGIN = "pool"
 
 
 class TooManyViews(PelagoError):
@@ -108,19 +107,7 @@ def entries_of(ctx: HookContext, lead_ids: Sequence[int]) -> dict[int, int]:
 
 def claimable(ctx: HookContext, pool: PoolInfo, user_id: int | None, now: datetime) -> list[ColumnElement[bool]]:
     """The conditions on a lead's entry for ``user_id`` to claim it from ``pool`` at ``now``."""
-    s, tz = pool.settings, ctx.tenant.tz
-    cond: list[ColumnElement[bool]] = [
-        E.c.pool_id == pool.id,
-        or_(E.c.hidden_until.is_(None), E.c.hidden_until <= now),
-    ]
-    if s["protect_days"]:
-        cond.append(E.c.entered_at < literal(rules.cutoff(tz, now, s["protect_days"]), UtcDateTime()))
-    if s["cooldown_days"] and user_id is not None:
-        cond.append(or_(
-            E.c.from_user_id.is_(None), E.c.from_user_id != user_id, E.c.released_at.is_(None),
-            E.c.released_at < literal(rules.cutoff(tz, now, s["cooldown_days"]), UtcDateTime()),
-        ))
-    return cond
+    return Terms.of(ctx, pool, now).conditions(pool.id, user_id, now)
 
 
 def claimable_from(ctx: HookContext, pool: PoolInfo, user_id: int | None, entry: Any, now: datetime) -> datetime | None:
@@ -140,58 +127,17 @@ def claimable_from(ctx: HookContext, pool: PoolInfo, user_id: int | None, entry:
 # --- taking leads out of a pool (claim, distribute) ------------------------------------------
 
 
-def _take(
-    ctx: HookContext, user: User, groups: Mapping[int, list[int]], all_pools: Mapping[int, PoolInfo],
-    *, respect_rules: bool, now: datetime,
-) -> list[Row[Any]]:
-    """The one conditional UPDATE giving the leads of ``groups`` ({pool: ids}) to ``user``.
-
-    Returns the leads it updated; then removes them from their pools, guarded
-    by the pool they were taken from (a concurrent move makes this a 409).
-    """
-    branches = []
-    for pool_id, ids in groups.items():
-        cond = claimable(ctx, all_pools[pool_id], user.id, now) if respect_rules else [E.c.pool_id == pool_id]
-        in_pool = exists().where(E.c.lead_id == L.id, E.c.tenant_id == ctx.tenant.id, *cond)
-        branches.append(and_(L.id.in_(ids), in_pool))
-    values: dict[str, Any] = {"owner_id": user.id, "assigned_at": now, "updated_at": now, "version": L.version + 1}
-    if user.team_id is not None:
-        values["team_id"] = user.team_id
-    rows = ctx.session.execute(
-        update(Lead.__table__)
-        .where(L.tenant_id == ctx.tenant.id, L.owner_id.is_(None), or_(*branches))
-        .values(**values)
-        .returning(*INFO_COLUMNS)
-    ).all()
-    if not rows:
-        return []
-    taken = {r.id for r in rows}
-    pool_of = {lid: pid for pid, ids in groups.items() for lid in ids}
-    removed = ctx.session.execute(
-        delete(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(taken)).returning(E.c.lead_id, E.c.pool_id)
-    ).all()
-    if {(lid, pid) for lid, pid in removed} != {(lid, pool_of[lid]) for lid in taken}:
-        raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
-    return sorted(rows, key=lambda r: r.id)
-
-
-def _record_given(
-    ctx: HookContext, rows: Sequence[Row[Any]], user: User, pool_of: Mapping[int, int], *,
-    reason: str, note: str, now: datetime,
-) -> None:
-    """Ledger rows and ``lead_assigned`` for leads taken out of a pool."""
-    actor_id = ctx.actor.user_id if ctx.actor else None
-    ctx.session.execute(insert(OC), [
-        {"tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": None, "to_user_id": user.id,
-         "from_team_id": None, "to_team_id": r.team_id, "reason": reason, "rule": f"pool:{pool_of[r.id]}",
-         "note": note, "detail": {"pool_id": pool_of[r.id]}, "actor_id": actor_id, "at": now}
-        for r in rows
-    ])
-    ctx.emit("lead_assigned", [
-        {"lead_id": r.id, "from_user_id": None, "to_user_id": user.id, "team_id": r.team_id, "reason": reason,
-         "rule": f"pool:{pool_of[r.id]}", "pool_id": pool_of[r.id]}
-        for r in rows
-    ])
+def _refuse_if_vetoed(ctx: HookContext, taken: Taken, user_id: int, team_id: int | None, reason: str) -> None:
+    """The hold cap of the pool, then ``check_assign`` of the tenant's other plugins."""
+    leads = [info(r, None) for r in taken.rows]
+    over = caps.over_cap(ctx, user_id, team_id, leads)
+    if over:
+        raise Vetoed(over[min(over)], PLUGIN)
+    if vetoes_needed(ctx, skip=PLUGIN):
+        user = ctx.session.get(User, user_id)
+        refused = vetoes(ctx, [Assignment(lead, user, reason) for lead in leads], skip=PLUGIN)
+        if refused:
+            raise _first_veto(refused)
 
 
 def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None) -> Outcome:
@@ -200,13 +146,28 @@ def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None)
     Refusals of the whole claim (nothing claimable, the daily limit, the hold
     cap or another plugin's veto) raise 409 and leave nothing written.
     """
-    user = _actor(ctx)
+    me = ctx.actor
+    if me is None or me.tenant_id != ctx.tenant.id:
+        raise Forbidden("this needs a user of the tenant")
+    all_pools, version = pools.cached(ctx, me.user_id)
+    try:
+        return _claim(ctx, me, all_pools, version, lead_ids, pool_id)
+    except pools.Stale:
+        return _claim(ctx, me, pools.load(ctx, me.user_id), None, lead_ids, pool_id)
+
+
+def _claim(
+    ctx: HookContext, me: Actor, all_pools: Mapping[int, PoolInfo], version: int | None,
+    lead_ids: Sequence[int], pool_id: int | None,
+) -> Outcome:
+    """:func:`claim` with these pools; ``version``: they are cached, not yet checked."""
     now = ctx.now()
-    all_pools = pools.load(ctx, user.id)
     ids = sorted(set(lead_ids))
     if pool_id is not None:
         pool = all_pools.get(pool_id)
-        if pool is None or not can_use(pool, ctx.actor):
+        if pool is None or not can_use(pool, me):
+            if version is not None:
+                raise pools.Stale("check before refusing")
             raise NotFound(f"pool {pool_id} not found")
         where = dict.fromkeys(ids, pool_id)
     else:
@@ -215,44 +176,48 @@ def claim(ctx: HookContext, lead_ids: Sequence[int], pool_id: int | None = None)
     out = Outcome()
     for lid in ids:
         pid = where.get(lid)
-        if pid is not None and not can_use(all_pools[pid], ctx.actor):
+        if pid is not None and (pid not in all_pools or not can_use(all_pools[pid], me)):
+            if version is not None:
+                raise pools.Stale("check before refusing")
             out.refused[lid] = "not in a pool you may claim from"
         elif pid is not None:
             groups.setdefault(pid, []).append(lid)
-    rows = _take(ctx, user, groups, all_pools, respect_rules=True, now=now) if groups else []
-    taken = {r.id for r in rows}
-    out.refused.update(_why_not(ctx, [i for i in ids if i not in taken and i not in out.refused],
-                                user.id, all_pools, now, pool_id))
-    if not rows:
+    if version is not None and not groups:
+        raise pools.Stale("check before refusing")
+    terms = {pid: Terms.of(ctx, all_pools[pid], now) for pid in groups}
+    taken = take(ctx, me.user_id, me.team_id, groups, terms, reason="claimed", note="", count=True, now=now,
+                 config_version=version, explain=True)
+    done = set(taken.pool_of)
+    out.refused.update(_why_not(ctx, [i for i in ids if i not in done and i not in out.refused],
+                                me.user_id, all_pools, now, pool_id, taken.others))
+    if not taken.rows:
         out.raise_if_nothing_done("claim")
-    pool_of = {lid: pid for pid, lids in groups.items() for lid in lids}
-    limits = [all_pools[pool_of[r.id]].settings["daily_claim_limit"] for r in rows]
-    limit = min((x for x in limits if x is not None), default=None)
-    if counters.add_claims(ctx, user.id, len(rows), limit) is None:
-        more = f"; these {len(rows)} would pass it" if len(rows) > 1 else ""
+    if taken.claims_today is None:
+        limit = strictest_limit(terms.values())
+        more = f"; these {len(taken.rows)} would pass it" if len(taken.rows) > 1 else ""
         raise Conflict(f"daily claim limit reached: at most {limit} claims a day{more}",
                        {"daily_claim_limit": limit})
-    refused = vetoes(ctx, [Assignment(info(r, None), user, "claimed") for r in rows])
-    if refused:
-        raise _first_veto(refused)
-    _record_given(ctx, rows, user, pool_of, reason="claimed", note="", now=now)
-    out.done = [r.id for r in rows]
+    _refuse_if_vetoed(ctx, taken, me.user_id, me.team_id, "claimed")
+    out.done = [r.id for r in taken.rows]
     return out
 
 
 def _why_not(
     ctx: HookContext, ids: Sequence[int], user_id: int, all_pools: Mapping[int, PoolInfo], now: datetime,
-    pool_id: int | None,
+    pool_id: int | None, found: Mapping[int, Any] | None,
 ) -> dict[int, str]:
-    """Why each of ``ids`` was not claimed (read after the fact, for the answer only)."""
+    """Why each of ``ids`` was not claimed, from their state read after the attempt (``found``; the rest read here)."""
     if not ids:
         return {}
-    rows = ctx.session.execute(
-        select(L.id, L.owner_id, E.c.pool_id, E.c.entered_at, E.c.from_user_id, E.c.released_at, E.c.hidden_until)
-        .select_from(Lead.__table__.outerjoin(E, E.c.lead_id == L.id))
-        .where(L.tenant_id == ctx.tenant.id, L.id.in_(ids))
-    ).all()
-    found = {r.id: r for r in rows}
+    found = dict(found or {})
+    missing = [i for i in ids if i not in found]
+    if missing:
+        found.update((r.id, r) for r in ctx.session.execute(
+            select(L.id, L.owner_id, E.c.pool_id, E.c.entered_at, E.c.from_user_id, E.c.released_at,
+                   E.c.hidden_until)
+            .select_from(Lead.__table__.outerjoin(E, E.c.lead_id == L.id))
+            .where(L.tenant_id == ctx.tenant.id, L.id.in_(missing))
+        ))
     out = {}
     for lid in ids:
         r = found.get(lid)
@@ -262,7 +227,7 @@ def _why_not(
             out[lid] = "you hold it already"
         elif r.owner_id is not None:
             out[lid] = "claimed by someone else first"
-        elif not can_use(all_pools[r.pool_id], ctx.actor):
+        elif r.pool_id not in all_pools or not can_use(all_pools[r.pool_id], ctx.actor):
             out[lid] = "not in a pool you may claim from"
         elif pool_id is not None and r.pool_id != pool_id:
             out[lid] = f"not in pool {pool_id} (it is in pool {r.pool_id})"
@@ -304,20 +269,16 @@ def distribute(ctx: HookContext, lead_ids: Sequence[int], user_id: int, note: st
             out.refused[lid] = "not in a pool you administer"
         else:
             groups.setdefault(pid, []).append(lid)
-    rows = _take(ctx, target, groups, all_pools, respect_rules=False, now=now) if groups else []
-    taken = {r.id for r in rows}
+    taken = take(ctx, target.id, target.team_id, groups, dict.fromkeys(groups, ANY_TIME),
+                 reason="distributed", note=note, count=False, now=now)
     for lids in groups.values():
         for lid in lids:
-            if lid not in taken:
+            if lid not in taken.pool_of:
                 out.refused[lid] = "no longer in the pool"
-    if not rows:
+    if not taken.rows:
         out.raise_if_nothing_done("distribute")
-    refused = vetoes(ctx, [Assignment(info(r, None), target, "distributed") for r in rows])
-    if refused:
-        raise _first_veto(refused)
-    pool_of = {lid: pid for pid, lids in groups.items() for lid in lids}
-    _record_given(ctx, rows, target, pool_of, reason="distributed", note=note, now=now)
-    out.done = [r.id for r in rows]
+    _refuse_if_vetoed(ctx, taken, target.id, target.team_id, "distributed")
+    out.done = [r.id for r in taken.rows]
     return out
 
 

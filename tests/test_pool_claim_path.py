@@ -1,0 +1,127 @@
+"""The claim's fast path: pools cached per process and checked by version, and its one database call.
+
+On PostgreSQL a claim uses the tenant's pools as this process last read them
+and ``pool_take`` checks, inside the same call, that the tenant's pool config
+version is still the one they were read at; triggers on ``pool_pool`` and
+``pool_member`` change that version on every write, whoever writes. These
+tests change pools behind the cache's back (another transaction, a cascade)
+and check that the next claim obeys the change. On SQLite the pools are read
+in every transaction, and the same tests hold.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, text
+
+from pelago.core.models import OutboxEvent, Team
+from pelago.plugins.pool.models import ConfigVersion, Pool, RepDay
+from tests.pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
+
+
+def version(t) -> int:
+    with t.runtime.sessions() as s:
+        return s.scalar(select(ConfigVersion.version).where(ConfigVersion.tenant_id == t.id)) or 0
+
+
+def test_a_member_removed_cannot_claim_on_the_next_request(make_app):
+    app = make_app()
+    t = pool_tenant(app)
+    other_team = t.post("/api/v1/teams", json={"name": "Beijing"}).get_json()["id"]
+    outsider = add_rep(t, "outsider", team_id=other_team)
+    vip = t.post("/api/v1/pool/pools", json={"name": "VIP", "members": [{"user_id": outsider, "role": "member"}]})
+    vip_id = vip.get_json()["id"]
+    first, second = into_pool(t, 2, pool_id=vip_id)
+    assert claim(t, "outsider", first, pool_id=vip_id).status_code == 200  # the cache now holds the VIP pool
+    named = {"members": [{"user_id": t.users["rep2"], "role": "member"}]}  # the outsider is no longer named
+    assert t.patch(f"/api/v1/pool/pools/{vip_id}", json=named).status_code == 200
+    r = claim(t, "outsider", second, pool_id=vip_id)
+    assert r.status_code == 404, r.get_json()
+    assert owner_of(t, second) is None
+
+
+def test_settings_changed_by_another_transaction_apply_to_the_next_claim(make_app, clock):
+    app = make_app()
+    t = pool_tenant(app)
+    first, second = into_pool(t, 2)
+    assert claim(t, "rep", first).status_code == 200
+    before, pool_id = version(t), default_pool(t)["id"]
+    # Behind the API's back: another process edits the settings with plain SQL.
+    with t.runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE pool_pool SET settings = :s WHERE id = :id"),
+                     {"s": '{"protect_days": 3}', "id": pool_id})
+    if t.runtime.engine.dialect.name == "postgresql":
+        assert version(t) != before  # the trigger saw it
+    r = claim(t, "rep", second)
+    assert r.status_code == 409
+    assert "protected until" in r.get_json()["errors"]["refused"][0]["reason"]
+    assert owner_of(t, second) is None
+
+
+@pytest.mark.postgres
+def test_every_write_to_pools_or_members_changes_the_version(make_app):
+    app = make_app()
+    t = pool_tenant(app)
+    seen = [version(t)]
+
+    def changed() -> None:
+        now = version(t)
+        assert now not in seen, "the config version did not change"
+        seen.append(now)
+
+    team = t.post("/api/v1/teams", json={"name": "Hangzhou"}).get_json()["id"]
+    pool = t.post("/api/v1/pool/pools", json={"name": "Hangzhou pool", "team_id": team}).get_json()["id"]
+    changed()
+    set_pool(t, pool, daily_claim_limit=5)
+    changed()
+    assert t.patch(f"/api/v1/pool/pools/{pool}", json={"members": [{"user_id": t.users["rep"]}]}).status_code == 200
+    changed()
+    with t.runtime.tenant_session(t.id) as s:  # a cascade from the core: the pool loses its team
+        s.delete(s.get(Team, team))
+        s.commit()
+    changed()
+    with t.runtime.tenant_session(t.id) as s:
+        assert s.get(Pool, pool).team_id is None
+    # A change rolled back leaves the version as it was, and its number is never handed out again.
+    with t.runtime.engine.connect() as conn:
+        conn.execute(text("UPDATE pool_pool SET name = 'x' WHERE id = :id"), {"id": pool})
+        dropped = conn.execute(text("SELECT version FROM pool_config_version WHERE tenant_id = :t"),
+                               {"t": t.id}).scalar()
+        conn.rollback()
+    assert version(t) == seen[-1]
+    set_pool(t, pool, daily_claim_limit=6)
+    assert version(t) not in (seen[-1], dropped)
+
+
+def test_a_lost_race_says_who_won_and_writes_nothing(make_app):
+    app = make_app()
+    t = pool_tenant(app, daily_claim_limit=10)
+    (lead,) = into_pool(t)
+    assert claim(t, "rep", lead).status_code == 200
+    r = claim(t, "rep2", lead)
+    assert r.status_code == 409
+    assert r.get_json()["errors"]["refused"] == [{"lead_id": lead, "reason": "claimed by someone else first"}]
+    again = claim(t, "rep", lead)
+    assert again.get_json()["errors"]["refused"] == [{"lead_id": lead, "reason": "you hold it already"}]
+    with t.runtime.sessions() as s:
+        counts = {r.user_id: r.claims for r in s.scalars(select(RepDay).where(RepDay.tenant_id == t.id))}
+        events = s.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == t.id,
+                                                     OutboxEvent.name == "lead_assigned")).all()
+    assert counts == {t.users["rep"]: 1}  # the losers counted nothing
+    assert [e.payload["items"] for e in events] == [[{
+        "lead_id": lead, "from_user_id": None, "to_user_id": t.users["rep"], "team_id": t.team_id,
+        "reason": "claimed", "rule": f"pool:{default_pool(t)['id']}", "pool_id": default_pool(t)["id"],
+    }]]
+    assert [c.reason for c in ledger(t, lead)] == ["created", "claimed"]
+
+
+def test_the_daily_limit_refuses_a_claim_of_several_that_would_pass_it(make_app):
+    app = make_app()
+    t = pool_tenant(app, daily_claim_limit=2)
+    leads = into_pool(t, 3)
+    r = claim(t, "rep", *leads)
+    assert r.status_code == 409
+    assert r.get_json()["message"] == "daily claim limit reached: at most 2 claims a day; these 3 would pass it"
+    assert all(owner_of(t, lead) is None for lead in leads)
+    assert claim(t, "rep", *leads[:2]).status_code == 200
+    assert claim(t, "rep", leads[2]).status_code == 409
