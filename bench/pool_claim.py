@@ -128,15 +128,19 @@ class PoolClaim:
 
     def setup(self, k: int) -> Any:
         from pelago.core.context import Actor
+        from pelago.core.models import User
 
         session = self.runtime.tenant_session(self.tenant.id)
-        # A claim request finds its user already loaded in its session (the API key check loads
-        # it); one session serves all of this claimer's attempts here, so keep the user loaded
-        # across its commits, as each request would have it.
+        # A claim request finds its user loaded and held in its session (the API key check loads
+        # it, hostapp/auth.py). One session serves all of this claimer's attempts here: hold the
+        # user the same way, and keep it loaded across the commits as each request would have it.
         session.expire_on_commit = False
-        actor = Actor(user_id=self.tenant.rep_ids[k], role="rep", tenant_id=self.tenant.id,
-                      team_id=self.tenant.team_id)
-        return self.runtime.context(session, self.state, actor)
+        user = session.get(User, self.tenant.rep_ids[k])
+        actor = Actor(user_id=user.id, role="rep", tenant_id=self.tenant.id, team_id=self.tenant.team_id)
+        ctx = self.runtime.context(session, self.state, actor)
+        ctx.extra["user"] = user  # the strong reference the request's ``g`` holds
+        session.commit()
+        return ctx
 
     def __call__(self, ctx: Any, lead: int) -> bool:
         from pelago.core import Conflict

@@ -132,6 +132,9 @@ def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
         g.pelago_actor = Actor(
             user_id=user.id, role=user.role, tenant_id=user.tenant_id, team_id=user.team_id, email=user.email
         )
+        # Held for the request: the session's identity map keeps only weak references, and services
+        # that need the caller's row (``session.get(User, actor.user_id)``) then find it without a query.
+        g.pelago_user = user
         if tenant is None:  # an operator
             slug = request.headers.get("X-Pelago-Tenant")
             if slug:
