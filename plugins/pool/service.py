@@ -161,13 +161,17 @@ def _claim(
     lead_ids: Sequence[int], pool_id: int | None,
 ) -> Outcome:
     """:func:`claim` with these pools; ``version``: they are cached, not yet checked."""
+
+    def refusing() -> None:
+        if version is not None:  # a refusal is never made from cached pools: load them, ask again
+            raise pools.Stale("refusing from cached pools")
+
     now = ctx.now()
     ids = sorted(set(lead_ids))
     if pool_id is not None:
         pool = all_pools.get(pool_id)
         if pool is None or not can_use(pool, me):
-            if version is not None:
-                raise pools.Stale("check before refusing")
+            refusing()
             raise NotFound(f"pool {pool_id} not found")
         where = dict.fromkeys(ids, pool_id)
     else:
@@ -177,13 +181,12 @@ def _claim(
     for lid in ids:
         pid = where.get(lid)
         if pid is not None and (pid not in all_pools or not can_use(all_pools[pid], me)):
-            if version is not None:
-                raise pools.Stale("check before refusing")
+            refusing()
             out.refused[lid] = "not in a pool you may claim from"
         elif pid is not None:
             groups.setdefault(pid, []).append(lid)
-    if version is not None and not groups:
-        raise pools.Stale("check before refusing")
+    if not groups:
+        refusing()
     terms = {pid: Terms.of(ctx, all_pools[pid], now) for pid in groups}
     taken = take(ctx, me.user_id, me.team_id, groups, terms, reason="claimed", note="", count=True, now=now,
                  config_version=version, explain=True)
