@@ -245,5 +245,23 @@ def flush_or_conflict(session: Session, message: str, errors: dict[str, Any] | N
         raise Conflict("the object changed meanwhile; reload and retry") from None
 
 
+def per_transaction(session: Session, key: str) -> dict[Any, Any]:
+    """A dict kept in ``session.info[key]`` for as long as the session's current transaction lasts.
+
+    For what one transaction may remember and the next must not (rows locked,
+    configuration read in it). Begins the transaction if none has begun yet,
+    so the dict belongs to the one the caller's next statement runs in.
+    """
+    txn = session.get_transaction()
+    if txn is None:
+        session.connection()  # autobegin
+        txn = session.get_transaction()
+    memo = session.info.get(key)
+    if memo is None or memo[0] is not txn:
+        memo = (txn, {})
+        session.info[key] = memo
+    return memo[1]  # type: ignore[no-any-return]
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[TenantSession]:
     return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)

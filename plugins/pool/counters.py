@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pelago.core import HookContext
+from pelago.core.db import per_transaction
 
 from .models import RepDay
 from .rules import local_day
@@ -78,13 +79,7 @@ def lock_user(ctx: HookContext, user_id: int) -> None:
 
 
 def _locked(ctx: HookContext) -> set[int]:
-    ctx.session.connection()  # begins the transaction the memo belongs to, if none has begun yet
-    txn = ctx.session.get_transaction()
-    memo = ctx.session.info.get("pool_locked_users")
-    if memo is None or memo[0] is not txn:
-        memo = (txn, set())
-        ctx.session.info["pool_locked_users"] = memo
-    return memo[1]  # type: ignore[no-any-return]
+    return per_transaction(ctx.session, "pool_locked_users").setdefault("users", set())  # type: ignore[no-any-return]
 
 
 def remember_lock(ctx: HookContext, user_id: int) -> None:

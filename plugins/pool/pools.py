@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, text
 
 from pelago.core import Conflict, HookContext, InvalidInput, NotFound
 from pelago.core.context import Actor
-from pelago.core.db import flush_or_conflict, insert_ignoring_conflict
+from pelago.core.db import flush_or_conflict, insert_ignoring_conflict, per_transaction
 from pelago.core.models import Team, User
 
 from .models import ConfigVersion, Pool, PoolMember
@@ -190,13 +190,7 @@ def verified(ctx: HookContext, version: int) -> None:
 
 
 def _memo(ctx: HookContext) -> dict[str, Any]:
-    ctx.session.connection()  # begins the transaction the memo belongs to, if none has begun yet
-    txn = ctx.session.get_transaction()
-    memo = ctx.session.info.get("pool_pools")
-    if memo is None or memo[0] is not txn:
-        memo = (txn, {})
-        ctx.session.info["pool_pools"] = memo
-    return memo[1]  # type: ignore[no-any-return]
+    return per_transaction(ctx.session, "pool_pools")
 
 
 def forget(ctx: HookContext) -> None:
