@@ -183,9 +183,9 @@ class FunctionClaim:
     """The floor: the claim's database function on a bare connection, one transaction per attempt."""
 
     def __init__(self, runtime: Any, tenant: Any, pool_id: int) -> None:
-        from pelago.plugins.pool.taking import _TAKE
+        from pelago.plugins.pool.taking import TAKE_SQL
 
-        self.runtime, self.tenant, self.pool_id, self.stmt = runtime, tenant, pool_id, _TAKE
+        self.runtime, self.tenant, self.pool_id, self.sql = runtime, tenant, pool_id, TAKE_SQL
 
     def setup(self, k: int) -> Any:
         return (self.runtime.engine.connect(), self.tenant.rep_ids[k])
@@ -196,7 +196,7 @@ class FunctionClaim:
         conn, me = state
         now = datetime.now(timezone.utc)
         with conn.begin():
-            rows = conn.execute(self.stmt, {
+            rows = conn.exec_driver_sql(self.sql, {
                 "tenant_id": self.tenant.id, "user_id": me, "team_id": self.tenant.team_id,
                 "pool_id": self.pool_id, "lead_ids": [lead], "now": now, "day": now.date(),
                 "protect_before": None, "cooldown_before": None, "count": True, "daily_limit": None,

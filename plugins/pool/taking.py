@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, delete, exists, insert, literal, or_, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, delete, exists, insert, literal, or_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -131,15 +130,17 @@ def take(
     return taken
 
 
-#: PostgreSQL: the function ``pool_take`` (migration ``pool_0002``) makes the writes and emits the event
-_TAKE = text("""
+#: PostgreSQL: the function ``pool_take`` (migration ``pool_0002``) makes the writes and emits the event.
+#: It is the driver's own SQL (psycopg's ``%(name)s`` parameters): the pool's hottest call skips
+#: SQLAlchemy's statement and parameter handling, about a tenth of a claim's interpreter time.
+TAKE_SQL = """
 SELECT * FROM pool_take(
-    CAST(:tenant_id AS bigint), CAST(:user_id AS bigint), CAST(:team_id AS bigint), CAST(:pool_id AS bigint),
-    CAST(:lead_ids AS bigint[]), CAST(:now AS timestamptz), CAST(:day AS date),
-    CAST(:protect_before AS timestamptz), CAST(:cooldown_before AS timestamptz), CAST(:count AS boolean),
-    CAST(:daily_limit AS integer), CAST(:reason AS text), CAST(:note AS text), CAST(:actor_id AS bigint),
-    CAST(:config_version AS bigint), CAST(:explain AS boolean), CAST(:event AS text), :subscribers)
-""").bindparams(bindparam("subscribers", type_=ARRAY(String())))
+    %(tenant_id)s::bigint, %(user_id)s::bigint, %(team_id)s::bigint, %(pool_id)s::bigint,
+    %(lead_ids)s::bigint[], %(now)s::timestamptz, %(day)s::date,
+    %(protect_before)s::timestamptz, %(cooldown_before)s::timestamptz, %(count)s::boolean,
+    %(daily_limit)s::integer, %(reason)s::text, %(note)s::text, %(actor_id)s::bigint,
+    %(config_version)s::bigint, %(explain)s::boolean, %(event)s::text, %(subscribers)s::text[])
+"""
 
 EVENT = "lead_assigned"
 
@@ -164,7 +165,7 @@ def _take_postgresql(
     conn = ctx.session.connection()
     for pool_id, ids in groups.items():
         t = terms[pool_id]
-        got = conn.execute(_TAKE, {
+        got = conn.exec_driver_sql(TAKE_SQL, {
             **common, "pool_id": pool_id, "lead_ids": list(ids), "config_version": config_version,
             "protect_before": t.protect_before, "cooldown_before": t.cooldown_before,
         }).all()
