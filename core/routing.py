@@ -147,13 +147,18 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
             continue
         by_team.setdefault(team.id, []).append(i)
 
+    candidates: dict[int, User] = {}
     for team_id, members in by_team.items():
-        _choose_owners(ctx, teams[team_id], [leads[i] for i in members], [decisions[i] for i in members])
-    _apply_vetoes(ctx, leads, decisions, reason)
+        candidates.update((u.id, u) for u in _choose_owners(
+            ctx, teams[team_id], [leads[i] for i in members], [decisions[i] for i in members]))
+    _apply_vetoes(ctx, leads, decisions, reason, candidates)
     return decisions
 
 
-def _choose_owners(ctx: HookContext, team: Team, leads: list[LeadInfo], decisions: list[Decision]) -> None:
+def _choose_owners(
+    ctx: HookContext, team: Team, leads: list[LeadInfo], decisions: list[Decision]
+) -> list[User]:
+    """Decide the owners of ``team``'s leads; returns the team's candidates (the owners are among them)."""
     candidates = candidates_of(ctx, team)
     excluded: dict[int, str] = {}
     for result in ctx.hooks.exclude_candidates(ctx=ctx, team=team, candidates=candidates, leads=leads):
@@ -170,7 +175,7 @@ def _choose_owners(ctx: HookContext, team: Team, leads: list[LeadInfo], decision
     if not eligible:
         for d in decisions:
             d.explanation["owner"] = {"user_id": None, "reason": "no eligible candidate in the team"}
-        return
+        return candidates
     allowed = {u.id for u in eligible}
     answered = ask_each(
         ctx, "choose_owner", list(range(len(leads))),
@@ -188,15 +193,19 @@ def _choose_owners(ctx: HookContext, team: Team, leads: list[LeadInfo], decision
     for j, d in enumerate(decisions):
         if j not in decided:
             d.explanation["owner"] = {"user_id": None, "reason": "no plugin chose an owner"}
+    return candidates
 
 
-def _apply_vetoes(ctx: HookContext, leads: Sequence[LeadInfo], decisions: list[Decision], reason: str) -> None:
-    """Routing must not fail intake: a vetoed choice leaves the lead unowned, with the reason."""
+def _apply_vetoes(
+    ctx: HookContext, leads: Sequence[LeadInfo], decisions: list[Decision], reason: str, users: Mapping[int, User]
+) -> None:
+    """Routing must not fail intake: a vetoed choice leaves the lead unowned, with the reason.
+
+    ``users``: the candidates already loaded; every chosen owner is one of them.
+    """
     proposed = [i for i, d in enumerate(decisions) if d.owner_id is not None]
     if not proposed:
         return
-    # The candidates are in the session's identity map already: get() costs no query.
-    users = {uid: ctx.session.get(User, uid) for uid in {decisions[i].owner_id for i in proposed}}
     assignments = [Assignment(leads[i], users[decisions[i].owner_id], reason) for i in proposed]  # type: ignore[index]
     from .vetoes import vetoes
 

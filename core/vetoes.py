@@ -21,10 +21,7 @@ def first_veto(ctx: HookContext, hook: str, /, **kwargs: Any) -> tuple[str, str]
     than through ``pm.hook`` is what lets the refusal say who refused.
     """
     kwargs = {"ctx": ctx, **kwargs}
-    caller = getattr(ctx.hooks, hook)
-    for impl in reversed(caller.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue  # wrappers wrap the call; they do not answer it
+    for impl in _answering(ctx, hook):
         message = impl.function(*(kwargs[name] for name in impl.argnames))
         if message:
             return impl.plugin_name, str(message)
@@ -39,10 +36,15 @@ def refuse_if_vetoed(ctx: HookContext, hook: str, /, **kwargs: Any) -> None:
         raise Vetoed(message, plugin)
 
 
+def _answering(ctx: HookContext, hook: str, skip: str | None = None) -> list[Any]:
+    """The implementations of ``hook`` that answer it, in call order (wrappers wrap; ``skip`` is not asked)."""
+    return [impl for impl in reversed(getattr(ctx.hooks, hook).get_hookimpls())
+            if not (impl.hookwrapper or impl.wrapper) and impl.plugin_name != skip]
+
+
 def vetoes_needed(ctx: HookContext, skip: str | None = None) -> bool:
     """Whether any plugin on for the tenant (other than ``skip``) implements ``check_assign``."""
-    return any(not (impl.hookwrapper or impl.wrapper) and impl.plugin_name != skip
-               for impl in ctx.hooks.check_assign.get_hookimpls())
+    return bool(_answering(ctx, "check_assign", skip))
 
 
 def vetoes(ctx: HookContext, assignments: Sequence[Assignment], skip: str | None = None) -> dict[int, tuple[str, str]]:
@@ -55,12 +57,9 @@ def vetoes(ctx: HookContext, assignments: Sequence[Assignment], skip: str | None
     """
     refused: dict[int, tuple[str, str]] = {}
     pending = list(range(len(assignments)))
-    caller = ctx.hooks.check_assign
-    for impl in reversed(caller.get_hookimpls()):
+    for impl in _answering(ctx, "check_assign", skip):
         if not pending:
             break
-        if impl.hookwrapper or impl.wrapper or impl.plugin_name == skip:
-            continue
         kwargs = {"ctx": ctx, "assignments": [assignments[i] for i in pending]}
         answer = impl.function(*(kwargs[name] for name in impl.argnames)) or {}
         for k, message in answer.items():

@@ -379,3 +379,18 @@ def test_an_email_only_row_follows_an_earlier_row_of_the_batch_with_that_email(t
         ])
     assert [o.status for o in out] == ["created", "merged"]
     assert out[1].lead_id == out[0].lead_id and out[1].matched_on == "email"
+
+
+def test_an_email_only_row_matches_the_known_lead_before_a_batch_row_with_that_email(tenant):
+    """As one by one: the email-only row goes to the oldest lead with the email, not the batch's new one."""
+    from pelago.core.services.intake import Submission, ingest
+
+    with tenant.runtime.tenant_context(tenant.id) as ctx:
+        (known,) = ingest(ctx, [Submission({"phone": phone(6100), "email": "known@example.com"})])
+        ctx.session.commit()
+        out = ingest(ctx, [
+            Submission({"phone": phone(6101), "email": "known@example.com"}),
+            Submission({"email": "KNOWN@example.com", "name": "Later"}),
+        ])
+    assert [o.status for o in out] == ["created", "merged"]
+    assert out[1].lead_id == known.lead_id != out[0].lead_id and out[1].matched_on == "email"

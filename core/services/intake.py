@@ -189,27 +189,29 @@ def ingest(
             fresh.append(r)
 
     # Duplicates: the first of a phone/email in the batch leads; known leads are merged into.
-    # An email-only row also follows an earlier row of the batch with that email and a phone,
-    # as it would match that lead had they come one after the other.
+    # An email-only row matches the oldest known lead with that email; failing one, it follows
+    # an earlier row of the batch with that email and a phone: as if they came one by one.
     primary: dict[tuple[str, str], _Row] = {}
     by_email: dict[str, _Row] = {}
     followers: list[tuple[_Row, _Row]] = []
+    by_email_only: list[_Row] = []
     for r in fresh:
         leader = primary.get(r.dedupe)
-        if leader is None and r.dedupe[0] == "email":
-            leader = by_email.get(r.dedupe[1])
         if leader is not None:
             followers.append((r, leader))
-            continue
-        primary[r.dedupe] = r
-        email = r.values.get("email")
-        if email:
-            by_email.setdefault(email, r)
-    existing = _existing_leads(ctx, list(primary))
+        elif r.dedupe[0] == "email" and r.dedupe[1] in by_email:
+            by_email_only.append(r)
+        else:
+            primary[r.dedupe] = r
+            email = r.values.get("email")
+            if email:
+                by_email.setdefault(email, r)
+    existing = _existing_leads(ctx, list(primary) + [r.dedupe for r in by_email_only])
     to_create = [r for d, r in primary.items() if d not in existing]
-    for d, r in primary.items():
-        if d in existing:
-            r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", existing[d], d[0]
+    for r in [*primary.values(), *by_email_only]:
+        if r.dedupe in existing:
+            r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", existing[r.dedupe], r.dedupe[0]
+    followers += [(r, by_email[r.dedupe[1]]) for r in by_email_only if r.dedupe not in existing]
 
     decisions = _decide(ctx, to_create, routing, strict_owner)
     created = _insert_leads(ctx, to_create, decisions, now)
