@@ -11,11 +11,14 @@ in every transaction, and the same tests hold.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import select, text
 
 from pelago.core.models import OutboxEvent, Team
-from pelago.plugins.pool.models import ConfigVersion, Pool, RepDay
+from pelago.plugins.pool.models import ConfigVersion, Pool, PoolEntry, RepDay
 from tests.pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
 
 
@@ -125,3 +128,53 @@ def test_the_daily_limit_refuses_a_claim_of_several_that_would_pass_it(make_app)
     assert all(owner_of(t, lead) is None for lead in leads)
     assert claim(t, "rep", *leads[:2]).status_code == 200
     assert claim(t, "rep", leads[2]).status_code == 409
+
+
+def test_a_claim_from_several_pools_is_held_to_the_strictest_limit(make_app):
+    app = make_app()
+    t = pool_tenant(app, daily_claim_limit=5)
+    strict = t.post("/api/v1/pool/pools", json={"name": "Strict", "settings": {"daily_claim_limit": 1}})
+    strict_id = strict.get_json()["id"]
+    (loose_lead,) = into_pool(t)
+    (strict_lead,) = into_pool(t, pool_id=strict_id)
+    r = claim(t, "rep", loose_lead, strict_lead)  # no pool named: each lead from its own pool
+    assert r.status_code == 409
+    assert r.get_json()["errors"] == {"daily_claim_limit": 1}
+    assert owner_of(t, loose_lead) is None and owner_of(t, strict_lead) is None
+    assert claim(t, "rep", loose_lead).status_code == 200  # alone, the default pool's 5 applies
+
+
+@pytest.mark.postgres
+def test_a_lead_moved_while_being_claimed_is_a_409_and_stays_moved(make_app):
+    """The claim's snapshot still shows the lead in its old pool; its entry is gone from there by then."""
+    app = make_app()
+    t = pool_tenant(app)
+    other = t.post("/api/v1/pool/pools", json={"name": "Other"}).get_json()["id"]
+    (lead,) = into_pool(t)
+    with t.runtime.engine.connect() as mover:
+        # An admin's move, not yet committed: it holds the entry's row.
+        mover.execute(text("UPDATE pool_entry SET pool_id = :p WHERE lead_id = :l"), {"p": other, "l": lead})
+        result = {}
+        claimer = threading.Thread(target=lambda: result.update(r=claim(t, "rep", lead)))
+        claimer.start()
+        waited = 0.0
+        while not _waiting_for_a_lock(t) and waited < 10:  # the claim is blocked on the entry's row
+            time.sleep(0.05)
+            waited += 0.05
+        assert waited < 10, "the claim never waited for the move"
+        mover.commit()
+        claimer.join(10)
+    r = result["r"]
+    assert r.status_code == 409
+    assert "moved to another pool" in r.get_json()["message"]
+    assert owner_of(t, lead) is None
+    with t.runtime.sessions() as s:
+        assert s.scalar(select(PoolEntry.pool_id).where(PoolEntry.lead_id == lead)) == other
+    assert [c.reason for c in ledger(t, lead)] == ["created"]
+
+
+def _waiting_for_a_lock(t) -> bool:
+    with t.runtime.engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar())

@@ -153,8 +153,8 @@ def _read(ctx: HookContext) -> _Config:
 def load(ctx: HookContext, user_id: int | None = None) -> dict[int, PoolInfo]:
     """Every pool of the tenant, with ``user_id``'s named role on each, as of now.
 
-    Remembered for the rest of the transaction (a claim asks twice: itself and
-    through ``check_assign``); :func:`create` and :func:`update` forget it.
+    Remembered for the rest of the transaction (an assignment asks for them
+    again through ``check_assign``); :func:`create` and :func:`update` forget it.
     On PostgreSQL a cached copy is used when the tenant's config version
     (one indexed read) says it is current.
     """

@@ -430,7 +430,7 @@ def move(ctx: HookContext, lead_ids: Sequence[int], pool_id: int, note: str = ""
         .returning(E.c.lead_id)
     ).scalars().all() if ok else []
     out.done = sorted(moved)
-    out.refused.update({lid: "no longer in the pool" for lid in ok if lid not in set(moved)})
+    out.refused.update({lid: "no longer in the pool" for lid in set(ok) - set(moved)})
     out.raise_if_nothing_done("move")
     return out
 

@@ -84,10 +84,14 @@ class Report:
     vetoed: int = 0
     batches: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
-    longest_batch: float = 0.0  # seconds, the longest transaction
     batch_seconds: list[float] = field(default_factory=list)  # each batch's transaction, in order
     sweep_id: int | None = None
     moves: list[dict[str, Any]] = field(default_factory=list)  # dry run with keep=True: what would move
+
+    @property
+    def longest_batch(self) -> float:
+        """Seconds of the longest batch's transaction."""
+        return max(self.batch_seconds, default=0.0)
 
 
 def _selection(p: Plan) -> Any:
@@ -171,7 +175,6 @@ def _walk(
             session.commit()
         report.batches += 1
         report.batch_seconds.append(time.perf_counter() - started)
-        report.longest_batch = max(report.longest_batch, report.batch_seconds[-1])
         report.scanned += scanned
         if progress is not None:
             progress(scanned)

@@ -210,7 +210,8 @@ def _take_in_steps(
     ).all(), key=lambda r: r.id)
     if not rows:
         return Taken([], {}, None)
-    pool_of = {lid: pid for pid, ids in groups.items() for lid in ids if lid in {r.id for r in rows}}
+    got = {r.id for r in rows}
+    pool_of = {lid: pid for pid, ids in groups.items() for lid in ids if lid in got}
     removed = ctx.session.execute(
         delete(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(pool_of)).returning(E.c.lead_id, E.c.pool_id)
     ).all()
