@@ -31,7 +31,7 @@ from bench.common import (
     peak_rss_mb,
     result,
 )
-from bench.intake_import import BATCH, batches, check_pipeline, ingest_batch, submissions
+from bench.intake_import import BATCH, batches, check_pipeline, ingest_batch, run_import, submissions
 
 GOAL = "<=1.1"
 PLUGINS = ("noop_a", "noop_b", "noop_c", "noop_d")
@@ -87,6 +87,8 @@ def plugins() -> tuple[Any, ...]:
 
 
 def measure(kind: str, n: int) -> dict[str, Any]:
+    from pelago.core.hookspecs import DECISIONS, EVENTS
+
     specs = plugins()
     with bench_database(kind) as url:
         runtime = make_runtime(url, PLUGINS, extra=specs)
@@ -94,20 +96,18 @@ def measure(kind: str, n: int) -> dict[str, Any]:
         without_tenant = make_tenant(runtime, reps=10)
         with_watch, without_watch = Stopwatch(), Stopwatch()
         without_batches = batches(submissions(n))
-        log(f"{kind}: {n:,} leads, with {len(PLUGINS)} no-op plugins and without, batches alternating")
-        for k, batch in enumerate(batches(submissions(n)), start=1):
-            other = next(without_batches)
+
+        def without_batch(_k: int) -> None:  # before each batch with the plugins, one without
             with without_watch:
-                ingest_batch(runtime, without_tenant.id, other)
-            with with_watch:
-                ingest_batch(runtime, with_tenant.id, batch)
-            if k % 10 == 0:
-                log(f"  {k * BATCH:,} / {n:,} rows")
+                ingest_batch(runtime, without_tenant.id, next(without_batches))
+
+        log(f"{kind}: {n:,} leads, with {len(PLUGINS)} no-op plugins and without, batches alternating")
+        run_import(runtime, with_tenant, n, with_watch, between=without_batch)
         for tenant in (with_tenant, without_tenant):
             check_pipeline(runtime, tenant, n)
         deliveries = _deliveries(runtime, with_tenant.id)
         runtime.engine.dispose()
-    calls = {name: sum(spec.hooks.calls.get(name, 0) for spec in specs) for name in _hooks()}
+    calls = {name: sum(spec.hooks.calls.get(name, 0) for spec in specs) for name in DECISIONS + EVENTS}
     missing = [name for name in ("choose_team", "exclude_candidates", "choose_owner", "check_assign",
                                  "lead_created", "lead_assigned") if not calls.get(name)]
     if missing:
@@ -118,26 +118,10 @@ def measure(kind: str, n: int) -> dict[str, Any]:
     return result(
         f"hook_overhead_{kind}", ratio,
         rows=n, batch=BATCH, plugins=len(PLUGINS), with_s=round(with_watch.seconds, 2),
-        without_s=round(without_watch.seconds, 2), decision_calls=sum(calls[h] for h in _decisions()),
-        event_calls=sum(calls[h] for h in _events()), deliveries=deliveries.get("delivered", 0),
+        without_s=round(without_watch.seconds, 2), decision_calls=sum(calls[h] for h in DECISIONS),
+        event_calls=sum(calls[h] for h in EVENTS), deliveries=deliveries.get("delivered", 0),
         peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
     )
-
-
-def _hooks() -> tuple[str, ...]:
-    return _decisions() + _events()
-
-
-def _decisions() -> tuple[str, ...]:
-    from pelago.core.hookspecs import DECISIONS
-
-    return tuple(DECISIONS)
-
-
-def _events() -> tuple[str, ...]:
-    from pelago.core.hookspecs import EVENTS
-
-    return tuple(EVENTS)
 
 
 def _deliveries(runtime: Any, tenant_id: int) -> dict[str, int]:

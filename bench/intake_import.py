@@ -52,20 +52,20 @@ TOUCH_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 LEAD_KEYS = ("name", "phone", "email", "source")
 
 
-def submissions(n: int, start: int = 0) -> Iterator[Any]:
+def submissions(n: int) -> Iterator[Any]:
     """The leads as the CSV import job hands them to ``ingest``: raw fields, attribution, the
     raw row, and the row's idempotency key (``import:<file sha256>:<row>``)."""
     from pelago.core.services.intake import Submission
 
     sha = uuid.uuid4().hex * 2  # a file of its own per run
-    for i, row in enumerate(raw_leads(n, start), start=start + 1):
+    for i, row in enumerate(raw_leads(n), start=1):
         touch = {"channel": "import", **{k: row[k] for k in TOUCH_KEYS if k in row}}
         yield Submission({k: row[k] for k in LEAD_KEYS if k in row}, touch, raw=row, key=f"import:{sha}:{i}", row=i)
 
 
-def lead_rows(n: int, tenant_id: int, now: datetime, start: int = 0) -> Iterator[dict[str, Any]]:
+def lead_rows(n: int, tenant_id: int, now: datetime) -> Iterator[dict[str, Any]]:
     """The same leads as finished ``core_lead`` rows (E.164 phones, lowercased emails)."""
-    for i, row in enumerate(raw_leads(n, start), start=start):
+    for i, row in enumerate(raw_leads(n)):
         yield {
             "tenant_id": tenant_id, "name": row["name"], "phone": cn_e164(i), "email": row.get("email"),
             "source": row["source"], "region": None, "product": None, "stage": "new", "is_customer": False,

@@ -24,7 +24,7 @@ Checked: every lead claimed exactly once on each side (zero double claims:
 one winning attempt per lead, one ``claimed`` ledger row per lead, its owner
 the winner).
 
-    python bench/pool_claim.py [--rows 20000]
+    python -m bench.pool_claim [--rows 20000]
 """
 
 from __future__ import annotations
@@ -33,28 +33,21 @@ import random
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``bench`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import arguments, bench_database, log, make_runtime, make_tenant, peak_rss_mb, result  # noqa: E402
+from bench.common import (
+    RecordingQueue,
+    arguments,
+    bench_database,
+    log,
+    make_runtime,
+    make_tenant,
+    peak_rss_mb,
+    result,
+)
 
 CLAIMERS = 16
 GOAL = ">=0.8"
-
-
-class RecordingQueue:
-    """Stands in for rq: records what would be handed to the workers."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-
-    def enqueue(self, name: str, **kwargs: Any) -> None:
-        with self._lock:
-            self.jobs.append((name, kwargs))
 
 
 def load_leads(runtime: Any, tenant_id: int, n: int, pool_id: int | None, offset: int) -> list[int]:
@@ -274,7 +267,7 @@ def measure(n: int) -> dict[str, Any]:
         doubles = check(runtime, pool_tenant.id, ids["pool"], wins["pool"], ledger=True)
         doubles += check(runtime, floor_tenant.id, ids["function"], wins["function"], ledger=True)
         doubles += check(runtime, bare_tenant.id, ids["bare"], wins["bare"], ledger=False)
-        events = sum(len(kw["event_ids"]) for name, kw in queue.jobs if name == "deliver")
+        events = queue.events()
         runtime.engine.dispose()
     rate = {name: n / s for name, s in seconds.items()}
     return result(

@@ -23,7 +23,7 @@ Also: the longest single sweep transaction, and memory: the resident set after
 each batch (``rss_growth_mb``: highest after 10% of the batches minus the value
 at 10%; flat means near zero whatever ``--rows``).
 
-    python bench/pool_sweep.py [--rows 1000000]
+    python -m bench.pool_sweep [--rows 1000000]
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``bench`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
+    RecordingQueue,
     arguments,
     bench_database,
     log,
@@ -92,16 +89,6 @@ SELECT count(*) FROM released
 BARE = f"""
 UPDATE core_lead SET owner_id = NULL, assigned_at = NULL, updated_at = :now, version = version + 1 WHERE {STALE}
 """
-
-
-class RecordingQueue:
-    """Stands in for rq: records what would be handed to the workers."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, dict[str, Any]]] = []
-
-    def enqueue(self, name: str, **kwargs: Any) -> None:
-        self.jobs.append((name, kwargs))
 
 
 def setup(runtime: Any, n: int, offset: int, reps: int = REPS) -> tuple[Any, int]:
@@ -183,7 +170,7 @@ def measure(n: int, batch: int | None = None, reps: int = REPS) -> dict[str, Any
                                  f"expected {expected} each")
         if bare_rows != expected or baseline_rows != expected:
             raise AssertionError(f"baselines released {bare_rows} and {baseline_rows}, expected {expected}")
-        events = sum(len(kw["event_ids"]) for name, kw in queue.jobs if name == "deliver")
+        events = queue.events()
         runtime.engine.dispose()
     mark = max(len(samples) // 10, 1)
     growth = max(samples[mark:], default=samples[-1]) - samples[mark - 1] if samples else 0.0
