@@ -156,3 +156,19 @@ def current_runtime() -> Runtime:
 def activate(runtime: Runtime) -> None:
     """Set the runtime for the rest of this context (a worker process's main thread)."""
     _current.set(runtime)
+
+
+def find_tenant(runtime: Runtime, slug: str) -> int:
+    """The id of the tenant called ``slug``; :class:`~pelago.core.errors.NotFound` if there is none."""
+    return runtime.tenant_by_slug(slug).id
+
+
+@contextmanager
+def tenant_context(runtime: Runtime, tenant: int | str, actor: Actor | None = None) -> Iterator[HookContext]:
+    """A hook context for ``tenant`` (an id or a slug) on a fresh session; commits on success.
+
+    For commands, scripts and tests; inside a hook or a route you have ``ctx``.
+    """
+    tenant_id = find_tenant(runtime, tenant) if isinstance(tenant, str) else tenant
+    with runtime.tenant_context(tenant_id, actor) as ctx:
+        yield ctx
