@@ -250,6 +250,29 @@ def take_unowned(
     return Taken([info(r) for r in rows], event_id)
 
 
+def explain_unowned(
+    ctx: HookContext, lead_ids: Sequence[int], *, reason: str, rule: str | None = None, note: str = "",
+    detail: Mapping[str, Any] | None = None, now: datetime | None = None,
+) -> None:
+    """A ledger row for each of ``lead_ids`` saying why it has no owner; nothing else changes.
+
+    For leads that enter life unowned on purpose (created or imported straight
+    into the pool): the ledger answers "why has this lead no owner" as it does
+    for every owner change, with ``from`` and ``to`` both empty. No event.
+    """
+    if not lead_ids:
+        return
+    now = now or ctx.now()
+    actor_id = ctx.actor.user_id if ctx.actor else None
+    explanation = events.snapshot(dict(detail or {}))
+    ctx.session.execute(insert(OC), [
+        {"tenant_id": ctx.tenant.id, "lead_id": lead_id, "from_user_id": None, "to_user_id": None,
+         "from_team_id": None, "to_team_id": None, "reason": reason, "rule": rule, "note": note,
+         "detail": explanation, "actor_id": actor_id, "at": now}
+        for lead_id in lead_ids
+    ])
+
+
 def info(row: Any) -> LeadInfo:
     """A :class:`LeadInfo` of a row of :data:`INFO_COLUMNS`."""
     return LeadInfo(

@@ -31,6 +31,8 @@ from pelago.core.db import (
 )
 from pelago.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed
 from pelago.core.events import Event
+from pelago.core.events import emitted as event_emitted
+from pelago.core.events import subscribers as event_subscribers
 from pelago.core.markers import hookimpl, hookspec
 from pelago.core.models import (
     ACTIVITY_KINDS,
@@ -46,7 +48,15 @@ from pelago.core.models import (
     User,
 )
 from pelago.core.money import split_money, to_money
-from pelago.core.ownership import Move, Moved, Taken, change_owners, release_leads, take_unowned
+from pelago.core.ownership import (
+    Move,
+    Moved,
+    Taken,
+    change_owners,
+    explain_unowned,
+    release_leads,
+    take_unowned,
+)
 from pelago.core.ownership import assign_leads as assign_leads
 from pelago.core.pagination import MAX_LIMIT, Page, paginate
 from pelago.core.pagination import decode as decode_cursor
@@ -65,6 +75,7 @@ from pelago.core.payloads import (
 )
 from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start
 from pelago.core.runtime import Runtime, find_tenant, tenant_context
+from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
@@ -95,6 +106,7 @@ __all__ = [
     "Runtime",
     "tenant_context",
     "find_tenant",
+    "tenants_with",
     "pass_runtime",
     # snapshots hooks receive, and decision answers
     "LeadInfo",
@@ -105,6 +117,8 @@ __all__ = [
     "OwnerChoice",
     # events and their items
     "Event",
+    "event_subscribers",
+    "event_emitted",
     "LeadCreated",
     "LeadMerged",
     "LeadAssigned",
@@ -180,6 +194,7 @@ __all__ = [
     "assign_leads",
     "release_leads",
     "take_unowned",
+    "explain_unowned",
     "ask_in_order",
     "first_answers",
     "refusals",

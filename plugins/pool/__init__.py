@@ -8,7 +8,7 @@ See docs/plugins/pool.md.
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.core import Periodic, PluginSpec
+from pelago.plugin import Periodic, PluginSpec
 
 from . import api, cli, hooks, hookspecs, jobs, schemas
 

@@ -12,12 +12,19 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pelago.core import NotFound
-from pelago.core.pagination import decode, encode
-from pelago.hostapp.api import Blueprint
-from pelago.hostapp.api.imports import UPLOAD_DOC, ImportDetail
-from pelago.hostapp.api.imports import upload_import as upload
-from pelago.hostapp.auth import commit, ctx, requires
+from pelago.plugin import (
+    Blueprint,
+    ImportDetail,
+    Lead,
+    NotFound,
+    commit,
+    current_context,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+    requires,
+    upload_import,
+)
 
 from . import pools, service
 from . import schemas as s
@@ -50,19 +57,19 @@ def _out_one(c: Any, pool: Pool, info: pools.PoolInfo) -> dict[str, Any]:
 @blp.response(200, s.PoolPage)
 def list_pools(args: dict[str, Any]) -> Any:
     """The pools the caller may use, by id."""
-    c = ctx()
+    c = current_context()
     infos = pools.load(c, c.actor.user_id if c.actor else None)
     commit()  # the default pool may just have been created
     usable = sorted((i for i in infos.values() if pools.can_use(i, c.actor)), key=lambda i: i.id)
     if args.get("cursor"):
-        after = decode(args["cursor"])
+        after = decode_cursor(args["cursor"])
         usable = [i for i in usable if i.id > after]
     page = usable[:args["limit"]]
     rows = {p.id: p for p in c.session.scalars(select(Pool).where(Pool.id.in_([i.id for i in page])))}
     members = pools.members(c, [i.id for i in page])
     items = [_pool_out(c, rows[i.id], i, members[i.id]) for i in page]
     more = len(usable) > len(page)
-    return {"items": items, "next_cursor": encode(page[-1].id) if more and page else None}
+    return {"items": items, "next_cursor": encode_cursor(page[-1].id) if more and page else None}
 
 
 @blp.route("/pools", methods=["POST"])
@@ -71,7 +78,7 @@ def list_pools(args: dict[str, Any]) -> Any:
 @requires("admin")
 def create_pool(data: dict[str, Any]) -> Any:
     """A new pool, for a team (its leads are recycled into it) or for named members."""
-    c = ctx()
+    c = current_context()
     pool = pools.create(c, data)
     out = _show(c, pool.id)
     commit()
@@ -81,7 +88,7 @@ def create_pool(data: dict[str, Any]) -> Any:
 @blp.route("/pools/<int:pool_id>", methods=["GET"])
 @blp.response(200, s.Pool)
 def show_pool(pool_id: int) -> Any:
-    c = ctx()
+    c = current_context()
     out = _show(c, pool_id)
     commit()
     return out
@@ -93,7 +100,7 @@ def show_pool(pool_id: int) -> Any:
 @requires("admin")
 def patch_pool(data: dict[str, Any], pool_id: int) -> Any:
     """Rename, re-team, re-member a pool or change its settings (merged, each rule whole)."""
-    c = ctx()
+    c = current_context()
     pools.visible(c, pool_id)
     pool = c.session.get(Pool, pool_id)
     if pool is None:  # pragma: no cover - visible() found it
@@ -109,7 +116,7 @@ def patch_pool(data: dict[str, Any], pool_id: int) -> Any:
 @blp.response(200, s.PoolLeadPage)
 def pool_leads(args: dict[str, Any], pool_id: int) -> Any:
     """The pool's leads, newest first; contacts masked for members until claimed."""
-    c = ctx()
+    c = current_context()
     cursor, limit = args.pop("cursor", None), args.pop("limit")
     page = service.list_leads(c, pool_id, args, cursor, limit)
     commit()  # the caller's view count
@@ -122,7 +129,7 @@ def pool_leads(args: dict[str, Any], pool_id: int) -> Any:
 @blp.alt_response(200, schema=s.PoolLeadCreated, description="merged into an existing lead, which stays where it is")
 def create_lead(data: dict[str, Any], pool_id: int) -> Any:
     """A new lead straight into the pool: no routing, no owner (pool admins)."""
-    c = ctx()
+    c = current_context()
     lead_id, merged = service.create_into(c, pool_id, data)
     commit()
     return _created(c, pool_id, lead_id, merged), 200 if merged else 201
@@ -130,7 +137,7 @@ def create_lead(data: dict[str, Any], pool_id: int) -> Any:
 
 @blp.route("/pools/<int:pool_id>/imports", methods=["POST"])
 @blp.response(202, ImportDetail, description="stored and queued; its new leads enter this pool, unowned")
-@blp.doc(requestBody=UPLOAD_DOC)
+@blp.doc(requestBody=upload_import.doc)
 def import_into(pool_id: int) -> Any:
     """A CSV import straight into the pool (pool admins): the core's import, with routing off.
 
@@ -138,13 +145,11 @@ def import_into(pool_id: int) -> Any:
     shows the import too); new leads stay unowned and enter this pool as the
     import's batches commit. Rows that merge into existing leads move nothing.
     """
-    pools.administered(ctx(), pool_id)
-    return upload(route=False, targets={"pool": {"pool_id": pool_id}})
+    pools.administered(current_context(), pool_id)
+    return upload_import(route=False, targets={"pool": {"pool_id": pool_id}})
 
 
 def _created(c: Any, pool_id: int, lead_id: int, merged: bool) -> dict[str, Any]:
-    from pelago.core.models import Lead
-
     from .models import PoolEntry
 
     lead = c.session.get(Lead, lead_id)
@@ -164,7 +169,7 @@ def _created(c: Any, pool_id: int, lead_id: int, merged: bool) -> dict[str, Any]
 @blp.response(200, s.PoolOutcome)
 def claim(data: dict[str, Any]) -> Any:
     """Claim pool leads; those someone else got first are refused with the reason (all refused: 409)."""
-    c = ctx()
+    c = current_context()
     out = service.claim(c, data["lead_ids"], data.get("pool_id"))
     commit()
     return out.as_dict()
@@ -175,7 +180,7 @@ def claim(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolOutcome)
 def release(data: dict[str, Any]) -> Any:
     """Give held leads back to a pool, with a reason (reps: their own; managers: any)."""
-    c = ctx()
+    c = current_context()
     out = service.release(c, data["lead_ids"], data["reason"], data.get("pool_id"))
     commit()
     return out.as_dict()
@@ -186,7 +191,7 @@ def release(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolOutcome)
 def distribute(data: dict[str, Any]) -> Any:
     """A pool admin gives pool leads to a user (subject to the hold cap)."""
-    c = ctx()
+    c = current_context()
     out = service.distribute(c, data["lead_ids"], data["user_id"], data["note"])
     commit()
     return out.as_dict()
@@ -197,7 +202,7 @@ def distribute(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolOutcome)
 def move(data: dict[str, Any]) -> Any:
     """Move pool leads to another pool (admins of both)."""
-    c = ctx()
+    c = current_context()
     out = service.move(c, data["lead_ids"], data["pool_id"], data["note"])
     commit()
     return out.as_dict()
@@ -208,7 +213,7 @@ def move(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolOutcome)
 def hide(data: dict[str, Any]) -> Any:
     """Hide pool leads from members until a time (pool admins); ``until: null`` shows them again."""
-    c = ctx()
+    c = current_context()
     out = service.hide(c, data["lead_ids"], data["until"])
     commit()
     return out.as_dict()
@@ -219,7 +224,7 @@ def hide(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolHoldingPage)
 def holdings(args: dict[str, Any]) -> Any:
     """Held leads with the calendar days left before the sweep takes each back."""
-    c = ctx()
+    c = current_context()
     page = service.holdings(c, args.get("user_id"), args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -230,7 +235,7 @@ def holdings(args: dict[str, Any]) -> Any:
 @requires("manager")
 def sweep_preview(args: dict[str, Any]) -> Any:
     """What the sweep would recycle now, under which rule (a dry run: nothing is written)."""
-    c = ctx()
+    c = current_context()
     page = sweeping.preview(c, args.get("pool_id"), args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -241,7 +246,5 @@ def sweep_preview(args: dict[str, Any]) -> Any:
 @requires("manager")
 def sweeps(args: dict[str, Any]) -> Any:
     """Past sweeps, newest first: what each released and reminded, by rule."""
-    from pelago.core.pagination import paginate
-
-    page = paginate(ctx().session, select(Sweep), Sweep.id, args.get("cursor"), args["limit"])
+    page = paginate(current_context().session, select(Sweep), Sweep.id, args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}

@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, func, select
 
-from pelago.core import HookContext
-from pelago.core.models import Lead
+from pelago.plugin import HookContext, Lead
 
 from . import counters, pools
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pelago.core.models import Team, User
-    from pelago.core.routing import Assignment, LeadInfo
+    from pelago.plugin import Assignment, LeadInfo, TeamInfo, UserInfo
 
 L = Lead.__table__.c
 
@@ -56,7 +54,7 @@ def message(user_id: int, holding: int, cap: int) -> str:
     return f"user {user_id} holds {holding} leads; the pool's hold cap is {cap}"
 
 
-def excluded(ctx: HookContext, team: Team, candidates: Sequence[User]) -> dict[int, str] | None:
+def excluded(ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo]) -> dict[int, str] | None:
     """Candidates of ``team`` already at their cap (``exclude_candidates``)."""
     cap, counts_won = cap_of(pools.home(pools.load(ctx), team.id))
     if cap is None or not candidates:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from pelago.plugin import Lead, Runtime, find_tenant, pass_runtime, tenant_context, tenants_with
+
 
 @click.group("pool")
 def commands() -> None:
@@ -14,23 +16,18 @@ def commands() -> None:
 @click.option("--tenant", "slug", help="only this tenant (default: every tenant with the pool on)")
 @click.option("--dry-run", is_flag=True, help="show what would be recycled and reminded; write nothing")
 @click.option("--batch", type=click.IntRange(100, 5000), help="leads per transaction (default: the tenant's setting)")
-def sweep_command(slug: str | None, dry_run: bool, batch: int | None) -> None:
+@pass_runtime
+def sweep_command(runtime: Runtime, slug: str | None, dry_run: bool, batch: int | None) -> None:
     """Recycle unworked leads into their pools now, and send due reminders."""
     from sqlalchemy import func, select
 
-    from pelago.core.models import Lead
-    from pelago.core.scheduler import tenants_with
-    from pelago.hostapp.app import build_runtime
-    from pelago.hostapp.config import Settings
-
     from . import sweep as sweeping
 
-    runtime = build_runtime(Settings.from_env())
     if "pool" not in runtime.host.specs:
         raise click.ClickException("the pool plugin is not deployed (PELAGO_PLUGINS)")
-    tenant_ids = [runtime.tenant_by_slug(slug).id] if slug else tenants_with(runtime, "pool")
+    tenant_ids = [find_tenant(runtime, slug)] if slug else tenants_with(runtime, "pool")
     for tenant_id in tenant_ids:
-        with runtime.tenant_context(tenant_id) as ctx:
+        with tenant_context(runtime, tenant_id) as ctx:
             name = ctx.tenant.slug
             if "pool" not in ctx.tenant.enabled:
                 click.echo(f"{name}: skipped, the pool is off for this tenant")

@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pelago.core import HookContext
-from pelago.core.db import per_transaction
+from pelago.plugin import HookContext, per_transaction
 
 from .models import RepDay
 from .rules import local_day

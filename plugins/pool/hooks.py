@@ -13,22 +13,20 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from pelago.core import Event, HookContext, hookimpl
-from pelago.core.models import Lead
+from pelago.plugin import Event, HookContext, Lead, hookimpl
 
 from . import caps, counters, pools, service, webhooks
 from .models import PoolEntry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pelago.core.models import Team, User
-    from pelago.core.routing import Assignment, LeadInfo
+    from pelago.plugin import Assignment, LeadInfo, TeamInfo, UserInfo
 
 PLUGIN = "pool"
 
 
 @hookimpl
 def exclude_candidates(
-    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+    ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo], leads: Sequence[LeadInfo]
 ) -> Mapping[int, str] | None:
     return caps.excluded(ctx, team, candidates)
 

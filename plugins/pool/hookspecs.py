@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pelago.core import hookspec
+from pelago.plugin import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pelago.core import Event, HookContext
+    from pelago.plugin import Event, HookContext
 
 
 @hookspec

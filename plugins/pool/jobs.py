@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pelago.core import JobContext
+from pelago.plugin import JobContext
 
 from . import sweep as sweeping
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.core.db import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, TenantScoped
 
 
 class Pool(TenantScoped, Base):

@@ -20,10 +20,18 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import delete, select, text
 
-from pelago.core import Conflict, HookContext, InvalidInput, NotFound
-from pelago.core.context import Actor
-from pelago.core.db import flush_or_conflict, insert_ignoring_conflict, per_transaction
-from pelago.core.models import Team, User
+from pelago.plugin import (
+    Actor,
+    Conflict,
+    HookContext,
+    InvalidInput,
+    NotFound,
+    Team,
+    User,
+    flush_or_conflict,
+    insert_ignoring_conflict,
+    per_transaction,
+)
 
 from .models import ConfigVersion, Pool, PoolMember
 from .schemas import PoolSettings

@@ -28,8 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, and_, case, cast, func, literal, null, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from pelago.core.db import UtcDateTime
-from pelago.core.models import Lead
+from pelago.plugin import Lead, UtcDateTime
 
 from .schemas import RULES
 

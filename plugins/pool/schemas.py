@@ -11,10 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from pelago.core.models import STAGES
-from pelago.core.pagination import MAX_LIMIT
-from pelago.hostapp.api import LocalTime
-from pelago.hostapp.api.schemas import NewLead
+from pelago.plugin import MAX_LIMIT, STAGES, LocalTime, NewLeadSchema
 
 #: the recycle rules, in the order they are tried (the first that matches names the release)
 RULES = ("no_followup", "not_won", "stage_stale")
@@ -231,7 +228,7 @@ class PoolLead(Schema):
 PoolLeadPage = page_of(PoolLead, "PoolLeadPage")
 
 
-class PoolLeadCreate(NewLead):
+class PoolLeadCreate(NewLeadSchema):
     """A new lead straight into the pool (the core's fields; no owner)."""
 
     note = fields.String(load_default="", validate=validate.Length(max=500))

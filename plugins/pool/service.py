@@ -1,16 +1,19 @@
 """What users do with a pool: claim, release, distribute, move, hide, list, create into it.
 
-**The claim guarantee.** A claim is one conditional ``UPDATE core_lead SET
-owner_id = :me … WHERE id IN (…) AND owner_id IS NULL AND EXISTS (its entry
-in that pool, past its protection, past my cooldown, not hidden)``. The
-database takes the row lock and, on PostgreSQL, re-evaluates the ``WHERE`` on
-the latest row version after waiting; so when several transactions race for a
-lead, exactly one sees ``owner_id IS NULL`` and the others update nothing and
-answer 409 with the reason. In the same transaction: the entry leaves the pool
-(guarded by its pool id, so a concurrent move loses cleanly), the user's daily
-count grows by a conditional upsert (never past the limit), ``check_assign``
-is asked (the hold cap, other plugins), and the ledger row and
-``lead_assigned`` are written. Any refusal after the update rolls all of it back.
+**The claim guarantee.** A claim selects the leads whose entry is in that
+pool, past its protection, past my cooldown and not hidden, and hands them to
+the core's :func:`~pelago.plugin.take_unowned`: one conditional ``UPDATE
+core_lead SET owner_id = :me … WHERE id IN (…) AND owner_id IS NULL``, with
+the ledger rows and ``lead_assigned``. The database takes the row lock and,
+on PostgreSQL, re-evaluates the ``WHERE`` on the latest row version after
+waiting; so when several transactions race for a lead, exactly one sees
+``owner_id IS NULL`` and the others update nothing and answer 409 with the
+reason. In the same transaction: the entry leaves the pool (guarded by its
+pool id, so a concurrent move loses cleanly), the user's daily count grows by
+a conditional upsert (never past the limit), and ``check_assign`` is asked
+(the hold cap, other plugins). Any refusal after the update rolls all of it
+back. Releases go through the core's :func:`~pelago.plugin.release_leads`;
+the pool writes only its own tables.
 
 Locks are taken in the core's order — the lead's row first, then the user's
 counter row — so a claim and a manual assignment never deadlock.
@@ -19,29 +22,51 @@ counter row — so a claim and a manual assignment never deadlock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, insert, literal, null, or_, select, update
+from sqlalchemy import String, and_, cast, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from pelago.core import Conflict, Forbidden, HookContext, InvalidInput, NotFound, PelagoError, Vetoed
-from pelago.core.context import Actor
-from pelago.core.db import BigId, UtcDateTime
-from pelago.core.models import Lead, OwnershipChange, User
-from pelago.core.pagination import Page, decode, encode
-from pelago.core.routing import Assignment, LeadInfo
-from pelago.core.vetoes import vetoes, vetoes_needed
+from pelago.plugin import (
+    Actor,
+    Assignment,
+    Conflict,
+    Forbidden,
+    HookContext,
+    Import,
+    InvalidInput,
+    Lead,
+    Move,
+    Moved,
+    NotFound,
+    Page,
+    PelagoError,
+    Submission,
+    User,
+    UserInfo,
+    Vetoed,
+    decode_cursor,
+    encode_cursor,
+    explain_unowned,
+    ingest,
+    release_leads,
+    upsert,
+    vetoes,
+    vetoes_needed,
+)
 
 from . import caps, counters, pools, rules
 from .models import PoolEntry
 from .pools import PoolInfo, can_admin, can_use
-from .taking import ANY_TIME, INFO_COLUMNS, Taken, Terms, strictest_limit, take
+from .taking import ANY_TIME, Taken, Terms, strictest_limit, take
 
 L = Lead.__table__.c
 E = PoolEntry.__table__
-OC = OwnershipChange.__table__
+#: the lead columns a LeadInfo is made of
+INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
+                L.stage, L.is_customer, L.locked)
 
 PLUGIN = "pool"
 
@@ -66,14 +91,6 @@ class Outcome:
         if not self.done:
             reasons = [f"lead {k}: {v}" for k, v in sorted(self.refused.items())]
             raise Conflict(f"nothing to {what}: " + "; ".join(reasons), {"refused": self.as_dict()["refused"]})
-
-
-def info(row: Any, owner_id: int | None) -> LeadInfo:
-    return LeadInfo(
-        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
-        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
-        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
-    )
 
 
 def _actor(ctx: HookContext) -> User:
@@ -128,13 +145,19 @@ def claimable_from(ctx: HookContext, pool: PoolInfo, user_id: int | None, entry:
 
 
 def _refuse_if_vetoed(ctx: HookContext, taken: Taken, user_id: int, team_id: int | None, reason: str) -> None:
-    """The hold cap of the pool, then ``check_assign`` of the tenant's other plugins."""
-    leads = [info(r, None) for r in taken.rows]
+    """The hold cap of the pool, then ``check_assign`` of the tenant's other plugins.
+
+    Asked about the leads as they were (unowned) with their rows locked by the
+    take, so the answer holds; a refusal raises and the caller's transaction
+    rolls the take back.
+    """
+    leads = [replace(lead, owner_id=None) for lead in taken.leads]
     over = caps.over_cap(ctx, user_id, team_id, leads)
     if over:
         raise Vetoed(over[min(over)], PLUGIN)
     if vetoes_needed(ctx, skip=PLUGIN):
-        user = ctx.session.get(User, user_id)
+        found = ctx.session.get(User, user_id)
+        user = UserInfo.of(found) if found is not None else None
         refused = vetoes(ctx, [Assignment(lead, user, reason) for lead in leads], skip=PLUGIN)
         if refused:
             raise _first_veto(refused)
@@ -193,15 +216,15 @@ def _claim(
     done = set(taken.pool_of)
     out.refused.update(_why_not(ctx, [i for i in ids if i not in done and i not in out.refused],
                                 me.user_id, all_pools, now, pool_id, taken.others))
-    if not taken.rows:
+    if not taken.leads:
         out.raise_if_nothing_done("claim")
     if taken.claims_today is None:
         limit = strictest_limit(terms.values())
-        more = f"; these {len(taken.rows)} would pass it" if len(taken.rows) > 1 else ""
+        more = f"; these {len(taken.leads)} would pass it" if len(taken.leads) > 1 else ""
         raise Conflict(f"daily claim limit reached: at most {limit} claims a day{more}",
                        {"daily_claim_limit": limit})
     _refuse_if_vetoed(ctx, taken, me.user_id, me.team_id, "claimed")
-    out.done = [r.id for r in taken.rows]
+    out.done = list(taken.pool_of)
     return out
 
 
@@ -278,10 +301,10 @@ def distribute(ctx: HookContext, lead_ids: Sequence[int], user_id: int, note: st
         for lid in lids:
             if lid not in taken.pool_of:
                 out.refused[lid] = "no longer in the pool"
-    if not taken.rows:
+    if not taken.leads:
         out.raise_if_nothing_done("distribute")
     _refuse_if_vetoed(ctx, taken, target.id, target.team_id, "distributed")
-    out.done = [r.id for r in taken.rows]
+    out.done = sorted(taken.pool_of)
     return out
 
 
@@ -296,67 +319,34 @@ class Release:
     rule: str | None = None
 
 
-def among(session: Any, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN ids``; on PostgreSQL ``= ANY(:array)``, one parameter however many ids."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy import BigInteger, any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger())))
-    return column.in_(ids)  # type: ignore[no-any-return]
-
-
-def json_object(session: Any, key: str, value: Any) -> Any:
-    """``{key: value}`` built by the database (JSONB on PostgreSQL, JSON text on SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.jsonb_build_object(key, value)
-    return func.json_object(key, value)
-
-
 def put_back(
-    ctx: HookContext, items: Sequence[Release], *, pool: Any, rule: Any, reason: str, note: str = "",
-    now: datetime,
-) -> None:
-    """Clear the owners of ``items`` (rows the caller has locked), set-based and server-side.
+    ctx: HookContext, items: Sequence[Release], *, reason: str, note: str = "", now: datetime,
+) -> Moved:
+    """Release ``items`` into their pools: the core's release, then the pool entries.
 
-    ``pool`` and ``rule`` are SQL expressions over the lead's columns giving
-    each lead's pool and rule (the sweep's compiled rules, or a release's
-    choice); the ledger rows and pool entries are ``INSERT … SELECT`` from the
-    lead rows before their owner is cleared, so no row travels to Python and
-    back. Then one ``lead_released`` event for all of them.
+    :func:`~pelago.plugin.release_leads` clears the owners (compare-and-set
+    on the owner each item names), writes the ledger rows (``detail``: the
+    pool) and one ``lead_released`` event (``pool_id`` on each item), asking
+    ``check_assign`` first; then one upsert puts the released leads in their
+    pools. Set-based: a few statements per batch, whatever its size. A lead
+    refused or changed meanwhile is in :attr:`Moved.refused` / :attr:`Moved.missed`
+    and enters no pool.
     """
     if not items:
-        return
-    tenant_id = ctx.tenant.id
-    actor_id = ctx.actor.user_id if ctx.actor else None
-    ids = [i.lead_id for i in items]
-    these = and_(L.tenant_id == tenant_id, among(ctx.session, L.id, ids))
-    stamp = literal(now, UtcDateTime())
-    ledger = insert(OC).from_select(
-        ["tenant_id", "lead_id", "from_user_id", "to_user_id", "from_team_id", "to_team_id", "reason", "rule",
-         "note", "detail", "actor_id", "at"],
-        select(L.tenant_id, L.id, L.owner_id, null(), L.team_id, L.team_id, literal(reason), rule, literal(note),
-               json_object(ctx.session, "pool_id", pool), literal(actor_id, BigId), stamp).where(these),
-    )
-    entries = counters.dialect_insert(ctx.session)(E).from_select(
-        ["tenant_id", "lead_id", "pool_id", "entered_at", "reason", "rule", "from_user_id", "released_at",
-         "hidden_until", "note"],
-        select(L.tenant_id, L.id, pool, stamp, literal(reason), rule, L.owner_id, stamp, null(),
-               literal(note)).where(these),
-    )
-    entries = entries.on_conflict_do_update(
-        index_elements=[E.c.lead_id],
-        set_={k: entries.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
-                                                   "released_at", "hidden_until", "note")},
-    )
-    clear = (update(Lead.__table__).where(these)
-             .values(owner_id=None, assigned_at=None, updated_at=now, version=L.version + 1))
-    for stmt in (ledger, entries, clear):  # the inserts read the rows before their owner is cleared
-        ctx.session.execute(stmt)
-    ctx.emit("lead_released", [
-        {"lead_id": i.lead_id, "from_user_id": i.owner_id, "reason": reason, "rule": i.rule, "pool_id": i.pool_id}
+        return Moved()
+    moved = release_leads(ctx, [
+        Move(i.lead_id, from_user_id=i.owner_id, to_user_id=None, rule=i.rule, detail={"pool_id": i.pool_id},
+             item={"pool_id": i.pool_id})
         for i in items
-    ])
+    ], reason=reason, note=note, now=now)
+    done = set(moved.moved)
+    upsert(ctx.session, E, [
+        {"tenant_id": ctx.tenant.id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
+         "reason": reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now, "hidden_until": None,
+         "note": note}
+        for i in items if i.lead_id in done
+    ], key=["lead_id"])
+    return moved
 
 
 def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int | None = None) -> Outcome:
@@ -387,15 +377,14 @@ def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int
             if r.locked:
                 out.refused[r.id] = "locked: only a manager can release it"
         rows = [r for r in rows if not r.locked]
-    refused = vetoes(ctx, [Assignment(info(r, r.owner_id), None, "released") for r in rows]) if rows else {}
-    for k, (plugin, message) in refused.items():
-        out.refused[rows[k].id] = f"{message} (refused by {plugin})"
-    rows = [r for k, r in enumerate(rows) if k not in refused]
-    out.done = [r.id for r in rows]
+    moved = put_back(ctx, [Release(r.id, r.owner_id, (target or pools.home(all_pools, r.team_id)).id) for r in rows],
+                     reason="released", note=reason, now=now)
+    for lid, (plugin, message) in moved.refused.items():
+        out.refused[lid] = f"{message} (refused by {plugin})"
+    for lid in moved.missed:
+        out.refused[lid] = "it changed meanwhile; reload and retry"
+    out.done = moved.moved
     out.raise_if_nothing_done("release")
-    pool_of = {r.id: (target or pools.home(all_pools, r.team_id)).id for r in rows}
-    put_back(ctx, [Release(r.id, r.owner_id, pool_of[r.id]) for r in rows],
-             pool=case(pool_of, value=L.id), rule=null(), reason="released", note=reason, now=now)
     return out
 
 
@@ -456,8 +445,6 @@ def create_into(ctx: HookContext, pool_id: int, data: Mapping[str, Any]) -> tupl
     A submission that duplicates an existing lead is merged into it, as any
     intake is, and the existing lead is not moved (it may be someone's).
     """
-    from pelago.core.services.intake import Submission, ingest
-
     pool = pools.administered(ctx, pool_id)
     fields = {k: v for k, v in data.items() if k != "note"}
     result = ingest(ctx, [Submission(fields, {"channel": "pool"}, dict(data))], routing=False)[0]
@@ -472,12 +459,8 @@ def create_into(ctx: HookContext, pool_id: int, data: Mapping[str, Any]) -> tupl
         tenant_id=ctx.tenant.id, lead_id=result.lead_id, pool_id=pool.id, entered_at=now, reason="created",
         rule=None, from_user_id=None, released_at=None, hidden_until=None, note=note,
     ))
-    ctx.session.execute(insert(OC).values(
-        tenant_id=ctx.tenant.id, lead_id=result.lead_id, from_user_id=None, to_user_id=None, from_team_id=None,
-        to_team_id=None, reason="created", rule=f"pool:{pool.id}", note=note,
-        detail={"pool_id": pool.id, "owner": {"user_id": None, "reason": f"created into the pool {pool.name!r}"}},
-        actor_id=ctx.actor.user_id if ctx.actor else None, at=now,
-    ))
+    explain_unowned(ctx, [result.lead_id], reason="created", rule=f"pool:{pool.id}", note=note, now=now, detail={
+        "pool_id": pool.id, "owner": {"user_id": None, "reason": f"created into the pool {pool.name!r}"}})
     return result.lead_id, False
 
 
@@ -488,8 +471,6 @@ def take_imported(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
     leads go. Only leads still unowned and in no pool are taken (the insert
     ignores a lead already in one), so a redelivered event changes nothing.
     """
-    from pelago.core.models import Import
-
     by_import: dict[int, list[int]] = {}
     for item in items:
         if item.get("import_id") is not None and item.get("owner_id") is None:
@@ -519,15 +500,9 @@ def take_imported(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
              "hidden_until": None, "note": ""}
             for lid in unowned
         ]).on_conflict_do_nothing(index_elements=["lead_id"]).returning(E.c.lead_id)))
-        if done:
-            ctx.session.execute(insert(OC), [
-                {"tenant_id": ctx.tenant.id, "lead_id": lid, "from_user_id": None, "to_user_id": None,
-                 "from_team_id": None, "to_team_id": None, "reason": "imported", "rule": f"pool:{pool.id}",
-                 "note": "", "detail": {"pool_id": pool.id, "import_id": import_id, "owner": {
-                     "user_id": None, "reason": f"imported into the pool {pool.name!r}"}},
-                 "actor_id": None, "at": now}
-                for lid in done
-            ])
+        explain_unowned(ctx, done, reason="imported", rule=f"pool:{pool.id}", now=now, detail={
+            "pool_id": pool.id, "import_id": import_id,
+            "owner": {"user_id": None, "reason": f"imported into the pool {pool.name!r}"}})
         taken += len(done)
     return taken
 
@@ -585,7 +560,7 @@ def list_leads(
         can = and_(*claimable(ctx, pool, user_id, now))
         stmt = stmt.where(can if filters["claimable"] else ~can)
     if cursor:
-        stmt = stmt.where(E.c.lead_id < decode(cursor))
+        stmt = stmt.where(E.c.lead_id < decode_cursor(cursor))
     rows = ctx.session.execute(stmt.order_by(E.c.lead_id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -606,7 +581,7 @@ def list_leads(
         items.append(item)
     if not admin and view_limit is not None and user_id is not None:
         counters.add_views(ctx, user_id, len(items))
-    return Page(items, encode(rows[-1].id) if more and rows else None)
+    return Page(items, encode_cursor(rows[-1].id) if more and rows else None)
 
 
 def holdings(ctx: HookContext, user_id: int | None, cursor: str | None, limit: int) -> Page[dict[str, Any]]:
@@ -619,7 +594,7 @@ def holdings(ctx: HookContext, user_id: int | None, cursor: str | None, limit: i
     stmt = select(Lead.__table__).where(L.tenant_id == ctx.tenant.id)
     stmt = stmt.where(L.owner_id == user_id) if user_id is not None else stmt.where(L.owner_id.is_not(None))
     if cursor:
-        stmt = stmt.where(L.id < decode(cursor))
+        stmt = stmt.where(L.id < decode_cursor(cursor))
     rows = ctx.session.execute(stmt.order_by(L.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -634,4 +609,4 @@ def holdings(ctx: HookContext, user_id: int | None, cursor: str | None, limit: i
             "rule": due.rule if due else None, "due_at": due.at if due else None,
             "remaining_days": rules.days_left(tz, now, due.at) if due else None, "exempt": rules.exempt(r),
         })
-    return Page(items, encode(rows[-1].id) if more and rows else None)
+    return Page(items, encode_cursor(rows[-1].id) if more and rows else None)

@@ -5,8 +5,9 @@ Set-based and batched. The tenant's leads are walked by ``(tenant_id, id)``
 window one ``SELECT … FOR UPDATE SKIP LOCKED`` picks, with every pool's rules
 compiled into one SQL ``CASE`` (:mod:`.rules`), the leads to recycle (at most
 ``batch``) and those to remind; then a handful of statements release them
-(owner cleared, ledger rows, pool entries, one ``lead_released`` event) and
-record the reminders, and the transaction commits. No transaction holds more
+(the core's :func:`~pelago.plugin.release_leads`: owner cleared, ledger rows,
+one ``lead_released`` event, ``check_assign`` asked; then the pool entries)
+and record the reminders, and the transaction commits. No transaction holds more
 than one batch, memory holds one batch, and a lead a user is changing right
 now (its row locked) is left for the next sweep rather than waited for.
 
@@ -26,16 +27,12 @@ from typing import Any
 
 from sqlalchemy import func, null, or_, select, update
 
-from pelago.core import HookContext
-from pelago.core.models import Lead
-from pelago.core.pagination import Page, decode, encode
-from pelago.core.routing import Assignment
-from pelago.core.vetoes import vetoes
+from pelago.plugin import HookContext, Lead, Page, decode_cursor, encode_cursor
 
 from . import counters, pools, rules
 from .models import Reminder, Sweep
 from .rules import RECYCLABLE, Scope
-from .service import INFO_COLUMNS, Release, info, put_back
+from .service import INFO_COLUMNS, Release, put_back
 
 L = Lead.__table__.c
 R = Reminder.__table__
@@ -194,14 +191,14 @@ def _apply(ctx: HookContext, p: Plan, rows: list[Any], report: Report, keep: boo
         report.reminded += len(remind)
         return
     if recycle:
-        refused = vetoes(ctx, [Assignment(info(r, r.owner_id), None, "recycled") for r in recycle])
-        report.vetoed += len(refused)
-        recycle = [r for k, r in enumerate(recycle) if k not in refused]
-        put_back(ctx, [Release(r.id, r.owner_id, r.pool_id, r.recycle) for r in recycle],
-                 pool=p.pool, rule=p.recycle, reason="recycled", now=p.now)
-        report.released += len(recycle)
+        moved = put_back(ctx, [Release(r.id, r.owner_id, r.pool_id, r.recycle) for r in recycle],
+                         reason="recycled", now=p.now)
+        report.vetoed += len(moved.refused)
+        report.released += len(moved.moved)
+        done = set(moved.moved)
         for r in recycle:
-            report.by_rule[r.recycle] = report.by_rule.get(r.recycle, 0) + 1
+            if r.id in done:
+                report.by_rule[r.recycle] = report.by_rule.get(r.recycle, 0) + 1
     if remind:
         report.reminded += _remind(ctx, p, remind)
 
@@ -239,7 +236,7 @@ def _remind(ctx: HookContext, p: Plan, rows: list[Any]) -> int:
 
 def preview(ctx: HookContext, pool_id: int | None, cursor: str | None, limit: int) -> Page[dict[str, Any]]:
     """Leads the sweep would recycle now, under which rule: newest first by id, nothing written."""
-    before = decode(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
     p = plan(ctx, ctx.now())
     if p.recycle is None:
         return Page([], None)
@@ -254,4 +251,4 @@ def preview(ctx: HookContext, pool_id: int | None, cursor: str | None, limit: in
     more = len(rows) > limit
     rows = rows[:limit]
     items = [{"lead_id": r.id, "owner_id": r.owner_id, "pool_id": r.pool_id, "rule": r.rule} for r in rows]
-    return Page(items, encode(rows[-1].id) if more and rows else None)
+    return Page(items, encode_cursor(rows[-1].id) if more and rows else None)

@@ -1,17 +1,22 @@
 """Taking leads out of a pool for a user: the writes a claim or a distribution makes.
 
-Four writes belong together: the conditional UPDATE that gives the lead its
-owner (still unowned, still in that pool, the pool's rules met), removing its
-pool entry, counting the day's claims (a conditional upsert that refuses to
-pass the daily limit) and the ledger rows. On PostgreSQL they are **one call**
-of the function ``pool_take`` (data-modifying CTEs, migration ``pool_0002``):
-claims are the hottest write of a pool, concurrent claimers queue on the
-lead's row lock, and a function keeps its plan across calls where a prepared
-statement would lose it at each rollback of a lost race. SQLite, which has no
-data-modifying CTEs, runs the same writes one after the other.
+Four writes belong together: the leads' new owner (still unowned, still in
+that pool, the pool's rules met) with its ledger rows and ``lead_assigned``
+event, removing their pool entries, and counting the day's claims (a
+conditional upsert that refuses to pass the daily limit). The first is the
+core's: :func:`pelago.plugin.take_unowned`, the core-owned claim write, gets
+the entries the pool's terms allow; the pool writes only its own tables.
+
+On PostgreSQL all of it is **one call** of the function ``pool_take``
+(migration ``pool_0003``), which selects the eligible entries and calls the
+core's ``core_take`` in the same round trip: claims are the hottest write of
+a pool, concurrent claimers queue on the lead's row lock, and a function
+keeps its plan across calls where a prepared statement would lose it at each
+rollback of a lost race. SQLite runs the same steps one after the other.
 
 Either way a concurrent claimer of the same lead waits for the row lock and
-then finds an owner: its UPDATE matches nothing. Exactly one claim wins.
+then finds an owner: the core's ``UPDATE … WHERE owner_id IS NULL`` matches
+nothing. Exactly one claim wins.
 """
 
 from __future__ import annotations
@@ -21,25 +26,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, literal, or_, update
-from sqlalchemy.engine import Row
+from sqlalchemy import delete, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from pelago.core import Conflict, HookContext, events
-from pelago.core.db import UtcDateTime
-from pelago.core.models import Lead, OwnershipChange
+from pelago.plugin import (
+    Conflict,
+    HookContext,
+    LeadInfo,
+    UtcDateTime,
+    event_emitted,
+    event_subscribers,
+    take_unowned,
+)
 
 from . import counters, rules
 from .models import PoolEntry
 from .pools import PoolInfo, Stale, verified
 
-L = Lead.__table__.c
 E = PoolEntry.__table__
-OC = OwnershipChange.__table__
 
-#: the lead columns a LeadInfo needs (returned by the UPDATE that takes them)
-INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
-                L.stage, L.is_customer, L.locked)
 
 @dataclass(frozen=True)
 class Terms:
@@ -92,7 +97,7 @@ ANY_TIME = Terms()
 class Taken:
     """What :func:`take` did: the leads now the user's (in id order, with their pool) and today's count."""
 
-    rows: list[Row[Any]]
+    leads: list[LeadInfo]  # as they are now (owned by the user)
     pool_of: dict[int, int]
     claims_today: int | None  # None: counting these claims would pass the daily limit (nothing may stay)
     #: with ``explain``, where PostgreSQL read them: the leads not taken, by id, read after the
@@ -113,9 +118,10 @@ def take(
     another pool meanwhile makes this a 409. ``config_version``: the pools
     behind ``groups`` and ``terms`` came from the cache at that version
     (:func:`.pools.cached`); if it no longer holds, nothing is written and
-    :class:`.pools.Stale` is raised. The taken leads are announced by one
-    ``lead_assigned`` event (``reason`` and the pool on each item). ``explain``:
-    also read the leads not taken, when that costs no extra round trip.
+    :class:`.pools.Stale` is raised. The leads taken from each pool are
+    announced by one ``lead_assigned`` event (``reason`` and the pool on each
+    item; rule ``pool:<id>``). ``explain``: also read the leads not taken,
+    when that costs no extra round trip.
     """
     if not groups:
         return Taken([], {}, None)
@@ -125,24 +131,23 @@ def take(
     else:
         taken = _take_in_steps(ctx, user_id, team_id, groups, terms, reason=reason, note=note,
                                count=count, now=now)
-    if count and taken.rows:
+    if count and taken.leads:
         counters.remember_lock(ctx, user_id)  # the count's row is locked until commit
     return taken
 
 
-#: PostgreSQL: the function ``pool_take`` (migration ``pool_0002``) makes the writes and emits the event.
-#: It is the driver's own SQL (psycopg's ``%(name)s`` parameters): the pool's hottest call skips
-#: SQLAlchemy's statement and parameter handling, about a tenth of a claim's interpreter time.
+#: PostgreSQL: the function ``pool_take`` (migration ``pool_0003``) selects the eligible entries, takes
+#: the leads through the core's ``core_take`` (lead rows, ledger, event), removes the entries and counts
+#: the claims. It is the driver's own SQL (psycopg's ``%(name)s`` parameters): the pool's hottest call
+#: skips SQLAlchemy's statement and parameter handling, about a tenth of a claim's interpreter time.
 TAKE_SQL = """
 SELECT * FROM pool_take(
     %(tenant_id)s::bigint, %(user_id)s::bigint, %(team_id)s::bigint, %(pool_id)s::bigint,
     %(lead_ids)s::bigint[], %(now)s::timestamptz, %(day)s::date,
     %(protect_before)s::timestamptz, %(cooldown_before)s::timestamptz, %(count)s::boolean,
     %(daily_limit)s::integer, %(reason)s::text, %(note)s::text, %(actor_id)s::bigint,
-    %(config_version)s::bigint, %(explain)s::boolean, %(event)s::text, %(subscribers)s::text[])
+    %(config_version)s::bigint, %(explain)s::boolean, %(subscribers)s::text[])
 """
-
-EVENT = "lead_assigned"
 
 
 def _take_postgresql(
@@ -156,9 +161,9 @@ def _take_postgresql(
         "user_id": user_id, "team_id": team_id, "tenant_id": ctx.tenant.id, "now": now,
         "day": counters.today(ctx), "count": count, "reason": reason, "note": note,
         "actor_id": ctx.actor.user_id if ctx.actor else None, "daily_limit": limit, "explain": explain,
-        "event": EVENT, "subscribers": events.subscribers(ctx, EVENT),
+        "subscribers": event_subscribers(ctx, "lead_assigned"),
     }
-    rows: list[Row[Any]] = []
+    leads: list[LeadInfo] = []
     pool_of: dict[int, int] = {}
     others: dict[int, Any] = {}
     claims_today = None
@@ -175,43 +180,50 @@ def _take_postgresql(
                 raise Stale(f"pools changed since version {config_version}")
             verified(ctx, config_version)
             config_version = None  # checked: the later pools' calls use the same pools
-        here = [r for r in got if r.kind == "taken"]
+        here = [_info(r, user_id) for r in got if r.kind == "taken"]
         others.update((r.id, r) for r in got if r.kind == "other")
         if here and summary.removed != len(here):
             raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
         if summary.event_id is not None:
-            events.emitted(ctx, summary.event_id)
-        rows += here
-        pool_of.update(dict.fromkeys((r.id for r in here), pool_id))
+            event_emitted(ctx, summary.event_id)
+        leads += here
+        pool_of.update(dict.fromkeys((i.id for i in here if i.id is not None), pool_id))
         if here and count:
             claims_today = summary.claims_today
             if claims_today is None:
                 break  # past the daily limit: the caller rolls back
-    return Taken(sorted(rows, key=lambda r: r.id), pool_of, claims_today, others if explain else None)
+    return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today, others if explain else None)
+
+
+def _info(row: Any, owner_id: int) -> LeadInfo:
+    return LeadInfo(
+        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
+        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
+        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
+    )
 
 
 def _take_in_steps(
     ctx: HookContext, user_id: int, team_id: int | None, groups: Mapping[int, Sequence[int]],
     terms: Mapping[int, Terms], *, reason: str, note: str, count: bool, now: datetime,
 ) -> Taken:
-    branches = []
+    """SQLite: per pool, the entries its terms allow, then the core's take of those still unowned."""
+    leads: list[LeadInfo] = []
+    pool_of: dict[int, int] = {}
     for pool_id, ids in groups.items():
-        in_pool = exists().where(E.c.lead_id == L.id, E.c.tenant_id == ctx.tenant.id,
-                                 *terms[pool_id].conditions(pool_id, user_id, now))
-        branches.append(and_(L.id.in_(ids), in_pool))
-    values: dict[str, Any] = {"owner_id": user_id, "assigned_at": now, "updated_at": now, "version": L.version + 1}
-    if team_id is not None:
-        values["team_id"] = team_id
-    rows = sorted(ctx.session.execute(
-        update(Lead.__table__)
-        .where(L.tenant_id == ctx.tenant.id, L.owner_id.is_(None), or_(*branches))
-        .values(**values)
-        .returning(*INFO_COLUMNS)
-    ).all(), key=lambda r: r.id)
-    if not rows:
+        eligible = list(ctx.session.scalars(
+            select(E.c.lead_id).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(ids),
+                                      *terms[pool_id].conditions(pool_id, user_id, now))
+            .order_by(E.c.lead_id)
+        ))
+        if not eligible:
+            continue
+        got = take_unowned(ctx, eligible, user_id, team_id=team_id, reason=reason, rule=f"pool:{pool_id}",
+                           note=note, detail={"pool_id": pool_id}, item={"pool_id": pool_id}, now=now)
+        leads += got.leads
+        pool_of.update(dict.fromkeys((i.id for i in got.leads if i.id is not None), pool_id))
+    if not leads:
         return Taken([], {}, None)
-    got = {r.id for r in rows}
-    pool_of = {lid: pid for pid, ids in groups.items() for lid in ids if lid in got}
     removed = ctx.session.execute(
         delete(E).where(E.c.tenant_id == ctx.tenant.id, E.c.lead_id.in_(pool_of)).returning(E.c.lead_id, E.c.pool_id)
     ).all()
@@ -220,17 +232,6 @@ def _take_in_steps(
     claims_today = None
     if count:
         limit = strictest_limit(terms[pid] for pid in groups)
-        claims_today = counters.add_claims(ctx, user_id, len(rows), limit)
-    actor_id = ctx.actor.user_id if ctx.actor else None
-    ctx.session.execute(insert(OC), [
-        {"tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": None, "to_user_id": user_id,
-         "from_team_id": None, "to_team_id": r.team_id, "reason": reason, "rule": f"pool:{pool_of[r.id]}",
-         "note": note, "detail": {"pool_id": pool_of[r.id]}, "actor_id": actor_id, "at": now}
-        for r in rows
-    ])
-    ctx.emit(EVENT, [
-        {"lead_id": r.id, "from_user_id": None, "to_user_id": user_id, "team_id": r.team_id, "reason": reason,
-         "rule": f"pool:{pool_of[r.id]}", "pool_id": pool_of[r.id]}
-        for r in rows
-    ])
-    return Taken(rows, pool_of, claims_today)
+        claims_today = counters.add_claims(ctx, user_id, len(leads), limit)
+    return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today)
+

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pelago.core import HookContext
+from pelago.plugin import HookContext
 
 PLUGIN = "pool"
 SIGNATURE = "X-Pelago-Signature"

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import pelago.core.db
+import pelago.plugin
 
 revision: str = 'pool_0001'
 down_revision: str | Sequence[str] | None = None
@@ -29,8 +29,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('trigger', sa.String(length=16), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('started_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', pelago.core.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('scanned', sa.Integer(), nullable=False),
     sa.Column('released', sa.Integer(), nullable=False),
     sa.Column('reminded', sa.Integer(), nullable=False),
@@ -52,8 +52,8 @@ def upgrade() -> None:
     sa.Column('team_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('is_default', sa.Boolean(), nullable=False),
     sa.Column('settings', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_pool_pool_team_id_core_team'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_pool_pool_tenant_id_core_tenant'), ondelete='CASCADE'),
@@ -91,12 +91,12 @@ def upgrade() -> None:
     op.create_table('pool_entry',
     sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('pool_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('entered_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('entered_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=False),
     sa.Column('rule', sa.String(length=100), nullable=True),
     sa.Column('from_user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('released_at', pelago.core.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('hidden_until', pelago.core.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('released_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('hidden_until', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('note', sa.String(length=500), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_pool_entry_lead_id_core_lead'), ondelete='CASCADE'),
@@ -111,9 +111,9 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('owner_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('due_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('due_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('rule', sa.String(length=32), nullable=False),
-    sa.Column('sent_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_pool_reminder_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_pool_reminder_tenant_id_core_tenant'), ondelete='CASCADE'),

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 
 from pelago.core.models import OutboxEvent, Team
 from pelago.plugins.pool.models import ConfigVersion, Pool, PoolEntry, RepDay
-from tests.pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
+from .pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
 
 
 def version(t) -> int:

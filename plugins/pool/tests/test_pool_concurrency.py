@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from pelago.core.models import Lead, OwnershipChange
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, RepDay
-from tests.pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
+from .pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
 from tests.test_concurrency import run_parallel
 
 pytestmark = pytest.mark.postgres

@@ -24,7 +24,7 @@ from pelago.core.services.intake import Submission, ingest
 from pelago.hostapp import Settings, create_app
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, Reminder, Sweep
-from tests.pool_helpers import claim, default_pool, ledger, owner_of, phone, pool_tenant, set_pool
+from .pool_helpers import claim, default_pool, ledger, owner_of, phone, pool_tenant, set_pool
 
 SH = ZoneInfo("Asia/Shanghai")
 

@@ -28,7 +28,7 @@ from pelago.core.host import PluginHost
 from pelago.core.models import Delivery, Lead, OutboxEvent
 from pelago.plugins.pool.models import PoolEntry, RepDay
 from tests.conftest import new_tenant
-from tests.pool_helpers import (
+from .pool_helpers import (
     add_rep,
     claim,
     default_pool,
