@@ -81,8 +81,17 @@ def race(attempts: list[int], claim_one: Any) -> tuple[float, float, dict[int, i
     barrier = threading.Barrier(CLAIMERS + 1)
 
     def worker(k: int) -> None:
-        state = claim_one.setup(k)
-        barrier.wait()
+        try:
+            state = claim_one.setup(k)
+        except BaseException as exc:  # noqa: BLE001 - reported below; the others must not wait for us
+            errors.append(exc)
+            barrier.abort()
+            return
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            claim_one.teardown(state)
+            return
         try:
             while True:
                 with lock:
@@ -101,7 +110,12 @@ def race(attempts: list[int], claim_one: Any) -> tuple[float, float, dict[int, i
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(CLAIMERS)]
     for t in threads:
         t.start()
-    barrier.wait()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join()
+        raise errors[0] from None
     started, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
@@ -116,12 +130,12 @@ class PoolClaim:
 
     def __init__(self, runtime: Any, tenant: Any, pool_id: int) -> None:
         self.runtime, self.tenant, self.pool_id = runtime, tenant, pool_id
+        self.users: dict[int, Any] = {}  # the strong reference each request's ``g`` holds to its user
         with runtime.tenant_context(tenant.id) as ctx:
             self.state = ctx.tenant
 
     def setup(self, k: int) -> Any:
-        from pelago.core.context import Actor
-        from pelago.core.models import User
+        from pelago.plugin import Actor, User
 
         session = self.runtime.tenant_session(self.tenant.id)
         # A claim request finds its user loaded and held in its session (the API key check loads
@@ -131,12 +145,12 @@ class PoolClaim:
         user = session.get(User, self.tenant.rep_ids[k])
         actor = Actor(user_id=user.id, role="rep", tenant_id=self.tenant.id, team_id=self.tenant.team_id)
         ctx = self.runtime.context(session, self.state, actor)
-        ctx.extra["user"] = user  # the strong reference the request's ``g`` holds
+        self.users[k] = user
         session.commit()
         return ctx
 
     def __call__(self, ctx: Any, lead: int) -> bool:
-        from pelago.core import Conflict
+        from pelago.plugin import Conflict
         from pelago.plugins.pool import service
 
         try:
@@ -194,7 +208,7 @@ class FunctionClaim:
                 "pool_id": self.pool_id, "lead_ids": [lead], "now": now, "day": now.date(),
                 "protect_before": None, "cooldown_before": None, "count": True, "daily_limit": None,
                 "reason": "claimed", "note": "", "actor_id": me, "config_version": None, "explain": True,
-                "event": "lead_assigned", "subscribers": ["pool"],
+                "subscribers": ["pool"],
             }).all()
             return any(r.kind == "taken" for r in rows)
 

@@ -8,8 +8,9 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from pelago.core.models import OwnershipChange, User
-from pelago.core.services import admin
+from pelago.core.models import OwnershipChange  # the ledger: no public reader yet
+from pelago.core.services import admin  # users and API keys: until pelago.testing makes them
+from pelago.plugin import Lead, User
 from tests.conftest import TenantHandle, new_tenant
 
 
@@ -76,8 +77,6 @@ def owner_of(t: TenantHandle, lead_id: int) -> int | None:
 
 
 def held(t: TenantHandle, user_id: int) -> int:
-    from pelago.core.models import Lead
-
     with t.runtime.tenant_session(t.id) as s:
         return s.scalar(select(func.count()).select_from(Lead).where(Lead.owner_id == user_id)) or 0
 

@@ -25,9 +25,12 @@ from sqlalchemy import func, inspect, select
 
 from pelago.core import migrate, scheduler
 from pelago.core.host import PluginHost
-from pelago.core.models import Delivery, Lead, OutboxEvent
+from pelago.core.models import Delivery, OutboxEvent
+from pelago.plugin import Lead
 from pelago.plugins.pool.models import PoolEntry, RepDay
 from tests.conftest import new_tenant
+from tests.routes import load_spec
+
 from .pool_helpers import (
     add_rep,
     claim,
@@ -40,7 +43,6 @@ from .pool_helpers import (
     pool_tenant,
     set_pool,
 )
-from tests.routes import load_spec
 
 SHANGHAI_MIDNIGHT_UTC_HOUR = 16  # 00:00 in Shanghai is 16:00 UTC the day before
 

@@ -17,8 +17,10 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from pelago.core.models import OutboxEvent, Team
+from pelago.core.models import OutboxEvent
+from pelago.plugin import Team
 from pelago.plugins.pool.models import ConfigVersion, Pool, PoolEntry, RepDay
+
 from .pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
 
 

@@ -12,11 +12,13 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from pelago.core.models import Lead, OwnershipChange
+from pelago.core.models import OwnershipChange
+from pelago.plugin import Lead
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, RepDay
-from .pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
 from tests.test_concurrency import run_parallel
+
+from .pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
 
 pytestmark = pytest.mark.postgres
 
@@ -145,7 +147,7 @@ def test_claims_racing_moves_leave_each_lead_owned_or_in_exactly_one_pool(make_a
 
 def test_two_sweeps_at_once_release_each_lead_once(make_app, clock):
 
-    from pelago.core.services.intake import Submission, ingest
+    from pelago.plugin import Submission, ingest
 
     app = make_app()
     t = pool_tenant(app, recycle={"no_followup": {"days": 1}})

@@ -16,14 +16,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from pelago.core import PluginSpec, hookimpl, scheduler
+from pelago.core import scheduler
 from pelago.core.host import PluginHost
-from pelago.core.models import Lead, OutboxEvent, OwnershipChange
-from pelago.core.runtime import Runtime
-from pelago.core.services.intake import Submission, ingest
+from pelago.core.models import OutboxEvent, OwnershipChange
 from pelago.hostapp import Settings, create_app
+from pelago.plugin import Lead, PluginSpec, Runtime, Submission, hookimpl, ingest
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, Reminder, Sweep
+
 from .pool_helpers import claim, default_pool, ledger, owner_of, phone, pool_tenant, set_pool
 
 SH = ZoneInfo("Asia/Shanghai")
