@@ -182,7 +182,7 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/routing/preview"): lambda: {"phone": phone()},
         ("POST", "/api/v1/channels"): lambda: {"name": unique("channel")},
         ("POST", "/api/v1/imports"): lambda: None,  # multipart, not JSON: its own tests upload files
-        ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (tests/test_pool.py)
+        ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
     }

@@ -223,7 +223,7 @@ def _cursor(last_id: int) -> str:
 
 
 # The admin's tenant has every plugin off: a plugin's routes are 404 there whatever the cursor (each
-# plugin tests its own cursors with itself on, e.g. tests/test_pool.py).
+# plugin tests its own cursors with itself on, e.g. plugins/pool/tests/test_pool.py).
 PAGED = [op for op in operations(SPEC) if op.method == "GET"
          and not op.path.startswith(tuple(f"/api/v1/{name}/" for name in DEFAULT_PLUGINS))
          and any(p["name"] == "cursor" for p in SPEC["paths"][op.path]["get"].get("parameters", []))]
