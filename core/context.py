@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -69,7 +69,6 @@ class HookContext:
     host: PluginHost
     clock: Clock
     event_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return self.clock()
@@ -85,6 +84,16 @@ class HookContext:
     def hooks(self) -> TenantHooks:
         """The hooks of the plugins on for this tenant (for plugins calling others)."""
         return self.host.hooks_for(self.tenant)
+
+    def enqueue(self, job: str, **kwargs: Any) -> None:
+        """Run the plugin job ``job`` (``"<plugin>.<name>"``, a :class:`~pelago.core.spec.Job`) for this tenant.
+
+        It is handed to the queue when this transaction commits, and dropped
+        if it rolls back; ``kwargs`` must be JSON-able.
+        """
+        from .jobs import defer
+
+        defer(self, job, kwargs)
 
     def emit(self, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
         """Write an event to the outbox of this transaction; see :mod:`pelago.core.events`."""

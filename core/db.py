@@ -10,6 +10,7 @@ must add the tenant itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -265,3 +266,51 @@ def per_transaction(session: Session, key: str) -> dict[Any, Any]:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[TenantSession]:
     return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
+
+
+def dialect_name(session: Session) -> str:
+    """``"postgresql"`` or ``"sqlite"``: the database behind ``session``."""
+    return session.get_bind().dialect.name
+
+
+def among(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(:array)``, one parameter however many ids."""
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy import BigInteger, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger())))
+    return column.in_(ids)
+
+
+def upsert(
+    session: Session, table: Any, rows: Sequence[Mapping[str, Any]], key: Sequence[str],
+    update: Sequence[str] | None = None, *, index_where: Any = None,
+) -> int:
+    """``INSERT … ON CONFLICT (key) DO UPDATE`` of ``rows`` in one statement, on PostgreSQL and SQLite.
+
+    ``table`` is a model or a ``Table``; ``key`` names the columns of a unique
+    index (with ``index_where`` for a partial one); ``update`` the columns a
+    conflicting row takes from the new one (default: every other column
+    given; an empty list means ``DO NOTHING``). Core-level: ``tenant_id`` must
+    be in the rows. Returns the number of rows written. The database decides
+    between insert and update, so two writers never both insert.
+    """
+    if not rows:
+        return 0
+    table = getattr(table, "__table__", table)
+    dialect = dialect_name(session)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    else:  # pragma: no cover
+        raise NotImplementedError(dialect)
+    stmt = dialect_insert(table).values([dict(r) for r in rows])
+    columns = update if update is not None else [c for c in rows[0] if c not in key]
+    if columns:
+        stmt = stmt.on_conflict_do_update(index_elements=list(key), index_where=index_where,
+                                          set_={c: stmt.excluded[c] for c in columns})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]

@@ -22,8 +22,8 @@ from .routing import OwnerChoice, TeamChoice, day_start
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
-    from .models import User
-    from .routing import Assignment, LeadInfo
+    from .routing import Assignment
+    from .snapshots import LeadInfo, TeamInfo, UserInfo
 
 OPEN_STAGES = ("new", "contacted", "qualified")
 
@@ -60,7 +60,7 @@ def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice 
 
 @hookimpl(trylast=True)
 def exclude_candidates(
-    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+    ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo], leads: Sequence[LeadInfo]
 ) -> Mapping[int, str] | None:
     """Reps on leave, and reps outside their working hours (tenant timezone)."""
     now = ctx.now().astimezone(ctx.tenant.tz)
@@ -91,7 +91,7 @@ def within_hours(hours: Mapping[str, Any], local: datetime) -> bool:
 
 @hookimpl(trylast=True)
 def choose_owner(
-    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+    ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo], leads: Sequence[LeadInfo]
 ) -> list[OwnerChoice | None]:
     """The team's strategy, skipping reps whose daily capacity is used up."""
     ids = [u.id for u in candidates]
@@ -132,7 +132,7 @@ Picks = list[tuple[int | None, str]]
 
 
 def _round_robin(
-    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    ctx: HookContext, team: TeamInfo, users: Sequence[UserInfo], room: dict[int, int | None],
     today: dict[int, int], n: int,
 ) -> Picks:
     """Next user id after the pointer (the last assigned id), wrapping; the row is locked."""
@@ -157,12 +157,14 @@ def _round_robin(
     if pointer != team.rr_pointer:
         ctx.session.execute(update(Team).where(Team.id == team.id).values(rr_pointer=pointer)
                             .execution_options(synchronize_session=False))
-        set_committed_value(team, "rr_pointer", pointer)  # already written: no second UPDATE
+        row = ctx.session.get(Team, team.id)  # routing's locked row, from the identity map: no query
+        if row is not None:
+            set_committed_value(row, "rr_pointer", pointer)  # already written: no second UPDATE
     return out
 
 
 def _load_balanced(
-    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    ctx: HookContext, team: TeamInfo, users: Sequence[UserInfo], room: dict[int, int | None],
     today: dict[int, int], n: int,
 ) -> Picks:
     """Fewest open leads (new, contacted, qualified) first; ties go to the lower user id."""
@@ -180,7 +182,7 @@ def _load_balanced(
 
 
 def _weighted(
-    ctx: HookContext, team: Team, users: Sequence[User], room: dict[int, int | None],
+    ctx: HookContext, team: TeamInfo, users: Sequence[UserInfo], room: dict[int, int | None],
     today: dict[int, int], n: int,
 ) -> Picks:
     """Smallest ``(given today + 1) / weight`` first, ties to the lower id: shares follow weights."""
@@ -233,5 +235,5 @@ def check_assign(ctx: HookContext, assignments: Sequence[Assignment]) -> Mapping
 
 
 @hookimpl(trylast=True)
-def check_stage_change(ctx: HookContext, lead: Lead, old: str, new: str) -> str | None:
+def check_stage_change(ctx: HookContext, lead: LeadInfo, old: str, new: str) -> str | None:
     return None

@@ -26,8 +26,8 @@ from .markers import hookspec
 if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
     from .events import Event
-    from .models import Lead, Team, User
-    from .routing import Assignment, LeadInfo, OwnerChoice, TeamChoice
+    from .routing import Assignment, OwnerChoice, TeamChoice
+    from .snapshots import LeadInfo, TeamInfo, UserInfo
 
 # --- decisions ---------------------------------------------------------------
 
@@ -44,7 +44,7 @@ def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> Sequence[TeamCho
 
 @hookspec
 def exclude_candidates(
-    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+    ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo], leads: Sequence[LeadInfo]
 ) -> Mapping[int, str] | None:
     """Reps of ``team`` who must get none of ``leads`` (this batch): ``{user_id: reason}``.
 
@@ -54,7 +54,7 @@ def exclude_candidates(
 
 @hookspec
 def choose_owner(
-    ctx: HookContext, team: Team, candidates: Sequence[User], leads: Sequence[LeadInfo]
+    ctx: HookContext, team: TeamInfo, candidates: Sequence[UserInfo], leads: Sequence[LeadInfo]
 ) -> Sequence[OwnerChoice | None] | None:
     """Pick each lead's owner among ``candidates``: one answer per lead, ``None`` = no opinion.
 
@@ -73,8 +73,12 @@ def check_assign(ctx: HookContext, assignments: Sequence[Assignment]) -> Mapping
 
 
 @hookspec
-def check_stage_change(ctx: HookContext, lead: Lead, old: str, new: str) -> str | None:
-    """Veto a stage change by returning a message; ``None`` allows it."""
+def check_stage_change(ctx: HookContext, lead: LeadInfo, old: str, new: str) -> str | None:
+    """Veto a stage change by returning a message; ``None`` allows it.
+
+    Asked plugin by plugin in call order; the first message refuses the change
+    (409 naming the plugin) and later plugins are not asked.
+    """
 
 
 # --- events ------------------------------------------------------------------

@@ -80,6 +80,8 @@ class PluginHost:
         self.installed: dict[str, str] = {}
         self._callers: dict[tuple[str, frozenset[str]], Any] = {}
         self._single: dict[tuple[str, str], Any] = {}
+        self._answering: dict[str, list[str]] = {}
+        self._askers: dict[tuple[str, str, frozenset[str]], Any] = {}
         self._hooked: frozenset[str] = frozenset()
         self._states: dict[int, TenantState] = {}
         self._lock = threading.Lock()
@@ -192,8 +194,36 @@ class PluginHost:
         return caller
 
     def hooks_for(self, state: TenantState) -> TenantHooks:
-        # Only plugins with hooks are registered; the others cannot be skipped.
-        return TenantHooks(self, self._hooked - state.enabled)
+        return TenantHooks(self, self.disabled_for(state))
+
+    def disabled_for(self, state: TenantState) -> frozenset[str]:
+        """Registered plugins that are off for the tenant (only plugins with hooks are registered)."""
+        return self._hooked - state.enabled
+
+    def answering(self, hook: str) -> list[str]:
+        """Plugins answering ``hook`` (wrappers excluded), in call order; see :mod:`pelago.core.asking`."""
+        names = self._answering.get(hook)
+        if names is None:
+            impls = getattr(self.pm.hook, hook).get_hookimpls()
+            names = [i.plugin_name for i in reversed(impls) if not (i.hookwrapper or i.wrapper)]
+            self._answering[hook] = names
+        return names
+
+    def asker(self, hook: str, plugin: str, disabled: frozenset[str]) -> Any:
+        """A caller of ``hook`` reaching ``plugin``'s answer and the wrappers of the plugins that are on.
+
+        It goes through pluggy like any hook call, so wrappers and call
+        monitoring see it. Cached per (hook, plugin, plugins off).
+        """
+        key = (hook, plugin, disabled)
+        caller = self._askers.get(key)
+        if caller is None:
+            others = {n for n in self.answering(hook) if n != plugin} | set(disabled)
+            caller = self.pm.subset_hook_caller(
+                hook, remove_plugins=[p for n, p in self.pm.list_name_plugin() if n in others]
+            )
+            self._askers[key] = caller
+        return caller
 
     def single(self, hook: str, plugin: str) -> Any:
         """A caller of ``hook`` that reaches ``plugin`` alone (event delivery)."""

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .context import HookContext
     from .runtime import Runtime
+    from .spec import Job
 
 JobFunc = Callable[..., Any]
 
@@ -42,19 +44,52 @@ def _import(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
     return run_import(runtime, tenant_id, import_id)
 
 
+def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, Any]) -> Any:
+    """A plugin's :class:`~pelago.core.spec.Job` for one tenant; skipped if the plugin is off for it."""
+    plugin, spec = find(runtime, job)
+    with runtime.tenant_context(tenant_id) as ctx:
+        if plugin not in ctx.tenant.enabled:
+            return "skipped: plugin off for the tenant"
+        return spec.func(ctx, **kwargs)
+
+
+#: The core's jobs. Plugins' jobs are declared on their ``PluginSpec.jobs`` and run through ``plugin_job``.
 JOBS: dict[str, JobFunc] = {
     "deliver": _deliver,
     "retry_deliveries": _retry_deliveries,
     "periodic": _periodic,
     "import": _import,
+    "plugin_job": _plugin_job,
 }
 #: rq's default of 180 s is too short for these (a 20 MiB CSV import)
 TIMEOUTS: dict[str, int] = {"import": 3600}
+PENDING_KEY = "pelago_jobs"
 
 
-def register_job(name: str, func: JobFunc) -> None:
-    """Make ``func(runtime, **kwargs)`` enqueueable by ``name`` (plugins: ``<plugin>.<job>``)."""
-    JOBS[name] = func
+def find(runtime: Runtime, job: str) -> tuple[str, Job]:
+    """The deployed plugin and :class:`Job` called ``"<plugin>.<name>"``; ``NotFound`` otherwise."""
+    plugin, _, name = job.partition(".")
+    spec = runtime.host.specs.get(plugin)
+    found = next((j for j in spec.jobs if j.name == name), None) if spec is not None else None
+    if found is None:
+        raise NotFound(f"no job called {job!r} (a plugin job is '<plugin>.<name>', declared on PluginSpec.jobs)")
+    return plugin, found
+
+
+def defer(ctx: HookContext, job: str, kwargs: dict[str, Any]) -> None:
+    """Remember ``job`` for this tenant until the session's transaction commits (see ``Runtime``)."""
+    plugin, _, name = job.partition(".")
+    spec = ctx.host.specs.get(plugin)
+    if spec is None or not any(j.name == name for j in spec.jobs):
+        raise NotFound(f"no job called {job!r} (a plugin job is '<plugin>.<name>', declared on PluginSpec.jobs)")
+    ctx.session.info.setdefault(PENDING_KEY, []).append(
+        {"tenant_id": ctx.tenant.id, "job": job, "kwargs": dict(kwargs)}
+    )
+
+
+def take_deferred(session: Any) -> list[dict[str, Any]]:
+    """Plugin jobs deferred in the transaction just ended (and forget them)."""
+    return session.info.pop(PENDING_KEY, [])  # type: ignore[no-any-return]
 
 
 def run(name: str, kwargs: dict[str, Any], runtime: Runtime | None = None) -> Any:
@@ -91,6 +126,11 @@ class RqQueue:
         self.rq = Queue(name, connection=self.redis)
 
     def enqueue(self, name: str, **kwargs: Any) -> Any:
+        timeout = TIMEOUTS.get(name)
+        label = name
+        if name == "plugin_job":
+            label = kwargs["job"]
+            timeout = find(self.runtime, label)[1].timeout
         return self.rq.enqueue(
-            "pelago.core.jobs.run", name, kwargs, description=f"pelago:{name}", job_timeout=TIMEOUTS.get(name)
+            "pelago.core.jobs.run", name, kwargs, description=f"pelago:{label}", job_timeout=timeout
         )

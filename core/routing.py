@@ -20,41 +20,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from .asking import first_answers
 from .context import HookContext
-from .models import Lead, Team, User
-
-
-@dataclass(frozen=True, slots=True)
-class LeadInfo:
-    """What routing and ``check_assign`` see of a lead: a light, read-only snapshot.
-
-    ``id`` is ``None`` for the hypothetical lead of a preview. Cheap to build
-    by the hundred thousand, unlike an ORM object.
-    """
-
-    id: int | None
-    name: str = ""
-    phone: str | None = None
-    email: str | None = None
-    source: str | None = None
-    region: str | None = None
-    product: str | None = None
-    channel: str | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    team_id: int | None = None
-    owner_id: int | None = None
-    stage: str = "new"
-    is_customer: bool = False
-    locked: bool = False
-
-    @classmethod
-    def of(cls, lead: Lead, channel: str | None = None) -> LeadInfo:
-        return cls(
-            id=lead.id, name=lead.name, phone=lead.phone, email=lead.email, source=lead.source,
-            region=lead.region, product=lead.product, channel=channel,
-            attributes=dict(lead.attributes or {}), team_id=lead.team_id, owner_id=lead.owner_id,
-            stage=lead.stage, is_customer=lead.is_customer, locked=lead.locked,
-        )
+from .models import Team, User
+from .snapshots import LeadInfo, TeamInfo, UserInfo
 
 
 @dataclass(frozen=True)
@@ -82,7 +51,7 @@ class Assignment:
     """A proposed ownership change, as ``check_assign`` sees it (``user=None`` releases)."""
 
     lead: LeadInfo
-    user: User | None
+    user: UserInfo | None
     reason: str
 
 
@@ -96,15 +65,15 @@ class Decision:
     explanation: dict[str, Any]
 
 
-def candidates_of(ctx: HookContext, team: Team) -> list[User]:
-    """Active reps and managers of ``team``, on leave or not (exclusion explains leave)."""
-    return list(
-        ctx.session.scalars(
+def candidates_of(ctx: HookContext, team_id: int) -> list[UserInfo]:
+    """Active reps and managers of the team, on leave or not (exclusion explains leave)."""
+    return [
+        UserInfo.of(u) for u in ctx.session.scalars(
             select(User)
-            .where(User.team_id == team.id, User.active.is_(True), User.role.in_(("rep", "manager")))
+            .where(User.team_id == team_id, User.active.is_(True), User.role.in_(("rep", "manager")))
             .order_by(User.id)
         )
-    )
+    ]
 
 
 def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing") -> list[Decision]:
@@ -123,7 +92,7 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
             decisions[i].explanation["team"] = {"team_id": lead.team_id, "reason": "given by the caller"}
         else:
             undecided.append(i)
-    for i, choice in ask_each(ctx, "choose_team", undecided, lambda idx: {"leads": [leads[j] for j in idx]}):
+    for i, choice in first_answers(ctx, "choose_team", undecided, lambda idx: {"leads": [leads[j] for j in idx]}):
         decisions[i].team_id = choice.team_id
         decisions[i].explanation["team"] = {
             "team_id": choice.team_id, "reason": choice.reason, "rule": choice.rule, **dict(choice.detail),
@@ -147,7 +116,7 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
             continue
         by_team.setdefault(team.id, []).append(i)
 
-    candidates: dict[int, User] = {}
+    candidates: dict[int, UserInfo] = {}
     for team_id, members in by_team.items():
         candidates.update((u.id, u) for u in _choose_owners(
             ctx, teams[team_id], [leads[i] for i in members], [decisions[i] for i in members]))
@@ -157,11 +126,12 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
 
 def _choose_owners(
     ctx: HookContext, team: Team, leads: list[LeadInfo], decisions: list[Decision]
-) -> list[User]:
+) -> list[UserInfo]:
     """Decide the owners of ``team``'s leads; returns the team's candidates (the owners are among them)."""
-    candidates = candidates_of(ctx, team)
+    candidates = candidates_of(ctx, team.id)
+    info = TeamInfo.of(team)
     excluded: dict[int, str] = {}
-    for result in ctx.hooks.exclude_candidates(ctx=ctx, team=team, candidates=candidates, leads=leads):
+    for result in ctx.hooks.exclude_candidates(ctx=ctx, team=info, candidates=candidates, leads=leads):
         for user_id, why in (result or {}).items():
             excluded.setdefault(int(user_id), str(why))
     eligible = [u for u in candidates if u.id not in excluded]
@@ -177,9 +147,9 @@ def _choose_owners(
             d.explanation["owner"] = {"user_id": None, "reason": "no eligible candidate in the team"}
         return candidates
     allowed = {u.id for u in eligible}
-    answered = ask_each(
+    answered = first_answers(
         ctx, "choose_owner", list(range(len(leads))),
-        lambda idx: {"team": team, "candidates": eligible, "leads": [leads[j] for j in idx]},
+        lambda idx: {"team": info, "candidates": eligible, "leads": [leads[j] for j in idx]},
     )
     decided: set[int] = set()
     for j, owner in answered:
@@ -197,7 +167,7 @@ def _choose_owners(
 
 
 def _apply_vetoes(
-    ctx: HookContext, leads: Sequence[LeadInfo], decisions: list[Decision], reason: str, users: Mapping[int, User]
+    ctx: HookContext, leads: Sequence[LeadInfo], decisions: list[Decision], reason: str, users: Mapping[int, UserInfo]
 ) -> None:
     """Routing must not fail intake: a vetoed choice leaves the lead unowned, with the reason.
 
@@ -216,42 +186,6 @@ def _apply_vetoes(
             "vetoed_user_id": d.owner_id, "plugin": plugin,
         }
         d.owner_id, d.rule = None, None
-
-
-def ask_each(
-    ctx: HookContext, hook: str, pending: list[int], kwargs_for: Any
-) -> list[tuple[int, Any]]:
-    """Ask a batch ``choose_*`` hook plugin by plugin; the first answer for an item wins.
-
-    Each implementation (call order: plugins listed first in ``PELAGO_PLUGINS``
-    first, the core's ``trylast`` last) is called once with the items no
-    earlier plugin answered, and returns one answer per item (``None`` = no
-    opinion) or ``None`` for no opinion on any. Returns ``(item, answer)`` pairs.
-    """
-    answers: list[tuple[int, Any]] = []
-    caller = getattr(ctx.hooks, hook)
-    for impl in reversed(caller.get_hookimpls()):
-        if not pending:
-            break
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        kwargs = {"ctx": ctx, **kwargs_for(pending)}
-        result = impl.function(*(kwargs[name] for name in impl.argnames))
-        if result is None:
-            continue
-        result = list(result)
-        if len(result) != len(pending):
-            raise ValueError(
-                f"{impl.plugin_name}.{hook} returned {len(result)} answers for {len(pending)} leads"
-            )
-        still = []
-        for item, answer in zip(pending, result, strict=True):
-            if answer is None:
-                still.append(item)
-            else:
-                answers.append((item, answer))
-        pending = still
-    return answers
 
 
 def day_start(ctx: HookContext, at: datetime | None = None) -> datetime:

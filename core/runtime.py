@@ -23,6 +23,7 @@ from .db import TenantSession, make_sessionmaker
 from .errors import NotFound
 from .events import take_pending
 from .host import PluginHost
+from .jobs import find, take_deferred
 from .models import Tenant
 
 _current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
@@ -75,12 +76,18 @@ class Runtime:
                 self.queue.enqueue("deliver", event_ids=ids)
             except Exception:  # noqa: BLE001 - the change is committed; retries will deliver
                 self.log.exception("could not hand events %s to the queue; the retry job will", ids)
+        for job in take_deferred(session):
+            try:
+                self.queue.enqueue("plugin_job", **job)
+            except Exception:  # noqa: BLE001 - the change is committed; the job is lost, say so loudly
+                self.log.exception("could not hand job %s for tenant %s to the queue", job["job"], job["tenant_id"])
 
     def _after_rollback(self, session: Session, previous: Any) -> None:
         # Only the outermost rollback discards the events; ids from a rolled
         # back SAVEPOINT may stay listed: delivering them finds nothing to do.
         if previous.parent is None:
             take_pending(session)
+            take_deferred(session)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:
         """A session whose ORM queries only see ``tenant_id``'s rows."""
@@ -107,6 +114,15 @@ class Runtime:
             except BaseException:
                 session.rollback()
                 raise
+
+    def enqueue(self, tenant_id: int, job: str, **kwargs: Any) -> Any:
+        """Hand the plugin job ``job`` (``"<plugin>.<name>"``) for ``tenant_id`` to the queue now.
+
+        For commands and scripts; inside a transaction use ``ctx.enqueue``,
+        which waits for the commit.
+        """
+        find(self, job)
+        return self.queue.enqueue("plugin_job", tenant_id=tenant_id, job=job, kwargs=dict(kwargs))
 
     def context(self, session: Session, state: TenantState, actor: Actor | None) -> HookContext:
         return HookContext(tenant=state, session=session, actor=actor, host=self.host, clock=self.clock)
@@ -140,3 +156,19 @@ def current_runtime() -> Runtime:
 def activate(runtime: Runtime) -> None:
     """Set the runtime for the rest of this context (a worker process's main thread)."""
     _current.set(runtime)
+
+
+def find_tenant(runtime: Runtime, slug: str) -> int:
+    """The id of the tenant called ``slug``; :class:`~pelago.core.errors.NotFound` if there is none."""
+    return runtime.tenant_by_slug(slug).id
+
+
+@contextmanager
+def tenant_context(runtime: Runtime, tenant: int | str, actor: Actor | None = None) -> Iterator[HookContext]:
+    """A hook context for ``tenant`` (an id or a slug) on a fresh session; commits on success.
+
+    For commands, scripts and tests; inside a hook or a route you have ``ctx``.
+    """
+    tenant_id = find_tenant(runtime, tenant) if isinstance(tenant, str) else tenant
+    with runtime.tenant_context(tenant_id, actor) as ctx:
+        yield ctx

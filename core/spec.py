@@ -8,7 +8,7 @@ the host attribute every route, job and table to the plugin that owns it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +40,25 @@ class Periodic:
 
 
 @dataclass(frozen=True)
+class Job:
+    """A named background job of a plugin, run for one tenant in a worker (or inline).
+
+    Declared on :attr:`PluginSpec.jobs` and enqueued by its full name
+    ``"<plugin>.<name>"`` with JSON-able keyword arguments:
+    ``ctx.enqueue("lead_score.export", since="2026-01-01")``. The job is handed
+    to the queue when the enqueuing transaction commits (never if it rolls
+    back) and runs as ``func(ctx, **kwargs)`` with a :class:`JobContext` for
+    that tenant, committed when it returns. It is skipped for a tenant that
+    switched the plugin off meanwhile. ``timeout``: seconds (rq's default is
+    180). Like every job it must be idempotent: it may be retried.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
 class PluginSpec:
     """The static half of a plugin, named by its ``pelago.plugins`` entry point.
 
@@ -59,11 +78,11 @@ class PluginSpec:
     blueprint: Blueprint | None = None
     commands: click.Group | None = None
     periodic: Sequence[Periodic] = ()
+    jobs: Sequence[Job] = ()
     migrations: Path | None = None
     hooks: ModuleType | object | None = None
     hookspecs: ModuleType | object | None = None
     default_enabled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def secret_fields(self) -> frozenset[str]:
         """Names of settings fields that must never be shown in clear."""

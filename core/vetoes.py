@@ -1,10 +1,15 @@
-"""Asking the ``check_*`` hooks, so that a refusal names the plugin that refused."""
+"""Asking the ``check_*`` hooks, so that a refusal names the plugin that refused.
+
+The plugins are asked in call order through :mod:`pelago.core.asking` (so
+hook wrappers see each call); the first refusal wins.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .asking import answering, ask_in_order, refusals
 from .context import HookContext
 from .errors import Vetoed
 
@@ -13,18 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def first_veto(ctx: HookContext, hook: str, /, **kwargs: Any) -> tuple[str, str] | None:
-    """``(plugin, message)`` of the first plugin that refuses, in call order, else ``None``.
-
-    The implementations of the tenant's plugins are asked one by one (pluggy's
-    order: first listed in ``PELAGO_PLUGINS`` first, the core's ``trylast``
-    last) and the first non-empty answer wins. Asking them one by one rather
-    than through ``pm.hook`` is what lets the refusal say who refused.
-    """
-    kwargs = {"ctx": ctx, **kwargs}
-    for impl in _answering(ctx, hook):
-        message = impl.function(*(kwargs[name] for name in impl.argnames))
+    """``(plugin, message)`` of the first plugin that refuses (a hook answering a message), else ``None``."""
+    for plugin, _, message in ask_in_order(ctx, hook, [0], lambda _: kwargs):
         if message:
-            return impl.plugin_name, str(message)
+            return plugin, str(message)
     return None
 
 
@@ -36,15 +33,9 @@ def refuse_if_vetoed(ctx: HookContext, hook: str, /, **kwargs: Any) -> None:
         raise Vetoed(message, plugin)
 
 
-def _answering(ctx: HookContext, hook: str, skip: str | None = None) -> list[Any]:
-    """The implementations of ``hook`` that answer it, in call order (wrappers wrap; ``skip`` is not asked)."""
-    return [impl for impl in reversed(getattr(ctx.hooks, hook).get_hookimpls())
-            if not (impl.hookwrapper or impl.wrapper) and impl.plugin_name != skip]
-
-
 def vetoes_needed(ctx: HookContext, skip: str | None = None) -> bool:
     """Whether any plugin on for the tenant (other than ``skip``) implements ``check_assign``."""
-    return bool(_answering(ctx, "check_assign", skip))
+    return bool(answering(ctx, "check_assign", skip))
 
 
 def vetoes(ctx: HookContext, assignments: Sequence[Assignment], skip: str | None = None) -> dict[int, tuple[str, str]]:
@@ -55,18 +46,12 @@ def vetoes(ctx: HookContext, assignments: Sequence[Assignment], skip: str | None
     ``skip`` names a plugin not to ask: the one asking, when it has applied
     its own rules already.
     """
-    refused: dict[int, tuple[str, str]] = {}
-    pending = list(range(len(assignments)))
-    for impl in _answering(ctx, "check_assign", skip):
-        if not pending:
-            break
-        kwargs = {"ctx": ctx, "assignments": [assignments[i] for i in pending]}
-        answer = impl.function(*(kwargs[name] for name in impl.argnames)) or {}
-        for k, message in answer.items():
-            if message and 0 <= int(k) < len(pending):
-                refused[pending[int(k)]] = (impl.plugin_name, str(message))
-        pending = [i for i in pending if i not in refused]
-    return refused
+    if not assignments:
+        return {}
+    return refusals(
+        ctx, "check_assign", range(len(assignments)),
+        lambda items: {"assignments": [assignments[i] for i in items]}, skip=skip,
+    )
 
 
 def refuse_assignment_if_vetoed(ctx: HookContext, assignment: Assignment) -> None:

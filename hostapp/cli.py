@@ -7,8 +7,10 @@ through ``PluginSpec.commands``.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy import select
@@ -30,6 +32,25 @@ def _runtime(obj: dict[str, Any]) -> Runtime:
         except PluginConfigError as exc:
             raise click.ClickException(str(exc)) from None
     return obj["runtime"]  # type: ignore[no-any-return]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pass_runtime(f: F) -> F:
+    """Give a command the app's :class:`~pelago.core.runtime.Runtime` as its first argument.
+
+    For plugins' commands (``PluginSpec.commands``): the runtime is built
+    once per invocation from the environment, as ``pelago serve`` builds it
+    (or is the one a test passed in ``obj={"runtime": ...}``).
+    """
+
+    @click.pass_context
+    def command(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        obj = ctx.find_root().ensure_object(dict)
+        return ctx.invoke(f, _runtime(obj), *args, **kwargs)
+
+    return functools.update_wrapper(command, f)  # type: ignore[return-value]
 
 
 class PelagoGroup(click.Group):

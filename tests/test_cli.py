@@ -103,6 +103,8 @@ def test_worker_runs_queued_jobs_in_burst_mode(cli, redis_url, monkeypatch, db_u
 
 def test_plugins_add_their_commands(cli, monkeypatch):
     assert cli("recorder", "hello", "Li").output.strip() == "recorder says hello to Li"
+    # a plugin command gets the runtime the CLI built from the environment (pass_runtime)
+    assert cli("recorder", "tenants").output.strip().startswith("recorder is on for ")
     assert "recorder" in cli("--help").output
     monkeypatch.setenv("PELAGO_PLUGINS", "pool")
     assert cli("recorder", "hello", "Li").exit_code != 0  # not deployed: no such command

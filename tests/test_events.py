@@ -188,16 +188,24 @@ def test_embedded_server_runs_periodic_jobs_on_a_background_thread(make_app):
     assert len(recorder.calls("periodic.tick", t.id)) == 1  # the frozen clock never reaches the next period
 
 
-def test_plugins_register_named_jobs_that_queue_by_name(make_app):
-    from pelago.core import jobs
+def test_plugin_jobs_declared_on_the_spec_run_for_the_tenant_after_commit(make_app):
     from pelago.core.errors import NotFound
 
-    seen: list[int] = []
-    jobs.register_job("recorder.echo", lambda runtime, value: seen.append(value) or value)
-    try:
-        rt = make_app(PLUGINS).extensions["pelago"]
-        assert rt.queue.enqueue("recorder.echo", value=7) == 7 and seen == [7]
-        with pytest.raises(NotFound):
-            rt.queue.enqueue("recorder.nosuch")
-    finally:
-        jobs.JOBS.pop("recorder.echo", None)
+    app = make_app(PLUGINS)
+    rt = app.extensions["pelago"]
+    t, off = new_tenant(app), new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    with rt.tenant_context(t.id) as ctx:
+        ctx.enqueue("recorder.echo", value=7)
+        assert recorder.calls("job.echo", t.id) == []  # not before the commit
+    assert recorder.calls("job.echo", t.id) == [7]
+    with pytest.raises(RuntimeError), rt.tenant_context(t.id) as ctx:
+        ctx.enqueue("recorder.echo", value=8)
+        raise RuntimeError("rolled back")
+    assert recorder.calls("job.echo", t.id) == [7]  # a rolled back transaction enqueues nothing
+    rt.enqueue(off.id, "recorder.echo", value=9)  # off for that tenant: skipped
+    assert recorder.calls("job.echo", off.id) == []
+    with pytest.raises(NotFound), rt.tenant_context(t.id) as ctx:
+        ctx.enqueue("recorder.nosuch")
+    with pytest.raises(NotFound):
+        rt.enqueue(t.id, "nosuch.echo")

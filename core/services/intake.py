@@ -37,6 +37,7 @@ from ..events import snapshot
 from ..models import Lead, OwnershipChange, StageChange, Touch, User
 from ..phones import BadPhone, normalise_fast
 from ..routing import Decision, LeadInfo, route
+from ..snapshots import UserInfo
 from ..vetoes import vetoes
 
 LEAD_FIELDS = {"name": 200, "email": 254, "source": 100, "region": 100, "product": 100}
@@ -315,7 +316,7 @@ def _decide(
     decisions: dict[int, Decision] = {}
     given = [r for r in rows if r.values.get("owner_id") is not None]
     if given:
-        users = {u.id: u for u in ctx.session.scalars(
+        users = {u.id: UserInfo.of(u) for u in ctx.session.scalars(
             select(User).where(User.id.in_({r.values["owner_id"] for r in given}))
         )}
         from ..routing import Assignment

@@ -13,10 +13,11 @@ from ..context import HookContext
 from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
+from ..ownership import Move, change_owners, refuse_if_any
 from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
-from ..routing import Assignment, LeadInfo
-from ..vetoes import refuse_assignment_if_vetoed, refuse_if_vetoed
+from ..routing import LeadInfo
+from ..vetoes import refuse_if_vetoed
 from .intake import Submission, ingest
 
 CONTACT_FIELDS = ("name", "email", "source", "region", "product")
@@ -193,7 +194,7 @@ def assign(
     ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str = "manual", note: str = "",
     rule: str | None = None, detail: Mapping[str, Any] | None = None,
 ) -> Lead:
-    """Give ``lead`` to ``user_id`` (``None`` releases it) and write the ledger.
+    """Give ``lead`` to ``user_id`` (``None`` releases it), through :mod:`pelago.core.ownership`.
 
     Manual changes need a manager; rules never move a locked lead.
     """
@@ -203,12 +204,13 @@ def assign(
         raise Conflict(f"lead {lead.id} is locked; only a manual reassignment can move it")
     if user_id == lead.owner_id:
         return lead
-    user = _user(ctx, user_id, field="user_id") if user_id is not None else None
-    refuse_assignment_if_vetoed(ctx, Assignment(LeadInfo.of(lead), user, reason))
-    assigned = _set_owner(ctx, lead, user_id, reason=reason, rule=rule, note=note, detail=dict(detail or {}))
-    if assigned is not None:
-        ctx.emit("lead_assigned", [assigned])
-    _flush(ctx, "the lead changed meanwhile; reload and retry")
+    if user_id is not None:
+        _user(ctx, user_id, field="user_id")
+    moved = change_owners(ctx, [Move(lead.id, lead.owner_id, user_id, rule=rule, detail=dict(detail or {}))],
+                          reason=reason, note=note)
+    refuse_if_any(moved.refused)
+    if moved.missed:
+        raise Conflict("the lead changed meanwhile; reload and retry")
     return lead
 
 
@@ -218,56 +220,21 @@ def record_decision(ctx: HookContext, lead: Lead, decision: Any, *, reason: str)
     With an owner, the lead moves (team included) and ``lead_assigned`` is
     emitted; without one nothing moves, but the ledger still records the
     decision and why, so "why is she still the owner?" has an answer too.
+    Routing has asked the vetoes already.
     """
     if decision.owner_id is not None and decision.owner_id != lead.owner_id:
-        assigned = _set_owner(ctx, lead, decision.owner_id, reason=reason, rule=decision.rule,
-                              detail=decision.explanation, team_id=decision.team_id)
-        if assigned is not None:
-            ctx.emit("lead_assigned", [assigned])
+        moved = change_owners(ctx, [Move(lead.id, lead.owner_id, decision.owner_id, rule=decision.rule,
+                                         detail=decision.explanation, team_id=decision.team_id)],
+                              reason=reason, check=False)
+        if moved.missed:
+            raise Conflict("the lead changed meanwhile; reload and retry")
     else:
         ctx.session.add(OwnershipChange(
             lead_id=lead.id, from_user_id=lead.owner_id, to_user_id=lead.owner_id, from_team_id=lead.team_id,
             to_team_id=lead.team_id, reason=reason, rule=None, note="nothing moved",
             detail=_jsonable(decision.explanation), actor_id=_actor_id(ctx), at=ctx.now(),
         ))
-    _flush(ctx, "the lead changed meanwhile; reload and retry")
-
-
-def _set_owner(
-    ctx: HookContext, lead: Lead, user_id: int | None, *, reason: str, rule: str | None = None,
-    note: str = "", detail: Mapping[str, Any] | None = None, team_id: int | None = None,
-) -> dict[str, Any] | None:
-    """Set the owner and write the ledger row; emits ``lead_released`` itself.
-
-    Returns the ``lead_assigned`` item for the caller to emit, so that on
-    creation it follows ``lead_created``.
-    """
-    previous, previous_team = lead.owner_id, lead.team_id
-    now = ctx.now()
-    lead.owner_id = user_id
-    if team_id is not None:
-        lead.team_id = team_id
-    elif user_id is not None:
-        owner_team = ctx.session.scalar(select(User.team_id).where(User.id == user_id))
-        lead.team_id = owner_team if owner_team is not None else lead.team_id
-    lead.assigned_at = now if user_id is not None else None
-    lead.updated_at = now
-    ctx.session.add(OwnershipChange(
-        lead_id=lead.id, from_user_id=previous, to_user_id=user_id, from_team_id=previous_team,
-        to_team_id=lead.team_id,
-        reason=reason, rule=rule, note=note, detail=_jsonable(detail or {}),
-        actor_id=_actor_id(ctx), at=now,
-    ))
-    if user_id is not None:
-        return {
-            "lead_id": lead.id, "from_user_id": previous, "to_user_id": user_id,
-            "team_id": lead.team_id, "reason": reason, "rule": rule,
-        }
-    if previous is not None:
-        ctx.emit("lead_released", [{
-            "lead_id": lead.id, "from_user_id": previous, "reason": reason, "rule": rule,
-        }])
-    return None
+        _flush(ctx, "the lead changed meanwhile; reload and retry")
 
 
 def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None = None) -> Lead:
@@ -278,7 +245,7 @@ def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None
     old = lead.stage
     if old == new and (new != "lost" or lost_reason == lead.lost_reason):
         return lead
-    refuse_if_vetoed(ctx, "check_stage_change", lead=lead, old=old, new=new)
+    refuse_if_vetoed(ctx, "check_stage_change", lead=LeadInfo.of(lead), old=old, new=new)
     now = ctx.now()
     lead.stage = new
     lead.lost_reason = lost_reason.strip() if new == "lost" and lost_reason else None

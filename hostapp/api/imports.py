@@ -138,11 +138,14 @@ def _detail(imp: ImportRow) -> dict[str, Any]:
 @blp.doc(requestBody=UPLOAD_DOC)
 @requires("manager")
 def create() -> Any:
-    return upload()
+    return upload_import()
 
 
-def upload(**options: Any) -> Any:
+def upload_import(**options: Any) -> Any:
     """Store the uploaded CSV as an import and queue its job: the response of a ``202``.
+
+    The request body is documented by :data:`UPLOAD_DOC` (``@blp.doc(requestBody=UPLOAD_DOC)``;
+    also ``upload_import.doc``).
 
     ``options`` are the import options the form cannot set (``route``,
     ``targets``): a plugin offering its own import route (the pool's
@@ -181,6 +184,9 @@ def upload(**options: Any) -> Any:
         abort(503, message="the job queue is unavailable; try again later")
     c.session.refresh(imp)
     return _detail(imp), 202, {"Location": f"/api/v1/imports/{imp.id}"}
+
+
+upload_import.doc = UPLOAD_DOC  # type: ignore[attr-defined]
 
 
 @blp.route("", methods=["GET"])

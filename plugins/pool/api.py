@@ -15,7 +15,8 @@ from sqlalchemy import select
 from pelago.core import NotFound
 from pelago.core.pagination import decode, encode
 from pelago.hostapp.api import Blueprint
-from pelago.hostapp.api.imports import UPLOAD_DOC, ImportDetail, upload
+from pelago.hostapp.api.imports import UPLOAD_DOC, ImportDetail
+from pelago.hostapp.api.imports import upload_import as upload
 from pelago.hostapp.auth import commit, ctx, requires
 
 from . import pools, service

@@ -18,6 +18,8 @@ from marshmallow import Schema, fields, validate
 
 from pelago.core import OwnerChoice, Periodic, PluginSpec, TeamChoice, hookimpl
 from pelago.core.hookspecs import EVENTS
+from pelago.core.spec import Job
+from pelago.hostapp.cli import pass_runtime
 
 CALLS: list[tuple[str, int, Any]] = []
 
@@ -122,6 +124,20 @@ def hello(name: str) -> None:
     click.echo(f"recorder says hello to {name}")
 
 
+@commands.command("tenants")
+@pass_runtime
+def count_tenants(runtime: Any) -> None:
+    """Say how many tenants have the recorder on (a command that needs the runtime)."""
+    from pelago.core.scheduler import tenants_with
+
+    click.echo(f"recorder is on for {len(tenants_with(runtime, 'recorder'))} tenants")
+
+
+def echo(ctx: Any, value: int) -> int:
+    CALLS.append(("job.echo", ctx.tenant.id, value))
+    return value
+
+
 plugin = PluginSpec(
     name="recorder",
     title="Recorder (test)",
@@ -131,4 +147,5 @@ plugin = PluginSpec(
     commands=commands,
     hooks=Hooks(),
     periodic=(Periodic("tick", tick, timedelta(minutes=5)),),
+    jobs=(Job("echo", echo),),
 )

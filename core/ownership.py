@@ -1,0 +1,290 @@
+"""Ownership changes: the one place that moves leads between owners.
+
+Every change of a lead's owner, by the core or by a plugin, is made here:
+the lead row (owner, team, ``assigned_at``, ``version``), one ledger row per
+lead with the explanation, and the ``lead_assigned`` / ``lead_released``
+events with the core's item shape (:mod:`pelago.core.payloads`). Plugins
+never write ``core_lead`` or ``core_ownership_change`` themselves.
+
+Each operation is set-based and batch-shaped (a few statements per batch,
+whatever its size) and a compare-and-set: a :class:`Move` names the owner
+its caller saw, and a lead whose owner changed meanwhile is not moved but
+reported in :attr:`Moved.missed`, so no check-then-write race exists.
+
+:func:`take_unowned` is the claim's shape (unowned leads to one user). On
+PostgreSQL it is one call of the database function ``core_take`` (migration
+``0004``), which a plugin's own database function may call to take leads in
+the same round trip as its own writes, as the pool's ``pool_take`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy.orm.util import identity_key
+
+from . import events
+from .context import HookContext
+from .errors import Vetoed
+from .models import Lead, OwnershipChange, User
+from .snapshots import LeadInfo, UserInfo
+
+LEAD: Table = Lead.__table__  # type: ignore[assignment]
+L = LEAD.c
+OC: Table = OwnershipChange.__table__  # type: ignore[assignment]
+#: The lead columns a :class:`LeadInfo` is made of, read with every move.
+INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
+                L.owner_id, L.stage, L.is_customer, L.locked)
+KEEP = object()  # a Move's team: leave the lead's team as it is
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One lead to move: from the owner the caller saw to ``to_user_id`` (``None`` releases).
+
+    ``team_id``: the lead's team afterwards; by default the new owner's team
+    (kept when the owner has none, or on release). ``detail`` is the
+    explanation kept in the ledger; ``item`` adds keys to the event item
+    (the pool adds ``pool_id``).
+    """
+
+    lead_id: int
+    from_user_id: int | None
+    to_user_id: int | None
+    rule: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    team_id: int | None = None
+    item: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Moved:
+    """What a move did: the leads moved (id order), those that changed meanwhile, those vetoed."""
+
+    moved: list[int] = field(default_factory=list)
+    missed: list[int] = field(default_factory=list)
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)  # lead id -> (plugin, message)
+    #: the leads moved as they were before the move (``LeadInfo``), by id
+    before: dict[int, LeadInfo] = field(default_factory=dict)
+
+
+def change_owners(
+    ctx: HookContext, moves: Sequence[Move], *, reason: str, note: str = "", check: bool = True,
+    skip: str | None = None, now: datetime | None = None,
+) -> Moved:
+    """Apply ``moves`` (any mix of assignments and releases) in a few statements.
+
+    The leads are locked in id order (``FOR UPDATE``); a lead whose owner is
+    no longer the move's ``from_user_id`` is missed. With ``check``, the
+    tenant's ``check_assign`` implementations (all but ``skip``, the plugin
+    asking, when it applied its own rules) are asked about the rest as one
+    batch, and the refused moves are left out. Then the lead rows change,
+    the ledger gets one row per lead, and one ``lead_assigned`` and one
+    ``lead_released`` event carry the moved leads.
+    """
+    out = Moved()
+    if not moves:
+        return out
+    now = now or ctx.now()
+    by_id = {m.lead_id: m for m in moves}
+    rows = ctx.session.execute(
+        select(*INFO_COLUMNS).where(L.tenant_id == ctx.tenant.id, L.id.in_(sorted(by_id)))
+        .order_by(L.id).with_for_update()
+    ).all()
+    current: dict[int, Any] = {r.id: r for r in rows}
+    ready: list[Row[Any]] = []
+    for lead_id, m in by_id.items():
+        found = current.get(lead_id)
+        if found is None or found.owner_id != m.from_user_id:
+            out.missed.append(lead_id)
+        elif m.to_user_id != found.owner_id:
+            ready.append(found)
+    users = _users(ctx, {by_id[r.id].to_user_id for r in ready} - {None})
+    if check and ready:
+        from .routing import Assignment
+        from .vetoes import vetoes, vetoes_needed
+
+        if vetoes_needed(ctx, skip):
+            asked = [Assignment(info(r), users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
+            refused = vetoes(ctx, asked, skip=skip)
+            out.refused = {ready[k].id: answer for k, answer in refused.items()}
+            ready = [r for k, r in enumerate(ready) if k not in refused]
+    if not ready:
+        return out
+    actor_id = ctx.actor.user_id if ctx.actor else None
+    groups: dict[tuple[int | None, Any], list[int]] = {}
+    ledger: list[dict[str, Any]] = []
+    assigned: list[dict[str, Any]] = []
+    released: list[dict[str, Any]] = []
+    for r in ready:
+        m = by_id[r.id]
+        team: Any = m.team_id
+        if team is None:
+            owner = users.get(m.to_user_id) if m.to_user_id is not None else None
+            team = owner.team_id if owner is not None and owner.team_id is not None else KEEP
+        groups.setdefault((m.to_user_id, team), []).append(r.id)
+        to_team = r.team_id if team is KEEP else team
+        ledger.append({
+            "tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": r.owner_id, "to_user_id": m.to_user_id,
+            "from_team_id": r.team_id, "to_team_id": to_team, "reason": reason, "rule": m.rule, "note": note,
+            "detail": events.snapshot(dict(m.detail)), "actor_id": actor_id, "at": now,
+        })
+        if m.to_user_id is not None:
+            assigned.append({"lead_id": r.id, "from_user_id": r.owner_id, "to_user_id": m.to_user_id,
+                             "team_id": to_team, "reason": reason, "rule": m.rule, **m.item})
+        else:
+            released.append({"lead_id": r.id, "from_user_id": r.owner_id, "reason": reason, "rule": m.rule,
+                             **m.item})
+        out.moved.append(r.id)
+        out.before[r.id] = info(r)
+    for (to_user, team), ids in groups.items():
+        values: dict[str, Any] = {"owner_id": to_user, "assigned_at": now if to_user is not None else None,
+                                  "updated_at": now, "version": L.version + 1}
+        if team is not KEEP:
+            values["team_id"] = team
+        ctx.session.execute(update(LEAD).where(L.tenant_id == ctx.tenant.id, L.id.in_(ids))
+                            .values(**values))
+    ctx.session.execute(insert(OC), ledger)
+    ctx.emit("lead_assigned", assigned)
+    ctx.emit("lead_released", released)
+    _refresh(ctx, out.moved)
+    out.moved.sort()
+    return out
+
+
+def assign_leads(ctx: HookContext, moves: Sequence[Move], *, reason: str, note: str = "", check: bool = True,
+                 skip: str | None = None) -> Moved:
+    """:func:`change_owners` for moves that all give leads to a user."""
+    if any(m.to_user_id is None for m in moves):
+        raise ValueError("assign_leads: every move needs a to_user_id (use release_leads to release)")
+    return change_owners(ctx, moves, reason=reason, note=note, check=check, skip=skip)
+
+
+def release_leads(ctx: HookContext, moves: Sequence[Move], *, reason: str, note: str = "", check: bool = True,
+                  skip: str | None = None, now: datetime | None = None) -> Moved:
+    """:func:`change_owners` for moves that all release leads (``to_user_id=None``)."""
+    if any(m.to_user_id is not None for m in moves):
+        raise ValueError("release_leads: every move must have to_user_id=None")
+    return change_owners(ctx, moves, reason=reason, note=note, check=check, skip=skip, now=now)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :func:`take_unowned` took: the leads as they are now (``LeadInfo``, id order) and the event."""
+
+    leads: list[LeadInfo]
+    event_id: int | None
+
+
+#: PostgreSQL: the driver's own SQL for ``core_take`` (psycopg's ``%(name)s`` parameters).
+TAKE_SQL = """
+SELECT * FROM core_take(
+    %(tenant_id)s::bigint, %(lead_ids)s::bigint[], %(user_id)s::bigint, %(team_id)s::bigint,
+    %(now)s::timestamptz, %(reason)s::text, %(rule)s::text, %(note)s::text, %(detail)s::jsonb,
+    %(actor_id)s::bigint, %(item)s::jsonb, %(subscribers)s::text[])
+"""
+
+
+def take_unowned(
+    ctx: HookContext, lead_ids: Sequence[int], user_id: int, *, team_id: int | None, reason: str,
+    rule: str | None = None, note: str = "", detail: Mapping[str, Any] | None = None,
+    item: Mapping[str, Any] | None = None, now: datetime | None = None,
+) -> Taken:
+    """Give those of ``lead_ids`` that are unowned right now to ``user_id``; the others are left.
+
+    The claim's write: one conditional ``UPDATE … WHERE owner_id IS NULL``
+    (so two takers of one lead get it once), the ledger and one
+    ``lead_assigned`` event. ``team_id``: the leads' team afterwards (``None``
+    keeps it). No veto is asked: the caller asks :func:`~pelago.core.vetoes.vetoes`
+    about :attr:`Taken.leads` and rolls back on a refusal (the rows are
+    locked by then, so the answer holds).
+    """
+    if not lead_ids:
+        return Taken([], None)
+    now = now or ctx.now()
+    actor_id = ctx.actor.user_id if ctx.actor else None
+    detail = events.snapshot(dict(detail or {}))
+    extra = events.snapshot(dict(item or {}))
+    conn = ctx.session.connection()
+    if conn.dialect.name == "postgresql":
+        import json
+
+        got = conn.exec_driver_sql(TAKE_SQL, {
+            "tenant_id": ctx.tenant.id, "lead_ids": list(lead_ids), "user_id": user_id, "team_id": team_id,
+            "now": now, "reason": reason, "rule": rule, "note": note, "detail": json.dumps(detail),
+            "actor_id": actor_id, "item": json.dumps(extra),
+            "subscribers": events.subscribers(ctx, "lead_assigned"),
+        }).all()
+        leads = [_info_of(r, user_id) for r in got if r.id is not None]
+        event_id = next(r.event_id for r in got if r.id is None)
+        if event_id is not None:
+            events.emitted(ctx, event_id)
+        _refresh(ctx, [i.id for i in leads if i.id is not None])
+        return Taken(leads, event_id)
+    values: dict[str, Any] = {"owner_id": user_id, "assigned_at": now, "updated_at": now, "version": L.version + 1}
+    if team_id is not None:
+        values["team_id"] = team_id
+    rows = sorted(conn.execute(
+        update(LEAD)
+        .where(L.tenant_id == ctx.tenant.id, L.id.in_(list(lead_ids)), L.owner_id.is_(None))
+        .values(**values).returning(*INFO_COLUMNS)
+    ).all(), key=lambda r: r.id)
+    if not rows:
+        return Taken([], None)
+    conn.execute(insert(OC), [
+        {"tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": None, "to_user_id": user_id,
+         "from_team_id": None, "to_team_id": r.team_id, "reason": reason, "rule": rule, "note": note,
+         "detail": detail, "actor_id": actor_id, "at": now}
+        for r in rows
+    ])
+    event_id = ctx.emit("lead_assigned", [
+        {"lead_id": r.id, "from_user_id": None, "to_user_id": user_id, "team_id": r.team_id, "reason": reason,
+         "rule": rule, **extra}
+        for r in rows
+    ])
+    _refresh(ctx, [r.id for r in rows])
+    return Taken([info(r) for r in rows], event_id)
+
+
+def info(row: Any) -> LeadInfo:
+    """A :class:`LeadInfo` of a row of :data:`INFO_COLUMNS`."""
+    return LeadInfo(
+        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
+        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=row.owner_id,
+        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
+    )
+
+
+def _info_of(row: Any, owner_id: int) -> LeadInfo:
+    return LeadInfo(
+        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
+        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
+        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
+    )
+
+
+def _users(ctx: HookContext, ids: set[int | None]) -> dict[int, UserInfo]:
+    wanted = sorted(i for i in ids if i is not None)
+    if not wanted:
+        return {}
+    return {u.id: UserInfo.of(u) for u in ctx.session.scalars(select(User).where(User.id.in_(wanted)))}
+
+
+def _refresh(ctx: HookContext, lead_ids: Sequence[int]) -> None:
+    """Expire loaded ``Lead`` objects of ``lead_ids``: their rows were changed by Core statements."""
+    loaded = ctx.session.identity_map
+    for lead_id in lead_ids:
+        obj = loaded.get(identity_key(Lead, lead_id))
+        if obj is not None:
+            ctx.session.expire(obj)
+
+
+def refuse_if_any(refused: Mapping[int, tuple[str, str]]) -> None:
+    """Raise :class:`Vetoed` (409) for the first refused lead, if any."""
+    if refused:
+        plugin, message = refused[min(refused)]
+        raise Vetoed(message, plugin)

@@ -1,0 +1,193 @@
+"""``pelago.plugin``: everything a Pelago plugin may import, and nothing else.
+
+The one public surface for plugin authors, as CKAN has its ``toolkit`` and
+Datasette its short ``__init__``. Bundled plugins, ``examples/`` and the
+plugins ``pelago plugin new`` makes import only this module (and
+``pelago.testing`` in their tests); a test enforces it. The names in
+``__all__`` change only with a deprecation period (docs/versioning.md);
+anything else in ``pelago.*`` is internal and may move. The reference of
+every name, with its signature, is docs/reference.md, generated from here.
+"""
+
+from __future__ import annotations
+
+from pelago.core import __version__
+from pelago.core.asking import ask_in_order, first_answers, refusals
+from pelago.core.clock import Clock, FrozenClock, system_clock
+from pelago.core.context import Actor, HookContext, JobContext, TenantState
+from pelago.core.db import (
+    Base,
+    BigId,
+    JsonDoc,
+    Money,
+    TenantScoped,
+    UtcDateTime,
+    among,
+    dialect_name,
+    flush_or_conflict,
+    insert_ignoring_conflict,
+    per_transaction,
+    upsert,
+)
+from pelago.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed
+from pelago.core.events import Event
+from pelago.core.markers import hookimpl, hookspec
+from pelago.core.models import (
+    ACTIVITY_KINDS,
+    ROLES,
+    STAGES,
+    Activity,
+    Deal,
+    Import,
+    Lead,
+    Refund,
+    Team,
+    Tenant,
+    User,
+)
+from pelago.core.money import split_money, to_money
+from pelago.core.ownership import Move, Moved, Taken, change_owners, release_leads, take_unowned
+from pelago.core.ownership import assign_leads as assign_leads
+from pelago.core.pagination import MAX_LIMIT, Page, paginate
+from pelago.core.pagination import decode as decode_cursor
+from pelago.core.pagination import encode as encode_cursor
+from pelago.core.payloads import (
+    ActivityLogged,
+    DealRefunded,
+    DealWon,
+    LeadAssigned,
+    LeadCreated,
+    LeadMerged,
+    LeadReleased,
+    LeadStageChanged,
+    PluginSettingsChanged,
+    PluginSwitched,
+)
+from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start
+from pelago.core.runtime import Runtime, find_tenant, tenant_context
+from pelago.core.services.intake import Outcome as IntakeOutcome
+from pelago.core.services.intake import Submission, ingest
+from pelago.core.services.leads import visible as visible_leads
+from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
+from pelago.core.spec import Job, Periodic, PluginSpec
+from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
+from pelago.hostapp.api import Blueprint, LocalTime, MoneyString
+from pelago.hostapp.api.imports import ImportDetail, upload_import
+from pelago.hostapp.api.schemas import NewLead as NewLeadSchema
+from pelago.hostapp.api.schemas import PageArgs as ListArgs
+from pelago.hostapp.auth import commit, requires
+from pelago.hostapp.auth import ctx as current_context
+from pelago.hostapp.cli import pass_runtime
+
+__all__ = [
+    # declaring a plugin
+    "PluginSpec",
+    "Periodic",
+    "Job",
+    "hookimpl",
+    "hookspec",
+    "__version__",
+    # the context hooks, jobs and routes receive
+    "HookContext",
+    "JobContext",
+    "TenantState",
+    "Actor",
+    "Runtime",
+    "tenant_context",
+    "find_tenant",
+    "pass_runtime",
+    # snapshots hooks receive, and decision answers
+    "LeadInfo",
+    "TeamInfo",
+    "UserInfo",
+    "Assignment",
+    "TeamChoice",
+    "OwnerChoice",
+    # events and their items
+    "Event",
+    "LeadCreated",
+    "LeadMerged",
+    "LeadAssigned",
+    "LeadReleased",
+    "LeadStageChanged",
+    "ActivityLogged",
+    "DealWon",
+    "DealRefunded",
+    "PluginSwitched",
+    "PluginSettingsChanged",
+    # errors (answered as 4xx with the standard error body)
+    "PelagoError",
+    "NotFound",
+    "InvalidInput",
+    "Conflict",
+    "Forbidden",
+    "Vetoed",
+    # routes
+    "Blueprint",
+    "current_context",
+    "requires",
+    "commit",
+    "ListArgs",
+    "LocalTime",
+    "MoneyString",
+    "NewLeadSchema",
+    "ImportDetail",
+    "upload_import",
+    # tables: the plugin's own, and the core's to read and point foreign keys at
+    "Base",
+    "TenantScoped",
+    "BigId",
+    "Money",
+    "UtcDateTime",
+    "JsonDoc",
+    "Tenant",
+    "Lead",
+    "User",
+    "Team",
+    "Activity",
+    "Deal",
+    "Refund",
+    "Import",
+    "STAGES",
+    "ACTIVITY_KINDS",
+    "ROLES",
+    # database helpers
+    "upsert",
+    "insert_ignoring_conflict",
+    "flush_or_conflict",
+    "per_transaction",
+    "among",
+    "dialect_name",
+    # pagination and visibility
+    "Page",
+    "paginate",
+    "encode_cursor",
+    "decode_cursor",
+    "MAX_LIMIT",
+    "visible_leads",
+    # money and time
+    "to_money",
+    "split_money",
+    "Clock",
+    "FrozenClock",
+    "system_clock",
+    "day_start",
+    # core-owned operations: plugins change core rows only through these
+    "Move",
+    "Moved",
+    "Taken",
+    "change_owners",
+    "assign_leads",
+    "release_leads",
+    "take_unowned",
+    "ask_in_order",
+    "first_answers",
+    "refusals",
+    "vetoes",
+    "vetoes_needed",
+    "first_veto",
+    "refuse_if_vetoed",
+    "Submission",
+    "IntakeOutcome",
+    "ingest",
+]
