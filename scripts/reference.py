@@ -256,8 +256,8 @@ def describe(name: str, obj: Any) -> tuple[str, list[str], str | None]:
     if getattr(obj, "_fixture_function_marker", None) is not None:
         marker = obj._fixture_function_marker
         wrapped = obj._get_wrapped_function() if hasattr(obj, "_get_wrapped_function") else obj
-        body = [f"`{name}{signature(wrapped)}`"]
-        return f"pytest fixture, scope `{marker.scope}`", body, first_paragraph(wrapped.__doc__)
+        shown = [f"`{name}{signature(wrapped)}`"]
+        return f"pytest fixture, scope `{marker.scope}`", shown, first_paragraph(wrapped.__doc__)
     if inspect.ismodule(obj):
         return "module", [], first_paragraph(obj.__doc__)
     if inspect.isclass(obj):
@@ -284,7 +284,9 @@ def describe(name: str, obj: Any) -> tuple[str, list[str], str | None]:
         text = _ADDRESS.sub("", repr(obj))
         if len(text) <= 120:
             body.append(f"`{name} = {text}`")
-    doc = first_paragraph(_own_doc(kind_of))
+    # A library's docstring says what its class is for; for a callable (the pluggy markers) that is
+    # what the name is for, for a plain value (a column type) it is not.
+    doc = first_paragraph(_own_doc(kind_of)) if callable(obj) or _ours(kind_of) else ""
     return f"instance of `{_qualified(kind_of)}`", body, doc
 
 
@@ -292,11 +294,8 @@ def _describe_class(name: str, cls: type) -> tuple[str, list[str], str | None]:
     doc = first_paragraph(_own_doc(cls))
     body: list[str] = []
     if typing.is_typeddict(cls):
-        required = getattr(cls, "__required_keys__", frozenset())
-        rows = [(f"`{k}`", _code(_annotation(t)), "yes" if k in required else "no")
-                for k, t in cls.__annotations__.items()]
-        return "TypedDict", _table(("key", "type", "required"), rows), doc
-    bases = [b for b in cls.__bases__ if b is not object]
+        return "TypedDict", _table(("key", "type", "required"), _typeddict_rows(cls)), doc
+    bases = [b for b in cls.__bases__ if b not in (object, typing.Generic, typing.Protocol)]
     if dataclasses.is_dataclass(cls):
         params = cls.__dataclass_params__  # type: ignore[attr-defined]
         kind = "dataclass" + (" (frozen)" if params.frozen else "")
@@ -318,6 +317,10 @@ def _describe_class(name: str, cls: type) -> tuple[str, list[str], str | None]:
         body += _table(("column", "type", ""), rows)
     else:
         kind = "exception" if issubclass(cls, BaseException) else "class"
+        if isinstance(vars(cls).get("_declared_fields", getattr(cls, "_declared_fields", None)), dict):
+            kind = "marshmallow schema"
+            body += _table(("field", "type", "load default"), _schema_rows(cls))
+            body.append("")
         init = next((k for k in cls.__mro__ if "__init__" in vars(k) or "__new__" in vars(k)), object)
         if init is not object and _ours(init):
             body.append(f"`{name}{signature(cls, returns=False)}`")
@@ -329,6 +332,37 @@ def _describe_class(name: str, cls: type) -> tuple[str, list[str], str | None]:
     if members:
         body += ["", *members]
     return kind, body, doc
+
+
+def _typeddict_rows(cls: type) -> list[tuple[str, str, str]]:
+    """Keys, types and whether each is required; a string ``NotRequired[...]`` counts as not required."""
+    required: frozenset[str] = getattr(cls, "__required_keys__", frozenset())
+    rows = []
+    for key, ann in cls.__annotations__.items():
+        text = _annotation(ann)
+        wrapper = re.fullmatch(r"(?:typing\.)?(NotRequired|Required)\[(.*)\]", text)
+        if wrapper:
+            needed, text = wrapper.group(1) == "Required", wrapper.group(2)
+        else:
+            needed = key in required
+        rows.append((f"`{key}`", _code(text), "yes" if needed else "no"))
+    return rows
+
+
+def _schema_rows(cls: type) -> list[tuple[str, str, str]]:
+    """A marshmallow schema's fields: name (its ``data_key`` if any), field class, default or "required"."""
+    rows = []
+    for name, f in cls._declared_fields.items():  # type: ignore[attr-defined]
+        default = f.load_default
+        if f.required:
+            shown = "required"
+        elif type(default).__name__ == "_Missing":
+            shown = "—"
+        else:
+            shown = _code(f"{default.__name__}()" if callable(default) and hasattr(default, "__name__")
+                          else _default(default))
+        rows.append((f"`{f.data_key or name}`", type(f).__name__, shown))
+    return rows
 
 
 # --- the page -------------------------------------------------------------------------------

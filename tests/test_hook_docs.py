@@ -8,7 +8,9 @@ the same annotations and return annotation. The core's hooks are documented
 in docs/hooks.md; the hooks a plugin of this repository declares for others
 (``PluginSpec.hookspecs``, such as the pool's ``pool_recycle_due``) in
 docs/plugins/<plugin>.md, with the same kind of section. In those pages a
-``### `identifier` `` heading is reserved for hooks.
+``### `identifier` `` heading is reserved for hooks. Each core event's
+section has a line ``- **Items** (`<TypedDict>`): …`` naming the type of its
+items in ``pelago.plugin`` and listing every key each item has.
 """
 
 from __future__ import annotations
@@ -293,3 +295,36 @@ def test_a_section_that_differs_from_the_hookspec_is_reported(block: str, expect
 def test_a_section_without_a_signature_block_is_reported(page: str, expected: str):
     with pytest.raises(AssertionError, match=re.escape(expected)):
         _check(page)
+
+
+# --- event items --------------------------------------------------------------------------
+
+
+ITEMS_LINE = re.compile(r"^- \*\*Items\*\* \(`([A-Za-z_]\w*)`\):", re.M)
+
+
+def _required_keys(typed: Any) -> list[str]:
+    """Keys of a TypedDict that every item has (``NotRequired`` ones are added by some emitters only)."""
+    keys = []
+    for key, ann in typed.__annotations__.items():
+        text = ann if isinstance(ann, str) else getattr(ann, "__forward_arg__", repr(ann))
+        if not re.match(r"(typing\.)?NotRequired\[", text) and key in typed.__required_keys__:
+            keys.append(key)
+    return keys
+
+
+@pytest.mark.parametrize("hook", hookspecs.EVENTS)
+def test_each_event_section_names_its_item_type_and_lists_its_keys(hook: str):
+    import pelago.plugin
+
+    section = sections(CORE_DOC.read_text(encoding="utf-8"))[hook]
+    named = ITEMS_LINE.findall(section)
+    assert len(named) == 1, f"the section of {hook} needs one line `- **Items** (`<TypedDict>`): …`"
+    typed = getattr(pelago.plugin, named[0], None)
+    assert typed is not None and named[0] in pelago.plugin.__all__, (
+        f"{hook}'s items are typed as {named[0]}, which pelago.plugin does not export")
+    items = section[section.index("- **Items**"):]
+    end = re.compile(r"^(- \*\*|```)", re.M).search(items, 1)  # the next bullet of the section, or its example
+    items = items[: end.start()] if end else items
+    missing = [key for key in _required_keys(typed) if f"`{key}`" not in items]
+    assert not missing, f"docs/hooks.md: the Items of {hook} do not list {missing} (keys of {named[0]})"
