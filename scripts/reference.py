@@ -54,7 +54,7 @@ are in [hooks.md](hooks.md).
 """
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`]+)`")
 
 
 # --- finding the names and their groups ----------------------------------------------
@@ -173,7 +173,8 @@ def first_paragraph(doc: str | None) -> str | None:
         return None
     paragraph = inspect.cleandoc(doc).split("\n\n")[0]
     text = " ".join(line.strip() for line in paragraph.splitlines())
-    text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text)
+    # :class:`~a.b.C` shows `C`, as Sphinx does; :func:`a.b.f` shows `a.b.f`.
+    text = _ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", text)
     return text.replace("``", "`")
 
 

@@ -117,6 +117,10 @@ def sample_module(tmp_path, monkeypatch):
 
             def tagged(self, tag: str) -> bool:
                 """Whether it has ``tag``; see :func:`~ref_sample.make`."""
+
+            def named(self) -> str:
+                """Its name, as :attr:`ref_sample.Spec.name` holds it."""
+                return self.name
                 return tag in self.tags
 
 
@@ -168,7 +172,8 @@ def test_names_are_grouped_by_the_section_comments_of_all(sample_module):
 def test_each_kind_of_object_is_described(sample_module):
     text = reference.render([sample_module])
     assert "| `tags` | `list[str]` | `list()` |" in text
-    assert "- `tagged(tag: str) -> bool`: Whether it has `tag`; see `ref_sample.make`." in text
+    assert "- `tagged(tag: str) -> bool`: Whether it has `tag`; see `make`." in text
+    assert "- `named() -> str`: Its name, as `ref_sample.Spec.name` holds it." in text
     assert "`make(name: str, *, tags: tuple[str, ...] = ()) -> Spec`" in text and "Make a `Spec`." in text
     assert "*TypedDict*" in text and "| `note` | `str \\| None` | yes |" in text
     assert "`Undocumented(x: int)`" in text and "*(no docstring)*" in text
