@@ -1,1 +1,13 @@
-from tests.conftest import *  # noqa: F403  (bridge until pelago.testing)
+"""The pool's tests run on ``pelago.testing`` (docs/testing.md), with the bundled plugins deployed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pelago_plugins() -> Sequence[str]:
+    """``make_app()``'s plugins: the pool and the other bundled ones, as a deployment has them."""
+    return ("pool", "scheduling", "sms_nurture", "settlement")

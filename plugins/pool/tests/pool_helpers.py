@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from pelago.core.models import OwnershipChange  # the ledger: no public reader yet
 from pelago.core.services import admin  # users and API keys: until pelago.testing makes them
 from pelago.plugin import Lead, User
-from tests.conftest import TenantHandle, new_tenant
+from pelago.testing import TenantHandle, new_tenant
 
 
 def phone() -> str:
