@@ -23,11 +23,11 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import func, inspect, select
 
-from pelago.core import migrate, scheduler
-from pelago.core.host import PluginHost
-from pelago.core.models import Delivery, OutboxEvent
+from pelago.core.host import PluginHost  # the deployment's view of the plugin (its entry point)
+from pelago.core.models import Delivery, OutboxEvent  # the outbox's state: no public reader
 from pelago.plugin import Lead
 from pelago.plugins.pool.models import PoolEntry, RepDay
+from pelago.testing import assert_models_match_migrations, deliver_events, run_periodic
 from tests.routes import load_spec
 
 from .pool_helpers import (
@@ -73,7 +73,7 @@ def test_it_is_the_pool_entry_point_with_the_standard_shape(engine):
         assert "pool" in host.implementers(hook)
     tables = set(inspect(engine).get_table_names())
     assert {"pool_pool", "pool_member", "pool_entry", "pool_rep_day", "pool_reminder", "pool_sweep"} <= tables
-    assert migrate.pending(engine, host) == [] and migrate.diff(engine, host) == []
+    assert_models_match_migrations(engine, host)
 
 
 def test_switched_off_routes_are_404_and_hooks_are_not_called(make_app):
@@ -93,7 +93,7 @@ def test_switched_off_routes_are_404_and_hooks_are_not_called(make_app):
     r = t.post(f"/api/v1/leads/{second['id']}/assign", json={"user_id": t.users["rep"]})
     assert r.status_code == 200, r.get_json()  # off: routing and assignment ignore the cap
     assert held(t, t.users["rep"]) == 2
-    assert scheduler.run_periodic(t.runtime, t.id, "pool", "sweep") == "skipped"
+    assert run_periodic(t.runtime, "pool", "sweep", t.id) == {t.id: "skipped"}
 
 
 def test_the_default_pool_exists_once_enabled(make_app):
@@ -562,18 +562,16 @@ def test_pool_events_reach_the_tenants_webhook_signed(make_app, receiver, clock)
     assert tuple(state) == ("failed", 1)
     receiver["state"]["fail"] = False
     clock.advance(minutes=1)
-    from pelago.core.events import retry_due
-
-    assert retry_due(t.runtime, tenant_id=t.id)["delivered"] == 1
+    assert deliver_events(t.runtime, t.id)["delivered"] == 1
     assert json.loads(receiver["got"][-1]["body"])["event"] == "pool.claimed"
 
     # The sweep's reminders and recycles go there too.
     set_pool(t, default_pool(t)["id"], recycle={"no_followup": {"days": 7}}, remind_days_before=2)
     held_lead = t.lead(phone(), who="rep")["id"]
     clock.advance(days=6)
-    assert scheduler.run_periodic(t.runtime, t.id, "pool", "sweep") == "done"
+    assert run_periodic(t.runtime, "pool", "sweep", t.id) == {t.id: "done"}
     clock.advance(days=2)
-    assert scheduler.run_periodic(t.runtime, t.id, "pool", "sweep") == "done"
+    assert run_periodic(t.runtime, "pool", "sweep", t.id) == {t.id: "done"}
     sent = [json.loads(g["body"]) for g in receiver["got"][-2:]]
     both = sorted([lead, held_lead])  # the lead rep2 claimed above is held too
     assert [(b["event"], [i["lead_id"] for i in b["items"]]) for b in sent] == [

@@ -13,13 +13,12 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from pelago.core import scheduler
-from pelago.core.host import PluginHost
-from pelago.core.models import OutboxEvent, OwnershipChange
-from pelago.hostapp import Settings, create_app
+from pelago.core import scheduler  # the scheduler's own tick (periods), not run_periodic
+from pelago.core.host import PluginHost  # a host with a test plugin beside the pool
+from pelago.core.models import OutboxEvent, OwnershipChange  # outbox and ledger: no public reader
+from pelago.hostapp import Settings, create_app  # an app on that host
 from pelago.plugin import Lead, PluginSpec, Runtime, Submission, hookimpl, ingest
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, Reminder, Sweep
@@ -339,23 +338,16 @@ def test_the_scheduler_sweeps_only_tenants_with_the_pool_on(make_app, clock):
     assert [s for s in scheduler.tick(on.runtime) if s.tenant_id == on.id] == []  # same period
 
 
-@pytest.fixture
-def cli(db_url, engine, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("PELAGO_PLUGINS", "pool")
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    from pelago.hostapp.cli import main
-
-    return lambda *args: CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def test_the_command_line_sweeps_with_a_progress_bar(make_app, clock, cli):
-    # The command runs on the real clock (November 2026 or later): March's leads are long unworked.
+def test_the_command_line_sweeps_with_a_progress_bar(make_app, clock, pelago_cli):
     app = make_app()
     t = pool_tenant(app, recycle={"no_followup": {"days": 7}})
     off = pool_tenant(app)
     off.put("/api/v1/plugins/pool", json={"enabled": False})
     stale = mine(t, n=2)
+    at(clock, 3, 10)  # the command gets the app's runtime, and its clock: a week on, they are unworked
+
+    def cli(*args: str):
+        return pelago_cli(*args, app=app)
     r = cli("pool", "sweep", "--tenant", t.slug, "--dry-run")
     assert r.exit_code == 0, r.output
     assert f"{t.slug}: would recycle 2 (no_followup 2)" in r.output and "sweeping" in r.output
