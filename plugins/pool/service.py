@@ -224,7 +224,7 @@ def _claim(
         raise Conflict(f"daily claim limit reached: at most {limit} claims a day{more}",
                        {"daily_claim_limit": limit})
     _refuse_if_vetoed(ctx, taken, me.user_id, me.team_id, "claimed")
-    out.done = list(taken.pool_of)
+    out.done = sorted(taken.pool_of)
     return out
 
 
