@@ -29,6 +29,7 @@ from sqlalchemy.orm.util import identity_key
 
 from . import events
 from .context import HookContext
+from .db import among
 from .errors import Vetoed
 from .models import Lead, OwnershipChange, User
 from .payloads import LeadAssigned, LeadReleased
@@ -93,7 +94,7 @@ def change_owners(
     now = now or ctx.now()
     by_id = {m.lead_id: m for m in moves}
     rows = ctx.session.execute(
-        select(*INFO_COLUMNS).where(L.tenant_id == ctx.tenant.id, L.id.in_(sorted(by_id)))
+        select(*INFO_COLUMNS).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, sorted(by_id)))
         .order_by(L.id).with_for_update()
     ).all()
     current: dict[int, Any] = {r.id: r for r in rows}
@@ -145,7 +146,7 @@ def change_owners(
                                   "updated_at": now, "version": L.version + 1}
         if team is not KEEP:
             values["team_id"] = team
-        ctx.session.execute(update(LEAD).where(L.tenant_id == ctx.tenant.id, L.id.in_(ids))
+        ctx.session.execute(update(LEAD).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, ids))
                             .values(**values))
     ctx.session.execute(insert(OC), ledger)
     ctx.emit("lead_assigned", assigned)

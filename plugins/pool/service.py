@@ -52,7 +52,6 @@ from pelago.plugin import (
     explain_unowned,
     ingest,
     release_leads,
-    upsert,
     vetoes,
     vetoes_needed,
 )
@@ -340,13 +339,32 @@ def put_back(
         for i in items
     ], reason=reason, note=note, now=now)
     done = set(moved.moved)
-    upsert(ctx.session, E, [
-        {"tenant_id": ctx.tenant.id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
-         "reason": reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now, "hidden_until": None,
-         "note": note}
-        for i in items if i.lead_id in done
-    ], key=["lead_id"])
+    if done:
+        # One compiled statement sent as a batch (executemany), not a VALUES list compiled per call.
+        ctx.session.execute(_ENTER[counters.dialect_insert(ctx.session)], [
+            {"tenant_id": ctx.tenant.id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
+             "reason": reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now,
+             "hidden_until": None, "note": note}
+            for i in items if i.lead_id in done
+        ])
     return moved
+
+
+class _Entering(dict[Any, Any]):
+    """The upsert of released leads' pool entries, per dialect's ``insert``: built once, cached by SQLAlchemy."""
+
+    def __missing__(self, insert_: Any) -> Any:
+        stmt = insert_(E)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[E.c.lead_id],
+            set_={k: stmt.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
+                                               "released_at", "hidden_until", "note")},
+        )
+        self[insert_] = stmt
+        return stmt
+
+
+_ENTER = _Entering()
 
 
 def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int | None = None) -> Outcome:
