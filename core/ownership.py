@@ -41,6 +41,9 @@ OC: Table = OwnershipChange.__table__  # type: ignore[assignment]
 #: The lead columns a :class:`LeadInfo` is made of, read with every move.
 INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
                 L.owner_id, L.stage, L.is_customer, L.locked)
+#: the ledger columns that differ from row to row, as :func:`change_owners` writes them
+LEDGER_COLUMNS = {"lead_id": "bigint", "from_user_id": "bigint", "to_user_id": "bigint", "from_team_id": "bigint",
+                  "to_team_id": "bigint", "rule": "text", "detail": "jsonb"}
 KEEP = object()  # a Move's team: leave the lead's team as it is
 
 
@@ -106,12 +109,13 @@ def change_owners(
         elif m.to_user_id != found.owner_id:
             ready.append(found)
     users = _users(ctx, {by_id[r.id].to_user_id for r in ready} - {None})
+    infos = {r.id: info(r) for r in ready}
     if check and ready:
         from .routing import Assignment
         from .vetoes import vetoes, vetoes_needed
 
         if vetoes_needed(ctx, skip):
-            asked = [Assignment(info(r), users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
+            asked = [Assignment(infos[r.id], users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
             refused = vetoes(ctx, asked, skip=skip)
             out.refused = {ready[k].id: answer for k, answer in refused.items()}
             ready = [r for k, r in enumerate(ready) if k not in refused]
@@ -119,7 +123,7 @@ def change_owners(
         return out
     actor_id = ctx.actor.user_id if ctx.actor else None
     groups: dict[tuple[int | None, Any], list[int]] = {}
-    ledger: list[dict[str, Any]] = []
+    ledger: list[tuple[Any, ...]] = []
     assigned: list[LeadAssigned] = []
     released: list[LeadReleased] = []
     for r in ready:
@@ -130,17 +134,13 @@ def change_owners(
             team = owner.team_id if owner is not None and owner.team_id is not None else KEEP
         groups.setdefault((m.to_user_id, team), []).append(r.id)
         to_team = r.team_id if team is KEEP else team
-        ledger.append({
-            "tenant_id": ctx.tenant.id, "lead_id": r.id, "from_user_id": r.owner_id, "to_user_id": m.to_user_id,
-            "from_team_id": r.team_id, "to_team_id": to_team, "reason": reason, "rule": m.rule, "note": note,
-            "detail": events.snapshot(dict(m.detail)), "actor_id": actor_id, "at": now,
-        })
+        ledger.append((r.id, r.owner_id, m.to_user_id, r.team_id, to_team, m.rule, events.snapshot(dict(m.detail))))
         if m.to_user_id is not None:
             assigned.append(assigned_item(r.id, r.owner_id, m.to_user_id, to_team, reason, m.rule, m.item))
         else:
             released.append(released_item(r.id, r.owner_id, reason, m.rule, m.item))
         out.moved.append(r.id)
-        out.before[r.id] = info(r)
+        out.before[r.id] = infos[r.id]
     for (to_user, team), ids in groups.items():
         values: dict[str, Any] = {"owner_id": to_user, "assigned_at": now if to_user is not None else None,
                                   "updated_at": now, "version": L.version + 1}
@@ -148,7 +148,12 @@ def change_owners(
             values["team_id"] = team
         ctx.session.execute(update(LEAD).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, ids))
                             .values(**values))
-    ctx.session.execute(insert(OC), ledger)
+    from .services.intake import _write  # the batch insert of the intake line (one JSON parameter on PostgreSQL)
+
+    _write(ctx.session, OC, LEDGER_COLUMNS, ledger, {
+        "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", reason), "note": ("text", note),
+        "actor_id": ("bigint", actor_id), "at": ("timestamptz", now),
+    })
     ctx.emit("lead_assigned", assigned)
     ctx.emit("lead_released", released)
     _refresh(ctx, out.moved)

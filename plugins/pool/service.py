@@ -21,12 +21,13 @@ counter row — so a claim and a manual assignment never deadlock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, insert, or_, select, update
+from sqlalchemy import String, and_, cast, insert, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pelago.plugin import (
@@ -48,6 +49,7 @@ from pelago.plugin import (
     UserInfo,
     Vetoed,
     decode_cursor,
+    dialect_name,
     encode_cursor,
     explain_unowned,
     ingest,
@@ -339,32 +341,46 @@ def put_back(
         for i in items
     ], reason=reason, note=note, now=now)
     done = set(moved.moved)
-    if done:
-        # One compiled statement sent as a batch (executemany), not a VALUES list compiled per call.
-        ctx.session.execute(_ENTER[counters.dialect_insert(ctx.session)], [
-            {"tenant_id": ctx.tenant.id, "lead_id": i.lead_id, "pool_id": i.pool_id, "entered_at": now,
-             "reason": reason, "rule": i.rule, "from_user_id": i.owner_id, "released_at": now,
-             "hidden_until": None, "note": note}
-            for i in items if i.lead_id in done
-        ])
+    entering = [(i.lead_id, i.pool_id, i.rule, i.owner_id) for i in items if i.lead_id in done]
+    if entering:
+        _enter(ctx, entering, reason=reason, note=note, now=now)
     return moved
 
 
-class _Entering(dict[Any, Any]):
-    """The upsert of released leads' pool entries, per dialect's ``insert``: built once, cached by SQLAlchemy."""
-
-    def __missing__(self, insert_: Any) -> Any:
-        stmt = insert_(E)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[E.c.lead_id],
-            set_={k: stmt.excluded[k] for k in ("pool_id", "entered_at", "reason", "rule", "from_user_id",
-                                               "released_at", "hidden_until", "note")},
-        )
-        self[insert_] = stmt
-        return stmt
+#: the columns an entry takes from the released lead; the rest are the same for the whole batch
+ENTRY_UPDATE = ("pool_id", "entered_at", "reason", "rule", "from_user_id", "released_at", "hidden_until", "note")
+ENTER_PG = text(f"""
+INSERT INTO pool_entry (tenant_id, lead_id, pool_id, entered_at, reason, rule, from_user_id, released_at,
+                        hidden_until, note)
+SELECT CAST(:tenant_id AS bigint), u.lead_id, u.pool_id, CAST(:now AS timestamptz), CAST(:reason AS text), u.rule,
+       u.from_user_id, CAST(:now AS timestamptz), NULL, CAST(:note AS text)
+FROM json_to_recordset(CAST(:rows AS json)) AS u(lead_id bigint, pool_id bigint, rule text, from_user_id bigint)
+ON CONFLICT (lead_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in ENTRY_UPDATE)}
+""")
 
 
-_ENTER = _Entering()
+def _enter(ctx: HookContext, rows: Sequence[tuple[int, int, str | None, int]], *, reason: str, note: str,
+           now: datetime) -> None:
+    """Upsert the pool entries of released leads ``(lead_id, pool_id, rule, from_user_id)``: one statement.
+
+    On PostgreSQL the batch travels as one JSON parameter (no SQL built or
+    parsed per row); on SQLite the driver's ``executemany``.
+    """
+    if dialect_name(ctx.session) == "postgresql":
+        ctx.session.execute(ENTER_PG, {
+            "tenant_id": ctx.tenant.id, "now": now, "reason": reason, "note": note,
+            "rows": json.dumps([{"lead_id": lid, "pool_id": pid, "rule": rule, "from_user_id": owner}
+                                for lid, pid, rule, owner in rows]),
+        })
+        return
+    stmt = counters.dialect_insert(ctx.session)(E)
+    stmt = stmt.on_conflict_do_update(index_elements=[E.c.lead_id],
+                                      set_={c: stmt.excluded[c] for c in ENTRY_UPDATE})
+    ctx.session.execute(stmt, [
+        {"tenant_id": ctx.tenant.id, "lead_id": lid, "pool_id": pid, "entered_at": now, "reason": reason,
+         "rule": rule, "from_user_id": owner, "released_at": now, "hidden_until": None, "note": note}
+        for lid, pid, rule, owner in rows
+    ])
 
 
 def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int | None = None) -> Outcome:
