@@ -65,9 +65,6 @@ from .taking import ANY_TIME, Taken, Terms, strictest_limit, take
 
 L = Lead.__table__.c
 E = PoolEntry.__table__
-#: the lead columns a LeadInfo is made of
-INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
-                L.stage, L.is_customer, L.locked)
 
 PLUGIN = "pool"
 
@@ -395,7 +392,7 @@ def release(ctx: HookContext, lead_ids: Sequence[int], reason: str, pool_id: int
         if target is None or not can_use(target, ctx.actor):
             raise NotFound(f"pool {pool_id} not found")
     ids = sorted(set(lead_ids))
-    stmt = select(*INFO_COLUMNS, L.owner_id).where(
+    stmt = select(L.id, L.owner_id, L.team_id, L.locked).where(
         L.tenant_id == ctx.tenant.id, L.id.in_(ids), L.owner_id.is_not(None)
     )
     if not manager:

@@ -32,7 +32,7 @@ from pelago.plugin import HookContext, Lead, Page, decode_cursor, encode_cursor
 from . import counters, pools, rules
 from .models import Reminder, Sweep
 from .rules import RECYCLABLE, Scope
-from .service import INFO_COLUMNS, Release, put_back
+from .service import Release, put_back
 
 L = Lead.__table__.c
 R = Reminder.__table__
@@ -92,7 +92,9 @@ class Report:
 
 
 def _selection(p: Plan) -> Any:
-    cols = [*INFO_COLUMNS, L.owner_id, L.assigned_at, L.created_at, L.last_activity_at, L.stage_changed_at,
+    # what the rules read of a lead (rules.next_due, for reminders); the release reads the rest itself
+    cols = [L.id, L.owner_id, L.source, L.attributes, L.stage, L.is_customer, L.locked, L.assigned_at,
+            L.created_at, L.last_activity_at, L.stage_changed_at,
             p.pool.label("pool_id"), (p.recycle if p.recycle is not None else null()).label("recycle"),
             (p.remind if p.remind is not None else null()).label("remind")]
     due = [e for e in (p.recycle, p.remind) if e is not None]
