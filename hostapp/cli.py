@@ -182,6 +182,38 @@ def upgrade(obj: dict[str, Any]) -> None:
     click.echo(f"database is current (core + {', '.join(rt.host.specs) or 'no plugins'})")
 
 
+@db.command("revision")
+@click.option("--plugin", "plugin", required=True, help="the plugin (installed; deployed or not)")
+@click.option("-m", "--message", required=True, help="what the revision does (also its file name)")
+@click.option("--autogenerate", is_flag=True, help="compare the plugin's models with its migrated tables")
+def db_revision(plugin: str, message: str, autogenerate: bool) -> None:
+    """Write the plugin's next Alembic revision into its migrations/versions/.
+
+    The first one starts the plugin's own branch (label NAME, depending on
+    the core's current head); later ones follow NAME@head. Other installed
+    plugins, deployed or not, change nothing. With --autogenerate the models
+    are compared with a throwaway database migrated to every installed head
+    (a temporary SQLite file; on PostgreSQL's server when DATABASE_URL is a
+    PostgreSQL URL), limited to the plugin's own tables; your database is
+    neither read nor changed.
+    """
+    from pelago.core import migrate
+    from pelago.core.host import PluginHost
+
+    settings = Settings.from_env()
+    try:
+        host = PluginHost(settings.plugins, strict=False)
+    except PluginConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    against = settings.database_url if settings.database_url.startswith("postgresql") else None
+    made = migrate.revision(host, plugin, message, autogenerate=autogenerate, against=against)
+    if made.first:
+        click.echo(f"{made.revision}: first revision of branch {plugin!r}, depends on core {made.depends_on}")
+    else:
+        click.echo(f"{made.revision}: follows {made.down_revision}")
+    click.echo(f"wrote {made.path}")
+
+
 # --- administration ------------------------------------------------------------------
 
 
