@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -441,6 +442,37 @@ def plugins_enable(obj: dict[str, Any], name: str, slug: str) -> None:
 @click.pass_obj
 def plugins_disable(obj: dict[str, Any], name: str, slug: str) -> None:
     _switch(obj, name, slug, False)
+
+
+@main.group("plugin")
+def plugin_group() -> None:
+    """Writing plugins (docs/tutorial.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "target", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write it (default: ./pelago-NAME); must not exist or be empty")
+@click.option("--title", help="a one-line title (default: from the name)")
+def plugin_new(name: str, target: Path | None, title: str | None) -> None:
+    """Write a new plugin distribution NAME: spec, hooks, table and migration, routes, jobs, command, tests.
+
+    Install it (pip install -e DIR), then its own tests pass on SQLite and
+    PostgreSQL (pytest, pytest --pelago-db=postgresql).
+    """
+    from .scaffold import default_target, new_plugin
+
+    folder = (target or default_target(name)).resolve()
+    try:
+        written = new_plugin(name, folder, title)
+    except PelagoError as exc:
+        raise click.ClickException(exc.message) from None
+    for path in written:
+        click.echo(f"  {path.relative_to(folder)}")
+    click.echo(f"wrote plugin {name!r} ({len(written)} files) in {folder}; next:")
+    click.echo(f"  pip install -e {folder}")
+    click.echo(f"  PELAGO_PLUGINS={name} pelago db upgrade")
+    click.echo(f"  cd {folder} && pytest && pytest --pelago-db=postgresql")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m`
