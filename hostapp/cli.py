@@ -467,7 +467,7 @@ def plugin_new(name: str, target: Path | None, title: str | None) -> None:
         written = new_plugin(name, folder, title)
     except PelagoError as exc:
         raise click.ClickException(exc.message) from None
-    for path in written:
+    for path in sorted(written):
         click.echo(f"  {path.relative_to(folder)}")
     click.echo(f"wrote plugin {name!r} ({len(written)} files) in {folder}; next:")
     click.echo(f"  pip install -e {folder}")
