@@ -205,7 +205,7 @@ def revision(
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     locations = [HERE / "versions", *(_installed_migrations(host))]
-    if versions not in locations:
+    if versions.resolve() not in {p.resolve() for p in locations}:
         locations.append(versions)
     cfg.set_main_option("version_locations", " ".join(str(p) for p in locations))
     cfg.set_main_option("path_separator", "space")
