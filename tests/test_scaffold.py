@@ -114,6 +114,12 @@ def test_it_imports_only_the_public_surface_of_pelago(generated):
                     assert name in allowed, f"{path.relative_to(source)} imports {name}"
 
 
+def test_it_passes_ruff_with_its_own_settings(generated):
+    source, site = generated
+    done = _run([str(BIN / "ruff"), "check", "--no-cache", "--exclude", "build", "."], site, source)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_it_installs_and_upgrades_a_fresh_database(generated, db_url):
     source, site = generated
     with migrate.throwaway_database(db_url if db_url.startswith("postgresql") else None) as url:
