@@ -33,8 +33,11 @@ from .spec import PluginSpec
 HERE = Path(__file__).parent / "migrations"
 
 
-def _installed_specs(host: PluginHost) -> dict[str, PluginSpec]:
-    """The host's plugins, then every other installed one that loads (deployed or not)."""
+def _installed_specs(host: PluginHost, failures: dict[str, str] | None = None) -> dict[str, PluginSpec]:
+    """The host's plugins, then every other installed one that loads (deployed or not).
+
+    ``failures`` collects the load errors of the others, by plugin name.
+    """
     from importlib.metadata import entry_points
 
     from .host import ENTRY_POINT_GROUP
@@ -45,7 +48,9 @@ def _installed_specs(host: PluginHost) -> dict[str, PluginSpec]:
             continue
         try:
             spec = ep.load()
-        except Exception:  # noqa: BLE001 - a broken plugin is reported elsewhere
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported elsewhere
+            if failures is not None:
+                failures[ep.name] = f"{type(exc).__name__}: {exc}"
             continue
         if isinstance(spec, PluginSpec):
             specs[ep.name] = spec
@@ -182,8 +187,11 @@ def revision(
     installed head, limited to the plugin's own tables (``<plugin>_*``), and
     rendered in batch mode so the operations run on SQLite and PostgreSQL.
     """
-    specs = _installed_specs(host)
+    failures: dict[str, str] = {}
+    specs = _installed_specs(host, failures)
     spec = specs.get(plugin)
+    if spec is None and plugin in failures:
+        raise PelagoError(f"plugin {plugin!r} is installed but failed to load: {failures[plugin]}")
     if spec is None:
         raise PelagoError(
             f"no plugin called {plugin!r} is installed (installed: {', '.join(sorted(specs)) or 'none'})"

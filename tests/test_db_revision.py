@@ -259,3 +259,10 @@ def test_the_command_names_what_is_wrong(installed_revauto):
     assert done.returncode != 0
     assert "no plugin called 'nosuch' is installed" in done.stderr and "revauto" in done.stderr
     assert "Traceback" not in done.stderr
+    # a plugin that does not import: its error, not "not installed"
+    (installed_revauto / "pelago_revauto" / "models.py").write_text("import no_such_module\n")
+    for deployed in ("revauto", "pool"):
+        done = _pelago(installed_revauto, "db", "revision", "--plugin", "revauto", "-m", "x", PELAGO_PLUGINS=deployed)
+        assert done.returncode != 0
+        assert "'revauto' is installed but failed to load" in done.stderr and "no_such_module" in done.stderr
+        assert "Traceback" not in done.stderr
