@@ -3,7 +3,7 @@
 A pytest plugin (installed with Pelago, loaded by pytest automatically) with
 fixtures for the database of the run, apps and runtimes with chosen plugins,
 tenants with a client per role, a frozen clock and the CLI, plus the helpers
-below. docs/testing.md is the guide.
+below. docs/testing.md describes the fixtures and options.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from ._tenants import TenantHandle as TenantHandle
 from ._tenants import new_tenant as new_tenant
 
 __all__ = [
+    # tenants and their clients
+    "new_tenant",
     "TenantHandle",
+    # running now what a worker, the scheduler or a shell would run
+    "deliver_events",
+    "run_periodic",
+    "invoke_cli",
+    # checks
     "assert_models_match_migrations",
     "check_routes",
-    "deliver_events",
-    "invoke_cli",
-    "new_tenant",
-    "run_periodic",
 ]

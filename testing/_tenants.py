@@ -38,12 +38,15 @@ class TenantHandle:
 
     @property
     def runtime(self) -> Runtime:
+        """The app's runtime (its plugins, sessions, clock and queue)."""
         return self.app.extensions["pelago"]  # type: ignore[no-any-return]
 
     def headers(self, who: str = "admin") -> dict[str, str]:
+        """The ``Authorization`` header of ``who``'s API key."""
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
     def client(self) -> FlaskClient:
+        """A new Flask test client of the app (no credentials)."""
         return self.app.test_client()
 
     def call(self, method: str, path: str, who: str = "admin", **kw: Any) -> Any:
@@ -52,15 +55,19 @@ class TenantHandle:
         return self.app.test_client().open(path, method=method.upper(), headers=headers, **kw)
 
     def get(self, path: str, who: str = "admin", **kw: Any) -> Any:
+        """``GET path`` as ``who`` (see :meth:`call`)."""
         return self.call("GET", path, who, **kw)
 
     def post(self, path: str, who: str = "admin", **kw: Any) -> Any:
+        """``POST path`` as ``who`` (see :meth:`call`)."""
         return self.call("POST", path, who, **kw)
 
     def patch(self, path: str, who: str = "admin", **kw: Any) -> Any:
+        """``PATCH path`` as ``who`` (see :meth:`call`)."""
         return self.call("PATCH", path, who, **kw)
 
     def put(self, path: str, who: str = "admin", **kw: Any) -> Any:
+        """``PUT path`` as ``who`` (see :meth:`call`)."""
         return self.call("PUT", path, who, **kw)
 
     def lead(self, phone: str | None = None, who: str = "admin", **fields: Any) -> dict[str, Any]:
