@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import JSON, func, select, text
 
-from pelago.core.models import OwnershipChange  # the ledger: no public reader yet
-from pelago.core.services import admin  # users and API keys: until pelago.testing makes them
 from pelago.plugin import Lead, User
 from pelago.testing import TenantHandle, new_tenant
 
@@ -51,25 +50,46 @@ def into_pool(t: TenantHandle, n: int = 1, pool_id: int | None = None, **fields:
 
 
 def add_rep(t: TenantHandle, who: str, team_id: int | None = None, role: str = "rep") -> int:
-    """Another user of ``t`` with an API key, reachable as ``t.call(..., who)``."""
-    rt = t.runtime
-    with rt.sessions() as s:
-        user = admin.create_user(s, tenant_id=t.id, email=f"{who}-{uuid.uuid4().hex[:6]}@{t.slug}.test", role=role,
-                                 team_id=t.team_id if team_id is None else team_id, now=rt.clock())
-        _, key = admin.create_api_key(s, user, now=rt.clock())
-        s.commit()
-        t.users[who], t.keys[who] = user.id, key
-        return user.id
+    """Another user of ``t`` with an API key, reachable as ``t.call(..., who)`` (made through the API)."""
+    r = t.post("/api/v1/users", json={"email": f"{who}-{uuid.uuid4().hex[:6]}@{t.slug}.test", "role": role,
+                                      "team_id": t.team_id if team_id is None else team_id})
+    assert r.status_code == 201, r.get_json()
+    user_id = int(r.get_json()["id"])
+    r = t.post("/api/v1/api-keys", json={"user_id": user_id, "name": who})
+    assert r.status_code == 201, r.get_json()
+    t.users[who], t.keys[who] = user_id, r.get_json()["key"]
+    return user_id
 
 
 def claim(t: TenantHandle, who: str, *lead_ids: int, **kw: Any) -> Any:
     return t.post("/api/v1/pool/claim", who, json={"lead_ids": list(lead_ids), **kw})
 
 
-def ledger(t: TenantHandle, lead_id: int) -> list[OwnershipChange]:
-    with t.runtime.tenant_session(t.id) as s:
-        return list(s.scalars(select(OwnershipChange).where(OwnershipChange.lead_id == lead_id)
-                              .order_by(OwnershipChange.id)))
+def ledger(t: TenantHandle, lead_id: int) -> list[Any]:
+    """The lead's ownership ledger, oldest first, as ``GET /api/v1/leads/{id}/history`` shows it."""
+    r = t.get(f"/api/v1/leads/{lead_id}/history")
+    assert r.status_code == 200, r.get_json()
+    return [SimpleNamespace(**i) for i in r.get_json()["items"] if i["type"] == "ownership"]
+
+
+# The outbox and the ledger have no public reader: what the tests check was written, they read with SQL.
+
+
+def core_rows(t: TenantHandle, sql: str, **params: Any) -> list[Any]:
+    """Rows of ``sql`` (``:t`` is the tenant's id), ``payload`` read as JSON."""
+    with t.runtime.sessions() as s:
+        return list(s.execute(text(sql).columns(payload=JSON), {"t": t.id, **params}))
+
+
+def count(t: TenantHandle, table: str, where: str = "true", **params: Any) -> int:
+    """How many rows of the core's ``table`` the tenant has (``where``: more conditions)."""
+    return int(core_rows(t, f"SELECT count(*) FROM {table} WHERE tenant_id = :t AND {where}", **params)[0][0])
+
+
+def events(t: TenantHandle, name: str) -> list[Any]:
+    """The items of each ``name`` event of the tenant, oldest first."""
+    rows = core_rows(t, "SELECT payload FROM core_event WHERE tenant_id = :t AND name = :name ORDER BY id", name=name)
+    return [r.payload["items"] for r in rows]
 
 
 def owner_of(t: TenantHandle, lead_id: int) -> int | None:

@@ -21,10 +21,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect, select
 
-from pelago.core.host import PluginHost  # the deployment's view of the plugin (its entry point)
-from pelago.core.models import Delivery, OutboxEvent  # the outbox's state: no public reader
 from pelago.plugin import Lead
 from pelago.plugins.pool.models import PoolEntry, RepDay
 from pelago.testing import assert_models_match_migrations, deliver_events, run_periodic
@@ -33,7 +31,10 @@ from tests.routes import load_spec
 from .pool_helpers import (
     add_rep,
     claim,
+    core_rows,
+    count,
     default_pool,
+    events,
     held,
     into_pool,
     ledger,
@@ -46,13 +47,6 @@ from .pool_helpers import (
 SHANGHAI_MIDNIGHT_UTC_HOUR = 16  # 00:00 in Shanghai is 16:00 UTC the day before
 
 
-def events(t, name):
-    with t.runtime.sessions() as s:
-        rows = s.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == t.id, OutboxEvent.name == name)
-                         .order_by(OutboxEvent.id))
-        return [r.payload["items"] for r in rows]
-
-
 def at(clock, y, m, d, hh, mm=0):
     """Move the frozen clock to a Shanghai wall-clock time."""
     from zoneinfo import ZoneInfo
@@ -63,8 +57,8 @@ def at(clock, y, m, d, hh, mm=0):
 # --- the plugin as deployed ------------------------------------------------------------
 
 
-def test_it_is_the_pool_entry_point_with_the_standard_shape(engine):
-    host = PluginHost(("pool",), strict=True)
+def test_it_is_the_pool_entry_point_with_the_standard_shape(engine, make_runtime):
+    host = make_runtime(plugins=("pool",)).host
     spec = host.specs["pool"]
     assert host.installed["pool"] == "pelago.plugins.pool:plugin"
     assert [p.name for p in spec.periodic] == ["sweep"] and spec.commands is not None
@@ -555,10 +549,8 @@ def test_pool_events_reach_the_tenants_webhook_signed(make_app, receiver, clock)
     # A failing receiver: the delivery is marked failed and retried later by the outbox.
     receiver["state"]["fail"] = True
     claim(t, "rep2", lead)
-    with t.runtime.sessions() as s:
-        state = s.execute(select(Delivery.state, Delivery.attempts).join(OutboxEvent, OutboxEvent.id == Delivery.event_id)
-                          .where(Delivery.tenant_id == t.id, Delivery.plugin == "pool")
-                          .order_by(Delivery.id.desc()).limit(1)).one()
+    (state,) = core_rows(t, "SELECT state, attempts FROM core_event_delivery WHERE tenant_id = :t AND plugin = 'pool' "
+                            "ORDER BY id DESC LIMIT 1")
     assert tuple(state) == ("failed", 1)
     receiver["state"]["fail"] = False
     clock.advance(minutes=1)
@@ -660,7 +652,7 @@ def test_nothing_is_written_for_a_refused_claim(make_app):
     def counts():
         rows = len(ledger(t, lead))
         with t.runtime.tenant_session(t.id) as s:
-            return (s.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.tenant_id == t.id)),
+            return (count(t, "core_event"),
                     rows, s.get(PoolEntry, lead) is not None, s.scalar(select(Lead.version).where(Lead.id == lead)))
 
     before = counts()
@@ -708,8 +700,6 @@ def test_openapi_documents_the_pool_routes():
 def test_a_csv_import_straight_into_a_pool(make_app):
     import io
 
-    from pelago.core.models import OwnershipChange
-
     t = pool_tenant(make_app())
     team = t.post("/api/v1/pool/pools", json={"name": "Imports", "team_id": t.team_id}).get_json()
     assert "id" in team, team
@@ -727,11 +717,10 @@ def test_a_csv_import_straight_into_a_pool(make_app):
     with t.runtime.tenant_session(t.id) as s:
         entries = dict(s.execute(select(PoolEntry.lead_id, PoolEntry.pool_id)).all())
         leads = {p: (i, o) for i, p, o in s.execute(select(Lead.id, Lead.phone, Lead.owner_id))}
-        ledger = s.scalars(select(OwnershipChange.reason).where(OwnershipChange.lead_id == leads["+8613800000002"][0])).all()
     assert leads["+8613800000002"][1] is None and leads["+8613800000003"][1] is None  # not routed
     assert entries[leads["+8613800000002"][0]] == team["id"] and entries[leads["+8613800000003"][0]] == team["id"]
     assert leads["+8613800000001"][0] not in entries and leads["+8613800000001"][1] is not None  # stays with its rep
-    assert ledger == ["imported"]
+    assert [x.reason for x in ledger(t, leads["+8613800000002"][0])] == ["imported"]
     other = pool_tenant(make_app())
     assert other.post(f"/api/v1/pool/pools/{team['id']}/imports", data={"file": (io.BytesIO(csv_), "x.csv")},
                       content_type="multipart/form-data").status_code == 404

@@ -17,11 +17,10 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from pelago.core.models import OutboxEvent
 from pelago.plugin import Team
 from pelago.plugins.pool.models import ConfigVersion, Pool, PoolEntry, RepDay
 
-from .pool_helpers import add_rep, claim, default_pool, into_pool, ledger, owner_of, pool_tenant, set_pool
+from .pool_helpers import add_rep, claim, default_pool, events, into_pool, ledger, owner_of, pool_tenant, set_pool
 
 
 def version(t) -> int:
@@ -110,10 +109,8 @@ def test_a_lost_race_says_who_won_and_writes_nothing(make_app):
     assert again.get_json()["errors"]["refused"] == [{"lead_id": lead, "reason": "you hold it already"}]
     with t.runtime.sessions() as s:
         counts = {r.user_id: r.claims for r in s.scalars(select(RepDay).where(RepDay.tenant_id == t.id))}
-        events = s.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == t.id,
-                                                     OutboxEvent.name == "lead_assigned")).all()
     assert counts == {t.users["rep"]: 1}  # the losers counted nothing
-    assert [e.payload["items"] for e in events] == [[{
+    assert events(t, "lead_assigned") == [[{
         "lead_id": lead, "from_user_id": None, "to_user_id": t.users["rep"], "team_id": t.team_id,
         "reason": "claimed", "rule": f"pool:{default_pool(t)['id']}", "pool_id": default_pool(t)["id"],
     }]]

@@ -12,21 +12,19 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from pelago.core.models import OwnershipChange
 from pelago.plugin import Lead
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, RepDay
 from tests.test_concurrency import run_parallel
 
-from .pool_helpers import add_rep, claim, default_pool, into_pool, phone, pool_tenant
+from .pool_helpers import add_rep, claim, core_rows, default_pool, into_pool, phone, pool_tenant
 
 pytestmark = pytest.mark.postgres
 
 
 def claimed_rows(t):
-    with t.runtime.tenant_session(t.id) as s:
-        return s.execute(select(OwnershipChange.lead_id, OwnershipChange.to_user_id)
-                         .where(OwnershipChange.reason == "claimed")).all()
+    return [tuple(r) for r in core_rows(
+        t, "SELECT lead_id, to_user_id FROM core_ownership_change WHERE tenant_id = :t AND reason = 'claimed'")]
 
 
 def test_32_threads_50_leads_daily_limit_3_hold_cap_5(make_app):
@@ -161,6 +159,6 @@ def test_two_sweeps_at_once_release_each_lead_once(make_app, clock):
 
     released = run_parallel(2, go)
     assert sum(released) == 600
-    with t.runtime.tenant_session(t.id) as s:
-        per_lead = Counter(s.scalars(select(OwnershipChange.lead_id).where(OwnershipChange.reason == "recycled")))
+    per_lead = Counter(r.lead_id for r in core_rows(
+        t, "SELECT lead_id FROM core_ownership_change WHERE tenant_id = :t AND reason = 'recycled'"))
     assert len(per_lead) == 600 and set(per_lead.values()) == {1}

@@ -17,13 +17,12 @@ from sqlalchemy import func, select
 
 from pelago.core import scheduler  # the scheduler's own tick (periods), not run_periodic
 from pelago.core.host import PluginHost  # a host with a test plugin beside the pool
-from pelago.core.models import OutboxEvent, OwnershipChange  # outbox and ledger: no public reader
 from pelago.hostapp import Settings, create_app  # an app on that host
 from pelago.plugin import Lead, PluginSpec, Runtime, Submission, hookimpl, ingest
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, Reminder, Sweep
 
-from .pool_helpers import claim, default_pool, ledger, owner_of, phone, pool_tenant, set_pool
+from .pool_helpers import claim, count, default_pool, events, ledger, owner_of, phone, pool_tenant, set_pool
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -35,13 +34,6 @@ def at(clock, m, d, hh=0, mm=0):
 def run(t, **kw):
     with t.runtime.tenant_context(t.id) as ctx:
         return sweeping.run(ctx, trigger="test", **kw)
-
-
-def events(t, name):
-    with t.runtime.sessions() as s:
-        rows = s.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == t.id, OutboxEvent.name == name)
-                         .order_by(OutboxEvent.id))
-        return [r.payload["items"] for r in rows]
 
 
 def mine(t, who="rep", n=1, **fields):
@@ -58,7 +50,8 @@ def counts(t):
         def n(model):
             return s.scalar(select(func.count()).select_from(model).where(model.tenant_id == t.id))
         versions = s.scalar(select(func.sum(Lead.version)).where(Lead.tenant_id == t.id))
-        return (n(OwnershipChange), n(PoolEntry), n(Reminder), n(Sweep), n(OutboxEvent), versions)
+        mine = (n(PoolEntry), n(Reminder), n(Sweep))
+    return (count(t, "core_ownership_change"), *mine, count(t, "core_event"), versions)
 
 
 # --- each rule selects exactly its leads ------------------------------------------------------
@@ -287,9 +280,8 @@ def test_batches_are_bounded_transactions_with_one_event_each(make_app, clock):
     assert report.released == 250 and report.scanned == 280 and report.batches >= 3
     sizes = [len(e) for e in events(t, "lead_released")]
     assert sizes == [100, 100, 50]
+    assert count(t, "core_ownership_change", "reason = 'recycled'") == 250
     with t.runtime.tenant_session(t.id) as s:
-        assert s.scalar(select(func.count()).select_from(OwnershipChange)
-                        .where(OwnershipChange.reason == "recycled")) == 250
         assert s.scalar(select(func.count()).select_from(PoolEntry)) == 250
         owned = set(s.scalars(select(Lead.id).where(Lead.owner_id.is_not(None))))
     assert owned == set(fresh) and not owned & set(stale)
