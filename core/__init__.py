@@ -1,12 +1,9 @@
-"""pelago.core: the lead/customer core and the plugin contract.
+"""pelago.core: the lead/customer core, the plugin host and the hooks.
 
-The public API for plugin authors is the names below, plus the modules
-``pelago.core.db`` (``Base``, ``TenantScoped``, ``BigId``, ``Money``,
-``UtcDateTime``, ``JsonDoc``), ``pelago.core.models`` (the core's tables, to
-point foreign keys and queries at) and, for routes, ``pelago.hostapp.api``
-(``Blueprint``) and ``pelago.hostapp.auth`` (``ctx``, ``requires``,
-``commit``). These change only with a deprecation period; everything else is
-internal and may move.
+Plugin authors import ``pelago.plugin`` (the one public surface, curated in
+its ``__all__``) and ``pelago.testing`` in their tests, never this package:
+everything under ``pelago.core`` is internal and may move. The names below
+are kept for the core's own code and tests.
 """
 
 __version__ = "0.1.0"

@@ -36,6 +36,7 @@ class TenantState:
 
     @property
     def tz(self) -> ZoneInfo:
+        """The tenant's timezone, for "today" and for showing times."""
         return ZoneInfo(self.timezone)
 
 
@@ -71,6 +72,7 @@ class HookContext:
     event_id: int | None = None
 
     def now(self) -> datetime:
+        """The current time, aware UTC: use it instead of ``datetime.now`` (tests freeze it)."""
         return self.clock()
 
     def settings(self, plugin: str) -> Mapping[str, Any]:
@@ -96,7 +98,11 @@ class HookContext:
         defer(self, job, kwargs)
 
     def emit(self, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
-        """Write an event to the outbox of this transaction; see :mod:`pelago.core.events`."""
+        """Write the event ``name`` with ``items`` (JSON-able dicts) to this transaction's outbox.
+
+        It is delivered to the subscribing plugins after the commit, and
+        never if the transaction rolls back. Returns the event id.
+        """
         from .events import emit
 
         return emit(self, name, items)

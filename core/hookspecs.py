@@ -91,7 +91,7 @@ def lead_created(ctx: HookContext, event: Event) -> None:
 
 @hookspec
 def lead_merged(ctx: HookContext, event: Event) -> None:
-    """A submission was folded into an existing lead: ``{lead_id, touch_id, matched_on}``."""
+    """A submission was folded into an existing lead: ``{lead_id, touch_id, matched_on, filled}``."""
 
 
 @hookspec
@@ -116,12 +116,12 @@ def activity_logged(ctx: HookContext, event: Event) -> None:
 
 @hookspec
 def deal_won(ctx: HookContext, event: Event) -> None:
-    """A deal was recorded: ``{deal_id, lead_id, amount, currency, kind, owner_id}``."""
+    """A deal was recorded: ``{deal_id, lead_id, amount, currency, product, kind, owner_id, team_id, won_at}``."""
 
 
 @hookspec
 def deal_refunded(ctx: HookContext, event: Event) -> None:
-    """A refund was recorded: ``{refund_id, deal_id, lead_id, amount, reason}``."""
+    """A refund was recorded: ``{refund_id, deal_id, lead_id, amount, reason, refunded_total}``."""
 
 
 @hookspec

@@ -31,6 +31,7 @@ from . import events
 from .context import HookContext
 from .errors import Vetoed
 from .models import Lead, OwnershipChange, User
+from .payloads import LeadAssigned, LeadReleased
 from .snapshots import LeadInfo, UserInfo
 
 LEAD: Table = Lead.__table__  # type: ignore[assignment]
@@ -118,8 +119,8 @@ def change_owners(
     actor_id = ctx.actor.user_id if ctx.actor else None
     groups: dict[tuple[int | None, Any], list[int]] = {}
     ledger: list[dict[str, Any]] = []
-    assigned: list[dict[str, Any]] = []
-    released: list[dict[str, Any]] = []
+    assigned: list[LeadAssigned] = []
+    released: list[LeadReleased] = []
     for r in ready:
         m = by_id[r.id]
         team: Any = m.team_id
@@ -134,11 +135,9 @@ def change_owners(
             "detail": events.snapshot(dict(m.detail)), "actor_id": actor_id, "at": now,
         })
         if m.to_user_id is not None:
-            assigned.append({"lead_id": r.id, "from_user_id": r.owner_id, "to_user_id": m.to_user_id,
-                             "team_id": to_team, "reason": reason, "rule": m.rule, **m.item})
+            assigned.append(assigned_item(r.id, r.owner_id, m.to_user_id, to_team, reason, m.rule, m.item))
         else:
-            released.append({"lead_id": r.id, "from_user_id": r.owner_id, "reason": reason, "rule": m.rule,
-                             **m.item})
+            released.append(released_item(r.id, r.owner_id, reason, m.rule, m.item))
         out.moved.append(r.id)
         out.before[r.id] = info(r)
     for (to_user, team), ids in groups.items():
@@ -241,13 +240,32 @@ def take_unowned(
          "detail": detail, "actor_id": actor_id, "at": now}
         for r in rows
     ])
-    event_id = ctx.emit("lead_assigned", [
-        {"lead_id": r.id, "from_user_id": None, "to_user_id": user_id, "team_id": r.team_id, "reason": reason,
-         "rule": rule, **extra}
-        for r in rows
-    ])
+    event_id = ctx.emit("lead_assigned", [assigned_item(r.id, None, user_id, r.team_id, reason, rule, extra)
+                                          for r in rows])
     _refresh(ctx, [r.id for r in rows])
     return Taken([info(r) for r in rows], event_id)
+
+
+def assigned_item(
+    lead_id: int, from_user_id: int | None, to_user_id: int, team_id: int | None, reason: str, rule: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> LeadAssigned:
+    """The ``lead_assigned`` item: the one definition (``core_take`` builds the same in SQL)."""
+    item: LeadAssigned = {"lead_id": lead_id, "from_user_id": from_user_id, "to_user_id": to_user_id,
+                          "team_id": team_id, "reason": reason, "rule": rule}
+    if extra:
+        item.update(extra)  # type: ignore[typeddict-item]
+    return item
+
+
+def released_item(
+    lead_id: int, from_user_id: int, reason: str, rule: str | None, extra: Mapping[str, Any] | None = None,
+) -> LeadReleased:
+    """The ``lead_released`` item: the one definition."""
+    item: LeadReleased = {"lead_id": lead_id, "from_user_id": from_user_id, "reason": reason, "rule": rule}
+    if extra:
+        item.update(extra)  # type: ignore[typeddict-item]
+    return item
 
 
 def info(row: Any) -> LeadInfo:

@@ -21,15 +21,19 @@ MAX_ID = 2**63 - 1
 
 @dataclass
 class Page(Generic[T]):
+    """One page of a list: its items and the cursor of the next page (``None`` on the last)."""
+
     items: Sequence[T]
     next_cursor: str | None
 
 
 def encode(last_id: int) -> str:
+    """An opaque cursor for the page after the row ``last_id``."""
     return base64.urlsafe_b64encode(json.dumps({"id": last_id}).encode()).decode().rstrip("=")
 
 
 def decode(cursor: str) -> int:
+    """The row id a cursor stands for; a bad cursor is a 422 on the ``cursor`` query field."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))

@@ -47,6 +47,7 @@ class LeadInfo:
 
     @classmethod
     def of(cls, lead: Lead, channel: str | None = None) -> LeadInfo:
+        """The snapshot of a loaded lead."""
         return cls(
             id=lead.id, name=lead.name, phone=lead.phone, email=lead.email, source=lead.source,
             region=lead.region, product=lead.product, channel=channel,
@@ -71,6 +72,7 @@ class TeamInfo:
 
     @classmethod
     def of(cls, team: Team) -> TeamInfo:
+        """The snapshot of a loaded team."""
         return cls(id=team.id, name=team.name, strategy=team.strategy, active=team.active,
                    rr_pointer=team.rr_pointer)
 
@@ -92,6 +94,7 @@ class UserInfo:
 
     @classmethod
     def of(cls, user: User) -> UserInfo:
+        """The snapshot of a loaded user."""
         return cls(
             id=user.id, role=user.role, email=user.email, name=user.name, team_id=user.team_id,
             active=user.active, on_leave=user.on_leave, daily_capacity=user.daily_capacity,

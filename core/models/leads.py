@@ -131,6 +131,8 @@ class Touch(TenantScoped, Base):
 
 
 class Activity(TenantScoped, Base):
+    """A follow-up logged on a lead (call, message, visit, note …) by a user."""
+
     __tablename__ = "core_activity"
     __table_args__ = (
         Index("ix_core_activity_lead", "tenant_id", "lead_id", "id"),

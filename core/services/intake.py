@@ -35,6 +35,7 @@ from ..context import HookContext
 from ..errors import Conflict
 from ..events import snapshot
 from ..models import Lead, OwnershipChange, StageChange, Touch, User
+from ..ownership import assigned_item
 from ..phones import BadPhone, normalise_fast
 from ..routing import Decision, LeadInfo, route
 from ..snapshots import UserInfo
@@ -660,10 +661,7 @@ def _record_created(
             continue
         ledger.append((r.outcome.lead_id, owner, team_id, d.rule, d.explanation))
         if owner is not None:
-            assigned_items.append({
-                "lead_id": r.outcome.lead_id, "from_user_id": None, "to_user_id": owner,
-                "team_id": team_id, "reason": "created", "rule": d.rule,
-            })
+            assigned_items.append(assigned_item(cast(int, r.outcome.lead_id), None, owner, team_id, "created", d.rule))
     _write(session, LEDGER, LEDGER_COLUMNS, ledger, {
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
         "actor_id": ("bigint", actor), "at": ("timestamptz", now),

@@ -65,6 +65,8 @@ class RowError(Schema):
 
 
 class ImportDetail(ImportSummary):
+    """An import as its routes answer it: progress, counts and its first row errors."""
+
     errors = fields.List(fields.Nested(RowError), required=True, metadata={
         "description": f"the first {svc.SHOWN_ERRORS} row errors, by row",
     })

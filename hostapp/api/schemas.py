@@ -85,6 +85,8 @@ def page_of(item: type[Schema]) -> type[Schema]:
 
 
 class PageArgs(Schema):
+    """A list's query arguments: ``limit`` (1–200, default 50) and the ``cursor`` of the page before."""
+
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
 
