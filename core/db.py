@@ -313,4 +313,5 @@ def upsert(
                                           set_={c: stmt.excluded[c] for c in columns})
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    # preserve_rowcount: SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is -1 otherwise).
+    return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount or 0)  # type: ignore[attr-defined]

@@ -3,10 +3,18 @@
 A plugin's first revision sets ``branch_labels = ("<plugin>",)`` and
 ``depends_on`` the core revision it needs; ``pelago db upgrade`` upgrades every
 head, so deploying a plugin creates its tables and nothing else changes.
+:func:`revision` (``pelago db revision --plugin NAME``) writes a plugin's
+revisions in that shape, whatever else is installed or deployed.
 """
 
 from __future__ import annotations
 
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +22,39 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Text, create_engine, make_url, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.pool import NullPool
 
+from .errors import PelagoError
 from .host import PluginHost
+from .spec import PluginSpec
 
 HERE = Path(__file__).parent / "migrations"
+
+
+def _installed_specs(host: PluginHost, failures: dict[str, str] | None = None) -> dict[str, PluginSpec]:
+    """The host's plugins, then every other installed one that loads (deployed or not).
+
+    ``failures`` collects the load errors of the others, by plugin name.
+    """
+    from importlib.metadata import entry_points
+
+    from .host import ENTRY_POINT_GROUP
+
+    specs = dict(host.specs)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in specs:
+            continue
+        try:
+            spec = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported elsewhere
+            if failures is not None:
+                failures[ep.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(spec, PluginSpec):
+            specs[ep.name] = spec
+    return specs
 
 
 def _installed_migrations(host: PluginHost) -> list[Path]:
@@ -28,22 +64,7 @@ def _installed_migrations(host: PluginHost) -> list[Path]:
     deployed once; switching off never deletes data): Alembic must be able to
     read them even though nothing upgrades that branch any more.
     """
-    from importlib.metadata import entry_points
-
-    from .host import ENTRY_POINT_GROUP
-    from .spec import PluginSpec
-
-    folders = [_versions(Path(s.migrations)) for s in host.specs.values() if s.migrations is not None]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in host.specs:
-            continue
-        try:
-            spec = ep.load()
-        except Exception:  # noqa: BLE001 - a broken plugin is reported elsewhere
-            continue
-        if isinstance(spec, PluginSpec) and spec.migrations is not None:
-            folders.append(_versions(Path(spec.migrations)))
-    return folders
+    return [_versions(Path(s.migrations)) for s in _installed_specs(host).values() if s.migrations is not None]
 
 
 def _versions(folder: Path) -> Path:
@@ -115,3 +136,214 @@ def diff(engine: Engine, host: PluginHost) -> list[Any]:
             conn, opts={"include_object": include, "compare_type": True}
         )
         return list(compare_metadata(ctx, Base.metadata))
+
+
+# --- writing a plugin's revisions --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    """What :func:`revision` wrote."""
+
+    path: Path
+    revision: str
+    down_revision: str | None
+    depends_on: str | None
+
+    @property
+    def first(self) -> bool:
+        return self.down_revision is None
+
+
+def core_head() -> str:
+    """The core's newest revision: what a plugin's first revision depends on."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    head = ScriptDirectory.from_config(cfg).get_revision("core@head")
+    assert head is not None
+    return head.revision
+
+
+def revision(
+    host: PluginHost,
+    plugin: str,
+    message: str,
+    *,
+    autogenerate: bool = False,
+    against: str | None = None,
+) -> NewRevision:
+    """Write the next revision of ``plugin``'s own Alembic branch into its ``migrations/versions/``.
+
+    The first one (the folder has none yet) starts the branch: no
+    ``down_revision``, ``branch_labels = ("<plugin>",)`` and ``depends_on``
+    the core's current head. A later one follows ``<plugin>@head``. Ids are
+    ``<plugin>_0001``, ``<plugin>_0002`` …, files ``<id>_<slug of message>.py``.
+
+    ``plugin`` may be deployed (in ``host``) or only installed; every other
+    installed plugin's revisions are read too, deployed or not, so nothing
+    else needs to be set up. With ``autogenerate`` the models are compared
+    with a throwaway database (see :func:`throwaway_database`; ``against``
+    picks its server, default a temporary SQLite file) upgraded to every
+    installed head, limited to the plugin's own tables (``<plugin>_*``), and
+    rendered in batch mode so the operations run on SQLite and PostgreSQL.
+    """
+    failures: dict[str, str] = {}
+    specs = _installed_specs(host, failures)
+    spec = specs.get(plugin)
+    if spec is None and plugin in failures:
+        raise PelagoError(f"plugin {plugin!r} is installed but failed to load: {failures[plugin]}")
+    if spec is None:
+        raise PelagoError(
+            f"no plugin called {plugin!r} is installed (installed: {', '.join(sorted(specs)) or 'none'})"
+        )
+    if spec.migrations is None:
+        raise PelagoError(
+            f"plugin {plugin!r} declares no migrations folder: set "
+            "migrations=Path(__file__).parent / \"migrations\" on its PluginSpec"
+        )
+    folder = Path(spec.migrations)
+    versions = _versions(folder)
+    if versions == folder and not any(p.name != "__init__.py" for p in folder.glob("*.py")):
+        # A new plugin: its revisions go to migrations/versions/, a package like the core's.
+        versions = folder / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        for package in (folder, versions):
+            (package / "__init__.py").touch()
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    locations = [HERE / "versions", *(_installed_migrations(host))]
+    if versions.resolve() not in {p.resolve() for p in locations}:
+        locations.append(versions)
+    cfg.set_main_option("version_locations", " ".join(str(p) for p in locations))
+    cfg.set_main_option("path_separator", "space")
+    cfg.attributes["plugin"] = plugin
+    script = ScriptDirectory.from_config(cfg)
+
+    own = [r for r in script.walk_revisions() if r.path and Path(r.path).parent.resolve() == versions.resolve()]
+    numbers = [int(m.group(1)) for r in own if (m := re.fullmatch(rf"{re.escape(plugin)}_(\d+)", r.revision))]
+    rev_id = f"{plugin}_{max(numbers, default=len(own)) + 1:04d}"
+    taken = {r.revision for r in script.walk_revisions()}
+    while rev_id in taken:  # ids not in <plugin>_NNNN shape: skip past any collision
+        rev_id = f"{plugin}_{int(rev_id.rsplit('_', 1)[1]) + 1:04d}"
+    if own and not any(plugin in r.branch_labels for r in own):
+        raise PelagoError(
+            f"the revisions in {versions} carry no branch label {plugin!r}: its first revision must set "
+            f"branch_labels = ({plugin!r},)"
+        )
+    kwargs: dict[str, Any] = {
+        "message": message,
+        "autogenerate": autogenerate,
+        "version_path": str(versions),
+        "rev_id": rev_id,
+    }
+    if own:
+        kwargs["head"] = f"{plugin}@head"
+    else:
+        kwargs.update(head="base", branch_label=plugin, depends_on=core_head())
+
+    if autogenerate:
+        others = tuple(f"{n}_" for n in specs if n != plugin and n.startswith(f"{plugin}_"))
+        cfg.attributes["autogenerate"] = {
+            "include_object": _only_tables_of(plugin, others),
+            "render_as_batch": True,
+            "render_item": _render_public_types,
+        }
+        with throwaway_database(against) as url:
+            from .db import make_engine
+
+            engine = make_engine(url)
+            try:
+                with engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "heads")
+                with engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    made = command.revision(cfg, **kwargs)
+            finally:
+                engine.dispose()
+    else:
+        made = command.revision(cfg, **kwargs)
+    assert made is not None and not isinstance(made, list)
+    depends = made.module.depends_on
+    return NewRevision(
+        path=Path(made.path),
+        revision=made.revision,
+        down_revision=made.module.down_revision,
+        depends_on=depends if depends is None or isinstance(depends, str) else ",".join(depends),
+    )
+
+
+def _only_tables_of(plugin: str, others: tuple[str, ...]) -> Any:
+    """``include_object`` for a plugin's revision: its ``<plugin>_*`` tables only.
+
+    ``others``: prefixes of plugins whose names extend this one's
+    (``pool_extra_`` for ``pool``), whose tables are not this plugin's.
+    """
+    prefix = f"{plugin}_"
+
+    def mine(name: str | None) -> bool:
+        return bool(name) and name.startswith(prefix) and not (others and name.startswith(others))  # type: ignore[union-attr]
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table":
+            return mine(name)
+        table = getattr(obj, "table", None)
+        return table is None or mine(table.name)
+
+    return include
+
+
+def _render_public_types(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Render the core's column types as ``pelago.plugin.<Type>``: plugins import nothing else.
+
+    Also ``JSONB`` (in ``JsonDoc``) with its default ``astext_type``, which
+    Alembic would render as a bare ``Text()`` that the revision does not import.
+    """
+    import pelago.plugin
+
+    if type_ != "type":
+        return False
+    cls = type(obj)
+    if cls.__module__ == "pelago.core.db" and getattr(pelago.plugin, cls.__name__, None) is cls:
+        autogen_context.imports.add("import pelago.plugin")
+        return f"pelago.plugin.{obj!r}"
+    if isinstance(obj, JSONB) and type(obj.astext_type) is Text and obj.astext_type.length is None:
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return "postgresql.JSONB(astext_type=sa.Text())"
+    return False
+
+
+@contextmanager
+def throwaway_database(against: str | None = None) -> Iterator[str]:
+    """The URL of an empty database that is deleted on exit.
+
+    ``against`` ``None`` or a SQLite URL: a file in a temporary folder. A
+    PostgreSQL URL: a new database on that server (its user needs
+    ``CREATEDB``); the database named in the URL is only used to create and
+    drop it. Nothing in the database of ``against`` is read or changed.
+    """
+    if against is None or against.startswith("sqlite"):
+        with tempfile.TemporaryDirectory(prefix="pelago-") as folder:
+            yield f"sqlite:///{Path(folder) / 'throwaway.db'}"
+        return
+    url = make_url(against)
+    if url.get_backend_name() != "postgresql":
+        raise PelagoError(f"a throwaway database needs SQLite or PostgreSQL, not {url.get_backend_name()}")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"pelago_throwaway_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+                )
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    finally:
+        admin.dispose()

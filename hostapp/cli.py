@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -180,6 +181,38 @@ def upgrade(obj: dict[str, Any]) -> None:
     rt = _runtime(obj)
     migrate.upgrade(rt.engine, rt.host)
     click.echo(f"database is current (core + {', '.join(rt.host.specs) or 'no plugins'})")
+
+
+@db.command("revision")
+@click.option("--plugin", "plugin", required=True, help="the plugin (installed; deployed or not)")
+@click.option("-m", "--message", required=True, help="what the revision does (also its file name)")
+@click.option("--autogenerate", is_flag=True, help="compare the plugin's models with its migrated tables")
+def db_revision(plugin: str, message: str, autogenerate: bool) -> None:
+    """Write the plugin's next Alembic revision into its migrations/versions/.
+
+    The first one starts the plugin's own branch (label NAME, depending on
+    the core's current head); later ones follow NAME@head. Other installed
+    plugins, deployed or not, change nothing. With --autogenerate the models
+    are compared with a throwaway database migrated to every installed head
+    (a temporary SQLite file; on PostgreSQL's server when DATABASE_URL is a
+    PostgreSQL URL), limited to the plugin's own tables; your database is
+    neither read nor changed.
+    """
+    from pelago.core import migrate
+    from pelago.core.host import PluginHost
+
+    settings = Settings.from_env()
+    try:
+        host = PluginHost(settings.plugins, strict=False)
+    except PluginConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    against = settings.database_url if settings.database_url.startswith("postgresql") else None
+    made = migrate.revision(host, plugin, message, autogenerate=autogenerate, against=against)
+    if made.first:
+        click.echo(f"{made.revision}: first revision of branch {plugin!r}, depends on core {made.depends_on}")
+    else:
+        click.echo(f"{made.revision}: follows {made.down_revision}")
+    click.echo(f"wrote {made.path}")
 
 
 # --- administration ------------------------------------------------------------------
@@ -409,6 +442,37 @@ def plugins_enable(obj: dict[str, Any], name: str, slug: str) -> None:
 @click.pass_obj
 def plugins_disable(obj: dict[str, Any], name: str, slug: str) -> None:
     _switch(obj, name, slug, False)
+
+
+@main.group("plugin")
+def plugin_group() -> None:
+    """Writing plugins (docs/tutorial.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "target", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write it (default: ./pelago-NAME); must not exist or be empty")
+@click.option("--title", help="a one-line title (default: from the name)")
+def plugin_new(name: str, target: Path | None, title: str | None) -> None:
+    """Write a new plugin distribution NAME: spec, hooks, table and migration, routes, jobs, command, tests.
+
+    Install it (pip install -e DIR), then its own tests pass on SQLite and
+    PostgreSQL (pytest, pytest --pelago-db=postgresql).
+    """
+    from .scaffold import default_target, new_plugin
+
+    folder = (target or default_target(name)).resolve()
+    try:
+        written = new_plugin(name, folder, title)
+    except PelagoError as exc:
+        raise click.ClickException(exc.message) from None
+    for path in sorted(written):
+        click.echo(f"  {path.relative_to(folder)}")
+    click.echo(f"wrote plugin {name!r} ({len(written)} files) in {folder}; next:")
+    click.echo(f"  pip install -e {folder}")
+    click.echo(f"  PELAGO_PLUGINS={name} pelago db upgrade")
+    click.echo(f"  cd {folder} && pytest && pytest --pelago-db=postgresql")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m`

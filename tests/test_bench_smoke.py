@@ -13,27 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DB_KIND, PG_ADMIN_URL
-
 
 @pytest.fixture(autouse=True)
-def _bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pelago_pg_url: str) -> None:
     from bench import common
 
     monkeypatch.setattr(common, "RESULTS", tmp_path)
-    monkeypatch.setattr(common, "PG_ADMIN_URL", PG_ADMIN_URL)
+    monkeypatch.setattr(common, "PG_ADMIN_URL", pelago_pg_url)
 
 
-def test_intake_import_runs(tmp_path: Path) -> None:
+def test_intake_import_runs(tmp_path: Path, pelago_db: str) -> None:
     from bench import intake_import
 
-    record = intake_import.measure(DB_KIND, 300)
+    record = intake_import.measure(pelago_db, 300)
     assert record["figures"]["rows"] == 300 and record["ratio"] > 0
-    assert (tmp_path / f"intake_import_{DB_KIND}.json").exists()
+    assert (tmp_path / f"intake_import_{pelago_db}.json").exists()
 
 
-def test_hook_overhead_runs() -> None:
+def test_hook_overhead_runs(pelago_db: str) -> None:
     from bench import hook_overhead
 
-    record = hook_overhead.measure(DB_KIND, 200)
+    record = hook_overhead.measure(pelago_db, 200)
     assert record["figures"]["event_calls"] > 0 and record["figures"]["decision_calls"] > 0

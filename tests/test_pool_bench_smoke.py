@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL
-
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def _bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pelago_pg_url: str) -> None:
     from bench import common
 
     monkeypatch.setattr(common, "RESULTS", tmp_path)
-    monkeypatch.setattr(common, "PG_ADMIN_URL", PG_ADMIN_URL)
+    monkeypatch.setattr(common, "PG_ADMIN_URL", pelago_pg_url)
 
 
 def test_pool_sweep_runs(tmp_path: Path) -> None:

@@ -39,11 +39,15 @@ def run() -> None:
 
 
 def _configure_and_run(connection: Any) -> None:
+    # A plugin's revision (pelago.core.migrate.revision) brings its own table
+    # filter, batch mode on every dialect, and a renderer for public types.
+    options = config.attributes.get("autogenerate", {})
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        include_object=include_object,
-        render_as_batch=connection.dialect.name == "sqlite",
+        include_object=options.get("include_object", include_object),
+        render_as_batch=options.get("render_as_batch", connection.dialect.name == "sqlite"),
+        render_item=options.get("render_item"),
         compare_type=True,
     )
     with context.begin_transaction():

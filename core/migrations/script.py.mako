@@ -7,11 +7,26 @@ Create Date: ${create_date}
 
 from collections.abc import Sequence
 
+<%
+    # A plugin's revision imports only pelago.plugin (for its column types), and only when used.
+    lines = (imports or "").splitlines()
+    ours = [line for line in lines if line.startswith("import pelago")]
+    plugin = config.attributes.get("plugin")
+%>\
 import sqlalchemy as sa
 from alembic import op
+% for line in lines:
+% if line not in ours:
+${line}
+% endif
+% endfor
+% if not plugin:
 
 import pelago.core.db
-${imports if imports else ""}
+% elif ours:
+
+${"\n".join(ours)}
+% endif
 
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}

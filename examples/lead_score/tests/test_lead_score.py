@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from pelago.plugin import Activity, Event, Lead, tenant_context
+from pelago.testing import new_tenant
 from pelago_lead_score import hooks, jobs
 from pelago_lead_score.models import LeadScore
-from tests.conftest import new_tenant  # pelago.testing.new_tenant once the kit lands
 
 PLUGINS = ("lead_score",)
 SETTINGS = {
