@@ -3,9 +3,11 @@
 Items are JSON snapshots (ids are ints, money and times strings). A plugin
 may add keys to the items of events it causes (the pool adds ``pool_id`` to
 ``lead_assigned`` and ``lead_released``): ``NotRequired`` marks those.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: with string annotations
+Python 3.11 cannot see ``NotRequired`` and counts every key as required
+(``__required_keys__``), which a type checker or a test reading them trusts.
+"""
 
 from typing import NotRequired, TypedDict
 

@@ -4,7 +4,7 @@ Courses, classes, recurring lessons, conflict checks and class-hour ledgers
 land with the scheduling issue; the package is already a loadable entry point.
 """
 
-from pelago.core import PluginSpec
+from pelago.plugin import PluginSpec
 
 plugin = PluginSpec(
     name="scheduling",

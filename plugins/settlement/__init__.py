@@ -4,7 +4,7 @@ Branches, weighted division, attribution and commission periods land with the
 settlement issue; the package is already a loadable entry point.
 """
 
-from pelago.core import PluginSpec
+from pelago.plugin import PluginSpec
 
 plugin = PluginSpec(
     name="settlement",

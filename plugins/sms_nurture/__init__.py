@@ -4,7 +4,7 @@ Sequences, templates, quiet hours, caps, opt-out and exactly-once sending land
 with the sms_nurture issue; the package is already a loadable entry point.
 """
 
-from pelago.core import PluginSpec
+from pelago.plugin import PluginSpec
 
 plugin = PluginSpec(
     name="sms_nurture",

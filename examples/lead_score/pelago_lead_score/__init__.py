@@ -6,7 +6,7 @@ Scores are recomputed when leads are created or merged and when activities are
 logged (event hooks), for every lead when the plugin is switched on, and by a
 daily job that lets old activities age out of the window.
 
-This module only describes the plugin (:class:`~pelago.core.PluginSpec`); the
+This module only describes the plugin (:class:`~pelago.plugin.PluginSpec`); the
 behaviour lives in :mod:`.hooks`, the tables in :mod:`.models`, the routes in
 :mod:`.api` and the jobs in :mod:`.jobs`.
 """
@@ -14,7 +14,7 @@ behaviour lives in :mod:`.hooks`, the tables in :mod:`.models`, the routes in
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.core import Periodic, PluginSpec
+from pelago.plugin import Periodic, PluginSpec
 
 from . import api, hooks, jobs, schemas
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
-from pelago.core import HookContext, NotFound
-from pelago.core.models import Lead
-from pelago.hostapp.api import Blueprint
-from pelago.hostapp.auth import ctx
+from pelago.plugin import Blueprint, HookContext, Lead, NotFound, visible_leads
+from pelago.plugin import current_context as ctx
 
 from . import schemas as s
 from .jobs import PLUGIN
@@ -25,12 +23,10 @@ def _visible(c: HookContext) -> Select[tuple[LeadScore]]:
     """Scores of the leads the caller may see: the tenant's, or a rep's own.
 
     The session already limits every ORM query to the caller's tenant; the
-    core's visibility rule for reps (their own leads only) is applied on top.
+    core's visibility rule (:func:`~pelago.plugin.visible_leads`: a rep sees
+    her own leads only) is applied by joining the leads the caller may see.
     """
-    stmt = select(LeadScore)
-    if c.actor is not None and c.actor.role == "rep":
-        stmt = stmt.join(Lead, Lead.id == LeadScore.lead_id).where(Lead.owner_id == c.actor.user_id)
-    return stmt
+    return visible_leads(c).with_only_columns(LeadScore).join_from(Lead, LeadScore, LeadScore.lead_id == Lead.id)
 
 
 def _out(c: HookContext, row: LeadScore) -> dict[str, Any]:

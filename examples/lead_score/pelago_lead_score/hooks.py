@@ -11,7 +11,7 @@ having to remember ``ctx.event_id``.
 
 from __future__ import annotations
 
-from pelago.core import Event, HookContext, hookimpl
+from pelago.plugin import Event, HookContext, hookimpl
 
 from .jobs import PLUGIN, rescore, rescore_all
 

@@ -16,9 +16,7 @@ from typing import Any
 
 from sqlalchemy import case, func, literal, or_, select
 
-from pelago.core import HookContext, JobContext
-from pelago.core.db import BigId, UtcDateTime
-from pelago.core.models import Activity, Lead
+from pelago.plugin import Activity, BigId, HookContext, JobContext, Lead, UtcDateTime, dialect_name
 
 from .models import LeadScore
 
@@ -27,7 +25,7 @@ BATCH = 500
 
 
 def _insert(ctx: HookContext) -> Any:
-    dialect = ctx.session.get_bind().dialect.name
+    dialect = dialect_name(ctx.session)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":

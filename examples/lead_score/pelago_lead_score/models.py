@@ -2,7 +2,7 @@
 
 A plugin extends a core entity with its own table keyed by that entity's id,
 never by altering core tables. The table is prefixed with the plugin's name
-and carries ``tenant_id`` (through :class:`~pelago.core.db.TenantScoped`), so a
+and carries ``tenant_id`` (through :class:`~pelago.plugin.TenantScoped`), so a
 tenant session's ORM queries only ever see the tenant's own scores.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.core.db import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, TenantScoped
 
 
 class LeadScore(TenantScoped, Base):

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from pelago.core.models import ACTIVITY_KINDS
-from pelago.hostapp.api import LocalTime
+from pelago.plugin import ACTIVITY_KINDS, MAX_LIMIT, LocalTime
 
-MAX_LIMIT = 200
 POINTS = validate.Range(min=-1000, max=1000)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import pelago.core.db
+import pelago.plugin
 
 revision: str = 'lead_score_0001'
 down_revision: str | Sequence[str] | None = None
@@ -27,8 +27,8 @@ def upgrade() -> None:
     sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('score', sa.Integer(), nullable=False),
     sa.Column('activities', sa.Integer(), nullable=False),
-    sa.Column('oldest_activity_at', pelago.core.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', pelago.core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('oldest_activity_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_lead_score_score_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_lead_score_score_tenant_id_core_tenant'), ondelete='CASCADE'),
