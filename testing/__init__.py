@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._cli import invoke_cli as invoke_cli
 from ._jobs import deliver_events as deliver_events
 from ._jobs import run_periodic as run_periodic
+from ._jobs import scheduler_tick as scheduler_tick
 from ._routes import check_routes as check_routes
 from ._schema import assert_models_match_migrations as assert_models_match_migrations
 from ._tenants import TenantHandle as TenantHandle
@@ -23,6 +24,7 @@ __all__ = [
     # running now what a worker, the scheduler or a shell would run
     "deliver_events",
     "run_periodic",
+    "scheduler_tick",
     "invoke_cli",
     # checks
     "assert_models_match_migrations",

@@ -67,3 +67,19 @@ def run_periodic(runtime: Runtime, plugin: str, job: str, tenant_id: int | None 
         raise LookupError(f"plugin {plugin!r} has no periodic job {job!r} (it has: {', '.join(names) or 'none'})")
     tenants = [tenant_id] if tenant_id is not None else scheduler.tenants_with(runtime, plugin)
     return {t: scheduler.run_periodic(runtime, t, plugin, job) for t in tenants}
+
+
+def scheduler_tick(runtime: Runtime, tenant_id: int | None = None) -> list[tuple[int, str]]:
+    """One tick of the scheduler, as ``pelago scheduler`` makes every few seconds.
+
+    Starts every periodic job whose period is due for each tenant that has
+    its plugin on (each period once: a second tick in the same period starts
+    nothing) and runs them (inline without Redis). Returns the
+    ``(tenant_id, "<plugin>.<job>")`` started, only ``tenant_id``'s when
+    given (tests share one database). Move the test's ``clock`` to reach the
+    next period.
+    """
+    from pelago.core import scheduler
+
+    started = [(s.tenant_id, f"{s.plugin}.{s.job}") for s in scheduler.tick(runtime)]
+    return [s for s in started if tenant_id is None or s[0] == tenant_id]

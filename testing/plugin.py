@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pelago.core.clock import FrozenClock
     from pelago.core.host import PluginHost
     from pelago.core.runtime import Runtime
+    from pelago.core.spec import PluginSpec
 
 #: the ``clock`` fixture's time: a Monday, 10:00 in Shanghai
 FROZEN_AT = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
@@ -159,11 +160,14 @@ def clock() -> FrozenClock:
 def make_runtime(
     engine: Engine, clock: FrozenClock, pelago_plugins: Sequence[str] | None
 ) -> Callable[..., Runtime]:
-    """``make_runtime(plugins=pelago_plugins, *, redis=False, strict=True, queue_name=None) -> Runtime``.
+    """``make_runtime(plugins=pelago_plugins, *, redis=False, strict=True, queue_name=None, extra=()) -> Runtime``.
 
     A runtime on the run's database with the test's ``clock``. Without Redis
     jobs and event deliveries run inline after commit; ``redis=True`` uses
     the test Redis (skips when it is not reachable) and a queue of its own.
+    ``extra``: ``PluginSpec`` objects deployed beside the installed plugins
+    without an entry point (a test's own plugin; name it in ``plugins`` too,
+    and give it no tables: the run's database is already migrated).
     """
     from pelago.core.host import PluginHost
     from pelago.core.runtime import Runtime
@@ -171,9 +175,10 @@ def make_runtime(
     def factory(
         plugins: Sequence[str] | None = DEFAULT_PLUGINS,
         *, redis: bool = False, strict: bool = True, queue_name: str | None = None,
+        extra: Sequence[PluginSpec] = (),
     ) -> Runtime:
         chosen = pelago_plugins if plugins is DEFAULT_PLUGINS else plugins
-        host = PluginHost(None if chosen is None else tuple(chosen), strict=strict)
+        host = PluginHost(None if chosen is None else tuple(chosen), strict=strict, extra=extra)
         return Runtime(
             host, engine, redis_url=require_redis() if redis else None, clock=clock,
             queue_name=queue_name or f"pelago-test-{uuid.uuid4().hex[:8]}",

@@ -325,7 +325,7 @@ def put_back(
     :func:`~pelago.plugin.release_leads` clears the owners (compare-and-set
     on the owner each item names), writes the ledger rows (``detail``: the
     pool) and one ``lead_released`` event (``pool_id`` on each item), asking
-    ``check_assign`` first; then one upsert puts the released leads in their
+    the other plugins' ``check_assign`` first; then one upsert puts the released leads in their
     pools. Set-based: a few statements per batch, whatever its size. A lead
     refused or changed meanwhile is in :attr:`Moved.refused` / :attr:`Moved.missed`
     and enters no pool.
@@ -336,7 +336,7 @@ def put_back(
         Move(i.lead_id, from_user_id=i.owner_id, to_user_id=None, rule=i.rule, detail={"pool_id": i.pool_id},
              item={"pool_id": i.pool_id})
         for i in items
-    ], reason=reason, note=note, now=now)
+    ], reason=reason, note=note, now=now, skip=PLUGIN)  # the pool's own check_assign only judges new owners
     done = set(moved.moved)
     entering = [(i.lead_id, i.pool_id, i.rule, i.owner_id) for i in items if i.lead_id in done]
     if entering:

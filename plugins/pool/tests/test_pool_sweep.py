@@ -15,12 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from pelago.core import scheduler  # the scheduler's own tick (periods), not run_periodic
-from pelago.core.host import PluginHost  # a host with a test plugin beside the pool
-from pelago.hostapp import Settings, create_app  # an app on that host
-from pelago.plugin import Lead, PluginSpec, Runtime, Submission, hookimpl, ingest
+from pelago.plugin import Lead, PluginSpec, Submission, hookimpl, ingest
 from pelago.plugins.pool import sweep as sweeping
 from pelago.plugins.pool.models import PoolEntry, Reminder, Sweep
+from pelago.testing import scheduler_tick
 
 from .pool_helpers import claim, count, default_pool, events, ledger, owner_of, phone, pool_tenant, set_pool
 
@@ -296,10 +294,8 @@ class _Keeper:
                 if a.user is None and a.lead.name.startswith("keep")} or None
 
 
-def test_a_plugin_may_veto_a_recycle(engine, db_url, clock):
-    host = PluginHost(("keeper", "pool"), strict=True, extra=[PluginSpec(name="keeper", title="Keeper", hooks=_Keeper())])
-    rt = Runtime(host, engine, clock=clock)
-    app = create_app(Settings(database_url=db_url), runtime=rt)
+def test_a_plugin_may_veto_a_recycle(make_app, clock):
+    app = make_app(("keeper", "pool"), extra=[PluginSpec(name="keeper", title="Keeper", hooks=_Keeper())])
     t = pool_tenant(app, recycle={"no_followup": {"days": 1}})
     t.put("/api/v1/plugins/keeper", json={"enabled": True})
     kept = t.lead(phone(), who="rep", name="keep me")["id"]
@@ -323,11 +319,11 @@ def test_the_scheduler_sweeps_only_tenants_with_the_pool_on(make_app, clock):
     a = mine(on)[0]
     b = mine(off)[0]
     at(clock, 3, 3)
-    started = [(s.tenant_id, s.job) for s in scheduler.tick(on.runtime) if s.tenant_id in (on.id, off.id)]
-    assert started == [(on.id, "sweep")]
+    started = [s for s in scheduler_tick(on.runtime) if s[0] in (on.id, off.id)]
+    assert started == [(on.id, "pool.sweep")]
     assert owner_of(on, a) is None and owner_of(off, b) == off.users["rep"]
     assert on.get("/api/v1/pool/sweeps").get_json()["items"][0]["trigger"] == "periodic"
-    assert [s for s in scheduler.tick(on.runtime) if s.tenant_id == on.id] == []  # same period
+    assert scheduler_tick(on.runtime, on.id) == []  # same period
 
 
 def test_the_command_line_sweeps_with_a_progress_bar(make_app, clock, pelago_cli):

@@ -1,0 +1,63 @@
+"""The small helpers of ``pelago.plugin``: ``upsert``, ``among``, ``split_money``, tenant lookup."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from pelago.plugin import NotFound, among, find_tenant, split_money, tenant_context, upsert
+from pelago_lead_score.models import LeadScore
+
+
+def test_upsert_inserts_then_updates_then_ignores(make_app, clock):
+    app = make_app(("lead_score",))
+    from pelago.testing import new_tenant
+
+    t = new_tenant(app)
+    lead = t.lead("13800138401")["id"]
+    other = t.lead("13800138402")["id"]
+    now = clock()
+    row = {"tenant_id": t.id, "lead_id": lead, "score": 5, "activities": 0, "updated_at": now}
+    with tenant_context(t.runtime, t.id) as ctx:
+        assert upsert(ctx.session, LeadScore, [row, {**row, "lead_id": other}], key=["lead_id"]) == 2
+        assert upsert(ctx.session, LeadScore, [{**row, "score": 9}], key=["lead_id"]) == 1
+        assert upsert(ctx.session, LeadScore, [{**row, "score": 1}], key=["lead_id"], update=[]) == 0
+        scores = dict(ctx.session.execute(select(LeadScore.lead_id, LeadScore.score)).all())
+        assert scores == {lead: 9, other: 5}
+        only = ctx.session.scalars(select(LeadScore.lead_id).where(among(ctx.session, LeadScore.lead_id, [other])))
+        assert list(only) == [other]
+
+
+def test_find_tenant_by_slug_and_tenant_context_by_slug(app):
+    from pelago.testing import new_tenant
+
+    t = new_tenant(app)
+    rt = app.extensions["pelago"]
+    assert find_tenant(rt, t.slug) == t.id
+    with tenant_context(rt, t.slug) as ctx:
+        assert ctx.tenant.id == t.id
+    with pytest.raises(NotFound):
+        find_tenant(rt, "no-such-tenant")
+
+
+def test_split_money_parts_add_up_and_follow_the_weights():
+    assert split_money("100.00", [1, 1, 1]) == [Decimal("33.34"), Decimal("33.33"), Decimal("33.33")]
+    assert split_money("10.01", [60, 40]) == [Decimal("6.01"), Decimal("4.00")]
+    assert split_money("-0.05", [60, 40]) == [Decimal("-0.03"), Decimal("-0.02")]
+    rnd = random.Random(7)
+    for _ in range(2000):
+        total = Decimal(rnd.randint(-10**8, 10**8)) / 100
+        weights = [rnd.randint(0, 50) for _ in range(rnd.randint(1, 6))]
+        if not any(weights):
+            weights[0] = 1
+        parts = split_money(total, weights)
+        assert sum(parts) == total
+        exact = [total * w / sum(weights) for w in weights]
+        assert all(abs(p - e) < Decimal("0.01") for p, e in zip(parts, exact, strict=True))
+    with pytest.raises(ValueError):
+        split_money("1", [0, 0])
+    with pytest.raises(ValueError):
+        split_money("1", [-1, 2])
