@@ -292,9 +292,12 @@ def upsert(
     ``table`` is a model or a ``Table``; ``key`` names the columns of a unique
     index (with ``index_where`` for a partial one); ``update`` the columns a
     conflicting row takes from the new one (default: every other column
-    given; an empty list means ``DO NOTHING``). Core-level: ``tenant_id`` must
-    be in the rows. Returns the number of rows written. The database decides
-    between insert and update, so two writers never both insert.
+    given but ``tenant_id``; an empty list means ``DO NOTHING``). Core-level:
+    on a tenant's session ``tenant_id`` is filled in (and a row naming
+    another tenant is an error); a conflicting row of another tenant is
+    never updated (counted as not written). Returns the number of rows
+    written. The database decides between insert and update, so two writers
+    never both insert.
     """
     if not rows:
         return 0
@@ -306,11 +309,21 @@ def upsert(
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     else:  # pragma: no cover
         raise NotImplementedError(dialect)
-    stmt = dialect_insert(table).values([dict(r) for r in rows])
-    columns = update if update is not None else [c for c in rows[0] if c not in key]
+    values = [dict(r) for r in rows]
+    tenant_id = session.info.get("tenant_id")
+    scoped = "tenant_id" in table.c
+    if scoped and tenant_id is not None:
+        for v in values:
+            if v.setdefault("tenant_id", tenant_id) != tenant_id:
+                raise ValueError(f"upsert: a row of tenant {v['tenant_id']} on tenant {tenant_id}'s session")
+    stmt = dialect_insert(table).values(values)
+    columns = [c for c in update if c != "tenant_id"] if update is not None else [
+        c for c in values[0] if c not in key and c != "tenant_id"]
     if columns:
-        stmt = stmt.on_conflict_do_update(index_elements=list(key), index_where=index_where,
-                                          set_={c: stmt.excluded[c] for c in columns})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key), index_where=index_where, set_={c: stmt.excluded[c] for c in columns},
+            where=(table.c.tenant_id == stmt.excluded.tenant_id) if scoped else None,
+        )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
     # preserve_rowcount: SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is -1 otherwise).

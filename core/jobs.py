@@ -82,14 +82,33 @@ def defer(ctx: HookContext, job: str, kwargs: dict[str, Any]) -> None:
     spec = ctx.host.specs.get(plugin)
     if spec is None or not any(j.name == name for j in spec.jobs):
         raise NotFound(f"no job called {job!r} (a plugin job is '<plugin>.<name>', declared on PluginSpec.jobs)")
-    ctx.session.info.setdefault(PENDING_KEY, []).append(
-        {"tenant_id": ctx.tenant.id, "job": job, "kwargs": dict(kwargs)}
+    session = ctx.session
+    txn = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(PENDING_KEY, []).append(
+        (txn, {"tenant_id": ctx.tenant.id, "job": job, "kwargs": dict(kwargs)})
     )
 
 
 def take_deferred(session: Any) -> list[dict[str, Any]]:
-    """Plugin jobs deferred in the transaction just ended (and forget them)."""
-    return session.info.pop(PENDING_KEY, [])  # type: ignore[no-any-return]
+    """Plugin jobs deferred in the transaction just committed (and forget them)."""
+    return [job for _, job in session.info.pop(PENDING_KEY, [])]
+
+
+def drop_deferred(session: Any, rolled_back: Any) -> None:
+    """Forget the jobs deferred in ``rolled_back`` (a transaction or a SAVEPOINT) and inside it."""
+
+    def inside(txn: Any) -> bool:
+        while txn is not None:
+            if txn is rolled_back:
+                return True
+            txn = txn.parent
+        return False
+
+    kept = [(txn, job) for txn, job in session.info.get(PENDING_KEY, []) if not inside(txn)]
+    if kept:
+        session.info[PENDING_KEY] = kept
+    else:
+        session.info.pop(PENDING_KEY, None)
 
 
 def run(name: str, kwargs: dict[str, Any], runtime: Runtime | None = None) -> Any:

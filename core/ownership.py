@@ -30,7 +30,7 @@ from sqlalchemy.orm.util import identity_key
 from . import events
 from .context import HookContext
 from .db import among
-from .errors import Vetoed
+from .errors import NotFound, Vetoed
 from .models import Lead, OwnershipChange, User
 from .payloads import LeadAssigned, LeadReleased
 from .snapshots import LeadInfo, UserInfo
@@ -45,6 +45,7 @@ INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L
 LEDGER_COLUMNS = {"lead_id": "bigint", "from_user_id": "bigint", "to_user_id": "bigint", "from_team_id": "bigint",
                   "to_team_id": "bigint", "rule": "text", "detail": "jsonb"}
 KEEP = object()  # a Move's team: leave the lead's team as it is
+CORE = "core"  # who refuses a move to a user of another tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,9 @@ def change_owners(
     answers ``check_assign``) the lock, the compare-and-set, the rows and the
     ledger are one statement: a sweep's batch of a thousand releases is one
     round trip.
+
+    A move to a user who is not one of the tenant's is always refused (by
+    ``core``), whatever ``check`` says; two moves of one lead are an error.
     """
     out = Moved()
     moves = [m for m in moves if m.to_user_id != m.from_user_id]  # nothing to do for these
@@ -101,10 +105,19 @@ def change_owners(
         return out
     now = now or ctx.now()
     by_id = {m.lead_id: m for m in moves}
-    releases_only = all(m.to_user_id is None for m in moves)
+    if len(by_id) != len(moves):
+        raise ValueError("change_owners: two moves of the same lead")
+    users = _users(ctx, {m.to_user_id for m in moves})
+    for m in moves:
+        if m.to_user_id is not None and m.to_user_id not in users:
+            out.refused[m.lead_id] = (CORE, f"no user {m.to_user_id} in this tenant")
+            del by_id[m.lead_id]
+    if not by_id:
+        return out
+    releases_only = all(m.to_user_id is None for m in by_id.values())
     ask = check and _vetoes_needed(ctx, skip, releases_only)
     if ctx.session.get_bind().dialect.name == "postgresql" and not ask:
-        return _change_in_one_statement(ctx, by_id, reason=reason, note=note, now=now)
+        return _change_in_one_statement(ctx, by_id, users, out, reason=reason, note=note, now=now)
     rows = ctx.session.execute(
         select(*INFO_COLUMNS).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, sorted(by_id)))
         .order_by(L.id).with_for_update()
@@ -117,14 +130,14 @@ def change_owners(
             out.missed.append(lead_id)
         else:
             ready.append(found)
-    users = _users(ctx, {by_id[r.id].to_user_id for r in ready} - {None})
+    out.missed.sort()
     if ask and ready:
         from .routing import Assignment
         from .vetoes import vetoes
 
         asked = [Assignment(info(r), users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
         refused = vetoes(ctx, asked, skip=skip)
-        out.refused = {ready[k].id: answer for k, answer in refused.items()}
+        out.refused.update({ready[k].id: answer for k, answer in refused.items()})
         ready = [r for k, r in enumerate(ready) if k not in refused]
     if not ready:
         return out
@@ -198,7 +211,8 @@ SELECT id, to_team_id FROM moved ORDER BY id
 
 
 def _change_in_one_statement(
-    ctx: HookContext, by_id: Mapping[int, Move], *, reason: str, note: str, now: datetime,
+    ctx: HookContext, by_id: Mapping[int, Move], users: Mapping[int, UserInfo], out: Moved, *, reason: str,
+    note: str, now: datetime,
 ) -> Moved:
     """:func:`change_owners` on PostgreSQL when no veto is to be asked: one round trip per batch.
 
@@ -209,9 +223,6 @@ def _change_in_one_statement(
     """
     import json
 
-    out = Moved()
-    wanted = {m.to_user_id for m in by_id.values() if m.to_user_id is not None and m.team_id is None}
-    users = _users(ctx, set(wanted))
     rows = []
     for m in by_id.values():
         team = m.team_id
@@ -235,6 +246,7 @@ def _change_in_one_statement(
         out.moved.append(lead_id)
     done = set(out.moved)
     out.missed = sorted(i for i in by_id if i not in done)
+    out.moved.sort()
     ctx.emit("lead_assigned", assigned)
     ctx.emit("lead_released", released)
     _refresh(ctx, out.moved)
@@ -292,9 +304,12 @@ def take_unowned(
     The claim's write: one conditional ``UPDATE … WHERE owner_id IS NULL``
     (so two takers of one lead get it once), the ledger and one
     ``lead_assigned`` event. ``team_id``: the leads' team afterwards (``None``
-    keeps it). No veto is asked: the caller asks :func:`~pelago.core.vetoes.vetoes`
-    about :attr:`Taken.leads` and rolls back on a refusal (the rows are
-    locked by then, so the answer holds).
+    keeps it). ``user_id`` must be one of the tenant's users (``NotFound``
+    otherwise; ``core_take`` raises). No veto is asked: the caller asks
+    :func:`~pelago.core.vetoes.vetoes` about :attr:`Taken.leads` — as they
+    were before the take, ``dataclasses.replace(lead, owner_id=None)``, since
+    the snapshots show the new owner — and rolls back on a refusal (the rows
+    are locked by then, so the answer holds).
     """
     if not lead_ids:
         return Taken([], None)
@@ -302,6 +317,8 @@ def take_unowned(
     actor_id = ctx.actor.user_id if ctx.actor else None
     detail = events.snapshot(dict(detail or {}))
     extra = events.snapshot(dict(item or {}))
+    if user_id not in _users(ctx, {user_id}):
+        raise NotFound(f"no user {user_id} in this tenant")
     conn = ctx.session.connection()
     if conn.dialect.name == "postgresql":
         import json
@@ -344,7 +361,7 @@ def explain_unowned(
     ctx: HookContext, lead_ids: Sequence[int], *, reason: str, rule: str | None = None, note: str = "",
     detail: Mapping[str, Any] | None = None, now: datetime | None = None,
 ) -> None:
-    """A ledger row for each of ``lead_ids`` saying why it has no owner; nothing else changes.
+    """A ledger row for each of ``lead_ids`` (the tenant's) saying why it has no owner; nothing else changes.
 
     For leads that enter life unowned on purpose (created or imported straight
     into the pool): the ledger answers "why has this lead no owner" as it does
@@ -355,11 +372,13 @@ def explain_unowned(
     now = now or ctx.now()
     actor_id = ctx.actor.user_id if ctx.actor else None
     explanation = events.snapshot(dict(detail or {}))
+    theirs = set(ctx.session.scalars(
+        select(L.id).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, list(lead_ids)))))
     ctx.session.execute(insert(OC), [
         {"tenant_id": ctx.tenant.id, "lead_id": lead_id, "from_user_id": None, "to_user_id": None,
          "from_team_id": None, "to_team_id": None, "reason": reason, "rule": rule, "note": note,
          "detail": explanation, "actor_id": actor_id, "at": now}
-        for lead_id in lead_ids
+        for lead_id in lead_ids if lead_id in theirs
     ])
 
 
@@ -406,7 +425,8 @@ def _users(ctx: HookContext, ids: set[int | None]) -> dict[int, UserInfo]:
     wanted = sorted(i for i in ids if i is not None)
     if not wanted:
         return {}
-    return {u.id: UserInfo.of(u) for u in ctx.session.scalars(select(User).where(User.id.in_(wanted)))}
+    return {u.id: UserInfo.of(u) for u in ctx.session.scalars(
+        select(User).where(User.tenant_id == ctx.tenant.id, User.id.in_(wanted)))}
 
 
 def _refresh(ctx: HookContext, lead_ids: Sequence[int]) -> None:

@@ -23,7 +23,7 @@ from .db import TenantSession, make_sessionmaker
 from .errors import NotFound
 from .events import take_pending
 from .host import PluginHost
-from .jobs import find, take_deferred
+from .jobs import drop_deferred, find, take_deferred
 from .models import Tenant
 
 _current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
@@ -79,15 +79,17 @@ class Runtime:
         for job in take_deferred(session):
             try:
                 self.queue.enqueue("plugin_job", **job)
-            except Exception:  # noqa: BLE001 - the change is committed; the job is lost, say so loudly
-                self.log.exception("could not hand job %s for tenant %s to the queue", job["job"], job["tenant_id"])
+            except Exception:  # noqa: BLE001 - the change is committed: say so loudly, whatever failed
+                self.log.exception("job %s for tenant %s failed to run or to be queued (inline queue: it ran "
+                                   "and raised)", job["job"], job["tenant_id"])
 
     def _after_rollback(self, session: Session, previous: Any) -> None:
         # Only the outermost rollback discards the events; ids from a rolled
         # back SAVEPOINT may stay listed: delivering them finds nothing to do.
+        # Jobs have no row to find: those of a rolled back SAVEPOINT go too.
         if previous.parent is None:
             take_pending(session)
-            take_deferred(session)
+        drop_deferred(session, previous)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:
         """A session whose ORM queries only see ``tenant_id``'s rows."""

@@ -203,6 +203,12 @@ def test_plugin_jobs_declared_on_the_spec_run_for_the_tenant_after_commit(make_a
         ctx.enqueue("recorder.echo", value=8)
         raise RuntimeError("rolled back")
     assert recorder.calls("job.echo", t.id) == [7]  # a rolled back transaction enqueues nothing
+    with rt.tenant_context(t.id) as ctx:
+        savepoint = ctx.session.begin_nested()
+        ctx.enqueue("recorder.echo", value=10)  # as an event handler that raises, in its SAVEPOINT
+        savepoint.rollback()
+        ctx.enqueue("recorder.echo", value=11)
+    assert recorder.calls("job.echo", t.id) == [7, 11]  # a rolled back SAVEPOINT's job is dropped too
     rt.enqueue(off.id, "recorder.echo", value=9)  # off for that tenant: skipped
     assert recorder.calls("job.echo", off.id) == []
     with pytest.raises(NotFound), rt.tenant_context(t.id) as ctx:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pelago.core.models import Lead, OutboxEvent, OwnershipChange
-from pelago.plugin import Move, change_owners, take_unowned, tenant_context
+from pelago.plugin import Move, NotFound, change_owners, take_unowned, tenant_context
 from tests.conftest import TenantHandle, new_tenant
 from tests.plugins import recorder
 
@@ -61,7 +61,9 @@ def _events_since(t: TenantHandle, after: int) -> list[tuple[str, list[dict]]]:
         return [(e.name, e.payload["items"]) for e in rows]
 
 
-def test_change_owners_moves_a_batch_with_ledger_and_events(make_app):
+# check=False on PostgreSQL is the one-statement path (CHANGE_SQL); check=True reads, asks, then writes.
+@pytest.mark.parametrize("check", [True, False], ids=["asking", "not-asking"])
+def test_change_owners_moves_a_batch_with_ledger_and_events(make_app, check):
     t = _tenant(make_app)
     rep, rep2 = t.users["rep"], t.users["rep2"]
     other_team = t.post("/api/v1/teams", json={"name": "Other"}).get_json()["id"]
@@ -81,7 +83,7 @@ def test_change_owners_moves_a_batch_with_ledger_and_events(make_app):
             Move(b, rep, None, detail={"why": "released"}),
             Move(c, None, rep3, rule="test", detail={"why": "c to rep3"}),
             Move(d, rep2, rep2),  # already there: nothing to do, nothing written
-        ], reason="manual", note="batch")
+        ], reason="manual", note="batch", check=check)
     assert moved.moved == [a, b, c] and moved.missed == [] and moved.refused == {}
 
     after = _leads(t, [a, b, c, d])
@@ -113,7 +115,8 @@ def test_change_owners_moves_a_batch_with_ledger_and_events(make_app):
     assert [c["items"] for c in recorder.calls("lead_released", t.id)] == [released]
 
 
-def test_a_lead_whose_owner_changed_meanwhile_is_missed_and_not_written(make_app):
+@pytest.mark.parametrize("check", [True, False], ids=["asking", "not-asking"])
+def test_a_lead_whose_owner_changed_meanwhile_is_missed_and_not_written(make_app, check):
     t = _tenant(make_app)
     rep, rep2 = t.users["rep"], t.users["rep2"]
     stale = t.lead("13800138611", owner_id=rep2)["id"]  # the caller thinks rep has it
@@ -123,7 +126,7 @@ def test_a_lead_whose_owner_changed_meanwhile_is_missed_and_not_written(make_app
     mark = _last_event_id(t)
 
     with tenant_context(t.runtime, t.id) as ctx:
-        moved = change_owners(ctx, [Move(stale, rep, None), Move(fine, rep, rep2)], reason="manual")
+        moved = change_owners(ctx, [Move(stale, rep, None), Move(fine, rep, rep2)], reason="manual", check=check)
     assert moved.moved == [fine] and moved.missed == [stale] and moved.refused == {}
     after = _leads(t, [stale, fine])
     assert (after[stale].owner_id, after[stale].version) == (rep2, before[stale].version)
@@ -135,7 +138,7 @@ def test_a_lead_whose_owner_changed_meanwhile_is_missed_and_not_written(make_app
     # All missed: nothing at all is written, not even an empty event.
     mark = _last_event_id(t)
     with tenant_context(t.runtime, t.id) as ctx:
-        moved = change_owners(ctx, [Move(stale, None, rep), Move(10**12, None, rep)], reason="manual")
+        moved = change_owners(ctx, [Move(stale, None, rep), Move(10**12, None, rep)], reason="manual", check=check)
     assert moved.moved == [] and sorted(moved.missed) == [stale, 10**12]
     assert _events_since(t, mark) == []
 
@@ -244,3 +247,45 @@ def test_takers_racing_for_the_same_leads_get_each_lead_once(make_app):
         event_ids = list(s.scalars(select(OutboxEvent.id).where(OutboxEvent.tenant_id == t.id, OutboxEvent.id > mark)))
     assert sorted(r.event_id for r in winners) == sorted(event_ids)  # each taker's own event
     assert sorted(i["lead_id"] for _, items in events for i in items) == sorted(leads)
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["asking", "not-asking"])
+def test_a_user_of_another_tenant_never_gets_a_lead(make_app, check):
+    t = _tenant(make_app)
+    other = new_tenant(t.app)
+    lead = t.lead("13800138691", owner_id=t.users["rep"])["id"]
+    unowned = t.lead("13800138692")["id"]
+    with tenant_context(t.runtime, t.id) as ctx:
+        moved = change_owners(ctx, [Move(lead, t.users["rep"], other.users["rep"])], reason="manual", check=check)
+        assert moved.moved == [] and moved.refused == {lead: ("core", f"no user {other.users['rep']} in this tenant")}
+        with pytest.raises(NotFound):
+            take_unowned(ctx, [unowned], other.users["rep"], team_id=None, reason="claimed")
+    owners = _leads(t, [lead, unowned])
+    assert (owners[lead].owner_id, owners[unowned].owner_id) == (t.users["rep"], None)
+
+
+@pytest.mark.postgres
+def test_racing_batches_move_each_lead_once(make_app):
+    """Four batches move the same leads away from rep at once: one wins them all, the others miss them all."""
+    t = new_tenant(make_app(()))  # no plugin answers check_assign: the one-statement path
+    rep = t.users["rep"]
+    ids = [t.lead(f"1380013870{i}", owner_id=rep)["id"] for i in range(6)]
+    targets = [t.users["rep2"], t.users["manager"], t.users["admin"], None]
+
+    def move(i: int):
+        with tenant_context(t.runtime, t.id) as ctx:
+            return change_owners(ctx, [Move(lid, rep, targets[i]) for lid in ids], reason="manual", check=False)
+
+    barrier = threading.Barrier(len(targets))
+
+    def go(i: int):
+        barrier.wait(timeout=30)
+        return move(i)
+
+    with ThreadPoolExecutor(len(targets)) as pool:
+        results = list(pool.map(go, range(len(targets))))
+    winners = [r for r in results if r.moved]
+    assert len(winners) == 1 and winners[0].moved == ids
+    assert all(r.missed == ids for r in results if not r.moved)
+    ledger = [row for row in _ledger(t, ids) if row.from_user_id == rep and row.reason == "manual"]
+    assert Counter(row.lead_id for row in ledger) == dict.fromkeys(ids, 1)

@@ -61,3 +61,20 @@ def test_split_money_parts_add_up_and_follow_the_weights():
         split_money("1", [0, 0])
     with pytest.raises(ValueError):
         split_money("1", [-1, 2])
+
+
+def test_upsert_never_takes_over_another_tenants_row(make_app, clock):
+    from pelago.testing import new_tenant
+
+    app = make_app(("lead_score",))
+    a, b = new_tenant(app), new_tenant(app)
+    theirs = b.lead("13800138411")["id"]
+    row = {"lead_id": theirs, "score": 3, "activities": 0, "updated_at": clock()}
+    with tenant_context(b.runtime, b.id) as ctx:
+        assert upsert(ctx.session, LeadScore, [row], key=["lead_id"]) == 1  # tenant_id filled in
+    with tenant_context(a.runtime, a.id) as ctx:
+        assert upsert(ctx.session, LeadScore, [{**row, "score": 99}], key=["lead_id"]) == 0
+        with pytest.raises(ValueError):
+            upsert(ctx.session, LeadScore, [{**row, "tenant_id": b.id}], key=["lead_id"])
+    with tenant_context(b.runtime, b.id) as ctx:
+        assert ctx.session.scalar(select(LeadScore.score).where(LeadScore.lead_id == theirs)) == 3

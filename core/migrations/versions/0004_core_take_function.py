@@ -34,6 +34,10 @@ DECLARE
     v_items jsonb := '[]';
     r record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM core_user AS u WHERE u.id = p_user_id AND u.tenant_id = p_tenant_id) THEN
+        RAISE EXCEPTION 'core_take: user % is not a user of tenant %', p_user_id, p_tenant_id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
     -- one row per lead taken (event_id NULL), then one summary row: id NULL, the event's id
     FOR r IN
         WITH taken AS (
