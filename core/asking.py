@@ -14,13 +14,15 @@ Every ordered question the core asks (``choose_team``, ``choose_owner``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .context import HookContext
 
 CORE_PLUGIN = "core"  # the core's own answers (pelago.core.default_plugin), always on
 KwargsFor = Callable[[list[int]], Mapping[str, Any]]
+#: ``settle(plugin, items asked, answer) -> items settled``
+Settle = Callable[[str, list[int], Any], Sequence[int]]
 
 
 def answering(ctx: HookContext, hook: str, skip: str | None = None) -> list[str]:
@@ -30,16 +32,17 @@ def answering(ctx: HookContext, hook: str, skip: str | None = None) -> list[str]
 
 
 def ask_in_order(
-    ctx: HookContext, hook: str, pending: Sequence[int], kwargs_for: KwargsFor, *, skip: str | None = None,
-) -> Generator[tuple[str, list[int], Any], list[int] | None, None]:
-    """Ask ``hook`` plugin by plugin; yields ``(plugin, items asked, answer)``.
+    ctx: HookContext, hook: str, pending: Sequence[int], kwargs_for: KwargsFor, settle: Settle, *,
+    skip: str | None = None,
+) -> None:
+    """Ask ``hook`` plugin by plugin, each about the items no earlier plugin settled.
 
     ``pending`` are the caller's item indexes; ``kwargs_for(items)`` gives the
-    hook's arguments for those items (``ctx`` is added). After each answer
-    the caller says which items are settled by sending them back
-    (``gen.send(settled)``, or iterating on, which settles none); later
-    plugins are asked only about the rest. A plugin answering ``None`` is
-    skipped. ``skip`` names a plugin not to ask (the one asking).
+    hook's arguments for those items (``ctx`` is added). Each answer goes to
+    ``settle(plugin, items asked, answer)``, which returns the items that
+    answer settles; later plugins are asked only about the rest, and asking
+    stops when none is left. A plugin answering ``None`` is skipped. ``skip``
+    names a plugin not to ask (the one asking).
     """
     left = list(pending)
     disabled = ctx.host.disabled_for(ctx.tenant)
@@ -49,9 +52,8 @@ def ask_in_order(
         results = ctx.host.asker(hook, plugin, disabled)(ctx=ctx, **kwargs_for(left))
         if not results:  # pluggy leaves out a None answer
             continue
-        settled = yield plugin, left, results[0]
-        if settled:
-            done = set(settled)
+        done = set(settle(plugin, left, results[0]))
+        if done:
             left = [i for i in left if i not in done]
 
 
@@ -64,21 +66,17 @@ def first_answers(
     length is a bug in that plugin and raises ``ValueError`` naming it.
     """
     answers: list[tuple[int, Any]] = []
-    asking = ask_in_order(ctx, hook, pending, kwargs_for)
-    settled: list[int] | None = None
-    while True:
-        try:
-            plugin, items, result = asking.send(settled) if settled is not None else next(asking)
-        except StopIteration:
-            return answers
+
+    def settle(plugin: str, items: list[int], result: Any) -> list[int]:
         result = list(result)
         if len(result) != len(items):
             raise ValueError(f"{plugin}.{hook} returned {len(result)} answers for {len(items)} leads")
-        settled = []
-        for item, answer in zip(items, result, strict=True):
-            if answer is not None:
-                answers.append((item, answer))
-                settled.append(item)
+        given = [(item, answer) for item, answer in zip(items, result, strict=True) if answer is not None]
+        answers.extend(given)
+        return [item for item, _ in given]
+
+    ask_in_order(ctx, hook, pending, kwargs_for, settle)
+    return answers
 
 
 def refusals(
@@ -90,15 +88,12 @@ def refusals(
     and later plugins are not asked about it.
     """
     refused: dict[int, tuple[str, str]] = {}
-    asking = ask_in_order(ctx, hook, pending, kwargs_for, skip=skip)
-    settled: list[int] | None = None
-    while True:
-        try:
-            plugin, items, answer = asking.send(settled) if settled is not None else next(asking)
-        except StopIteration:
-            return refused
-        settled = []
-        for k, message in (answer or {}).items():
-            if message and 0 <= int(k) < len(items):
-                refused[items[int(k)]] = (plugin, str(message))
-                settled.append(items[int(k)])
+
+    def settle(plugin: str, items: list[int], answer: Any) -> list[int]:
+        now = {items[int(k)]: (plugin, str(message)) for k, message in (answer or {}).items()
+               if message and 0 <= int(k) < len(items)}
+        refused.update(now)
+        return list(now)
+
+    ask_in_order(ctx, hook, pending, kwargs_for, settle, skip=skip)
+    return refused

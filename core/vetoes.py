@@ -19,10 +19,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def first_veto(ctx: HookContext, hook: str, /, **kwargs: Any) -> tuple[str, str] | None:
     """``(plugin, message)`` of the first plugin that refuses (a hook answering a message), else ``None``."""
-    for plugin, _, message in ask_in_order(ctx, hook, [0], lambda _: kwargs):
+    veto: list[tuple[str, str]] = []
+
+    def settle(plugin: str, items: list[int], message: Any) -> list[int]:
         if message:
-            return plugin, str(message)
-    return None
+            veto.append((plugin, str(message)))
+            return items  # refused: nobody else is asked
+        return []
+
+    ask_in_order(ctx, hook, [0], lambda _: kwargs, settle)
+    return veto[0] if veto else None
 
 
 def refuse_if_vetoed(ctx: HookContext, hook: str, /, **kwargs: Any) -> None:
