@@ -28,6 +28,7 @@ from sqlalchemy import Row, Table, insert, select, text, update
 from sqlalchemy.orm.util import identity_key
 
 from . import events
+from .bulk import write_rows
 from .context import HookContext
 from .db import among
 from .errors import NotFound, Vetoed
@@ -38,7 +39,7 @@ from .snapshots import LeadInfo, UserInfo
 LEAD: Table = Lead.__table__  # type: ignore[assignment]
 L = LEAD.c
 OC: Table = OwnershipChange.__table__  # type: ignore[assignment]
-#: The lead columns a :class:`LeadInfo` is made of, read with every move.
+#: The lead columns a :class:`LeadInfo` is made of (``LeadInfo.of_row``).
 INFO_COLUMNS = (L.id, L.name, L.phone, L.email, L.source, L.region, L.product, L.attributes, L.team_id,
                 L.owner_id, L.stage, L.is_customer, L.locked)
 #: the ledger columns that differ from row to row, as :func:`change_owners` writes them
@@ -135,7 +136,7 @@ def change_owners(
         from .routing import Assignment
         from .vetoes import vetoes
 
-        asked = [Assignment(info(r), users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
+        asked = [Assignment(LeadInfo.of_row(r), users.get(by_id[r.id].to_user_id or 0), reason) for r in ready]
         refused = vetoes(ctx, asked, skip=skip)
         out.refused.update({ready[k].id: answer for k, answer in refused.items()})
         ready = [r for k, r in enumerate(ready) if k not in refused]
@@ -167,9 +168,7 @@ def change_owners(
             values["team_id"] = team
         ctx.session.execute(update(LEAD).where(L.tenant_id == ctx.tenant.id, among(ctx.session, L.id, ids))
                             .values(**values))
-    from .services.intake import _write  # the batch insert of the intake line (one JSON parameter on PostgreSQL)
-
-    _write(ctx.session, OC, LEDGER_COLUMNS, ledger, {
+    write_rows(ctx.session, OC, LEDGER_COLUMNS, ledger, {
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", reason), "note": ("text", note),
         "actor_id": ("bigint", actor_id), "at": ("timestamptz", now),
     })
@@ -329,7 +328,7 @@ def take_unowned(
             "actor_id": actor_id, "item": json.dumps(extra),
             "subscribers": events.subscribers(ctx, "lead_assigned"),
         }).all()
-        leads = [_info_of(r, user_id) for r in got if r.id is not None]
+        leads = [LeadInfo.of_row(r, user_id) for r in got if r.id is not None]
         event_id = next(r.event_id for r in got if r.id is None)
         if event_id is not None:
             events.emitted(ctx, event_id)
@@ -354,7 +353,7 @@ def take_unowned(
     event_id = ctx.emit("lead_assigned", [assigned_item(r.id, None, user_id, r.team_id, reason, rule, extra)
                                           for r in rows])
     _refresh(ctx, [r.id for r in rows])
-    return Taken([info(r) for r in rows], event_id)
+    return Taken([LeadInfo.of_row(r) for r in rows], event_id)
 
 
 def explain_unowned(
@@ -402,23 +401,6 @@ def released_item(
     if extra:
         item.update(extra)  # type: ignore[typeddict-item]
     return item
-
-
-def info(row: Any) -> LeadInfo:
-    """A :class:`LeadInfo` of a row of :data:`INFO_COLUMNS`."""
-    return LeadInfo(
-        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
-        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=row.owner_id,
-        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
-    )
-
-
-def _info_of(row: Any, owner_id: int) -> LeadInfo:
-    return LeadInfo(
-        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
-        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
-        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
-    )
 
 
 def _users(ctx: HookContext, ids: set[int | None]) -> dict[int, UserInfo]:

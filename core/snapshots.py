@@ -46,6 +46,18 @@ class LeadInfo:
     locked: bool = False
 
     @classmethod
+    def of_row(cls, row: Any, owner_id: int | None = None) -> LeadInfo:
+        """The snapshot of a result row with the lead's columns (``id, name, phone, email, source,
+        region, product, attributes, team_id, stage, is_customer, locked`` and ``owner_id``, or
+        ``owner_id=`` given for a row without it): for set-based code that reads rows, not objects."""
+        return cls(
+            id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
+            product=row.product, attributes=_copy(row.attributes), team_id=row.team_id,
+            owner_id=row.owner_id if owner_id is None else owner_id,
+            stage=row.stage, is_customer=row.is_customer, locked=row.locked,
+        )
+
+    @classmethod
     def of(cls, lead: Lead, channel: str | None = None) -> LeadInfo:
         """The snapshot of a loaded lead."""
         return cls(

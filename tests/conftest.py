@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,15 @@ def pelago_migrated_plugins() -> Sequence[str]:
 def pelago_plugins() -> Sequence[str]:
     """``make_app()``'s plugins (``tests/routes.py`` builds the contract tests' spec with the same)."""
     return DEFAULT_PLUGINS
+
+
+@pytest.fixture
+def test_plugins_forget() -> Iterator[None]:
+    """The test plugins' records (``recorder.CALLS``, ``failing.ATTEMPTS``) empty before and after a test."""
+    from tests.plugins import failing, recorder
+
+    recorder.CALLS.clear()
+    failing.ATTEMPTS.clear()
+    yield
+    recorder.CALLS.clear()
+    failing.ATTEMPTS.clear()

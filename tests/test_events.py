@@ -13,13 +13,7 @@ from tests.plugins import failing, recorder
 PLUGINS = ("recorder", "failing")
 
 
-@pytest.fixture(autouse=True)
-def _clear():
-    recorder.CALLS.clear()
-    failing.ATTEMPTS.clear()
-    yield
-    recorder.CALLS.clear()
-    failing.ATTEMPTS.clear()
+pytestmark = pytest.mark.usefixtures("test_plugins_forget")
 
 
 def _deliveries(rt, tenant_id):

@@ -49,6 +49,7 @@ def wrapped(engine, clock, db_url):
         r = t.put(f"/api/v1/plugins/{name}", json={"enabled": True})
         assert r.status_code == 200, r.get_json()
     wrapper.SEEN.clear()
+    wrapper.GIVEN.clear()
     return t, host, reached
 
 
@@ -129,3 +130,23 @@ def test_call_monitoring_sees_every_decision_hook_call(wrapped):
     assert excluded and all(sorted(p) == ["core", "recorder"] for p in excluded)
     assert len(excluded) == reached[("exclude_candidates", "core")]
 
+
+
+def test_decision_hooks_are_given_frozen_snapshots_not_orm_objects(wrapped):
+    import dataclasses
+
+    from pelago.plugin import Assignment, LeadInfo, TeamInfo, UserInfo
+
+    t, _, _ = wrapped
+    _exercise(t)
+    kinds = {hook: {type(x) for x in given} for hook, given in wrapper.GIVEN.items()}
+    assert kinds == {
+        "exclude_candidates": {TeamInfo, UserInfo, LeadInfo},
+        "choose_owner": {TeamInfo, UserInfo, LeadInfo},
+        "check_assign": {Assignment, LeadInfo, UserInfo},
+        "check_stage_change": {LeadInfo},
+    }
+    for given in wrapper.GIVEN.values():
+        for x in given:
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                x.id = 0  # type: ignore[misc]

@@ -9,9 +9,7 @@ the one the caller saw is reported, never overwritten.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +18,7 @@ from pelago.core.models import Lead, OutboxEvent, OwnershipChange
 from pelago.plugin import Move, NotFound, change_owners, take_unowned, tenant_context
 from tests.conftest import TenantHandle, new_tenant
 from tests.plugins import recorder
+from tests.test_concurrency import run_parallel
 
 ASSIGNED_KEYS = {"lead_id", "from_user_id", "to_user_id", "team_id", "reason", "rule"}
 RELEASED_KEYS = {"lead_id", "from_user_id", "reason", "rule"}
@@ -208,17 +207,6 @@ def test_take_unowned_takes_only_the_unowned_leads(make_app):
     assert again.leads == [] and again.event_id is None and _events_since(t, mark) == []
 
 
-def run_parallel(n: int, fn):
-    barrier = threading.Barrier(n)
-
-    def go(i):
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
-
-
 @pytest.mark.postgres
 def test_takers_racing_for_the_same_leads_get_each_lead_once(make_app):
     t = _tenant(make_app)
@@ -276,14 +264,7 @@ def test_racing_batches_move_each_lead_once(make_app):
         with tenant_context(t.runtime, t.id) as ctx:
             return change_owners(ctx, [Move(lid, rep, targets[i]) for lid in ids], reason="manual", check=False)
 
-    barrier = threading.Barrier(len(targets))
-
-    def go(i: int):
-        barrier.wait(timeout=30)
-        return move(i)
-
-    with ThreadPoolExecutor(len(targets)) as pool:
-        results = list(pool.map(go, range(len(targets))))
+    results = run_parallel(len(targets), move)
     winners = [r for r in results if r.moved]
     assert len(winners) == 1 and winners[0].moved == ids
     assert all(r.missed == ids for r in results if not r.moved)

@@ -27,13 +27,7 @@ from tests.plugins import failing, recorder
 pytest_plugins = ("pytester",)
 
 
-@pytest.fixture(autouse=True)
-def _clear():
-    recorder.CALLS.clear()
-    failing.ATTEMPTS.clear()
-    yield
-    recorder.CALLS.clear()
-    failing.ATTEMPTS.clear()
+pytestmark = pytest.mark.usefixtures("test_plugins_forget")
 
 
 # --- options ---------------------------------------------------------------------------

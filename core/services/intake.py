@@ -20,17 +20,15 @@ bench/intake_import.py measures the whole line against a bare INSERT.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import chain, repeat
 from typing import Any, cast
 
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
+from ..bulk import write_rows
 from ..context import HookContext
 from ..errors import Conflict
 from ..events import snapshot
@@ -360,126 +358,6 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-# --- bulk writes -------------------------------------------------------------------------
-#
-# ``columns`` maps each varying column to its PostgreSQL type, ``rows`` holds one
-# tuple of Python values per row in that order (dicts for jsonb, datetimes for
-# timestamptz), ``fixed`` maps a column to its type and the value every row shares.
-
-Columns = Mapping[str, str]
-Fixed = Mapping[str, tuple[str, Any]]
-
-_PG_INSERTS: dict[tuple[Any, ...], Any] = {}
-
-
-def _write(
-    session: Session, table: Table, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str = "",
-) -> list[Any]:
-    """INSERT ``rows`` into ``table``; returns what ``tail``'s RETURNING gives, if any."""
-    if not rows:
-        return []
-    if _postgres(session):
-        return _pg_write(session, table.name, columns, rows, fixed, tail)
-    return _sqlite_write(session, table, columns, rows, fixed, tail)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _pg_write(
-    session: Session, table: str, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str,
-) -> list[Any]:
-    """PostgreSQL: ``INSERT INTO table … SELECT … FROM json_to_recordset(:rows)``.
-
-    The whole batch travels as one JSON parameter: one statement with a few
-    parameters whatever the row count, no SQL to build, send or parse per
-    row and no per-value adaptation (psycopg adapts list parameters value by
-    value in Python; ``json.dumps`` is C).
-    """
-    key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
-    stmt = _PG_INSERTS.get(key)
-    if stmt is None:
-        picks = [f"u.{c}" for c in columns] + [f"CAST(:k_{c} AS {t})" for c, (t, _) in fixed.items()]
-        spec = ", ".join(f"{c} {t}" for c, t in columns.items())
-        stmt = text(
-            f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
-            f"FROM json_to_recordset(CAST(:rows AS json)) AS u({spec}) {tail}"
-        )
-        _PG_INSERTS[key] = stmt
-    names = tuple(columns)
-    params = {f"k_{c}": value for c, (_, value) in fixed.items()}
-    params["rows"] = json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_default)
-    result = session.execute(stmt, params)
-    return list(result) if "RETURNING" in tail else []
-
-
-def _sqlite_write(
-    session: Session, table: Table, columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, tail: str,
-) -> list[Any]:
-    """SQLite: the driver's ``executemany`` (C), or multi-row VALUES where rows come back.
-
-    Values are converted once by the columns' own types (JSON text, UTC
-    datetimes as SQLAlchemy stores them), constants once per batch.
-    """
-    conn = session.connection()
-    dialect = conn.dialect
-    convert = []
-    for k, (name, kind) in enumerate(columns.items()):
-        if kind in ("jsonb", "timestamptz"):
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                convert.append((k, _memo(process) if kind == "timestamptz" else _json_fast(process)))
-    consts = []
-    for name, (_, value) in fixed.items():
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        consts.append(process(value) if process is not None and value is not None else value)
-    # Column by column, so the loops are the interpreter's own (zip, map), not Python's.
-    columns_of: list[Any] = list(zip(*rows, strict=True))
-    for k, process in convert:
-        columns_of[k] = map(process, columns_of[k])
-    params = list(zip(*columns_of, *(repeat(c, len(rows)) for c in consts), strict=True))
-    names = [*columns, *fixed]
-    marks = f"({', '.join('?' * len(names))})"
-    head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-    if "RETURNING" not in tail:
-        conn.exec_driver_sql(f"{head}{marks} {tail}", params)
-        return []
-    import sqlite3
-
-    raw = conn.connection.driver_connection
-    limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if raw is not None else 999
-    out: list[Any] = []
-    for chunk in _chunks(params, max(limit // len(names), 1)):
-        sql = f"{head}{', '.join([marks] * len(chunk))} {tail}"
-        out.extend(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))))
-    return out
-
-
-def _memo(process: Any) -> Any:
-    """``process`` remembering its answers: a batch's datetimes are a handful of values."""
-    done: dict[Any, Any] = {}
-
-    def convert(value: Any) -> Any:
-        if value not in done:
-            done[value] = process(value)
-        return done[value]
-
-    return convert
-
-
-def _json_fast(process: Any) -> Any:
-    """``process`` (a JSON column's), with the empty object, the common case, done once."""
-    empty = process({})
-
-    def convert(value: Any) -> Any:
-        return empty if type(value) is dict and not value else process(value)
-
-    return convert
-
-
 def _next_ids(session: Session, table: str, n: int) -> list[int]:
     """``n`` fresh primary keys of ``table``, ascending, for rows about to be inserted.
 
@@ -545,7 +423,7 @@ def _insert_leads(
                 None if owner is None else stamp,
             ))
         tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
-        for lid, value in _write(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail):
+        for lid, value in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail):
             created[(kind, str(value))] = lid
     return created
 
@@ -599,14 +477,14 @@ def _insert_touches(ctx: HookContext, rows: list[_Row], now: Any) -> None:
         ids = _next_ids(session, "core_touch", len(plain))
         for r, tid in zip(plain, ids, strict=True):
             r.outcome.touch_id = tid
-        _write(session, TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
+        write_rows(session, TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
                [(*_touch_row(r), tid) for r, tid in zip(plain, ids, strict=True)], fixed)
     keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
     if keyed:
         by_key = {str(r.sub.key): r for r in keyed}
         tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
                 "RETURNING id, idempotency_key")
-        for tid, key in _write(session, TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail):
+        for tid, key in write_rows(session, TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail):
             by_key.pop(str(key)).outcome.touch_id = tid
         if by_key:
             raise Conflict(
@@ -637,7 +515,7 @@ def _record_created(
     """Stage history, the ownership ledger and the events of the leads this batch created."""
     session = ctx.session
     actor = ctx.actor.user_id if ctx.actor else None
-    _write(session, STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
+    write_rows(session, STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
         "tenant_id": ("bigint", ctx.tenant.id), "new": ("text", "new"), "actor_id": ("bigint", actor),
         "at": ("timestamptz", now),
     })
@@ -662,7 +540,7 @@ def _record_created(
         ledger.append((r.outcome.lead_id, owner, team_id, d.rule, d.explanation))
         if owner is not None:
             assigned_items.append(assigned_item(cast(int, r.outcome.lead_id), None, owner, team_id, "created", d.rule))
-    _write(session, LEDGER, LEDGER_COLUMNS, ledger, {
+    write_rows(session, LEDGER, LEDGER_COLUMNS, ledger, {
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
         "actor_id": ("bigint", actor), "at": ("timestamptz", now),
     })

@@ -180,7 +180,7 @@ def _take_postgresql(
                 raise Stale(f"pools changed since version {config_version}")
             verified(ctx, config_version)
             config_version = None  # checked: the later pools' calls use the same pools
-        here = [_info(r, user_id) for r in got if r.kind == "taken"]
+        here = [LeadInfo.of_row(r, user_id) for r in got if r.kind == "taken"]
         others.update((r.id, r) for r in got if r.kind == "other")
         if here and summary.removed != len(here):
             raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
@@ -193,14 +193,6 @@ def _take_postgresql(
             if claims_today is None:
                 break  # past the daily limit: the caller rolls back
     return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today, others if explain else None)
-
-
-def _info(row: Any, owner_id: int) -> LeadInfo:
-    return LeadInfo(
-        id=row.id, name=row.name, phone=row.phone, email=row.email, source=row.source, region=row.region,
-        product=row.product, attributes=dict(row.attributes or {}), team_id=row.team_id, owner_id=owner_id,
-        stage=row.stage, is_customer=row.is_customer, locked=row.locked,
-    )
 
 
 def _take_in_steps(

@@ -16,6 +16,8 @@ from pelago.plugin import PluginSpec, hookimpl
 
 DECISION_HOOKS = ("choose_team", "exclude_candidates", "choose_owner", "check_assign", "check_stage_change")
 SEEN: Counter[str] = Counter()
+#: the objects each hook was given, to check they are snapshots: ``{hook: [arguments]}``
+GIVEN: dict[str, list[Any]] = {}
 
 
 class Hooks:
@@ -27,21 +29,26 @@ class Hooks:
     @hookimpl(wrapper=True)
     def exclude_candidates(self, ctx: Any, team: Any, candidates: Any, leads: Any) -> Generator[None, Any, Any]:
         SEEN["exclude_candidates"] += 1
+        GIVEN.setdefault("exclude_candidates", []).extend([team, *candidates, *leads])
         return (yield)
 
     @hookimpl(wrapper=True)
     def choose_owner(self, ctx: Any, team: Any, candidates: Any, leads: Any) -> Generator[None, Any, Any]:
         SEEN["choose_owner"] += 1
+        GIVEN.setdefault("choose_owner", []).extend([team, *candidates, *leads])
         return (yield)
 
     @hookimpl(wrapper=True)
     def check_assign(self, ctx: Any, assignments: Any) -> Generator[None, Any, Any]:
         SEEN["check_assign"] += 1
+        GIVEN.setdefault("check_assign", []).extend(
+            [x for a in assignments for x in (a, a.lead, a.user) if x is not None])
         return (yield)
 
     @hookimpl(wrapper=True)
     def check_stage_change(self, ctx: Any, lead: Any, old: str, new: str) -> Generator[None, Any, Any]:
         SEEN["check_stage_change"] += 1
+        GIVEN.setdefault("check_stage_change", []).append(lead)
         return (yield)
 
 
