@@ -10,6 +10,7 @@
 | ``PELAGO_SCHEDULER_INTERVAL`` | ``15`` | seconds between periodic ticks in the embedded server |
 | ``PELAGO_EMBEDDED_SCHEDULER`` | ``1`` | run periodic jobs on a thread of ``pelago serve`` when no Redis |
 | ``PELAGO_MAX_CONTENT_LENGTH`` | ``1048576`` | largest request body accepted, in bytes |
+| ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
 """
 
 from __future__ import annotations

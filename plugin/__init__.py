@@ -48,6 +48,8 @@ from pelago.core.models import (
     User,
 )
 from pelago.core.money import split_money, to_money
+from pelago.core.outbound import OutboundRefused, OutboundResponse, OutboundURL, post_json
+from pelago.core.outbound import sign as sign_body
 from pelago.core.ownership import (
     Move,
     Moved,
@@ -205,4 +207,10 @@ __all__ = [
     "Submission",
     "IntakeOutcome",
     "ingest",
+    # calling out to URLs a tenant chose (webhooks, gateways), guarded against internal targets
+    "post_json",
+    "sign_body",
+    "OutboundURL",
+    "OutboundResponse",
+    "OutboundRefused",
 ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
-from pelago.plugin import MAX_LIMIT, STAGES, LocalTime, NewLeadSchema
+from pelago.plugin import MAX_LIMIT, STAGES, LocalTime, NewLeadSchema, OutboundURL
 
 #: the recycle rules, in the order they are tried (the first that matches names the release)
 RULES = ("no_followup", "not_won", "stage_stale")
@@ -105,7 +105,7 @@ class PoolSettings(Schema):
 class Settings(Schema):
     """The tenant's pool settings (``PUT /api/v1/plugins/pool``); each pool has its own rules."""
 
-    webhook_url = fields.String(
+    webhook_url = OutboundURL(
         load_default="", validate=validate.Length(max=2000),
         metadata={"description": "pool events are POSTed here, signed; empty: no webhook"},
     )
@@ -117,15 +117,6 @@ class Settings(Schema):
         strict=True, load_default=1000, validate=validate.Range(min=100, max=5000),
         metadata={"description": "most leads the sweep releases per transaction"},
     )
-
-    @validates_schema
-    def _url(self, data: dict[str, Any], **_: Any) -> None:
-        url = data.get("webhook_url")
-        if url:
-            try:
-                validate.URL(schemes={"http", "https"}, require_tld=False)(url)
-            except ValidationError as err:
-                raise ValidationError(err.messages, "webhook_url") from None
 
 
 # --- pools ----------------------------------------------------------------------

@@ -165,9 +165,10 @@ def test_settings_merge_rule_by_rule(make_app):
 def test_tenant_settings_validate_the_webhook_and_mask_the_secret(make_app):
     app = make_app()
     t = pool_tenant(app)
-    r = t.put("/api/v1/plugins/pool", json={"settings": {"webhook_url": "ftp://x"}})
-    assert r.status_code == 422 and "webhook_url" in r.get_json()["errors"]["json"]["settings"]
-    r = t.put("/api/v1/plugins/pool", json={"settings": {"webhook_url": "http://127.0.0.1:9/h",
+    for bad in ("ftp://x", "http://127.0.0.1:9/h", "http://169.254.169.254/latest", "http://10.0.0.8/h"):
+        r = t.put("/api/v1/plugins/pool", json={"settings": {"webhook_url": bad}})
+        assert r.status_code == 422 and "webhook_url" in r.get_json()["errors"]["json"]["settings"], bad
+    r = t.put("/api/v1/plugins/pool", json={"settings": {"webhook_url": "https://hooks.example.com/h",
                                                           "webhook_secret": "s3cret"}})
     assert r.status_code == 200 and r.get_json()["settings"]["webhook_secret"] == "********"
 
@@ -500,8 +501,12 @@ def test_holdings_show_the_days_left_per_lead(make_app, clock):
 
 
 @pytest.fixture
-def receiver():
-    """A local HTTP server that records what it is sent (and fails while told to)."""
+def receiver(monkeypatch):
+    """A local HTTP server that records what it is sent (and fails while told to).
+
+    It listens on loopback, which only an operator's ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` permits.
+    """
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
     import http.server
     import threading
 
