@@ -10,6 +10,10 @@ must add the tenant itself.
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -172,11 +176,79 @@ def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
                 )
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings Pelago relies on for each backend."""
+class WriteGate:
+    """One SQLite transaction at a time in this process, first come first served, with a bounded wait.
+
+    SQLite has one writer, and every Pelago transaction on it takes the write
+    lock up front (``BEGIN IMMEDIATE``). Left to SQLite, threads that wait
+    for the lock poll it with growing sleeps, unfairly, each holding a pooled
+    connection meanwhile, until the pool runs dry and a caller gets a 500.
+    The gate queues them in arrival order instead; one that waited longer
+    than ``wait`` seconds gets :class:`~pelago.core.errors.Busy` (503 with
+    ``Retry-After``) before it has written anything.
+    """
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._holder: object | None = None
+
+    def acquire(self, owner: object) -> None:
+        from .errors import Busy
+
+        ticket = object()
+        deadline = time.monotonic() + self.wait
+        with self._cond:
+            self._queue.append(ticket)
+            while self._holder is not None or self._queue[0] is not ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    raise Busy(f"the database is busy: waited {self.wait:g} s for the write lock; try again",
+                               retry_after=max(1, round(self.wait / 4)))
+                self._cond.wait(remaining)
+            self._queue.popleft()
+            self._holder = owner
+
+    def release(self, owner: object) -> None:
+        with self._cond:
+            if self._holder is owner:
+                self._holder = None
+                self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Transactions queued behind the one running (for tests and diagnostics)."""
+        with self._cond:
+            return len(self._queue)
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def gate_of(engine: Engine) -> WriteGate:
+    """The :class:`WriteGate` of a SQLite engine made by :func:`make_engine`."""
+    return _GATES[engine]
+
+
+def make_engine(url: str, *, write_wait: float = 30.0, **kwargs: Any) -> Engine:
+    """An engine with the settings Pelago relies on for each backend.
+
+    ``write_wait``: on SQLite, the longest a transaction queues for the write
+    lock (:class:`WriteGate`) before it is refused with a 503.
+    """
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        if ":memory:" not in url and "poolclass" not in kwargs:
+            # Waiters hold a connection while they queue at the gate: no pool limit
+            # (beyond the first 5 kept, connections are closed when returned).
+            kwargs.setdefault("pool_size", 5)
+            kwargs.setdefault("max_overflow", -1)
         engine = create_engine(url, **kwargs)
+        gate = WriteGate(write_wait)
+        _GATES[engine] = gate
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -193,7 +265,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front: a transaction never fails
             # half-way with SQLITE_BUSY when it upgrades from reading to writing.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            owner = conn.connection.dbapi_connection
+            gate.acquire(owner)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                gate.release(owner)
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            if not conn.invalidated:
+                gate.release(conn.connection.dbapi_connection)
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_checkin(dbapi_conn: Any, _record: Any) -> None:
+            gate.release(dbapi_conn)  # a connection returned mid-transaction (invalidated, say)
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -61,5 +61,15 @@ class Vetoed(Conflict):
         self.plugin = plugin
 
 
+class Busy(PelagoError):
+    """The database is busy past the wait the server allows: 503 with ``Retry-After``, nothing written."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PluginConfigError(RuntimeError):
     """The deployment's plugin set is unusable (unknown name, missing requirement)."""

@@ -133,6 +133,45 @@ class InlineQueue:
         return run(name, kwargs, self.runtime)
 
 
+class ThreadQueue:
+    """Runs jobs on a background thread of this process (``pelago serve`` without Redis).
+
+    The request that enqueued a job has answered by the time the job runs,
+    so a slow webhook or a big import never holds a caller. Jobs run one at
+    a time, in order. A job lost with the process is not lost work: its
+    events stay pending in the outbox, and the scheduler's retry job
+    delivers them; an import's rows are in its table.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        import queue
+        import threading
+
+        self.runtime = runtime
+        self._jobs: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="pelago-jobs", daemon=True)
+        self._thread.start()
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        self._jobs.put((name, kwargs))
+
+    def join(self) -> None:
+        """Wait until every job enqueued so far has run (tests, shutdown)."""
+        self._jobs.join()
+
+    def _work(self) -> None:
+        while True:
+            item = self._jobs.get()
+            try:
+                if item is not None:
+                    name, kwargs = item
+                    run(name, kwargs, self.runtime)
+            except Exception:  # noqa: BLE001 - a job's failure must not stop the thread
+                self.runtime.log.exception("background job %s failed", item[0] if item else "?")
+            finally:
+                self._jobs.task_done()
+
+
 class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 

@@ -40,8 +40,12 @@ class Runtime:
         redis_url: str | None = None,
         clock: Clock = system_clock,
         queue_name: str = "pelago",
+        background: bool = False,
     ) -> None:
-        from .jobs import InlineQueue, RqQueue
+        """``background``: without Redis, run jobs on a thread of this process
+        (:class:`~pelago.core.jobs.ThreadQueue`, the embedded server) instead of
+        inline in the caller's thread (commands, tests)."""
+        from .jobs import InlineQueue, RqQueue, ThreadQueue
 
         self.host = host
         self.engine = engine
@@ -49,9 +53,11 @@ class Runtime:
         self.clock = clock
         self.log = logging.getLogger("pelago")
         self.sessions = make_sessionmaker(engine)
-        self.queue: InlineQueue | RqQueue = (
-            RqQueue(self, redis_url, queue_name) if redis_url else InlineQueue(self)
-        )
+        self.queue: InlineQueue | ThreadQueue | RqQueue
+        if redis_url:
+            self.queue = RqQueue(self, redis_url, queue_name)
+        else:
+            self.queue = ThreadQueue(self) if background else InlineQueue(self)
         event.listen(self.sessions, "after_commit", self._after_commit)
         event.listen(self.sessions, "after_soft_rollback", self._after_rollback)
 

@@ -31,18 +31,23 @@ class PelagoApi(Api):
         return payload, code, headers
 
 
-def build_runtime(settings: Settings, *, clock: Clock = system_clock, host: PluginHost | None = None) -> Runtime:
-    """The runtime of an app, a worker or a command, from the same settings."""
+def build_runtime(
+    settings: Settings, *, clock: Clock = system_clock, host: PluginHost | None = None, background: bool = False
+) -> Runtime:
+    """The runtime of an app, a worker or a command, from the same settings.
+
+    ``background``: the embedded server's jobs run on a thread, off the request path.
+    """
     host = host or PluginHost(settings.plugins, strict=settings.strict_plugins)
-    engine = make_engine(settings.database_url)
-    return Runtime(host, engine, redis_url=settings.redis_url, clock=clock)
+    engine = make_engine(settings.database_url, write_wait=settings.sqlite_write_wait)
+    return Runtime(host, engine, redis_url=settings.redis_url, clock=clock, background=background)
 
 
 def create_app(
     settings: Settings | None = None, *, clock: Clock = system_clock, runtime: Runtime | None = None
 ) -> Flask:
     settings = settings or Settings.from_env()
-    runtime = runtime or build_runtime(settings, clock=clock)
+    runtime = runtime or build_runtime(settings, clock=clock, background=True)
     root = Path(__file__).parent
     # Explicit paths: ``pelago`` is a namespace package, which Flask cannot locate.
     app = Flask("pelago.hostapp", root_path=str(root), instance_path=str(Path.cwd() / "instance"))

@@ -24,12 +24,13 @@ from pelago.core.runtime import Runtime
 from .config import Settings
 
 
-def _runtime(obj: dict[str, Any]) -> Runtime:
+def _runtime(obj: dict[str, Any], *, background: bool = False) -> Runtime:
+    """The invocation's runtime; ``background``: jobs on a thread (the embedded server)."""
     if "runtime" not in obj:
         from .app import build_runtime
 
         try:
-            obj["runtime"] = build_runtime(Settings.from_env())
+            obj["runtime"] = build_runtime(Settings.from_env(), background=background)
         except PluginConfigError as exc:
             raise click.ClickException(str(exc)) from None
     return obj["runtime"]  # type: ignore[no-any-return]
@@ -110,7 +111,7 @@ def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
 
     from .app import create_app
 
-    rt = _runtime(obj)
+    rt = _runtime(obj, background=True)
     settings = Settings.from_env()
     migrate.upgrade(rt.engine, rt.host)
     if demo:

@@ -10,6 +10,7 @@
 | ``PELAGO_SCHEDULER_INTERVAL`` | ``15`` | seconds between periodic ticks in the embedded server |
 | ``PELAGO_EMBEDDED_SCHEDULER`` | ``1`` | run periodic jobs on a thread of ``pelago serve`` when no Redis |
 | ``PELAGO_MAX_CONTENT_LENGTH`` | ``1048576`` | largest request body accepted, in bytes |
+| ``PELAGO_SQLITE_WRITE_WAIT`` | ``15`` | seconds a request queues for SQLite's write lock before a 503 |
 | ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
 """
 
@@ -34,6 +35,7 @@ class Settings:
     scheduler_interval: float = 15.0
     embedded_scheduler: bool = True
     max_content_length: int = 1024 * 1024
+    sqlite_write_wait: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +60,5 @@ class Settings:
             scheduler_interval=float(env.get("PELAGO_SCHEDULER_INTERVAL", "15")),
             embedded_scheduler=_truthy(env.get("PELAGO_EMBEDDED_SCHEDULER", "1")),
             max_content_length=int(env.get("PELAGO_MAX_CONTENT_LENGTH", str(1024 * 1024))),
+            sqlite_write_wait=float(env.get("PELAGO_SQLITE_WRITE_WAIT", "15")),
         )

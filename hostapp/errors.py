@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask, jsonify
 from flask_smorest import abort
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from webargs.flaskparser import FlaskParser
 
-from pelago.core.errors import InvalidInput, PelagoError
+from pelago.core.errors import Busy, InvalidInput, PelagoError
 
 from . import strict_input
 
@@ -66,7 +66,17 @@ def register(app: Flask) -> None:
         errors: Any = err.errors or None
         if isinstance(err, InvalidInput) and errors:
             errors = {err.location: errors}
-        return jsonify(body(err.status, err.message, errors)), err.status
+        headers = {"Retry-After": str(err.retry_after)} if isinstance(err, Busy) else {}
+        return jsonify(body(err.status, err.message, errors)), err.status, headers
+
+    @app.errorhandler(OperationalError)
+    def _operational(err: OperationalError) -> Any:
+        # SQLite's lock held by another process (a CLI import, say) past busy_timeout:
+        # busy, not broken. Anything else is a real failure and stays a 500.
+        if "database is locked" in str(err.orig):
+            app.logger.warning("SQLite busy past its timeout: %s", err.orig)
+            return jsonify(body(503, "the database is busy; try again")), 503, {"Retry-After": "5"}
+        raise err
 
     @app.errorhandler(IntegrityError)
     def _integrity(err: IntegrityError) -> Any:
