@@ -75,6 +75,7 @@ from pelago.core.payloads import (
     PluginSettingsChanged,
     PluginSwitched,
 )
+from pelago.core.records import NewActivity, change_stage, log_activities, record_deal, refund_deal
 from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start
 from pelago.core.runtime import Runtime, find_tenant, tenant_context
 from pelago.core.scheduler import tenants_with
@@ -207,6 +208,11 @@ __all__ = [
     "Submission",
     "IntakeOutcome",
     "ingest",
+    "NewActivity",
+    "log_activities",
+    "change_stage",
+    "record_deal",
+    "refund_deal",
     # calling out to URLs a tenant chose (webhooks, gateways), guarded against internal targets
     "post_json",
     "sign_body",
