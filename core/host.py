@@ -22,7 +22,7 @@ from packaging.version import Version
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import __version__, default_plugin, hookspecs
+from . import __version__, crypto, default_plugin, hookspecs
 from .context import TenantState
 from .errors import Conflict, InvalidInput, NotFound, PluginConfigError
 from .markers import PROJECT
@@ -288,12 +288,12 @@ class PluginHost:
         )
 
     def settings_of(self, spec: PluginSpec, stored: Mapping[str, Any]) -> dict[str, Any]:
-        """Stored settings with defaults filled in by the plugin's schema."""
+        """Stored settings with defaults filled in by the plugin's schema (secrets decrypted)."""
         if spec.settings is None:
             return dict(stored)
         schema = spec.settings()
         try:
-            return dict(schema.load(dict(stored)))
+            return dict(schema.load(_clear_secrets(stored, spec.secret_fields())))
         except Exception:  # noqa: BLE001 - a schema change must not lock a tenant out
             log.exception("stored settings of %s no longer validate; using defaults", spec.name)
             return dict(schema.load({}))
@@ -301,7 +301,8 @@ class PluginHost:
     def validate_settings(self, name: str, given: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
         """Validate new settings for storage; masked secrets keep their current value."""
         spec = self.spec(name)
-        merged = dict(current)
+        secret_fields = spec.secret_fields()
+        merged = _clear_secrets(current, secret_fields)
         for key, value in given.items():
             if value == MASK and key in spec.secret_fields():
                 continue
@@ -321,7 +322,15 @@ class PluginHost:
             raise InvalidInput(
                 f"invalid settings for plugin {name!r}", {"settings": err.messages}
             ) from err
-        return dict(schema.dump(loaded))
+        stored = dict(schema.dump(loaded))
+        for key in secret_fields:
+            value = stored.get(key)
+            if isinstance(value, str) and value:
+                # Unchanged: keep the stored token (a new one would read as a change).
+                old = current.get(key)
+                same = isinstance(old, str) and crypto.is_encrypted(old) and crypto.decrypt(old) == value
+                stored[key] = old if same else crypto.encrypt(value)
+        return stored
 
     def masked(self, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         spec = self.spec(name)
@@ -357,3 +366,8 @@ class PluginHost:
                 f"{'it' if len(dependents) == 1 else 'them'} first",
                 {"required_by": dependents},
             )
+
+
+def _clear_secrets(stored: Mapping[str, Any], secret_fields: Any) -> dict[str, Any]:
+    """``stored`` with its secret fields decrypted (plugin settings keep secrets encrypted at rest)."""
+    return {k: (crypto.decrypt(v) if k in secret_fields and isinstance(v, str) else v) for k, v in stored.items()}

@@ -476,6 +476,41 @@ def plugin_new(name: str, target: Path | None, title: str | None) -> None:
     click.echo(f"  cd {folder} && pytest && pytest --pelago-db=postgresql")
 
 
+@main.group()
+def secrets() -> None:
+    """Secrets at rest: channel signing secrets and plugins' secret settings (docs/operations.md)."""
+
+
+@secrets.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new key for PELAGO_SECRET_KEYS (put it first to rotate, then run `pelago secrets rotate`)."""
+    from pelago.core.crypto import new_key
+
+    click.echo(new_key())
+
+
+@secrets.command("rotate")
+@click.pass_obj
+def secrets_rotate(obj: dict[str, Any]) -> None:
+    """Re-encrypt every stored secret with the first key of PELAGO_SECRET_KEYS (and encrypt clear ones).
+
+    Run after putting a new key first; afterwards the old keys can go.
+    Safe to run again: values already under the first key are left alone.
+    """
+    from pelago.core.crypto import SecretKeyError, rotate_stored
+
+    rt = _runtime(obj)
+    with rt.sessions() as session:
+        try:
+            with click.progressbar(length=1, label="re-encrypting") as bar:
+                counts = rotate_stored(session, rt.host)
+                bar.update(1)
+        except SecretKeyError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m`
     sys.exit(main())
 

@@ -11,6 +11,7 @@
 | ``PELAGO_EMBEDDED_SCHEDULER`` | ``1`` | run periodic jobs on a thread of ``pelago serve`` when no Redis |
 | ``PELAGO_MAX_CONTENT_LENGTH`` | ``1048576`` | largest request body accepted, in bytes |
 | ``PELAGO_SQLITE_WRITE_WAIT`` | ``15`` | seconds a request queues for SQLite's write lock before a 503 |
+| ``PELAGO_SECRET_KEYS`` | key file | comma-separated Fernet keys encrypting secrets at rest (``pelago.core.crypto``); unset: ``$PELAGO_INSTANCE_DIR/secret.key`` |
 | ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
 """
 

@@ -15,6 +15,7 @@ from pelago.core import __version__
 from pelago.core.asking import ask_in_order, first_answers, refusals
 from pelago.core.clock import Clock, FrozenClock, system_clock
 from pelago.core.context import Actor, HookContext, JobContext, TenantState
+from pelago.core.crypto import EncryptedString
 from pelago.core.db import (
     Base,
     BigId,
@@ -157,6 +158,7 @@ __all__ = [
     "Money",
     "UtcDateTime",
     "JsonDoc",
+    "EncryptedString",
     "Tenant",
     "Lead",
     "User",

@@ -61,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (skipped on the SQLite run)")
     config.addinivalue_line("markers", "redis: needs a running Redis (skipped when it is not reachable)")
+    # Secrets at rest (pelago.core.crypto): a fixed key for the run, unless the caller set one,
+    # so no test writes a key file into the working directory.
+    os.environ.setdefault("PELAGO_SECRET_KEYS", "pGNp1d8tVbx0A3X-zIvOEdU4kDBk6HUNBk9P0zvE9Q8=")
     kind = config.getoption("pelago_db") or os.environ.get("PELAGO_TEST_DB") or "sqlite"
     if kind not in KINDS:
         raise pytest.UsageError(f"--pelago-db (or PELAGO_TEST_DB) must be sqlite or postgresql, not {kind!r}")

@@ -1,0 +1,164 @@
+"""Secrets encrypted at rest: channel signing secrets and plugins' secret settings.
+
+A database dump or backup must not hand out the keys that sign tenants'
+webhooks or their SMS gateways' credentials, so these values are stored as
+Fernet tokens (AES-128-CBC + HMAC-SHA256), prefixed ``enc:v1:``. The keys
+come from the environment:
+
+* ``PELAGO_SECRET_KEYS``: comma-separated Fernet keys (``pelago secrets
+  new-key`` makes one). The first encrypts; every one decrypts. Rotation:
+  put a new key first, keep the old ones after it, run ``pelago secrets
+  rotate`` (re-encrypts everything with the first key), then drop the old keys.
+* Unset, the embedded mode keeps a key in ``$PELAGO_INSTANCE_DIR/secret.key``
+  (made on first use, mode 0600) beside the SQLite file. A production
+  deployment sets ``PELAGO_SECRET_KEYS`` on every process.
+
+A value without the prefix is one stored before encryption: it is read as
+it is, and ``pelago secrets rotate`` encrypts it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import Text
+from sqlalchemy.types import TypeDecorator
+
+PREFIX = "enc:v1:"
+KEYS_ENV = "PELAGO_SECRET_KEYS"
+
+_lock = threading.Lock()
+_cache: tuple[str, MultiFernet] | None = None
+
+
+class SecretKeyError(RuntimeError):
+    """No usable key, or a value no configured key can decrypt (a key was dropped too early)."""
+
+
+def new_key() -> str:
+    """A fresh key for ``PELAGO_SECRET_KEYS``."""
+    return Fernet.generate_key().decode()
+
+
+def _configured() -> str:
+    keys = os.environ.get(KEYS_ENV, "").strip()
+    if keys:
+        return keys
+    path = Path(os.environ.get("PELAGO_INSTANCE_DIR", "instance")).resolve() / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(new_key())
+    return path.read_text().strip()
+
+
+def _fernet() -> MultiFernet:
+    """The keyring, rebuilt when the configured keys change (a test, a reload)."""
+    global _cache
+    raw = _configured()
+    with _lock:
+        if _cache is None or _cache[0] != raw:
+            try:
+                fernets = [Fernet(k.strip().encode()) for k in raw.split(",") if k.strip()]
+            except ValueError as exc:
+                raise SecretKeyError(f"{KEYS_ENV} holds a malformed key: {exc}") from None
+            _cache = (raw, MultiFernet(fernets))
+        return _cache[1]
+
+
+def encrypt(value: str) -> str:
+    """``value`` as stored: ``enc:v1:<token>`` under the first key."""
+    return PREFIX + _fernet().encrypt(value.encode()).decode()
+
+
+def decrypt(stored: str) -> str:
+    """The clear value of a stored one; a legacy clear value is returned as it is."""
+    if not stored.startswith(PREFIX):
+        return stored
+    try:
+        return _fernet().decrypt(stored[len(PREFIX):].encode()).decode()
+    except InvalidToken:
+        raise SecretKeyError(
+            f"a stored secret cannot be decrypted with the keys in {KEYS_ENV}: was the key that "
+            "encrypted it dropped before `pelago secrets rotate` ran?"
+        ) from None
+
+
+def rotated(stored: str) -> str | None:
+    """``stored`` re-encrypted under the first key, or ``None`` if it already is."""
+    clear = decrypt(stored)
+    if stored.startswith(PREFIX):
+        fernet = _fernet()
+        first = fernet._fernets[0]  # noqa: SLF001 - which key encrypted it
+        try:
+            first.decrypt(stored[len(PREFIX):].encode())
+            return None
+        except InvalidToken:
+            pass
+    return encrypt(clear)
+
+
+def is_encrypted(stored: Any) -> bool:
+    return isinstance(stored, str) and stored.startswith(PREFIX)
+
+
+def rotate_stored(session: Any, host: Any) -> dict[str, int]:
+    """Re-encrypt every stored secret under the first key, in ``session`` (the caller commits).
+
+    Channel secrets and plugins' secret settings of every tenant; values
+    already under the first key are left alone. Returns what changed.
+    """
+    from sqlalchemy import select, text
+
+    from .models import TenantPlugin
+
+    channels = 0
+    for channel_id, stored in session.execute(text("SELECT id, secret FROM core_channel")).all():
+        new = rotated(stored) if stored else None
+        if new is not None:
+            session.execute(text("UPDATE core_channel SET secret = :s WHERE id = :id"), {"s": new, "id": channel_id})
+            channels += 1
+    settings = 0
+    rows = session.scalars(select(TenantPlugin).execution_options(all_tenants=True)).all()
+    for row in rows:
+        spec = host.specs.get(row.plugin)
+        if spec is None or not row.settings:
+            continue
+        changed = dict(row.settings)
+        for key in spec.secret_fields():
+            value = changed.get(key)
+            if isinstance(value, str) and value:
+                new = rotated(value)
+                if new is not None:
+                    changed[key] = new
+        if changed != row.settings:
+            row.settings = changed
+            settings += 1
+    session.flush()
+    return {"channels": channels, "settings": settings}
+
+
+class EncryptedString(TypeDecorator[str]):
+    """A text column whose values are encrypted at rest; Python sees the clear value.
+
+    Not searchable and not comparable in SQL (every token differs). Empty
+    strings are stored as they are.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or value == "" or is_encrypted(value):
+            return value
+        return encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or value == "":
+            return value
+        return decrypt(value)

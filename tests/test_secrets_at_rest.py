@@ -1,0 +1,95 @@
+"""Channel secrets and plugins' secret settings are encrypted at rest; keys rotate (issue 14, finding 12)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from pelago.core import crypto
+from pelago.testing import invoke_cli, new_tenant
+
+from .test_channels import post_signed
+
+KEY_A = "pGNp1d8tVbx0A3X-zIvOEdU4kDBk6HUNBk9P0zvE9Q8="
+
+
+def stored_secret(t, channel_id: int) -> str:
+    with t.runtime.engine.connect() as conn:
+        return conn.execute(text("SELECT secret FROM core_channel WHERE id = :id"), {"id": channel_id}).scalar_one()
+
+
+def stored_settings(t, plugin: str) -> dict:
+    with t.runtime.engine.connect() as conn:
+        raw = conn.execute(text("SELECT settings FROM core_tenant_plugin WHERE tenant_id = :t AND plugin = :p"),
+                           {"t": t.id, "p": plugin}).scalar_one()
+    return raw if isinstance(raw, dict) else json.loads(raw)
+
+
+def test_a_channel_secret_is_stored_encrypted_and_still_verifies(tenant):
+    created = tenant.post("/api/v1/channels", json={"name": "douyin"}).get_json()
+    stored = stored_secret(tenant, created["id"])
+    assert stored.startswith("enc:v1:") and created["secret"] not in stored
+    assert crypto.decrypt(stored) == created["secret"]
+    r = post_signed(tenant, created["key"], created["secret"], {"name": "A", "phone": "13800138601"})
+    assert r.status_code == 201, r.get_json()
+    rotated = tenant.post(f"/api/v1/channels/{created['id']}/rotate-secret").get_json()["secret"]
+    assert crypto.decrypt(stored_secret(tenant, created["id"])) == rotated != created["secret"]
+
+
+def test_a_plugin_secret_setting_is_stored_encrypted_and_read_in_clear(make_app, monkeypatch):
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
+    app = make_app()
+    t = new_tenant(app)
+    r = t.put("/api/v1/plugins/pool", json={"enabled": True, "settings": {
+        "webhook_url": "https://hooks.example.com/h", "webhook_secret": "s3cret"}})
+    assert r.status_code == 200 and r.get_json()["settings"]["webhook_secret"] == "********"
+    first = stored_settings(t, "pool")["webhook_secret"]
+    assert first.startswith("enc:v1:") and "s3cret" not in first
+    with t.runtime.sessions() as session:
+        from pelago.core.models import Tenant
+
+        state = t.runtime.host.tenant_state(session, session.get(Tenant, t.id), cache=False)
+    assert state.settings["pool"]["webhook_secret"] == "s3cret"
+    # Saving other fields keeps the token (no "changed" secret), a new value replaces it.
+    t.put("/api/v1/plugins/pool", json={"settings": {"webhook_secret": "********", "sweep_batch": 200}})
+    assert stored_settings(t, "pool")["webhook_secret"] == first
+    t.put("/api/v1/plugins/pool", json={"settings": {"webhook_secret": "other"}})
+    assert crypto.decrypt(stored_settings(t, "pool")["webhook_secret"]) == "other"
+
+
+def test_rotation_re_encrypts_under_the_new_key_and_old_keys_can_go(make_app, monkeypatch):
+    app = make_app()
+    t = new_tenant(app)
+    created = t.post("/api/v1/channels", json={"name": "baidu"}).get_json()
+    t.put("/api/v1/plugins/pool", json={"enabled": True, "settings": {"webhook_secret": "s3cret"}})
+    # A value stored before encryption existed is read as it is, and rotation encrypts it.
+    legacy = t.post("/api/v1/channels", json={"name": "legacy"}).get_json()
+    with t.runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE core_channel SET secret = :s WHERE id = :id"),
+                     {"s": legacy["secret"], "id": legacy["id"]})
+    new = crypto.new_key()
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", f"{new},{KEY_A}")
+    result = invoke_cli(t.runtime, "secrets", "rotate", env={"PELAGO_SECRET_KEYS": f"{new},{KEY_A}"})
+    assert result.exit_code == 0, result.output
+    assert "channel secrets" in result.output
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", new)  # the old key dropped
+    assert crypto.decrypt(stored_secret(t, created["id"])) == created["secret"]
+    assert crypto.decrypt(stored_secret(t, legacy["id"])) == legacy["secret"]
+    assert stored_secret(t, legacy["id"]).startswith("enc:v1:")
+    assert crypto.decrypt(stored_settings(t, "pool")["webhook_secret"]) == "s3cret"
+    r = post_signed(t, created["key"], created["secret"], {"name": "B", "phone": "13800138602"})
+    assert r.status_code == 201
+    again = invoke_cli(t.runtime, "secrets", "rotate", env={"PELAGO_SECRET_KEYS": new})
+    assert "re-encrypted 0 channel secrets and 0 plugin settings" in again.output
+
+
+def test_a_dropped_key_is_a_clear_error_not_garbage(monkeypatch):
+    token = crypto.encrypt("whsec_x")
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", crypto.new_key())
+    with pytest.raises(crypto.SecretKeyError, match="rotate"):
+        crypto.decrypt(token)
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", "not-a-key")
+    with pytest.raises(crypto.SecretKeyError, match="malformed"):
+        crypto.encrypt("x")
