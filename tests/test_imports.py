@@ -356,3 +356,22 @@ def test_a_form_part_without_a_usable_name_is_ignored(tenant):
     body = body.replace(b'name="%0D"', b"name")
     r = tenant.post("/api/v1/imports", data=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert r.status_code in (202, 422), r.get_json()
+
+
+@pytest.mark.parametrize(("content", "bad_row"), [
+    ('name,phone\n"甲,13900139040\n乙,13900139041\n', 1),    # a quote never closed: it would swallow row 2
+    ('name,phone\n甲,13900139042\n"乙"x,13900139043\n', 2),  # text after a closing quote
+])
+def test_a_quote_left_open_fails_the_import_with_its_row(tenant, content, bad_row):
+    imp = upload(tenant, content.encode()).get_json()
+    assert imp["status"] == "failed", imp
+    assert imp["error"].startswith(f"row {bad_row} is not valid CSV") and "nothing was imported" in imp["error"]
+    assert imp["processed_rows"] == 0 and imp["failed_rows"] == 0 and counts(tenant) == (0, 0)
+
+
+def test_cli_exits_non_zero_on_a_quote_left_open(cli, tenant, tmp_path):
+    path = tmp_path / "open.csv"
+    path.write_bytes('name,phone\n"甲,13900139044\n乙,13900139045\n'.encode())
+    r = cli("leads", "import", str(path), "--tenant", tenant.slug)
+    assert r.exit_code != 0 and "row 1 is not valid CSV" in r.output, r.output
+    assert counts(tenant) == (0, 0)

@@ -159,9 +159,15 @@ def detect_encoding(content: bytes) -> str:
 
 
 def _records(content: bytes, encoding: str, delimiter: str) -> Iterator[list[str]]:
-    """The file's CSV records, one at a time."""
+    """The file's CSV records, one at a time.
+
+    Strict: a quote left open (which would otherwise swallow every row up to
+    the end of the file into one field) or text right after a closing quote
+    is a ``csv.Error``, so a broken file fails with its row number instead
+    of silently losing rows.
+    """
     text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
-    return csv.reader(text, delimiter=delimiter)
+    return csv.reader(text, delimiter=delimiter, strict=True)
 
 
 def _first_line(content: bytes, encoding: str) -> str:
