@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,11 +18,24 @@ from ..security import hash_password, new_api_key
 
 # --- tenants (operator) ---------------------------------------------------------
 
+#: what a tenant slug looks like: the API, the CLI and ``X-Pelago-Tenant`` all check this one pattern
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SLUG_RULE = "2-63 characters: lowercase letters, digits and '-', not starting with '-'"
+
+
+def check_slug(slug: str) -> str:
+    """``slug`` if it is a valid tenant slug, else :class:`InvalidInput` under ``slug``."""
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise InvalidInput("invalid slug", {"slug": [SLUG_RULE]})
+    return slug
+
+
 
 def create_tenant(
     session: Session, *, slug: str, name: str | None = None, timezone: str = "Asia/Shanghai",
     default_region: str = "CN", currency: str = "CNY", now: Any,
 ) -> Tenant:
+    check_slug(slug)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tz folder such as 'Asia'
