@@ -409,7 +409,7 @@ def leads_import(
     for row, field, message in shown:
         click.echo(f"  row {row}, {field}: {message}")
     if result["failed_rows"] > len(shown):
-        click.echo(f"  … more in GET /api/v1/imports/{import_id}")
+        click.echo(f"  … all of them: GET /api/v1/imports/{import_id}/errors (or /errors.csv)")
     if result["status"] != "done":
         raise click.ClickException(result.get("error") or "the import failed")
 
