@@ -12,7 +12,6 @@ the others are not affected and neither is the request.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -248,6 +247,21 @@ def _load(runtime: Runtime, session: Session, delivery: Delivery) -> tuple[Outbo
     return row, state, event
 
 
+#: the longest ``last_error`` stored on a delivery
+MAX_ERROR = 300
+
+
+def short_error(exc: BaseException, limit: int = MAX_ERROR) -> str:
+    """``Type: message`` on one line, at most ``limit`` characters: what a delivery's ``last_error`` shows.
+
+    Never the traceback: tenant admins read it (``GET /api/v1/deliveries``),
+    and a traceback shows the server's paths and code. The log has it.
+    """
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEvent, state: Any,
          event: Event) -> str:
     """Call one plugin's handler in a SAVEPOINT and mark the delivery; the caller commits."""
@@ -266,14 +280,15 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
         with session.begin_nested():
             runtime.host.single(row.name, delivery.plugin)(ctx=ctx, event=event)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, not raised
-        error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
         delivery.state = "failed"
         delivery.attempts = attempts
-        delivery.last_error = error
+        delivery.last_error = short_error(exc)
         delivery.next_attempt_at = (now + backoff(attempts)) if attempts < MAX_ATTEMPTS else None
+        # The traceback (server paths, code) goes to the server's log only;
+        # tenant admins read last_error.
         runtime.log.warning(
             "plugin %s failed on event %s #%s (attempt %s): %s",
-            delivery.plugin, row.name, row.id, attempts, exc,
+            delivery.plugin, row.name, row.id, attempts, exc, exc_info=exc,
         )
         return "failed"
     delivery.state = "delivered"

@@ -105,15 +105,41 @@ def upgrade(engine: Engine, host: PluginHost) -> None:
 
 def pending(engine: Engine, host: PluginHost) -> list[str]:
     """Heads not yet applied (empty when the database is current)."""
-    cfg = alembic_config(engine, host)
-    script = ScriptDirectory.from_config(cfg)
-    heads = {script.get_revision(t).revision for t in targets(host)}  # type: ignore[union-attr]
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    applied: set[str] = set()
-    for rev in current:
-        applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
-    return sorted(heads - applied)
+    return SchemaCheck(engine, host).pending()
+
+
+class SchemaCheck:
+    """Whether the database is at the deployed heads (core and every deployed plugin's branch).
+
+    The revision scripts are read once, on the first call; each call after
+    that reads the database's current heads (one query) and walks the
+    scripts only when they are not simply the deployed heads. For
+    ``/readyz``, asked every few seconds.
+    """
+
+    def __init__(self, engine: Engine, host: PluginHost) -> None:
+        self.engine, self.host = engine, host
+        self._script: ScriptDirectory | None = None
+        self._heads: dict[str, str] = {}
+
+    def pending(self) -> list[str]:
+        """The revision ids of the deployed heads not yet applied; empty when the database is current."""
+        if self._script is None:
+            script = ScriptDirectory.from_config(alembic_config(self.engine, self.host))
+            self._heads = {script.get_revision(t).revision: t for t in targets(self.host)}  # type: ignore[union-attr]
+            self._script = script
+        with self.engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        if set(self._heads) <= current:
+            return []
+        applied: set[str] = set()
+        for rev in current:
+            applied.update(r.revision for r in self._script.iterate_revisions(rev, "base"))
+        return sorted(self._heads.keys() - applied)
+
+    def describe(self, revisions: list[str]) -> list[str]:
+        """``<branch>@head (<revision>)`` for each revision :meth:`pending` returned."""
+        return [f"{self._heads[r]} ({r})" for r in revisions]
 
 
 def diff(engine: Engine, host: PluginHost) -> list[Any]:

@@ -48,12 +48,13 @@ def decode(cursor: str) -> int:
 
 
 def paginate(
-    session: Session, stmt: Select[Any], id_col: InstrumentedAttribute[int], cursor: str | None, limit: int
+    session: Session, stmt: Select[Any], id_col: InstrumentedAttribute[int], cursor: str | None, limit: int,
+    *, oldest_first: bool = False,
 ) -> Page[Any]:
-    """Newest first by id; fetch ``limit + 1`` to know whether a next page exists."""
+    """Newest first by id (``oldest_first``: in id order); fetch ``limit + 1`` to know whether a next page exists."""
     if cursor:
-        stmt = stmt.where(id_col < decode(cursor))
-    rows = session.scalars(stmt.order_by(id_col.desc()).limit(limit + 1)).all()
+        stmt = stmt.where(id_col > decode(cursor) if oldest_first else id_col < decode(cursor))
+    rows = session.scalars(stmt.order_by(id_col.asc() if oldest_first else id_col.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode(rows[-1].id) if more and rows else None)

@@ -43,6 +43,54 @@ def build_runtime(
     return Runtime(host, engine, redis_url=settings.redis_url, clock=clock, background=background)
 
 
+class Readiness:
+    """What ``/readyz`` checks: the database answers and is at the deployed heads; Redis answers if configured.
+
+    Each problem is one line for an operator. Errors are named by type and
+    message only (no traceback, no URL with its password).
+    """
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        from pelago.core.migrate import SchemaCheck
+
+        self.runtime = runtime
+        self.schema = SchemaCheck(runtime.engine, runtime.host)
+        self.redis_url = settings.redis_url
+        self._redis: Any = None
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        try:
+            missing = self.schema.pending()
+        except Exception as exc:  # noqa: BLE001 - any failure to read the schema means not ready
+            self.runtime.log.warning("readiness: database check failed: %s", exc)
+            out.append(f"database unreachable: {_short(exc)}")
+        else:
+            if missing:
+                out.append("database schema is not at head: " + ", ".join(self.schema.describe(missing))
+                           + " not applied (run `pelago db upgrade`)")
+        if self.redis_url:
+            try:
+                if self._redis is None:
+                    from redis import Redis
+
+                    self._redis = Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=2)
+                self._redis.ping()
+            except Exception as exc:  # noqa: BLE001 - same: Redis configured but not answering
+                self.runtime.log.warning("readiness: Redis check failed: %s", exc)
+                out.append(f"redis unreachable: {_short(exc)}")
+        return out
+
+
+def _short(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), without a URL's password."""
+    from sqlalchemy.exc import DBAPIError
+
+    message = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
+    first = (message.strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:200]
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock = system_clock, runtime: Runtime | None = None
 ) -> Flask:
@@ -106,6 +154,16 @@ def create_app(
 
     @app.get("/healthz")
     def _health() -> Any:
+        """Liveness: the process is up (it asks nothing of the database or Redis)."""
         return jsonify({"status": "ok", "version": __version__, "plugins": list(runtime.host.specs)})
+
+    readiness = Readiness(runtime, settings)
+
+    @app.get("/readyz")
+    def _ready() -> Any:
+        """Readiness: 200 when requests can be served, else 503 with the reasons."""
+        problems = readiness.problems()
+        status = "ready" if not problems else "not ready"
+        return jsonify({"status": status, "version": __version__, "problems": problems}), 503 if problems else 200
 
     return app

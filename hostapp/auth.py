@@ -8,7 +8,6 @@ an operator may name one, with the ``X-Pelago-Tenant`` header.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -22,9 +21,9 @@ from pelago.core.context import Actor, HookContext
 from pelago.core.models import ApiKey, Tenant, User
 from pelago.core.runtime import Runtime
 from pelago.core.security import key_matches, split_key
+from pelago.core.services.admin import SLUG
 
 F = TypeVar("F", bound=Callable[..., Any])
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 PUBLIC = "pelago_public"
 
 
@@ -138,7 +137,7 @@ def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
         if tenant is None:  # an operator
             slug = request.headers.get("X-Pelago-Tenant")
             if slug:
-                if not SLUG.match(slug):
+                if not SLUG.fullmatch(slug):
                     abort(404, message=f"no tenant with slug {slug!r}")
                 tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
                 if tenant is None:

@@ -291,6 +291,28 @@ def users_create(
         click.echo(f"user {user.email} ({user.role}) created (id {user.id})")
 
 
+@users.command("activate")
+@click.argument("email")
+@click.option("--tenant", "slug", required=True, help="the user's tenant")
+@click.option("--role", type=click.Choice(["admin", "manager", "rep"]), help="also give this role")
+@click.pass_obj
+def users_activate(obj: dict[str, Any], email: str, slug: str, role: str | None) -> None:
+    """Reactivate a user (and with --role, change the role): the way back in for a locked-out tenant.
+
+    Then `pelago api-keys create --tenant SLUG --user EMAIL` gives the user a
+    key. The API refuses to deactivate or demote a tenant's last active
+    admin; this is for a tenant that lost its admins anyway.
+    """
+    from pelago.core.services.admin import activate_user
+
+    rt = _runtime(obj)
+    tenant = rt.tenant_by_slug(slug)
+    with rt.sessions() as session:
+        user = activate_user(session, tenant_id=tenant.id, email=email, role=role)
+        session.commit()
+        click.echo(f"user {user.email} ({user.role}) of {slug} is active")
+
+
 @main.group("api-keys")
 def api_keys() -> None:
     """API keys."""
@@ -388,7 +410,7 @@ def leads_import(
     for row, field, message in shown:
         click.echo(f"  row {row}, {field}: {message}")
     if result["failed_rows"] > len(shown):
-        click.echo(f"  … more in GET /api/v1/imports/{import_id}")
+        click.echo(f"  … all of them: GET /api/v1/imports/{import_id}/errors (or /errors.csv)")
     if result["status"] != "done":
         raise click.ClickException(result.get("error") or "the import failed")
 

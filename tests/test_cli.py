@@ -108,3 +108,22 @@ def test_plugins_add_their_commands(cli, monkeypatch):
     assert "recorder" in cli("--help").output
     monkeypatch.setenv("PELAGO_PLUGINS", "pool")
     assert cli("recorder", "hello", "Li").exit_code != 0  # not deployed: no such command
+
+
+@pytest.mark.parametrize("slug", ["Bad Slug!", "UPPER", "-dash", "a", "ok\n", "x" * 64, "ünï"])
+def test_tenant_slugs_are_checked_once_for_the_shell_and_the_api(cli, app, operator_key, slug):
+    """Was: the shell made tenants the API would refuse, and that no X-Pelago-Tenant could name."""
+    from sqlalchemy import func, select
+
+    from pelago.core.models import Tenant
+
+    rt = app.extensions["pelago"]
+    with rt.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(Tenant))
+    r = cli("tenants", "create", "--", slug)
+    assert r.exit_code != 0 and "invalid slug" in r.output and "lowercase letters" in r.output, r.output
+    api = app.test_client().post("/api/v1/tenants", json={"slug": slug},
+                                 headers={"Authorization": f"Bearer {operator_key}"})
+    assert api.status_code == 422 and "lowercase letters" in api.get_json()["errors"]["json"]["slug"][0]
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Tenant)) == before

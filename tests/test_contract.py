@@ -27,6 +27,7 @@ operation for a deeper local run (default 25).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -235,7 +236,11 @@ def test_cursor_past_bigint_is_422(admin: TenantHandle, operator_key: str, lead_
                                    last_id: int) -> None:
     """Was a 500: a well-formed cursor holding an id past BIGINT reached the database."""
     headers = {"Authorization": f"Bearer {operator_key}"} if op.path.startswith("/api/v1/tenants") else {}
-    r = admin.get(op.url(lead_id=lead_id) + f"?cursor={_cursor(last_id)}", headers=headers)
+    ids = {"lead_id": lead_id}
+    if "import_id" in op.params:  # an import's errors
+        csv = io.BytesIO(f"name,phone\nx,{phone()}\n".encode())
+        ids["import_id"] = admin.post("/api/v1/imports", data={"file": (csv, "x.csv")}).get_json()["id"]
+    r = admin.get(op.url(**ids) + f"?cursor={_cursor(last_id)}", headers=headers)
     assert r.status_code == 422, r.get_json()
 
 

@@ -209,3 +209,27 @@ def test_plugin_jobs_declared_on_the_spec_run_for_the_tenant_after_commit(make_a
         ctx.enqueue("recorder.nosuch")
     with pytest.raises(NotFound):
         rt.enqueue(t.id, "nosuch.echo")
+
+
+def test_last_error_is_a_short_message_and_the_traceback_is_logged(make_app, caplog):
+    """Was: ~3 KB of traceback with the server's paths, shown to tenant admins."""
+    import logging
+
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    with caplog.at_level(logging.WARNING, logger="pelago"):
+        t.post("/api/v1/leads", json={"phone": "13800138019"})
+    listed = t.get("/api/v1/deliveries?state=failed").get_json()["items"]
+    assert [x["last_error"] for x in listed] == ["RuntimeError: failing plugin: boom"]
+    logged = [r for r in caplog.records if "plugin failing failed on event lead_created" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert "failing.py" in caplog.text and "Traceback" in caplog.text
+
+
+def test_short_error_is_one_truncated_line():
+    from pelago.core.events import MAX_ERROR, short_error
+
+    assert short_error(ValueError("a\n  b\tc")) == "ValueError: a b c"
+    assert short_error(KeyError()) == "KeyError"
+    long = short_error(RuntimeError("x" * 5000))
+    assert len(long) == MAX_ERROR and long.startswith("RuntimeError: xxx") and long.endswith("…")

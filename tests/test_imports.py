@@ -356,3 +356,69 @@ def test_a_form_part_without_a_usable_name_is_ignored(tenant):
     body = body.replace(b'name="%0D"', b"name")
     r = tenant.post("/api/v1/imports", data=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert r.status_code in (202, 422), r.get_json()
+
+
+@pytest.mark.parametrize(("content", "bad_row"), [
+    ('name,phone\n"甲,13900139040\n乙,13900139041\n', 1),    # a quote never closed: it would swallow row 2
+    ('name,phone\n甲,13900139042\n"乙"x,13900139043\n', 2),  # text after a closing quote
+])
+def test_a_quote_left_open_fails_the_import_with_its_row(tenant, content, bad_row):
+    imp = upload(tenant, content.encode()).get_json()
+    assert imp["status"] == "failed", imp
+    assert imp["error"].startswith(f"row {bad_row} is not valid CSV") and "nothing was imported" in imp["error"]
+    assert imp["processed_rows"] == 0 and imp["failed_rows"] == 0 and counts(tenant) == (0, 0)
+
+
+def test_cli_exits_non_zero_on_a_quote_left_open(cli, tenant, tmp_path):
+    path = tmp_path / "open.csv"
+    path.write_bytes('name,phone\n"甲,13900139044\n乙,13900139045\n'.encode())
+    r = cli("leads", "import", str(path), "--tenant", tenant.slug)
+    assert r.exit_code != 0 and "row 1 is not valid CSV" in r.output, r.output
+    assert counts(tenant) == (0, 0)
+
+
+def test_every_error_can_be_read_a_page_at_a_time_and_downloaded(tenant, other_tenant):
+    """Was: 150 bad rows gave error_count 150 and 100 errors, and no way to read the rest."""
+    import csv as csvlib
+
+    content = ("name,phone\n" + "".join(f"n{i},12{i}\n" for i in range(150)) + "=HYPERLINK(1),+1\n").encode()
+    imp = upload(tenant, content).get_json()
+    assert imp["failed_rows"] == 151 and imp["error_count"] == 151 and len(imp["errors"]) == 100
+    url = f"/api/v1/imports/{imp['id']}/errors"
+    seen, cursor = [], None
+    while True:
+        page = tenant.get(url, query_string={"limit": 40, **({"cursor": cursor} if cursor else {})}).get_json()
+        assert len(page["items"]) <= 40
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e["row"] for e in seen] == list(range(1, 152))
+    assert seen[:100] == imp["errors"]
+    assert set(seen[0]) == {"row", "field", "message"} and seen[0]["field"] == "phone"
+
+    r = tenant.get(f"{url}.csv")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert r.headers["Content-Disposition"] == f'attachment; filename="import-{imp["id"]}-errors.csv"'
+    text = r.data.decode("utf-8")
+    assert text.startswith("\ufeffrow,field,message\r\n")
+    rows = list(csvlib.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert len(rows) == 152 and [int(r[0]) for r in rows[1:]] == list(range(1, 152))
+    assert rows[1][1:] == [seen[0]["field"], seen[0]["message"]]
+
+    assert tenant.get(url, "manager").status_code == 200 and tenant.get(url, "rep").status_code == 403
+    assert tenant.get(f"{url}.csv", "rep").status_code == 403
+    assert other_tenant.get(url).status_code == 404 and other_tenant.get(f"{url}.csv").status_code == 404
+    assert tenant.get(url, query_string={"cursor": "nope"}).status_code == 422
+
+
+def test_the_error_download_defuses_formulas(tenant, monkeypatch):
+    """A message or field that starts like a formula is not run by a spreadsheet."""
+    def refuse(ctx, subs, **kw):
+        from pelago.core.services.intake import Outcome
+        return [Outcome(status="invalid", errors={"phone": ["=cmd|' /C calc'!A0"]}) for _ in subs]
+
+    monkeypatch.setattr(svc, "ingest", refuse)
+    imp = upload(tenant, b"name,phone\nx,13900139050\n").get_json()
+    text = tenant.get(f"/api/v1/imports/{imp['id']}/errors.csv").data.decode("utf-8")
+    assert text.splitlines()[1] == "1,phone,'=cmd|' /C calc'!A0"

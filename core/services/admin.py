@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,17 +12,30 @@ from sqlalchemy.orm import Session
 
 from ..context import Actor, HookContext
 from ..db import flush_or_conflict
-from ..errors import Forbidden, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import ROLE_RANK, ApiKey, Team, Tenant, User
 from ..security import hash_password, new_api_key
 
 # --- tenants (operator) ---------------------------------------------------------
+
+#: what a tenant slug looks like: the API, the CLI and ``X-Pelago-Tenant`` all check this one pattern
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SLUG_RULE = "2-63 characters: lowercase letters, digits and '-', not starting with '-'"
+
+
+def check_slug(slug: str) -> str:
+    """``slug`` if it is a valid tenant slug, else :class:`InvalidInput` under ``slug``."""
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise InvalidInput("invalid slug", {"slug": [SLUG_RULE]})
+    return slug
+
 
 
 def create_tenant(
     session: Session, *, slug: str, name: str | None = None, timezone: str = "Asia/Shanghai",
     default_region: str = "CN", currency: str = "CNY", now: Any,
 ) -> Tenant:
+    check_slug(slug)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tz folder such as 'Asia'
@@ -77,12 +91,64 @@ def update_user(ctx: HookContext, user: User, data: Mapping[str, Any]) -> User:
             raise Forbidden(f"a {actor.role} cannot make someone {data['role']}")
     if data.get("team_id") is not None:
         _team(ctx.session, ctx.tenant.id, data["team_id"])
+    if _stops_being_admin(user, data):
+        keep_an_admin(ctx.session, user)
     for field in ("name", "role", "team_id", "active", "on_leave", "daily_capacity", "weight", "working_hours"):
         if field in data:
             setattr(user, field, data[field])
     if data.get("password"):
         user.password_hash = hash_password(data["password"])
     ctx.session.flush()
+    return user
+
+
+def _stops_being_admin(user: User, data: Mapping[str, Any]) -> bool:
+    was = user.role == "admin" and user.active
+    role, active = data.get("role", user.role), data.get("active", user.active)
+    return was and not (role == "admin" and active)
+
+
+def keep_an_admin(session: Session, user: User) -> None:
+    """Refuse (409) to let ``user`` stop being an active admin if no other active admin is left.
+
+    A tenant without an active admin is locked out of its own administration
+    (every key of a deactivated user is refused), so the last one stays. The
+    tenant's active admin rows are locked (``FOR UPDATE``) before they are
+    counted: two admins deactivating each other at once take turns, and the
+    second one finds the first gone and is refused. On PostgreSQL a row that
+    the first transaction changed is checked again after it commits, and
+    drops out of the locked set; SQLite serialises writers anyway.
+    """
+    others = session.scalars(
+        select(User.id).where(User.tenant_id == user.tenant_id, User.role == "admin", User.active.is_(True))
+        .order_by(User.id).with_for_update()
+    ).all()
+    if not [i for i in others if i != user.id]:
+        raise Conflict(
+            "the last active admin of a tenant cannot be deactivated or demoted; make another admin first",
+            {"user_id": user.id},
+        )
+
+
+def activate_user(session: Session, *, tenant_id: int, email: str, role: str | None = None) -> User:
+    """Reactivate a tenant's user by email, optionally with a new ``role`` (``pelago users activate``).
+
+    The way back in for a tenant whose admins are all inactive (a database
+    from before the last admin was kept, or a tenant set up by hand).
+    """
+    if role not in (None, "admin", "manager", "rep"):
+        raise InvalidInput("unknown role", {"role": ["must be one of admin, manager, rep"]})
+    user = session.scalars(
+        select(User).where(User.tenant_id == tenant_id, User.email == email.strip().lower())
+    ).first()
+    if user is None:
+        raise NotFound(f"no user {email} in this tenant")
+    if role is not None and role != user.role and _stops_being_admin(user, {"role": role, "active": True}):
+        keep_an_admin(session, user)
+    user.active = True
+    if role is not None:
+        user.role = role
+    session.flush()
     return user
 
 

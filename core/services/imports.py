@@ -31,6 +31,7 @@ from sqlalchemy import func, insert, select, update
 from ..context import Actor, HookContext
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Import, ImportError_, User
+from ..pagination import Page, paginate
 from .intake import Outcome, Submission, ingest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,9 +160,15 @@ def detect_encoding(content: bytes) -> str:
 
 
 def _records(content: bytes, encoding: str, delimiter: str) -> Iterator[list[str]]:
-    """The file's CSV records, one at a time."""
+    """The file's CSV records, one at a time.
+
+    Strict: a quote left open (which would otherwise swallow every row up to
+    the end of the file into one field) or text right after a closing quote
+    is a ``csv.Error``, so a broken file fails with its row number instead
+    of silently losing rows.
+    """
     text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
-    return csv.reader(text, delimiter=delimiter)
+    return csv.reader(text, delimiter=delimiter, strict=True)
 
 
 def _first_line(content: bytes, encoding: str) -> str:
@@ -276,6 +283,44 @@ def get_import(ctx: HookContext, import_id: int) -> Import:
     if imp is None:
         raise NotFound(f"import {import_id} not found")
     return imp
+
+
+def error_page(ctx: HookContext, imp: Import, cursor: str | None, limit: int) -> Page[ImportError_]:
+    """One page of the import's stored row errors, in row order (they are stored batch by batch, by row)."""
+    return paginate(ctx.session, select(ImportError_).where(ImportError_.import_id == imp.id), ImportError_.id,
+                    cursor, limit, oldest_first=True)
+
+
+def errors_csv(ctx: HookContext, imp: Import) -> Iterator[str]:
+    """Every stored row error of the import as CSV text (``row,field,message``), a line at a time.
+
+    A cell that a spreadsheet would run as a formula (starting with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return) is prefixed with ``'``.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+
+    def line(cells: list[Any]) -> str:
+        out.seek(0)
+        out.truncate()
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in _FORMULA else c for c in cells])
+        return out.getvalue()
+
+    yield line(["row", "field", "message"])
+    last = 0
+    while True:
+        chunk = list(ctx.session.execute(
+            select(ImportError_.id, ImportError_.row, ImportError_.field, ImportError_.message)
+            .where(ImportError_.import_id == imp.id, ImportError_.id > last).order_by(ImportError_.id).limit(BATCH)
+        ))
+        for _id, row, name, message in chunk:
+            yield line([row, name, message])
+        if len(chunk) < BATCH:
+            return
+        last = chunk[-1][0]
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def import_errors(ctx: HookContext, imp: Import, limit: int | None = None) -> tuple[list[ImportError_], int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
@@ -76,6 +76,7 @@ class ImportDetail(ImportSummary):
 
 
 ImportPage = page_of(ImportSummary)
+RowErrorPage = page_of(RowError)
 
 
 class _MappingJson(fields.Field):
@@ -205,3 +206,41 @@ def index(args: dict[str, Any]) -> Any:
 @requires("manager")
 def show(import_id: int) -> Any:
     return _detail(svc.get_import(ctx(), import_id))
+
+
+@blp.route("/<int:import_id>/errors", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, RowErrorPage)
+@requires("manager")
+def errors(args: dict[str, Any], import_id: int) -> Any:
+    """All the import's stored row errors, in row order, a page at a time.
+
+    The import's own read shows only the first errors; this pages through
+    every stored one (at most 10,000 per import) with `limit` and `cursor`,
+    oldest row first.
+    """
+    c = ctx()
+    page = svc.error_page(c, svc.get_import(c, import_id), args.get("cursor"), args["limit"])
+    return {"items": [{"row": e.row, "field": e.field, "message": e.message} for e in page.items],
+            "next_cursor": page.next_cursor}
+
+
+@blp.route("/<int:import_id>/errors.csv", methods=["GET"])
+@blp.response(200, {"type": "string"}, content_type="text/csv",
+              description="`row,field,message`, a header line then every stored row error")
+@requires("manager")
+def errors_csv(import_id: int) -> Any:
+    """Download every stored row error of the import as a CSV file.
+
+    UTF-8 with a BOM (so spreadsheet programs read Chinese text right), one
+    line per error: `row,field,message`, in row order. Cells that a
+    spreadsheet would run as a formula are prefixed with `'`.
+    """
+    c = ctx()
+    imp = svc.get_import(c, import_id)
+    # At most MAX_STORED_ERRORS lines (about a megabyte): built whole, so the
+    # request's transaction ends before the body is sent.
+    body = "\ufeff" + "".join(svc.errors_csv(c, imp))
+    return Response(body.encode("utf-8"), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="import-{imp.id}-errors.csv"',
+    })

@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES, STRATEGIES
 from pelago.core.pagination import MAX_LIMIT
+from pelago.core.services.admin import SLUG, SLUG_RULE
 
 
 def _id(**kw: Any) -> fields.Integer:
@@ -408,7 +409,7 @@ class PluginArgs(Schema):
 
 
 class TenantArgs(Schema):
-    slug = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$"))
+    slug = fields.String(required=True, validate=validate.Regexp(SLUG, error=SLUG_RULE))
     name = fields.String(validate=validate.Length(min=1, max=200))
     timezone = fields.String(load_default="Asia/Shanghai", validate=validate.Length(max=64))
     default_region = fields.String(load_default="CN", validate=validate.Regexp(r"^[A-Za-z]{2}$"))
