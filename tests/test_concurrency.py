@@ -146,3 +146,35 @@ def test_batches_of_the_same_phones_in_opposite_orders_do_not_deadlock(tenant):
         assert s.scalar(select(func.count()).select_from(Lead).where(Lead.tenant_id == tenant.id)) == 3000
         owners = set(s.scalars(select(Lead.owner_id).where(Lead.tenant_id == tenant.id)))
     assert owners == {None}
+
+
+def test_an_email_only_submission_racing_a_phone_one_never_misses_it(tenant):
+    """Issue 14, finding 12: the email-only match was the last check-then-insert.
+
+    Pairs race: an email-only submission and a phone+email one with the same
+    email. Either order is legitimate (email-only first: two leads, by the
+    rules; phone first: the email-only one merges into it), but an email-only
+    lead made *after* the phone lead with its email was committed is the race
+    lost: its id would be higher.
+    """
+    pairs, rounds = 12, 4
+
+    def submit_round(r):
+        def submit(i):
+            pair, kind = divmod(i, 2)
+            email = f"race{r}-{pair}@example.com"
+            body = {"email": email} if kind == 0 else {"email": email, "phone": f"138{r:02d}01{pair:04d}"}
+            return tenant.post("/api/v1/leads", json=body)
+        return submit
+
+    for r in range(rounds):
+        responses = run_parallel(2 * pairs, submit_round(r))
+        assert all(x.status_code in (200, 201) for x in responses), [x.get_json() for x in responses]
+    with tenant.runtime.sessions() as s:
+        rows = s.execute(select(Lead.id, Lead.email, Lead.phone).where(Lead.tenant_id == tenant.id)).all()
+    for email in {f"race{r}-{pair}@example.com" for r in range(rounds) for pair in range(pairs)}:
+        email_only = [lid for lid, e, p in rows if e == email and p is None]
+        with_phone = [lid for lid, e, p in rows if e == email and p is not None]
+        assert len(with_phone) == 1 and len(email_only) <= 1, rows
+        if email_only:
+            assert email_only[0] < with_phone[0], f"{email}: an email-only lead made after the phone lead"

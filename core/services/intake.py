@@ -21,6 +21,7 @@ bench/intake_import.py measures the whole line against a bare INSERT.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -206,6 +207,7 @@ def ingest(
             email = r.values.get("email")
             if email:
                 by_email.setdefault(email, r)
+    _lock_emails(ctx, [r.values["email"] for r in fresh if r.values.get("email")])
     existing = _existing_leads(ctx, list(primary) + [r.dedupe for r in by_email_only])
     to_create = [r for d, r in primary.items() if d not in existing]
     for r in [*primary.values(), *by_email_only]:
@@ -246,6 +248,35 @@ def ingest(
             for r in merged_rows
         ])
     return outcomes
+
+
+EMAIL_BUCKETS = 64
+
+
+def _lock_emails(ctx: HookContext, emails: list[str]) -> None:
+    """Serialise intake per email (PostgreSQL): the match of an email-only submission cannot race.
+
+    An email-only submission merges into a lead with that email, which may
+    have a phone; no unique index can say "one email among leads without a
+    phone, unless one with a phone has it". So every batch that carries an
+    email takes a transaction-level advisory lock on the email's bucket (one
+    of 64 per tenant, in bucket order: no deadlocks) before it looks for
+    duplicates, and holds it to commit: a submission then sees every lead a
+    concurrent one made with its email. Bounded: at most 64 locks per
+    transaction, one statement per batch. SQLite runs one writer at a time.
+    """
+    if not emails or not _postgres(ctx.session):
+        return
+    buckets = sorted({zlib.crc32(e.encode()) % EMAIL_BUCKETS for e in emails})
+    ctx.session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, b) FROM unnest(CAST(:buckets AS int[])) AS b ORDER BY b"),
+        {"space": _lock_space(ctx.tenant.id), "buckets": buckets},
+    )
+
+
+def _lock_space(tenant_id: int) -> int:
+    """The first key of the tenant's email locks: a 31-bit number of its own."""
+    return (zlib.crc32(f"pelago.email:{tenant_id}".encode()) & 0x7FFFFFFF)
 
 
 def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
