@@ -44,6 +44,12 @@ def _import(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
     return run_import(runtime, tenant_id, import_id)
 
 
+def _resume_imports(runtime: Runtime) -> int:
+    from .services.imports import resume_stalled
+
+    return resume_stalled(runtime)
+
+
 def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, Any]) -> Any:
     """A plugin's :class:`~pelago.core.spec.Job` for one tenant; skipped if the plugin is off for it."""
     plugin, spec = find(runtime, job)
@@ -58,6 +64,7 @@ JOBS: dict[str, JobFunc] = {
     "deliver": _deliver,
     "retry_deliveries": _retry_deliveries,
     "periodic": _periodic,
+    "resume_imports": _resume_imports,
     "import": _import,
     "plugin_job": _plugin_job,
 }

@@ -98,6 +98,7 @@ def tick(runtime: Runtime) -> list[Started]:
                     runtime.queue.enqueue("periodic", tenant_id=tenant_id, plugin=spec.name, job=periodic.name)
                     started.append(Started(tenant_id, spec.name, periodic.name))
     runtime.queue.enqueue("retry_deliveries")
+    runtime.queue.enqueue("resume_imports")  # imports whose worker died
     return started
 
 

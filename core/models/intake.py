@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
@@ -51,6 +52,8 @@ class Import(TenantScoped, Base):
     __tablename__ = "core_import"
     __table_args__ = (
         Index("ix_core_import_list", "tenant_id", "id"),
+        Index("ix_core_import_stalled", "lease_until", postgresql_where=text("status = 'running'"),
+              sqlite_where=text("status = 'running'")),
         CheckConstraint("status IN ('queued','running','done','failed')", name="status"),
     )
 
@@ -75,6 +78,11 @@ class Import(TenantScoped, Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The worker's lease (``services.imports``): renewed with each batch; expired = the worker died.
+    lease_until: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    resume_after_row: Mapped[int] = mapped_column(Integer, default=0)  # the last row of the last batch committed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ImportError_(TenantScoped, Base):

@@ -21,8 +21,10 @@ import hashlib
 import io
 import re
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -43,6 +45,10 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 BATCH = 1000
 #: row errors kept per import; ``failed_rows`` still counts every refused row
 MAX_STORED_ERRORS = 10_000
+#: How long a worker holds an import between two batches; a worker that died is replaced after it.
+LEASE = timedelta(minutes=5)
+#: Workers that may die on one import before it is failed instead of resumed again.
+MAX_ATTEMPTS = 3
 #: how many errors an import's read shows
 SHOWN_ERRORS = 100
 DEFAULT_CHANNEL = "import"
@@ -261,7 +267,7 @@ def create_import(
         options={"source": opts.get("source"), "channel": opts.get("channel") or DEFAULT_CHANNEL,
                  "delimiter": delimiter, "route": opts["route"], "targets": opts["targets"]},
         status="queued", processed_rows=0, created_leads=0, merged_rows=0, skipped_rows=0, failed_rows=0,
-        created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
+        resume_after_row=0, attempts=0, created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
     )
     ctx.session.add(imp)
     ctx.session.flush()
@@ -362,25 +368,80 @@ def run_import(
     never as an exception out of the job: rows already committed stay, and
     running the file again replays them.
     """
+    token = uuid.uuid4().hex
     try:
-        return _run(runtime, tenant_id, import_id, progress)
+        return _run(runtime, tenant_id, import_id, progress, token)
+    except LeaseLost:
+        runtime.log.warning("import %s of tenant %s: another worker took it over", import_id, tenant_id)
     except Conflict as exc:
-        _finish(runtime, tenant_id, import_id, "failed", exc.message)
+        _finish(runtime, tenant_id, import_id, "failed", exc.message, token)
     except Exception as exc:  # noqa: BLE001 - recorded on the import, which is what callers read
         runtime.log.exception("import %s of tenant %s failed", import_id, tenant_id)
-        _finish(runtime, tenant_id, import_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        _finish(runtime, tenant_id, import_id, "failed", f"internal error: {type(exc).__name__}: {exc}", token)
     return _summary(runtime, tenant_id, import_id)
 
 
-def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | None) -> dict[str, Any]:
+class LeaseLost(Exception):
+    """This worker's lease on an import ran out and another worker took it: stop, write nothing."""
+
+
+def resume_stalled(runtime: Runtime) -> int:
+    """Hand every import whose worker died (``running``, lease expired) to the queue again.
+
+    The scheduler's tick enqueues this; the import job itself claims the
+    import (one winner) and goes on after its last committed batch.
+    """
+    with runtime.sessions() as session:
+        stalled = session.execute(
+            select(Import.tenant_id, Import.id)
+            .where(Import.status == "running", Import.lease_until < runtime.clock())
+            .order_by(Import.id).execution_options(all_tenants=True)
+        ).all()
+    for tenant_id, import_id in stalled:
+        runtime.queue.enqueue("import", tenant_id=tenant_id, import_id=import_id)
+    return len(stalled)
+
+
+def _claim(runtime: Runtime, tenant_id: int, import_id: int, token: str) -> bool:
+    """Take a queued import, or a running one whose lease expired; ``False`` if another worker has it.
+
+    The import's row is locked while it is judged, so two workers cannot
+    both take it. An import whose workers died :data:`MAX_ATTEMPTS` times
+    is failed instead (its committed rows stay).
+    """
+    now = runtime.clock()
     with runtime.tenant_session(tenant_id) as session:
         imp = session.scalars(select(Import).where(Import.id == import_id).with_for_update()).first()
         if imp is None:
             raise NotFound(f"import {import_id} not found")
-        if imp.status != "queued":
+        stalled = imp.status == "running" and imp.lease_until is not None and imp.lease_until < now
+        if imp.status != "queued" and not stalled:
             session.rollback()
-            return _summary(runtime, tenant_id, import_id)
-        imp.status, imp.started_at = "running", runtime.clock()
+            return False
+        if stalled and imp.attempts >= MAX_ATTEMPTS:
+            imp.status, imp.finished_at, imp.lease_token = "failed", now, None
+            imp.error = (f"its worker stopped {imp.attempts} times (last at row {imp.resume_after_row}); "
+                         "the rows before that are imported: upload the file again to finish it")
+            session.commit()
+            return False
+        imp.status, imp.started_at = "running", imp.started_at or now
+        imp.lease_until, imp.lease_token, imp.attempts = now + LEASE, token, imp.attempts + 1
+        session.commit()
+        return True
+
+
+def _run(
+    runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | None, token: str
+) -> dict[str, Any]:
+    if not _claim(runtime, tenant_id, import_id, token):
+        return _summary(runtime, tenant_id, import_id)
+    with runtime.tenant_session(tenant_id) as session:
+        imp = session.get(Import, import_id)
+        if imp is None:
+            raise NotFound(f"import {import_id} not found")
+        resume_after, total_known = imp.resume_after_row, imp.total_rows
+        done_before, errors_before = imp.processed_rows, session.scalar(
+            select(func.count()).select_from(ImportError_).where(ImportError_.import_id == import_id)) or 0
         content, sha, encoding = imp.content, imp.sha256, imp.encoding or "utf-8"
         mapping, options = dict(imp.mapping), dict(imp.options)
         actor = None
@@ -388,33 +449,35 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
             user = session.get(User, imp.created_by)
             if user is not None:
                 actor = Actor(user.id, user.role, user.tenant_id, user.team_id, user.email)
-        session.commit()
+        session.rollback()
 
     delimiter = options.get("delimiter") or ","
     route = bool(options.get("route", True))
     # A first pass counts the rows (for progress) and finds a broken file
     # before any row of it is imported; the second pass then cannot fail.
-    total, row = 0, 0
-    try:
-        for row, record in enumerate(_records(content, encoding, delimiter)):
-            total += 0 if _blank(record) or row == 0 else 1
-    except csv.Error as exc:
-        _finish(runtime, tenant_id, import_id, "failed",
-                f"row {row + 1} is not valid CSV ({exc}); nothing was imported")
-        return _summary(runtime, tenant_id, import_id)
-    with runtime.tenant_session(tenant_id) as session:
-        session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
-        session.commit()
+    total, row = total_known or 0, 0
+    if total_known is None:  # a resumed import counted its rows the first time
+        try:
+            for row, record in enumerate(_records(content, encoding, delimiter)):
+                total += 0 if _blank(record) or row == 0 else 1
+        except csv.Error as exc:
+            _finish(runtime, tenant_id, import_id, "failed",
+                    f"row {row + 1} is not valid CSV ({exc}); nothing was imported", token)
+            return _summary(runtime, tenant_id, import_id)
+        with runtime.tenant_session(tenant_id) as session:
+            session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
+            session.commit()
     if progress:
-        progress(0, total)
+        progress(done_before, total)
 
     reader = _records(content, encoding, delimiter)
     header = [h.strip() for h in next(reader)]
     rows = _Rows(header, mapping, options, sha, import_id)
-    state = {"done": 0, "stored_errors": 0}
+    state: dict[str, Any] = {"done": done_before, "stored_errors": errors_before, "token": token,
+                             "now": runtime.clock}
     batch = _Batch()
     for row, record in enumerate(reader, start=1):
-        if _blank(record):
+        if _blank(record) or row <= resume_after:
             continue
         if not batch.first_row:
             batch.first_row = row
@@ -429,7 +492,7 @@ def _run(runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | 
         _apply(runtime, tenant_id, import_id, actor, batch, state, route)
         if progress:
             progress(state["done"], total)
-    _finish(runtime, tenant_id, import_id, "done", None)
+    _finish(runtime, tenant_id, import_id, "done", None, token)
     return _summary(runtime, tenant_id, import_id)
 
 
@@ -507,7 +570,7 @@ def _apply(
 
 
 def _record(ctx: HookContext, import_id: int, batch: _Batch, outcomes: list[Outcome],
-            state: dict[str, int]) -> None:
+            state: dict[str, Any]) -> None:
     counts = {"created": 0, "merged": 0, "replayed": 0, "invalid": 0}
     errors: list[tuple[int, str, str]] = list(batch.refused)
     for sub, outcome in zip(batch.subs, outcomes, strict=True):
@@ -524,21 +587,32 @@ def _record(ctx: HookContext, import_id: int, batch: _Batch, outcomes: list[Outc
             for r, f, m in errors[:room]
         ])
         state["stored_errors"] += min(room, len(errors))
-    ctx.session.execute(
-        update(Import).where(Import.id == import_id).values(
+    # Fenced by the lease: a worker whose lease another took writes nothing (its batch rolls back).
+    held = ctx.session.execute(  # type: ignore[attr-defined]  # a CursorResult
+        update(Import).where(Import.id == import_id, Import.lease_token == state["token"]).values(
             processed_rows=Import.processed_rows + len(batch),
             created_leads=Import.created_leads + counts["created"],
             merged_rows=Import.merged_rows + counts["merged"],
             skipped_rows=Import.skipped_rows + counts["replayed"],
             failed_rows=Import.failed_rows + counts["invalid"],
+            resume_after_row=batch.last_row, lease_until=state["now"]() + LEASE,
         )
-    )
+    ).rowcount
+    if not held:
+        raise LeaseLost(f"import {import_id}")
 
 
-def _finish(runtime: Runtime, tenant_id: int, import_id: int, status: str, error: str | None) -> None:
+def _finish(
+    runtime: Runtime, tenant_id: int, import_id: int, status: str, error: str | None, token: str | None = None
+) -> None:
+    """End the import; with ``token``, only while this worker still holds its lease."""
     with runtime.tenant_session(tenant_id) as session:
-        session.execute(update(Import).where(Import.id == import_id).values(
+        stmt = update(Import).where(Import.id == import_id)
+        if token is not None:
+            stmt = stmt.where((Import.lease_token == token) | (Import.lease_token.is_(None)))
+        session.execute(stmt.values(
             status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
+            lease_until=None, lease_token=None,
         ))
         session.commit()
 

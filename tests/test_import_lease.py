@@ -1,0 +1,142 @@
+"""An import whose worker dies is resumed after its lease, not left ``running`` forever (issue 14, finding 12).
+
+Crashes are real: a ``BaseException`` out of the worker's progress callback
+(nothing of the import catches it, as nothing catches SIGKILL), and on both
+databases a worker process killed with SIGKILL between two batches.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from pelago.core.models import Import, Lead
+from pelago.core.services import imports as svc
+from pelago.testing import scheduler_tick
+
+
+class WorkerDied(BaseException):
+    """Stands for the process vanishing: not an ``Exception``, so no handler of the import sees it."""
+
+
+def csv_of(n: int, prefix: str) -> bytes:
+    return ("name,phone\n" + "".join(f"n{i},{prefix}{i:04d}\n" for i in range(n))).encode()
+
+
+def new_import(t, content: bytes) -> int:
+    with t.runtime.tenant_context(t.id) as ctx:
+        return svc.create_import(ctx, filename="x.csv", content=content).id
+
+
+def state(t, import_id: int) -> dict:
+    with t.runtime.tenant_session(t.id) as s:
+        imp = s.get(Import, import_id)
+        leads = s.scalar(select(func.count()).select_from(Lead).where(Lead.tenant_id == t.id))
+        return {"status": imp.status, "processed": imp.processed_rows, "created": imp.created_leads,
+                "resume_after": imp.resume_after_row, "attempts": imp.attempts, "error": imp.error, "leads": leads}
+
+
+def die_after(batches: int):
+    """A progress callback that kills the worker once it committed ``batches`` batches of its own."""
+    seen: dict[str, int] = {}
+
+    def progress(done: int, total: int) -> None:
+        start = seen.setdefault("start", done)  # the first call reports where this worker starts
+        if done > start:
+            seen["n"] = seen.get("n", 0) + 1
+            if seen["n"] >= batches:
+                raise WorkerDied
+
+    return progress
+
+
+def test_a_dead_workers_import_is_resumed_after_its_lease_and_counts_once(tenant, clock, monkeypatch):
+    monkeypatch.setattr(svc, "BATCH", 4)
+    import_id = new_import(tenant, csv_of(10, "1390015"))
+    try:
+        svc.run_import(tenant.runtime, tenant.id, import_id, progress=die_after(1))
+    except WorkerDied:
+        pass
+    assert state(tenant, import_id) == {"status": "running", "processed": 4, "created": 4, "resume_after": 4,
+                                        "attempts": 1, "error": None, "leads": 4}
+    scheduler_tick(tenant.runtime, tenant.id)  # within the lease: the worker may be alive
+    assert state(tenant, import_id)["status"] == "running"
+    assert svc.run_import(tenant.runtime, tenant.id, import_id)["status"] == "running"  # nor may a job take it
+    clock.advance(minutes=6)
+    scheduler_tick(tenant.runtime, tenant.id)  # the lease expired: resumed after row 4
+    assert state(tenant, import_id) == {"status": "done", "processed": 10, "created": 10, "resume_after": 10,
+                                        "attempts": 2, "error": None, "leads": 10}
+
+
+def test_an_import_whose_workers_keep_dying_is_failed_with_its_rows_kept(tenant, clock, monkeypatch):
+    monkeypatch.setattr(svc, "BATCH", 2)
+    import_id = new_import(tenant, csv_of(12, "1390016"))
+    for _ in range(svc.MAX_ATTEMPTS):
+        try:
+            svc.run_import(tenant.runtime, tenant.id, import_id, progress=die_after(1))
+        except WorkerDied:
+            pass
+        clock.advance(minutes=6)
+    assert state(tenant, import_id)["attempts"] == svc.MAX_ATTEMPTS
+    scheduler_tick(tenant.runtime, tenant.id)
+    got = state(tenant, import_id)
+    assert got["status"] == "failed" and "stopped 3 times" in got["error"] and got["leads"] == 6
+    assert got["processed"] == 6  # each worker committed one batch before it died
+
+
+def test_a_worker_whose_lease_was_taken_writes_nothing_more(tenant, clock, monkeypatch):
+    """A slow worker (not dead) past its lease: the next one takes over; the slow one's batch rolls back."""
+    monkeypatch.setattr(svc, "BATCH", 3)
+    import_id = new_import(tenant, csv_of(9, "1390017"))
+    resumed = {"done": False}
+
+    def slow_then_overtaken(done: int, total: int) -> None:
+        if done == 3 and not resumed["done"]:
+            resumed["done"] = True
+            clock.advance(minutes=6)  # this worker stalls past its lease ...
+            svc.run_import(tenant.runtime, tenant.id, import_id)  # ... and another finishes the import
+
+    result = svc.run_import(tenant.runtime, tenant.id, import_id, progress=slow_then_overtaken)
+    assert result["status"] == "done"
+    assert state(tenant, import_id) == {"status": "done", "processed": 9, "created": 9, "resume_after": 9,
+                                        "attempts": 2, "error": None, "leads": 9}
+
+
+WORKER = textwrap.dedent("""
+    import os, signal, sys
+    from pelago.core.db import make_engine
+    from pelago.core.host import PluginHost
+    from pelago.core.runtime import Runtime
+    from pelago.core.services import imports as svc
+
+    url, tenant_id, import_id = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    svc.BATCH = 5
+    runtime = Runtime(PluginHost((), strict=True), make_engine(url))
+
+    def progress(done, total):
+        if done >= 10:  # two batches committed: the process vanishes
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    svc.run_import(runtime, tenant_id, import_id, progress=progress)
+""")
+
+
+def test_a_worker_killed_with_sigkill_mid_import(tenant, db_url, clock):
+    """A real worker process, SIGKILLed between batches: the import resumes with its rows intact, each once."""
+    import_id = new_import(tenant, csv_of(23, "1390018"))
+    proc = subprocess.run([sys.executable, "-c", WORKER, db_url, str(tenant.id), str(import_id)],
+                          env={**os.environ}, capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    got = state(tenant, import_id)
+    assert (got["status"], got["processed"], got["leads"]) == ("running", 10, 10)
+    # The dead worker took its lease on the real clock; resume from a clock past it.
+    clock.at = datetime.now(timezone.utc) + svc.LEASE + timedelta(minutes=1)
+    scheduler_tick(tenant.runtime, tenant.id)
+    assert state(tenant, import_id) == {"status": "done", "processed": 23, "created": 23, "resume_after": 23,
+                                        "attempts": 2, "error": None, "leads": 23}
