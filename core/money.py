@@ -54,3 +54,24 @@ def split_money(total: Decimal | str | int, weights: Sequence[Decimal | int | st
     for i in order[:left]:
         parts[i] += 1
     return [sign * Decimal(p) * CENT for p in parts]
+
+
+#: ISO 4217 codes of the currencies in use (funds, precious metals and test codes left out); a
+#: fixed list, so a new currency is a code change.
+CURRENCIES = frozenset("""
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
+CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP
+GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD
+KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK
+NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS
+SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST
+XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+""".split())
+
+
+def currency_code(value: str) -> str:
+    """``value`` upper-cased if it is an ISO 4217 code in :data:`CURRENCIES`; ``ValueError`` otherwise."""
+    code = value.strip().upper() if isinstance(value, str) else ""
+    if code not in CURRENCIES:
+        raise ValueError(f"{str(value)[:20]!r} is not an ISO 4217 currency code (e.g. CNY, USD, EUR)")
+    return code

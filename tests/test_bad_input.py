@@ -58,6 +58,8 @@ def test_malformed_json(tenant, raw):
     ({}, "amount"),
     ({"amount": "10", "kind": "gift"}, "kind"),
     ({"amount": "10", "currency": "RMBX"}, "currency"),
+    ({"amount": "10", "currency": "XYZ"}, "currency"),  # was a 201: three letters, but no currency
+    ({"amount": "10", "currency": "XXX"}, "currency"),
 ])
 def test_bad_deals(tenant, body, field):
     lead = tenant.lead("13800138600")
@@ -127,3 +129,50 @@ def test_every_error_body_has_code_status_and_message(tenant):
         assert r.status_code in (401, 404, 422)
     cursor = tenant.get("/api/v1/leads?cursor=garbage").get_json()
     assert "cursor" in cursor["errors"]["query"]
+
+
+def test_currencies_are_iso_4217(tenant, operator_key):
+    lead = tenant.lead("13800138602")
+    r = tenant.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "10", "currency": "usd"})
+    assert r.status_code == 201 and r.get_json()["currency"] == "USD"
+    r = tenant.app.test_client().post("/api/v1/tenants", json={"slug": "cur-xyz", "currency": "XYZ"},
+                                      headers={"Authorization": f"Bearer {operator_key}"})
+    assert r.status_code == 422 and "ISO 4217" in r.get_json()["errors"]["json"]["currency"][0]
+
+
+def _attributes_cases():
+    from pelago.core.attributes import MAX_KEY_LENGTH, MAX_KEYS, MAX_VALUE_LENGTH
+
+    return [
+        pytest.param({f"k{i}": i for i in range(MAX_KEYS + 1)}, id="too many keys"),
+        pytest.param({"k": "x" * MAX_VALUE_LENGTH}, id="value too large"),
+        pytest.param({"k": ["x"] * (MAX_VALUE_LENGTH // 3)}, id="nested value too large"),
+        pytest.param({"k" * (MAX_KEY_LENGTH + 1): 1}, id="key too long"),
+        pytest.param({"": 1}, id="empty key"),
+    ]
+
+
+@pytest.mark.parametrize("attributes", _attributes_cases())
+def test_lead_attributes_are_limited(tenant, attributes):
+    """Was a 201 with 50,000 keys or a 900 KB value."""
+    before = snapshot(tenant)
+    r = tenant.post("/api/v1/leads", json={"phone": "13800138603", "attributes": attributes})
+    assert r.status_code == 422, r.get_json()
+    assert "attributes" in r.get_json()["errors"]["json"]
+    assert snapshot(tenant) == before
+    lead = tenant.lead("13800138604", attributes={"a": 1})
+    r = tenant.patch(f"/api/v1/leads/{lead['id']}", json={"attributes": attributes})
+    assert r.status_code == 422 and "attributes" in r.get_json()["errors"]["json"], r.get_json()
+    assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["attributes"] == {"a": 1}
+
+
+def test_attributes_at_the_limits_are_kept(tenant):
+    from pelago.core.attributes import MAX_KEY_LENGTH, MAX_KEYS, MAX_VALUE_LENGTH
+
+    most = {f"k{i}": i for i in range(MAX_KEYS - 1)} | {"k" * MAX_KEY_LENGTH: "x" * (MAX_VALUE_LENGTH - 2)}
+    lead = tenant.lead("13800138605", attributes=most)
+    assert lead["attributes"] == most
+    r = tenant.patch(f"/api/v1/leads/{lead['id']}", json={"attributes": {"k0": "changed"}})
+    assert r.status_code == 200 and r.get_json()["attributes"]["k0"] == "changed"
+    r = tenant.patch(f"/api/v1/leads/{lead['id']}", json={"attributes": {"one more": 1}})
+    assert r.status_code == 422 and "at most 50 keys" in r.get_json()["errors"]["json"]["attributes"][0]

@@ -5,6 +5,7 @@ from .deals import DEAL_KINDS, Deal, Refund
 from .intake import IMPORT_STATES, Channel, Import, ImportError_
 from .leads import (
     ACTIVITY_KINDS,
+    STAGE_TRANSITIONS,
     STAGES,
     Activity,
     Lead,
@@ -24,6 +25,7 @@ __all__ = [
     "ROLES",
     "ROLE_RANK",
     "RULE_FIELDS",
+    "STAGE_TRANSITIONS",
     "STAGES",
     "STRATEGIES",
     "Activity",

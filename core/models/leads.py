@@ -20,6 +20,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..db import Base, BigId, TenantScoped
 
 STAGES = ("new", "contacted", "qualified", "won", "lost")
+#: The stage machine: where ``POST /leads/{id}/stage`` may move a lead from each stage. Forward
+#: through the open stages, any open stage to ``won`` or ``lost``, ``lost`` back to ``new``
+#: (reopened); ``won`` is final (a customer's next purchase is a deal, and the lead stays won).
+STAGE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("contacted", "qualified", "won", "lost"),
+    "contacted": ("qualified", "won", "lost"),
+    "qualified": ("won", "lost"),
+    "lost": ("new",),
+    "won": (),
+}
+#: A deal moves a lead of any stage but ``won`` to ``won`` (a lost lead that buys after all).
+DEAL_TRANSITIONS = {(old, "won") for old in STAGES if old != "won"}
 ACTIVITY_KINDS = ("call", "note", "visit", "wechat", "sms", "meeting", "email")
 
 

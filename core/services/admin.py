@@ -14,6 +14,7 @@ from ..context import Actor, HookContext
 from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import ROLE_RANK, ApiKey, Team, Tenant, User
+from ..money import currency_code
 from ..security import hash_password, new_api_key
 
 # --- tenants (operator) ---------------------------------------------------------
@@ -44,9 +45,13 @@ def create_tenant(
 
     if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise InvalidInput("unknown region", {"default_region": [f"{default_region!r} is not a region code"]})
+    try:
+        currency = currency_code(currency)
+    except ValueError as exc:
+        raise InvalidInput("unknown currency", {"currency": [str(exc)]}) from None
     tenant = Tenant(
         slug=slug, name=name or slug, timezone=timezone, default_region=default_region.upper(),
-        currency=currency.upper(), plugins_version=0, created_at=now,
+        currency=currency, plugins_version=0, created_at=now,
     )
     session.add(tenant)
     flush_or_conflict(session, f"a tenant with slug {slug!r} exists", {"slug": ["already taken"]})

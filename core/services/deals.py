@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from ..context import HookContext
 from ..errors import InvalidInput, NotFound
 from ..models import Deal, Lead, Refund
-from ..money import to_money
+from ..money import currency_code, to_money
 from ..pagination import Page, paginate
 from .leads import change_stage
 from .routing import handoff_if_due
@@ -44,15 +44,19 @@ def record_deal(
     customer and ``repurchase`` for one that is.
     """
     value = _amount(amount)
+    try:
+        code = currency_code(currency or ctx.tenant.currency)
+    except ValueError as exc:
+        raise InvalidInput("unknown currency", {"currency": [str(exc)]}) from None
     kind = kind or ("repurchase" if lead.is_customer else "first_purchase")
     now = ctx.now()
     deal = Deal(
         lead_id=lead.id, owner_id=lead.owner_id, team_id=lead.team_id, amount=value,
-        refunded=Decimal("0.00"), currency=(currency or ctx.tenant.currency).upper(), product=product,
+        refunded=Decimal("0.00"), currency=code, product=product,
         kind=kind, won_at=now, created_by=ctx.actor.user_id if ctx.actor else None,
     )
     ctx.session.add(deal)
-    change_stage(ctx, lead, "won")
+    change_stage(ctx, lead, "won", by_deal=True)
     lead.is_customer = True
     ctx.session.flush()
     ctx.emit("deal_won", [deal_snapshot(deal)])

@@ -29,6 +29,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
+from ..attributes import attribute_errors
 from ..bulk import write_rows
 from ..context import HookContext
 from ..errors import Conflict
@@ -114,6 +115,8 @@ def clean(ctx: HookContext, data: Mapping[str, Any]) -> tuple[dict[str, Any], di
     if attributes is not None and not isinstance(attributes, Mapping):
         errors["attributes"] = ["must be an object"]
     out["attributes"] = dict(attributes or {}) if isinstance(attributes, Mapping) else {}
+    if out["attributes"] and (problems := attribute_errors(out["attributes"])):
+        errors["attributes"] = problems
     for name in ("team_id", "owner_id"):
         if data.get(name) is not None:
             out[name] = data[name]

@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import Select, select, update
 
+from ..attributes import MAX_KEYS, attribute_errors
 from ..context import HookContext
 from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
-from ..models import STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
+from ..models import STAGE_TRANSITIONS, STAGES, Activity, Lead, OwnershipChange, StageChange, Team, Touch, User
+from ..models.leads import DEAL_TRANSITIONS
 from ..ownership import Move, change_owners, refuse_if_any
 from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
@@ -184,7 +186,14 @@ def update_lead(ctx: HookContext, lead: Lead, data: Mapping[str, Any]) -> Lead:
         if field in data:
             setattr(lead, field, data[field])
     if "attributes" in data:
-        lead.attributes = {**lead.attributes, **data["attributes"]}
+        attributes = {**lead.attributes, **data["attributes"]}
+        problems = attribute_errors(data["attributes"])
+        if len(attributes) > max(MAX_KEYS, len(lead.attributes)):
+            problems.insert(0, f"at most {MAX_KEYS} keys: the lead has {len(lead.attributes)}, "
+                               f"this would make {len(attributes)}")
+        if problems:
+            raise InvalidInput("invalid attributes", {"attributes": problems})
+        lead.attributes = attributes
     lead.updated_at = ctx.now()
     _flush(ctx, "phone or email already belongs to another lead")
     return lead
@@ -237,7 +246,16 @@ def record_decision(ctx: HookContext, lead: Lead, decision: Any, *, reason: str)
         _flush(ctx, "the lead changed meanwhile; reload and retry")
 
 
-def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None = None) -> Lead:
+def change_stage(
+    ctx: HookContext, lead: Lead, new: str, lost_reason: str | None = None, *, by_deal: bool = False
+) -> Lead:
+    """Move ``lead`` to stage ``new`` along the stage machine (:data:`~pelago.core.models.STAGE_TRANSITIONS`).
+
+    A move the machine does not allow is a 409 naming the allowed ones;
+    ``by_deal`` (a recorded deal) may move any stage but ``won`` to ``won``.
+    The database holds the same machine (a trigger on ``core_lead``,
+    migration ``0007``).
+    """
     if new not in STAGES:
         raise InvalidInput("unknown stage", {"stage": [f"must be one of {', '.join(STAGES)}"]})
     if new == "lost" and not (lost_reason or "").strip():
@@ -245,6 +263,14 @@ def change_stage(ctx: HookContext, lead: Lead, new: str, lost_reason: str | None
     old = lead.stage
     if old == new and (new != "lost" or lost_reason == lead.lost_reason):
         return lead
+    if old != new and new not in STAGE_TRANSITIONS[old] and not (by_deal and (old, new) in DEAL_TRANSITIONS):
+        allowed = list(STAGE_TRANSITIONS[old])
+        hint = {
+            "won": "a won lead stays won; a next purchase is a new deal",
+            "lost": "reopen it first: lost → new",
+        }.get(old, f"from {old!r} a lead may go to {', '.join(allowed)}")
+        raise Conflict(f"a lead in stage {old!r} cannot move to {new!r}: {hint}",
+                       {"from": old, "to": new, "allowed": allowed})
     refuse_if_vetoed(ctx, "check_stage_change", lead=LeadInfo.of(lead), old=old, new=new)
     now = ctx.now()
     lead.stage = new

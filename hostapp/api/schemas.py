@@ -10,6 +10,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES, STRATEGIES
+from pelago.core.money import currency_code
 from pelago.core.pagination import MAX_LIMIT
 from pelago.core.services.admin import SLUG, SLUG_RULE
 
@@ -90,6 +91,14 @@ class PageArgs(Schema):
 
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+def _currency(value: str) -> None:
+    """An ISO 4217 code (``pelago.core.money.CURRENCIES``)."""
+    try:
+        currency_code(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 # --- leads ---------------------------------------------------------------------
@@ -237,7 +246,7 @@ class History(Schema):
 
 class DealArgs(Schema):
     amount = _money(required=True, metadata={"description": "a decimal string, e.g. \"1999.00\""})
-    currency = fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    currency = fields.String(validate=_currency, metadata={"description": "an ISO 4217 code; default: the tenant's"})
     product = fields.String(load_default="", validate=validate.Length(max=200))
     kind = fields.String(validate=validate.OneOf(DEAL_KINDS))
 
@@ -413,7 +422,7 @@ class TenantArgs(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     timezone = fields.String(load_default="Asia/Shanghai", validate=validate.Length(max=64))
     default_region = fields.String(load_default="CN", validate=validate.Regexp(r"^[A-Za-z]{2}$"))
-    currency = fields.String(load_default="CNY", validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    currency = fields.String(load_default="CNY", validate=_currency, metadata={"description": "an ISO 4217 code"})
 
 
 class Tenant(Schema):
