@@ -241,7 +241,8 @@ def make_engine(url: str, *, write_wait: float = 30.0, **kwargs: Any) -> Engine:
     """
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
-        if ":memory:" not in url and "poolclass" not in kwargs:
+        on_file = url.startswith("sqlite:///") and ":memory:" not in url and "mode=memory" not in url
+        if on_file and "poolclass" not in kwargs:
             # Waiters hold a connection while they queue at the gate: no pool limit
             # (beyond the first 5 kept, connections are closed when returned).
             kwargs.setdefault("pool_size", 5)
