@@ -14,7 +14,7 @@ from pelago.core.db import make_engine
 from pelago.core.host import PluginHost
 from pelago.core.runtime import Runtime
 
-from . import auth, errors
+from . import auth, errors, limits
 from .api import core_blueprints
 from .config import Settings
 
@@ -139,6 +139,7 @@ def create_app(
             plugin_blueprints[spec.blueprint.name] = spec.name
     errors.register(app)
     auth.install(app, plugin_blueprints)
+    limits.install(app, runtime, settings)
 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 张伟, not \u5f20\u4f1f
 

@@ -29,7 +29,7 @@ from pelago.core.models import Touch
 from pelago.core.services import channels as svc
 from pelago.core.services.intake import ingest
 
-from .. import strict_input
+from .. import limits, strict_input
 from ..auth import commit, enter_tenant, public, public_session
 from . import Blueprint
 
@@ -69,6 +69,7 @@ def receive(key: str) -> Any:
     """Receive one signed submission: 413, 401, 404, 401, 400, 422 as documented, else the lead."""
     # One byte of slack: a body without Content-Length (chunked) is cut at the
     # limit by werkzeug, not refused, so read one byte more to tell.
+    limits.enforce("intake_address", limits.client_address())  # floods and signature guessing
     request.max_content_length = MAX_BODY + 1
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY:
@@ -81,6 +82,7 @@ def receive(key: str) -> Any:
     channel = svc.channel_by_key(session, key)
     if not svc.signature_matches(channel.secret, raw, header):
         abort(401, message="bad signature: sign the exact body bytes with the channel's secret")
+    limits.enforce("intake_channel", str(channel.id))  # signed submissions only: no one else can spend it
     payload = _payload(raw)
     c = enter_tenant(channel.tenant_id)
     sub = svc.submission(channel, payload, raw)
