@@ -126,6 +126,22 @@ def activities(args: dict[str, Any], lead_id: int) -> Any:
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
+@blp.route("/<int:lead_id>/touches", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.TouchPage)
+def touches(args: dict[str, Any], lead_id: int) -> Any:
+    """The lead's touches: every submission that made or reached it, newest first.
+
+    Each touch is one arrival of the lead (the API, a channel webhook, an
+    import row, a plugin) with its attribution: channel, source, UTM fields
+    and click id, whether it was merged into the lead, and when it came.
+    Visible like the lead: a rep sees the touches of her own leads only.
+    """
+    c = ctx()
+    page = svc.list_touches(c, svc.get_lead(c, lead_id), args.get("cursor"), args["limit"])
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
 @blp.route("/<int:lead_id>/history", methods=["GET"])
 @blp.response(200, s.History)
 def history(lead_id: int) -> Any:
