@@ -47,7 +47,7 @@ class Readiness:
     """What ``/readyz`` checks: the database answers and is at the deployed heads; Redis answers if configured.
 
     Each problem is one line for an operator. Errors are named by type and
-    message only (no traceback, no URL with its password).
+    the first line of their message only (no traceback, no URL).
     """
 
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
@@ -83,7 +83,7 @@ class Readiness:
 
 
 def _short(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 200 characters), without a URL's password."""
+    """``Type: first line of the driver's message`` (at most 200 characters); never the URL, so no password."""
     from sqlalchemy.exc import DBAPIError
 
     message = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)

@@ -66,7 +66,15 @@ class IntakeResult(Schema):
 )
 @public
 def receive(key: str) -> Any:
-    """Receive one signed submission: 413, 401, 404, 401, 400, 422 as documented, else the lead."""
+    """Receive one signed submission from a channel: the public webhook.
+
+    Needs no API key: the body is signed with the channel's secret
+    (`X-Pelago-Signature: sha256=<hex HMAC-SHA256 of the raw body>`). Refusals
+    store nothing: 413 over 64 KiB, 401 a missing or bad signature, 404 an
+    unknown or inactive channel, 400 a body that is not a JSON object, 422 an
+    invalid mapped lead. Otherwise `201` created, or `200` merged or
+    replayed.
+    """
     # One byte of slack: a body without Content-Length (chunked) is cut at the
     # limit by werkzeug, not refused, so read one byte more to tell.
     limits.enforce("intake_address", limits.client_address())  # floods and signature guessing
