@@ -127,9 +127,8 @@ def scan_not_contacted(ctx: HookContext, batch: int = SCAN_BATCH, progress: Any 
                      lead.c.stage.not_in(("won", "lost")), lead.c.is_customer.is_(False))
         after = 0
         while True:
-            upto = s.connection().scalar(
-                select(func.max(lead.c.id)).select_from(
-                    select(lead.c.id).where(where, lead.c.id > after).order_by(lead.c.id).limit(batch).subquery()))
+            window = select(lead.c.id).where(where, lead.c.id > after).order_by(lead.c.id).limit(batch).subquery()
+            upto = s.connection().scalar(select(func.max(window.c.id)))
             if upto is None:
                 break
             chosen = select(

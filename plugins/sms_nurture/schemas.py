@@ -102,8 +102,9 @@ class SmsTemplateIn(Schema):
 
 
 class SmsTemplatePatch(SmsTemplateIn):
-    class Meta:
-        partial = True
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    body = fields.String(validate=validate.Length(min=1, max=1000))
+    provider_template_id = fields.String(allow_none=True, validate=validate.Length(max=100))
 
 
 class SmsTemplate(Schema):
@@ -156,9 +157,16 @@ class SmsStepIn(Schema):
         check_window(data, "window_start", "window_end")
 
 
-class SmsStepPatch(SmsStepIn):
-    class Meta:
-        partial = True
+class SmsStepPatch(Schema):
+    template_id = _id()
+    delay_minutes = fields.Integer(strict=True, validate=validate.Range(min=0, max=366 * 24 * 60))
+    delay_from = fields.String(validate=validate.OneOf(("enrolment", "previous")))
+    window_start = _hhmm(allow_none=True)
+    window_end = _hhmm(allow_none=True)
+
+    @validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        check_window(data, "window_start", "window_end")
 
 
 class SmsStep(Schema):
