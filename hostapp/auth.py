@@ -108,10 +108,12 @@ def webhook_context(tenant: int | str) -> HookContext:
     if g.get("pelago_session") is None:
         public_session()
     session = g.pelago_session
+    found: int | None = None
     if isinstance(tenant, str):
-        found = session.scalars(select(Tenant.id).where(Tenant.slug == tenant)).first() if SLUG.match(tenant) else None
-    else:
-        found = session.scalars(select(Tenant.id).where(Tenant.id == tenant)).first() if 0 < tenant < 2**63 else None
+        if SLUG.match(tenant):
+            found = session.scalars(select(Tenant.id).where(Tenant.slug == tenant)).first()
+    elif 0 < tenant < 2**63:
+        found = session.scalars(select(Tenant.id).where(Tenant.id == tenant)).first()
     if found is None:
         abort(404, message=f"no tenant {tenant!r}")
     context = enter_tenant(found)

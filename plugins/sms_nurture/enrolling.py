@@ -137,8 +137,8 @@ def scan_not_contacted(ctx: HookContext, batch: int = SCAN_BATCH, progress: Any 
             ).where(where, lead.c.id > after, lead.c.id <= upto)
             result = s.connection().execute(insert(E).from_select(
                 ["tenant_id", "lead_id", "sequence_id", "pass_key", "status", "source", "enrolled_at",
-                 "next_position", "next_due_at"], chosen).on_conflict_do_nothing())
-            total += max(result.rowcount or 0, 0)
+                 "next_position", "next_due_at"], chosen).on_conflict_do_nothing().returning(E.c.id))
+            total += len(result.all())
             s.commit()
             if progress is not None:
                 progress(upto - after)

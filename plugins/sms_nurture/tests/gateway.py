@@ -3,7 +3,9 @@
 It listens on 127.0.0.1 only, checks every request's ``X-Pelago-Signature``
 (401 otherwise), and *counts*: ``received[our_id]`` is how many times a send
 for that id arrived, so a double send is visible. ``POST /send`` answers
-``{"id": "gw-N"}``; ``POST /status`` answers what it received, by our id.
+``{"id": "gw-N"}``; ``POST /status`` answers what it received, by our id; ``POST /counts`` the totals.
+``python -m pelago.plugins.sms_nurture.tests.gateway SECRET`` serves one in a
+process of its own (its URL on the first line of stdout) until stdin closes.
 ``hold()`` makes the next send block after it was counted (and before it is
 answered) until ``release()``: a worker can be killed right there. ``answer``
 overrides the status code of sends (``503``: the gateway took it but said no
@@ -53,6 +55,8 @@ class Gateway:
                     return self._reply(*gateway._send(body))
                 if self.path == "/status":
                     return self._reply(200, gateway._status(body))
+                if self.path == "/counts":
+                    return self._reply(200, gateway.counts())
                 return self._reply(404, {"error": "no such path"})
 
             def _reply(self, status: int, payload: dict[str, Any]) -> None:
@@ -114,5 +118,20 @@ class Gateway:
                 i: ({"status": "accepted", "provider_id": f"gw-{i}"} if self.received[i] else {"status": "not_found"})
                 for i in body.get("ids", [])}}
 
+    def counts(self) -> dict[str, int]:
+        """How many sends arrived, for how many ids, and how many ids arrived more than once."""
+        with self._lock:
+            return {"received": sum(self.received.values()), "distinct": len(self.received),
+                    "doubles": sum(1 for v in self.received.values() if v > 1)}
+
     def doubles(self) -> dict[str, int]:
         return {k: v for k, v in self.received.items() if v > 1}
+
+
+if __name__ == "__main__":
+    import sys
+
+    served = Gateway(sys.argv[1]).start()
+    print(served.url, flush=True)
+    sys.stdin.read()
+    served.stop()
