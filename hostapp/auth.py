@@ -116,6 +116,7 @@ def webhook_context(tenant: int | str) -> HookContext:
         found = session.scalars(select(Tenant.id).where(Tenant.id == tenant)).first()
     if found is None:
         abort(404, message=f"no tenant {tenant!r}")
+    assert found is not None  # abort raised
     context = enter_tenant(found)
     for spec in runtime().host.specs.values():
         if spec.blueprint is not None and spec.blueprint.name == request.blueprint:
