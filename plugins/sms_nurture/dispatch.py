@@ -70,6 +70,7 @@ class Report:
 class _Claimed:
     messages: list[OutgoingSms] = field(default_factory=list)
     provider: str = "log"
+    taken: int = 0  # rows looked at: sent, skipped, dropped or deferred
 
 
 def worker_name() -> str:
@@ -106,7 +107,7 @@ def run(
             progress(planned)
         if claimed.messages:
             send(ctx, worker, claimed, report, progress)
-        if not planned and not reconciled and not claimed.messages:
+        if not planned and not reconciled and not claimed.taken:
             break
     ctx.session.commit()
     return report
@@ -232,7 +233,7 @@ def claim(ctx: HookContext, worker: str, report: Report, limit: int) -> _Claimed
                                      M.c.status == "queued")
                      .values(due_at=bindparam("due"), reason=bindparam("why")), deferred)
         report.deferred += len(deferred)
-    claimed = _Claimed(provider=provider)
+    claimed = _Claimed(provider=provider, taken=len(rows))
     if not send_rows:
         return claimed
     held = set(conn.scalars(

@@ -29,3 +29,13 @@ def test_pelago_sms_dispatch_sends_what_is_due_with_a_progress_bar(app, pelago_c
     assert [m["status"] for m in messages(t, sequence_id=seq["id"])] == ["sent"] * 3
     again = pelago_cli("sms_nurture", "dispatch", "--tenant", t.slug, app=app)
     assert "sent 0" in again.output and count_rows(t, "sms_nurture_log_sent") == 3
+
+
+def test_pelago_sms_scan_enrols_the_leads_nobody_called(app, pelago_cli, clock):
+    t = sms_tenant(app)
+    sequence(t, 0, trigger="not_contacted", trigger_hours=2)
+    lead(t)
+    lead(t)
+    clock.advance(hours=3)
+    assert f"{t.slug}: enrolled 2" in pelago_cli("sms", "scan", "--tenant", t.slug, app=app).output
+    assert f"{t.slug}: enrolled 0" in pelago_cli("sms", "scan", "--tenant", t.slug, app=app).output

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
+from pelago.plugin import tenant_context
+from pelago.plugins.sms_nurture import dispatch as planning
 from pelago.plugins.sms_nurture import rules, text
 
 from .sms_helpers import (
@@ -220,3 +222,14 @@ def test_a_paused_sequence_plans_and_sends_nothing_until_resumed(app, clock):
     assert t.patch(f"/api/v1/sms_nurture/sequences/{seq['id']}", json={"status": "active"}).status_code == 200
     dispatch(t)
     assert [m["status"] for m in messages(t, lead_id=a["id"])] == ["sent"]
+
+
+def test_a_batch_of_skips_does_not_end_the_run_before_the_rest_is_sent(app):
+    t = sms_tenant(app, batch=1)
+    seq = sequence(t, 0)
+    a, b = lead(t, with_consent=False), lead(t)
+    enrol(t, seq["id"], a["id"], b["id"])
+    with tenant_context(t.runtime, t.id) as ctx:
+        assert planning.plan(ctx, 10) == 2  # both due; the first claim (batch 1) only skips
+    dispatch(t)
+    assert [m["status"] for m in messages(t, sequence_id=seq["id"])] == ["skipped", "sent"]
