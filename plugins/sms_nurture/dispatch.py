@@ -10,9 +10,9 @@ Exactly once, by the database:
   suppression, consent, caps, the enrolment still active); the ones to send move
   to ``sending`` with a lease by one conditional ``UPDATE … WHERE status =
   'queued'``, and the claim commits before anything is sent;
-- **send**: in chunks; before each chunk the lease is renewed by a conditional
-  ``UPDATE … WHERE lease_owner = me`` and only the rows it still holds are
-  sent, with our id, through the provider hook; the answers are recorded by
+- **send**: in chunks; a chunk is sent only under a lease that outlasts it (renewed
+  when needed by a conditional ``UPDATE … WHERE lease_owner = me``, which
+  also says which rows are still ours), with our id, through the provider hook; the answers are recorded by
   ``UPDATE … WHERE status = 'sending' AND lease_owner = me``, with the ``sms``
   activity, and committed;
 - **reconcile**: a ``sending`` row whose lease ran out (a crash, a timeout) is
@@ -30,10 +30,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from pelago.plugin import HookContext, Lead, NewActivity, User, dialect_name, log_activities, upsert
 
@@ -42,7 +42,9 @@ from .hookspecs import OutgoingSms
 from .models import Enrolment, Message, Phone, SmsSequence, Step, Template
 
 PLUGIN = "sms_nurture"
-CHUNK = 20
+CHUNK = 50
+#: the time a provider may take per message (its timeout); a chunk is sent only under a lease that outlasts it
+SEND_SECONDS = 5
 log = logging.getLogger("pelago.sms_nurture")
 M = Message.__table__
 E = Enrolment.__table__
@@ -71,6 +73,7 @@ class _Claimed:
     messages: list[OutgoingSms] = field(default_factory=list)
     provider: str = "log"
     taken: int = 0  # rows looked at: sent, skipped, dropped or deferred
+    lease_until: datetime = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def worker_name() -> str:
@@ -220,7 +223,7 @@ def claim(ctx: HookContext, worker: str, report: Report, limit: int) -> _Claimed
         User.id.in_({r.owner_id for r in send_rows if r.owner_id})))} if send_rows else {}
     provider = str(settings.get("provider", "log"))
     signature = str(settings.get("signature", ""))
-    lease_until = now + timedelta(seconds=int(settings.get("lease_seconds", 120)))
+    lease_until = now + timedelta(seconds=int(settings.get("lease_seconds", 300)))
     conn = s.connection()
     if finals:
         conn.execute(update(M).where(M.c.tenant_id == bindparam("t_"), M.c.id == bindparam("id_"),
@@ -233,7 +236,7 @@ def claim(ctx: HookContext, worker: str, report: Report, limit: int) -> _Claimed
                                      M.c.status == "queued")
                      .values(due_at=bindparam("due"), reason=bindparam("why")), deferred)
         report.deferred += len(deferred)
-    claimed = _Claimed(provider=provider, taken=len(rows))
+    claimed = _Claimed(provider=provider, taken=len(rows), lease_until=lease_until)
     if not send_rows:
         return claimed
     held = set(conn.scalars(
@@ -319,14 +322,23 @@ def _local(at: datetime, tz: Any) -> str:
 
 def send(ctx: HookContext, worker: str, claimed: _Claimed, report: Report,
          progress: Callable[[int], Any] | None = None) -> None:
-    """Send what was claimed, chunk by chunk, each under a renewed lease, each recorded and committed."""
-    lease = timedelta(seconds=int(ctx.settings(PLUGIN).get("lease_seconds", 120)))
+    """Send what was claimed, chunk by chunk, each under a lease that outlasts it, each recorded and committed.
+
+    The lease was set by the claim; before a chunk it is renewed (by a
+    conditional update, which also tells which rows are still ours) only when
+    what is left of it is shorter than the chunk may take (``SEND_SECONDS`` a
+    message): nobody else can take a row before its lease runs out.
+    """
+    lease = timedelta(seconds=int(ctx.settings(PLUGIN).get("lease_seconds", 300)))
+    held_until = claimed.lease_until
     pending = claimed.messages
     for start in range(0, len(pending), CHUNK):
         chunk = pending[start:start + CHUNK]
-        still = renew(ctx, worker, [m.our_id for m in chunk], lease)
-        chunk = [m for m in chunk if m.our_id in still]
-        ctx.session.commit()
+        if held_until - ctx.now() < timedelta(seconds=SEND_SECONDS * len(chunk) + 1):
+            held_until = ctx.now() + lease
+            still = renew(ctx, worker, [m.our_id for m in chunk], held_until)
+            chunk = [m for m in chunk if m.our_id in still]
+            ctx.session.commit()
         if chunk:
             answers = ask_send(ctx, claimed.provider, chunk)
             record(ctx, worker, chunk, answers, report)
@@ -335,12 +347,12 @@ def send(ctx: HookContext, worker: str, claimed: _Claimed, report: Report,
             progress(len(pending[start:start + CHUNK]))
 
 
-def renew(ctx: HookContext, worker: str, our_ids: Sequence[str], lease: timedelta) -> set[str]:
-    """Extend our lease on ``our_ids``; returns those we still hold (a reconciler may have taken the others)."""
+def renew(ctx: HookContext, worker: str, our_ids: Sequence[str], until: datetime) -> set[str]:
+    """Extend our lease on ``our_ids`` to ``until``; returns those we still hold (a reconciler may have the others)."""
     return set(ctx.session.connection().scalars(
         update(M).where(M.c.tenant_id == ctx.tenant.id, M.c.our_id.in_(list(our_ids)), M.c.status == "sending",
                         M.c.lease_owner == worker)
-        .values(lease_until=ctx.now() + lease).returning(M.c.our_id)))
+        .values(lease_until=until).returning(M.c.our_id)))
 
 
 def ask_send(ctx: HookContext, provider: str, messages: Sequence[OutgoingSms]) -> dict[str, Mapping[str, Any]]:
@@ -388,16 +400,14 @@ def mark_sent(ctx: HookContext, accepted: Mapping[str, Mapping[str, Any]], *, wo
     cond = [M.c.tenant_id == ctx.tenant.id, M.c.our_id.in_(list(accepted)), M.c.status == "sending"]
     if worker is not None:
         cond.append(M.c.lease_owner == worker)
+    ids = {k: _pid(v) for k, v in accepted.items() if _pid(v)}
     moved = conn.execute(update(M).where(*cond).values(
         status="sent", rank=2, sent_at=now, lease_owner=None, lease_until=None, reason=None,
+        provider_id=case(ids, value=M.c.our_id, else_=M.c.provider_id) if ids else M.c.provider_id,
     ).returning(M.c.id, M.c.our_id, M.c.lead_id, M.c.body)).all()
     if not moved:
         return []
-    activity_ids = log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved])
-    params = [{"t_": ctx.tenant.id, "id_": r.id, "pid": _pid(accepted[r.our_id]), "aid": a}
-              for r, a in zip(moved, activity_ids, strict=True)]
-    conn.execute(update(M).where(M.c.tenant_id == bindparam("t_"), M.c.id == bindparam("id_"))
-                 .values(provider_id=bindparam("pid"), activity_id=bindparam("aid")), params)
+    log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved])
     delivered = [r.our_id for r in moved if accepted[r.our_id].get("status") == "delivered"]
     if delivered:
         advance(ctx, [{"our_id": i, "status": "delivered"} for i in delivered])
@@ -447,7 +457,7 @@ def reconcile(ctx: HookContext, worker: str, report: Report, limit: int) -> int:
     """Take over ``sending`` rows whose lease ran out and ask their provider about each; returns how many."""
     s = ctx.session
     now = ctx.now()
-    lease = timedelta(seconds=int(ctx.settings(PLUGIN).get("lease_seconds", 120)))
+    lease = timedelta(seconds=int(ctx.settings(PLUGIN).get("lease_seconds", 300)))
     q = (select(Message.id).where(Message.status == "sending", Message.lease_until < now)
          .order_by(Message.lease_until).limit(limit))
     if dialect_name(s) == "postgresql":

@@ -174,7 +174,6 @@ class Message(TenantScoped, Base):
     capped_on: Mapped[date | None] = mapped_column(Date)
     sent_at: Mapped[datetime | None]
     final_at: Mapped[datetime | None]
-    activity_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class Phone(TenantScoped, Base):

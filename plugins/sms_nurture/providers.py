@@ -26,7 +26,7 @@ from .models import LogSent
 
 PLUGIN = "sms_nurture"
 SIGNATURE = "x-pelago-signature"
-TIMEOUT = 10
+TIMEOUT = 5  # within dispatch.SEND_SECONDS
 log = logging.getLogger("pelago.sms_nurture")
 
 

@@ -62,7 +62,8 @@ class Settings(Schema):
                                    values=fields.String(), load_default=dict, validate=validate.Length(max=500),
                                    metadata={"description": "a lead's region → its IANA timezone, for its quiet hours"})
     batch = fields.Integer(strict=True, load_default=200, validate=validate.Range(min=1, max=2000))
-    lease_seconds = fields.Integer(strict=True, load_default=120, validate=validate.Range(min=10, max=3600))
+    lease_seconds = fields.Integer(strict=True, load_default=300, validate=validate.Range(min=10, max=3600),
+                                   metadata={"description": "how long a claim holds its messages; a crashed sender's are reconciled after it"})
     http_send_url = OutboundURL(load_default="")
     http_status_url = OutboundURL(load_default="")
     http_secret = fields.String(load_default="", validate=validate.Length(max=200), metadata={"secret": True})

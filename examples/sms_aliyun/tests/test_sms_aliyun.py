@@ -106,7 +106,7 @@ def test_an_error_after_aliyun_took_it_is_reconciled_by_querysenddetails_not_sen
     dispatch(t)
     assert message(t, lead["id"])["status"] == "sending"
     aliyun.fail_http = False
-    clock.advance(minutes=3)
+    clock.advance(minutes=6)
     dispatch(t)
     m = message(t, lead["id"])
     assert m["status"] == "delivered" and aliyun.sent[m["our_id"]] == 1 and m["attempts"] == 1

@@ -68,7 +68,7 @@ def test_a_send_without_an_answer_is_reconciled_by_our_id_after_the_lease_not_se
     gateway.answer = None
     dispatch(t)  # the lease has not run out: nobody touches it
     assert messages(t, lead_id=a["id"])[0]["status"] == "sending"
-    clock.advance(seconds=121)
+    clock.advance(seconds=301)
     dispatch(t)
     [m] = messages(t, lead_id=a["id"])
     assert (m["status"], m["attempts"]) == ("sent", 1)
@@ -84,7 +84,7 @@ def test_a_message_the_gateway_never_got_is_queued_again_and_sent_once(app, gate
     dispatch(t)  # nothing listens there: no answer
     assert messages(t, lead_id=a["id"])[0]["status"] == "sending"
     t.put("/api/v1/plugins/sms_nurture", json={"settings": {"http_send_url": f"{gateway.url}/send"}})
-    clock.advance(seconds=121)
+    clock.advance(seconds=301)
     dispatch(t)
     [m] = messages(t, lead_id=a["id"])
     assert (m["status"], m["attempts"]) == ("sent", 2)

@@ -181,7 +181,6 @@ def upgrade() -> None:
     sa.Column('capped_on', sa.Date(), nullable=True),
     sa.Column('sent_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('final_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('activity_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_sms_nurture_message_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id', 'enrolment_id'], ['sms_nurture_enrolment.tenant_id', 'sms_nurture_enrolment.id'], name=op.f('fk_sms_nurture_message_tenant_id_sms_nurture_enrolment'), ondelete='CASCADE'),
