@@ -9,7 +9,7 @@ are all due now (loaded with ``INSERT … SELECT``).
 Pelago: ``--workers`` (4) processes of ``pelago sms dispatch --tenant SLUG``
 at once: each claims batches of 200 ``FOR UPDATE SKIP LOCKED``, checks the
 rules (window, validity, suppression, consent, caps with the phones' rows
-locked), renders, renews its lease per chunk of 20, posts each message signed
+locked), renders, sends chunks of 50 under a lease that outlasts them, posts each message signed
 through ``pelago.plugin.post_json``, and records the answers with the ``sms``
 activities (their events delivered inline after each commit).
 

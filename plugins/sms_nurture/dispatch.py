@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import JSON, SmallInteger, String, Text, bindparam, case, cast, func, select, update
 
 from pelago.plugin import HookContext, Lead, NewActivity, User, dialect_name, log_activities, upsert
 
@@ -219,8 +219,8 @@ def claim(ctx: HookContext, worker: str, report: Report, limit: int) -> _Claimed
                 deferred.append({"t_": ctx.tenant.id, "id_": r.id, "due": opening,
                                  "why": f"quiet hours: waits for {_local(opening, tz)}"})
     send_rows = _phone_rules(ctx, candidates, finals, now)
-    owners = {u.id: u.name for u in s.execute(select(User.id, User.name).where(
-        User.id.in_({r.owner_id for r in send_rows if r.owner_id})))} if send_rows else {}
+    wanted = {r.owner_id for r in send_rows if r.owner_id and "owner_name" in r.template}
+    owners = dict(s.execute(select(User.id, User.name).where(User.id.in_(wanted))).all()) if wanted else {}
     provider = str(settings.get("provider", "log"))
     signature = str(settings.get("signature", ""))
     lease_until = now + timedelta(seconds=int(settings.get("lease_seconds", 300)))
@@ -239,29 +239,40 @@ def claim(ctx: HookContext, worker: str, report: Report, limit: int) -> _Claimed
     claimed = _Claimed(provider=provider, taken=len(rows), lease_until=lease_until)
     if not send_rows:
         return claimed
-    held = set(conn.scalars(
-        update(M).where(M.c.tenant_id == ctx.tenant.id, M.c.id.in_([r.id for r in send_rows]), M.c.status == "queued")
-        .values(status="sending", rank=1, lease_owner=worker, lease_until=lease_until, claimed_at=now,
-                attempts=M.c.attempts + 1, provider=provider, reason=None)
-        .returning(M.c.id)))
     today = rules.local_day(now, tenant_tz)
-    details = []
+    outgoing: dict[int, OutgoingSms] = {}
+    texts: dict[int, str] = {}
     for r in send_rows:
-        if r.id not in held:
-            continue
         values = text.lead_values(r._mapping, owners.get(r.owner_id))
-        body = text.render(r.template, values, signature)
-        details.append({"t_": ctx.tenant.id, "id_": r.id, "phone": r.phone, "body": body,
-                        "segments": text.count(body).segments, "day": today})
+        texts[r.id] = text.render(r.template, values, signature)
         used = {v: values.get(v, "") for v in text.variables_of(r.template)}
-        claimed.messages.append(OutgoingSms(
-            our_id=r.our_id, phone=r.phone, text=body, lead_id=r.lead_id, planned_at=r.planned_at, claimed_at=now,
-            template_id=r.provider_template_id, variables=used, signature=signature))
-    if details:
-        conn.execute(update(M).where(M.c.tenant_id == bindparam("t_"), M.c.id == bindparam("id_"))
-                     .values(phone=bindparam("phone"), body=bindparam("body"), segments=bindparam("segments"),
-                             capped_on=bindparam("day")), details)
+        outgoing[r.id] = OutgoingSms(
+            our_id=r.our_id, phone=r.phone, text=texts[r.id], lead_id=r.lead_id, planned_at=r.planned_at,
+            claimed_at=now, template_id=r.provider_template_id, variables=used, signature=signature)
+    held = set(conn.scalars(
+        update(M).where(M.c.tenant_id == ctx.tenant.id, M.c.id.in_(list(outgoing)), M.c.status == "queued")
+        .values(status="sending", rank=1, lease_owner=worker, lease_until=lease_until, claimed_at=now,
+                attempts=M.c.attempts + 1, provider=provider, reason=None, capped_on=today,
+                phone=_by_id(s, "phones", {i: m.phone for i, m in outgoing.items()}),
+                body=_by_id(s, "bodies", texts),
+                segments=cast(_by_id(s, "segments", {i: str(text.count(t).segments) for i, t in texts.items()}),
+                              SmallInteger))
+        .returning(M.c.id)))
+    claimed.messages = [outgoing[r.id] for r in send_rows if r.id in held]
     return claimed
+
+
+def _by_id(session: Any, name: str, values: Mapping[int, str]) -> Any:
+    """The value for each row's id from one JSON parameter (``{id: text}``): one bind, whatever the batch size.
+
+    A ``CASE`` with a branch per row would be compiled anew for every batch size.
+    """
+    doc = bindparam(name, {str(k): v for k, v in values.items()}, type_=JSON)
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return func.jsonb_extract_path_text(cast(doc, JSONB), cast(M.c.id, Text))
+    return cast(func.json_extract(doc, '$."' + cast(M.c.id, String) + '"'), Text)
 
 
 def _phone_rules(ctx: HookContext, rows: list[Any], finals: list[dict[str, Any]], now: datetime) -> list[Any]:
