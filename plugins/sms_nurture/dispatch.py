@@ -97,7 +97,7 @@ def run(
     """Dispatch everything due for the tenant, batch after batch, committing each; returns what happened."""
     worker = worker or worker_name()
     settings = ctx.settings(PLUGIN)
-    size = batch or int(settings.get("batch", 200))
+    size = batch or int(settings.get("batch", 500))
     report = Report()
     while max_batches is None or report.batches < max_batches:
         report.batches += 1

@@ -61,7 +61,8 @@ class Settings(Schema):
     region_timezones = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
                                    values=fields.String(), load_default=dict, validate=validate.Length(max=500),
                                    metadata={"description": "a lead's region → its IANA timezone, for its quiet hours"})
-    batch = fields.Integer(strict=True, load_default=200, validate=validate.Range(min=1, max=2000))
+    batch = fields.Integer(strict=True, load_default=500, validate=validate.Range(min=1, max=2000),
+                           metadata={"description": "messages claimed per transaction"})
     lease_seconds = fields.Integer(strict=True, load_default=300, validate=validate.Range(min=10, max=3600),
                                    metadata={"description": "how long a claim holds its messages; a crashed sender's are reconciled after it"})
     http_send_url = OutboundURL(load_default="")
