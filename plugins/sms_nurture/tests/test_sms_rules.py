@@ -233,3 +233,16 @@ def test_a_batch_of_skips_does_not_end_the_run_before_the_rest_is_sent(app):
         assert planning.plan(ctx, 10) == 2  # both due; the first claim (batch 1) only skips
     dispatch(t)
     assert [m["status"] for m in messages(t, sequence_id=seq["id"])] == ["skipped", "sent"]
+
+
+def test_a_receipt_never_moves_a_message_that_was_not_sent(app):
+    t = sms_tenant(app, window_start="22:00", window_end="08:00", validity_minutes=24 * 60)
+    seq = sequence(t, 0)
+    a = lead(t)
+    enrol(t, seq["id"], a["id"])
+    dispatch(t)
+    [m] = messages(t, lead_id=a["id"])
+    assert m["status"] == "queued"  # waiting for its window
+    r = webhook(t, "receipts", {"receipts": [{"id": m["our_id"], "status": "delivered"}]})
+    assert r.get_json() == {"accepted": 1, "moved": 0}
+    assert messages(t, lead_id=a["id"])[0]["status"] == "queued" and sms_activities(t, a["id"]) == []
