@@ -106,7 +106,7 @@ def subject(ctx: HookContext, phone: str | None = None, email: str | None = None
 def leads_of(ctx: HookContext, person: Subject, *, for_update: bool = False) -> list[Lead]:
     """The tenant's leads of ``person``, oldest first (an erased lead matches nothing)."""
     column = Lead.phone if person.kind == "phone" else Lead.email
-    stmt: Select[tuple[Lead]] = select(Lead).where(column == person.value).order_by(Lead.id)
+    stmt: Select[Lead] = select(Lead).where(column == person.value).order_by(Lead.id)
     if for_update:
         stmt = stmt.with_for_update()
     return list(ctx.session.scalars(stmt))
