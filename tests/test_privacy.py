@@ -267,6 +267,9 @@ def test_the_audit_lists_every_request_newest_first_with_paging_and_no_clear_sub
     assert [i["action"] for i in ok(t.get("/api/v1/privacy/audit", query_string={"action": "export"}))["items"]] \
         == ["export", "export"]
     assert E164 not in json.dumps(page) + json.dumps(rest)
+    bad = t.get("/api/v1/privacy/audit", query_string={"phone": PHONE, "email": EMAIL})
+    assert bad.status_code == 422 and "phone" in bad.get_json()["errors"]["query"]
+    assert t.get("/api/v1/privacy/audit", query_string={"phone": "123"}).status_code == 422
     # Another tenant sees none of it.
     assert ok(new_tenant(t.app).get("/api/v1/privacy/audit"))["items"] == []
 

@@ -84,22 +84,26 @@ class Erasure:
     event_id: int | None
 
 
-def subject(ctx: HookContext, phone: str | None = None, email: str | None = None) -> Subject:
-    """The person named by exactly one of ``phone`` and ``email``, normalised; 422 naming the field."""
+def subject(ctx: HookContext, phone: str | None = None, email: str | None = None, *,
+            location: str = "json") -> Subject:
+    """The person named by exactly one of ``phone`` and ``email``, normalised; 422 naming the field.
+
+    ``location`` says where the fields were (the ``json`` body, or the ``query`` of the audit's filter).
+    """
     phone = (phone or "").strip() or None
     email = (email or "").strip().lower() or None
     if (phone is None) == (email is None):
         raise InvalidInput("name the person by a phone or an email", {
             "phone": ["give exactly one of phone and email"],
-        })
+        }, location)
     if phone is not None:
         try:
             return Subject("phone", normalise_fast(phone, ctx.tenant.default_region))
         except BadPhone as exc:
-            raise InvalidInput("invalid phone", {"phone": [str(exc)]}) from None
+            raise InvalidInput("invalid phone", {"phone": [str(exc)]}, location) from None
     assert email is not None
     if "@" not in email or len(email) > 254:
-        raise InvalidInput("invalid email", {"email": ["not a valid email address"]})
+        raise InvalidInput("invalid email", {"email": ["not a valid email address"]}, location)
     return Subject("email", email)
 
 

@@ -124,7 +124,7 @@ def audit(args: dict[str, Any]) -> Any:
     that person (the salted hash is recomputed); ``action`` filters by kind.
     """
     c = ctx()
-    person = svc.subject(c, args.get("phone"), args.get("email")) if args.get("phone") or args.get("email") \
-        else None
+    named = "phone" in args or "email" in args
+    person = svc.subject(c, args.get("phone"), args.get("email"), location="query") if named else None
     page = svc.audit_log(c, args.get("cursor"), args["limit"], person=person, action=args.get("action"))
     return {"items": page.items, "next_cursor": page.next_cursor}
