@@ -8,9 +8,12 @@ drops their reminders, even while it is switched off for the tenant.
 from __future__ import annotations
 
 from datetime import timedelta
+from types import MappingProxyType
 
 from sqlalchemy import func, select
 
+from pelago.plugin import Event, tenant_context
+from pelago.plugins.pool import hooks
 from pelago.plugins.pool.models import PoolEntry, Reminder
 
 from .pool_helpers import claim, default_pool, into_pool, phone, pool_tenant
@@ -79,10 +82,8 @@ def test_the_pool_erases_its_data_while_switched_off(make_app):
     assert r.status_code == 200
     assert pool_rows(t, PoolEntry, lead) == 0 and pool_rows(t, Reminder, lead) == 0
     # And the handler is idempotent: delivered again, it finds nothing and succeeds.
-    from pelago.core.events import deliver_event
-    from pelago.core.models import Delivery
-
-    with t.runtime.sessions() as s:
-        s.query(Delivery).filter(Delivery.event_id == r.get_json()["event_id"]).update({"state": "pending"})
-        s.commit()
-    assert deliver_event(t.runtime, r.get_json()["event_id"])["delivered"] >= 1
+    event = Event(id=r.get_json()["event_id"], name="person_erased", tenant_id=t.id, created_at=t.runtime.clock(),
+                  actor_id=None, items=(MappingProxyType({"lead_id": lead}),))
+    with tenant_context(t.runtime, t.id) as ctx:
+        hooks.person_erased(ctx, event)
+    assert pool_rows(t, PoolEntry, lead) == 0 and pool_rows(t, Reminder, lead) == 0
