@@ -7,13 +7,15 @@ leads, touches, activities, ledgers, refunds or the outbox.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
-from pelago.core.models import PrivacyAudit
+from pelago.core.models import Import, PrivacyAudit
 from pelago.core.services import privacy
 from tests.conftest import TenantHandle, new_tenant
 from tests.plugins import recorder
@@ -344,3 +346,30 @@ def test_the_cli_refuses_bad_input_and_unknown_tenants(t, pelago_cli):
                    app=t.app)
     assert r.exit_code != 0 and "no tenant" in r.output
     assert audit_rows(t) == []
+
+
+def test_an_erasure_blanks_the_persons_rows_in_stored_import_files(t):
+    csv_text = (f"name,phone,email,note\n"
+                f"李娜,13800138011,else@example.com,keep me\n"
+                f'"张伟 {NAME}",{PHONE},{EMAIL},"lives at\n{ADDRESS}"\n'
+                f"Third Person,13800138012,,\n")
+    r = t.post("/api/v1/imports", data={"file": (io.BytesIO(csv_text.encode("gb18030")), "leads.csv")},
+               content_type="multipart/form-data")
+    assert r.status_code == 202 and r.get_json()["status"] == "done", r.get_json()
+    import_id = r.get_json()["id"]
+    lead = ok(t.post("/api/v1/privacy/exports", json={"phone": PHONE}))["leads"][0]["lead"]
+    ok(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "asked"}))
+
+    with t.runtime.sessions() as s:
+        imp = s.get(Import, import_id)
+        assert imp is not None
+        stored, encoding = imp.content, imp.encoding
+    assert encoding == "gb18030"
+    rows = list(csv.reader(io.StringIO(stored.decode(encoding), newline="")))
+    assert rows == [["name", "phone", "email", "note"], ["李娜", "13800138011", "else@example.com", "keep me"],
+                    ["", "", "", ""], ["Third Person", "13800138012", "", ""]]
+    for personal in ("张伟", NAME, PHONE, EMAIL, ADDRESS):
+        assert personal.encode("gb18030") not in stored
+    assert ok(t.get(f"/api/v1/leads/{lead['id']}"))["phone"] is None
+    # The import's record still reads as it did.
+    assert ok(t.get(f"/api/v1/imports/{import_id}"))["created_leads"] == 3

@@ -10,7 +10,8 @@ with that phone, or with that email (with or without a phone).
 * :func:`erase` anonymises them in place: the lead rows and their ids stay,
   so deals, refunds and the ledgers stay whole, but every personal value
   goes (contact fields, attributes, raw payloads, UTM and click ids, external
-  ids, notes, free-text reasons, the items of past events), and plugins are
+  ids, notes, free-text reasons, the items of past events, the CSV rows in
+  stored import files), and plugins are
   told through the ``person_erased`` event, delivered to each implementing
   plugin whether it is on for the tenant or not.
 * Both write a :class:`~pelago.core.models.PrivacyAudit` row: who, when,
@@ -22,8 +23,10 @@ caller.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from ..events import snapshot
 from ..models import (
     Activity,
     Deal,
+    Import,
     Lead,
     OutboxEvent,
     OwnershipChange,
@@ -200,7 +204,8 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
     marker ``erased:<id>`` (a lead needs a phone or an email, and no real
     address has that form, so no submission ever matches it), a lost reason
     ``(erased)``. Its touches lose their raw payload, UTM, click id and
-    external id; its activities their notes; its ownership ledger rows their
+    external id, and the CSV rows it was imported from are blanked in the
+    imports' stored files; its activities their notes; its ownership ledger rows their
     notes; its stage changes their lost reason; its refunds their reason;
     past events about it (``core_event``) their personal item keys. The
     ``person_erased`` event then reaches the plugins. An erased lead is not
@@ -242,6 +247,7 @@ def _anonymise(ctx: HookContext, leads: Sequence[Lead]) -> None:
             lead.lost_reason = ERASED
         lead.updated_at = now
     s.flush()
+    _blank_import_rows(s, _import_rows(s, ids))  # before the touches' raw payloads, which say where they came from
     bulk = {"synchronize_session": False}
     s.execute(update(Touch).where(Touch.lead_id.in_(ids)).values(
         raw={}, utm_source=None, utm_medium=None, utm_campaign=None, utm_term=None, utm_content=None,
@@ -256,6 +262,37 @@ def _anonymise(ctx: HookContext, leads: Sequence[Lead]) -> None:
     s.execute(update(Refund).where(Refund.deal_id.in_(deal_ids)).values(reason=ERASED).execution_options(**bulk))
     _scrub_events(ctx, ids, since)
     s.flush()
+
+
+def _import_rows(session: Session, lead_ids: Sequence[int]) -> dict[int, set[int]]:
+    """``{import id: row numbers}`` of the CSV rows the leads came from, as their touches record it."""
+    found: dict[int, set[int]] = {}
+    stmt = select(Touch.raw).where(Touch.lead_id.in_(lead_ids), Touch.idempotency_key.like("import:%"))
+    for raw in session.scalars(stmt):
+        import_id, row = (raw.get("import_id"), raw.get("row")) if isinstance(raw, dict) else (None, None)
+        if type(import_id) is int and type(row) is int:
+            found.setdefault(import_id, set()).add(row)
+    return found
+
+
+def _blank_import_rows(session: Session, rows: Mapping[int, set[int]]) -> None:
+    """Blank those rows in the imports' stored files (every cell empty; the other rows and the numbering stay).
+
+    Only rows an import has committed have touches, and an import resumed
+    after a crash goes on after its last committed row, so blanking them
+    never changes what a running import still has to do. A blank row is
+    skipped by the import reader.
+    """
+    for imp in session.scalars(select(Import).where(Import.id.in_(list(rows)))):
+        encoding = imp.encoding or "utf-8"
+        delimiter = (imp.options or {}).get("delimiter") or ","
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+        reader = csv.reader(io.TextIOWrapper(io.BytesIO(imp.content), encoding=encoding, newline=""),
+                            delimiter=delimiter, strict=True)
+        for number, record in enumerate(reader):
+            writer.writerow([""] * len(record) if number in rows[imp.id] else record)
+        imp.content = out.getvalue().encode(encoding)
 
 
 def _allow_ledger_updates(session: Session, on: bool) -> None:
