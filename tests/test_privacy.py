@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -373,3 +374,23 @@ def test_an_erasure_blanks_the_persons_rows_in_stored_import_files(t):
     assert ok(t.get(f"/api/v1/leads/{lead['id']}"))["phone"] is None
     # The import's record still reads as it did.
     assert ok(t.get(f"/api/v1/imports/{import_id}"))["created_leads"] == 3
+
+
+def test_two_erasures_of_one_person_at_once_erase_once(t):
+    p = person(t)
+    barrier = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def erase() -> None:
+        barrier.wait()
+        answers.append(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "twice at once"}))
+
+    threads = [threading.Thread(target=erase) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in answers] == [200, 200]
+    assert sorted(r.get_json()["lead_ids"] for r in answers) == [[], [p["lead_id"]]]
+    assert len(recorder.calls("person_erased", t.id)) == 1
+    assert sorted(len(r.lead_ids) for r in audit_rows(t)) == [0, 1]
