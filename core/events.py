@@ -23,6 +23,7 @@ from sqlalchemy import BigInteger, String, bindparam, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from .hookspecs import TO_ALL_PLUGINS
 from .models import Delivery, OutboxEvent, Tenant
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +70,13 @@ def backoff(attempts: int) -> timedelta:
 
 
 def subscribers(ctx: HookContext, name: str) -> list[str]:
-    """The plugins that get a delivery of ``name`` for this tenant: its implementers that are on."""
+    """The plugins that get a delivery of ``name`` for this tenant: its implementers that are on.
+
+    An event of :data:`~pelago.core.hookspecs.TO_ALL_PLUGINS` (``person_erased``)
+    goes to every implementer, on or off: a plugin switched off keeps its data.
+    """
+    if name in TO_ALL_PLUGINS:
+        return list(ctx.host.implementers(name))
     return [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
 
 
@@ -268,7 +275,7 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
     from .context import HookContext
 
     now = runtime.clock()
-    if delivery.plugin != "core" and delivery.plugin not in state.enabled:
+    if delivery.plugin != "core" and delivery.plugin not in state.enabled and row.name not in TO_ALL_PLUGINS:
         delivery.state = "skipped"
         delivery.last_error = f"plugin {delivery.plugin!r} is off for this tenant"
         return "skipped"

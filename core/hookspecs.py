@@ -4,6 +4,8 @@ Two kinds:
 
 * **Decisions** are called inside the transaction of the change. An exception
   propagates and rolls the whole operation back (fail closed).
+* **Queries** gather what plugins hold (``privacy_export``): every plugin that is
+  on answers, each answer kept under the plugin's name; nothing is written.
 * **Events** are written to the outbox in the same transaction and delivered
   after commit, once per (event, plugin), retried on their own. Each event hook
   receives ``event``, an :class:`~pelago.core.events.Event` whose ``items`` is a
@@ -19,7 +21,7 @@ section in docs/hooks.md and a test; tests/test_hook_docs.py enforces both.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .markers import hookspec
 
@@ -139,6 +141,27 @@ def plugin_settings_changed(ctx: HookContext, event: Event) -> None:
     """A plugin's settings changed for the tenant: ``{plugin, changed}`` (names of changed fields)."""
 
 
+@hookspec
+def person_erased(ctx: HookContext, event: Event) -> None:
+    """A person was erased (a privacy request): ``{lead_id}`` per lead; erase the personal data you hold about them.
+
+    Delivered to every plugin that implements it, on or off for the tenant:
+    switching a plugin off keeps its data, so an erasure must reach it too.
+    """
+
+
+# --- queries -------------------------------------------------------------------
+
+
+@hookspec
+def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, Any] | None:
+    """What this plugin holds about the leads ``lead_ids`` (one person): JSON for a privacy export.
+
+    Every plugin on for the tenant is asked; the answer goes under the
+    plugin's name in the export. ``None`` (or an empty mapping): nothing held.
+    """
+
+
 DECISIONS = ("choose_team", "exclude_candidates", "choose_owner", "check_assign", "check_stage_change")
 EVENTS = (
     "lead_created",
@@ -152,7 +175,11 @@ EVENTS = (
     "plugin_enabled",
     "plugin_disabled",
     "plugin_settings_changed",
+    "person_erased",
 )
+QUERIES = ("privacy_export",)
+#: events delivered to every plugin implementing them, switched on for the tenant or not
+TO_ALL_PLUGINS = frozenset({"person_erased"})
 
 
 

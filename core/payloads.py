@@ -114,3 +114,9 @@ class PluginSettingsChanged(TypedDict):
 
     plugin: str
     changed: list[str]
+
+
+class PersonErased(TypedDict):
+    """``person_erased``: one item per lead of the erased person (the lead row stays, anonymised)."""
+
+    lead_id: int

@@ -536,6 +536,80 @@ def secrets_rotate(obj: dict[str, Any]) -> None:
     click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings")
 
 
+@main.group()
+def privacy() -> None:
+    """Privacy requests (PIPL): export or erase a person (docs/operations.md#privacy-requests)."""
+
+
+def _person_options(f: F) -> F:
+    f = click.option("--email", help="the person's email")(f)
+    f = click.option("--phone", help="the person's phone (any formatting; read with the tenant's region)")(f)
+    return click.option("--tenant", "slug", required=True, help="the tenant's slug")(f)
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit: ``cli:<login>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@privacy.command("export")
+@_person_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="write the JSON here")
+@click.pass_obj
+def privacy_export(obj: dict[str, Any], slug: str, phone: str | None, email: str | None,
+                   output: str | None) -> None:
+    """Print (or write) everything held about a person as JSON, like POST /api/v1/privacy/exports.
+
+    The export is recorded in the tenant's privacy audit (actor cli:<login>).
+    """
+    import json
+
+    from pelago.core.services import privacy as svc
+
+    rt = _runtime(obj)
+    tenant = rt.tenant_by_slug(slug)
+    with rt.tenant_context(tenant.id) as ctx:
+        document = svc.export(ctx, svc.subject(ctx, phone, email), actor=_operator())
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        click.echo(f"{len(document['leads'])} leads exported to {output} (audit {document['audit_id']})", err=True)
+    else:
+        click.echo(text)
+
+
+@privacy.command("erase")
+@_person_options
+@click.option("--reason", required=True, help="why (the request, its reference): kept in the audit")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.pass_obj
+def privacy_erase(obj: dict[str, Any], slug: str, phone: str | None, email: str | None, reason: str,
+                  yes: bool) -> None:
+    """Erase a person, like POST /api/v1/privacy/erasures: their leads anonymised, plugins told, audited.
+
+    Cannot be undone. Erasing again finds nothing and changes nothing.
+    """
+    from pelago.core.services import privacy as svc
+
+    rt = _runtime(obj)
+    tenant = rt.tenant_by_slug(slug)
+    if not yes:
+        click.confirm(f"Erase this person's data in tenant {slug}? This cannot be undone", abort=True)
+    with rt.tenant_context(tenant.id) as ctx:
+        done = svc.erase(ctx, svc.subject(ctx, phone, email), reason=reason, actor=_operator())
+    if done.lead_ids:
+        click.echo(f"erased leads {', '.join(map(str, done.lead_ids))} (audit {done.audit_id}); "
+                   "plugins are told through the person_erased event")
+    else:
+        click.echo(f"no lead of this person in {slug}: nothing to erase (audit {done.audit_id})")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m`
     sys.exit(main())
 

@@ -73,6 +73,7 @@ from pelago.core.payloads import (
     LeadMerged,
     LeadReleased,
     LeadStageChanged,
+    PersonErased,
     PluginSettingsChanged,
     PluginSwitched,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "DealRefunded",
     "PluginSwitched",
     "PluginSettingsChanged",
+    "PersonErased",
     # errors (answered as 4xx with the standard error body)
     "PelagoError",
     "NotFound",

@@ -148,6 +148,40 @@ def test_hook_plugin_disabled(make_app):
     assert items("plugin_disabled", t) == [{"plugin": "failing"}]  # the switched-off plugin is not called
 
 
+def test_hook_person_erased(make_app):
+    recorder.CALLS.clear()
+    app = make_app(("recorder",))
+    t = new_tenant(app)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    first = t.lead("13800138730", email="erased@example.com")
+    second = t.lead("13800138732", email="erased@example.com")  # the same person's second phone
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})  # off: still told, it keeps data
+    r = t.post("/api/v1/privacy/erasures", json={"email": "Erased@Example.com", "reason": "asked"})
+    assert r.status_code == 200, r.get_json()
+    [call] = recorder.calls("person_erased", t.id)
+    assert call["items"] == [{"lead_id": first["id"]}, {"lead_id": second["id"]}]
+    assert call["event_id"] == r.get_json()["event_id"] is not None
+    # Nothing left to erase: no second event.
+    assert t.post("/api/v1/privacy/erasures", json={"email": "erased@example.com", "reason": "again"}).status_code == 200
+    assert len(recorder.calls("person_erased", t.id)) == 1
+
+
+def test_hook_privacy_export(t):
+    lead = t.lead("13800138731")
+    r = t.post("/api/v1/privacy/exports", json={"phone": "138-0013-8731"})
+    assert r.status_code == 200, r.get_json()
+    assert recorder.calls("privacy_export", t.id) == [[lead["id"]]]
+    assert r.get_json()["plugins"] == {"recorder": {"seen_leads": [lead["id"]]}}
+    # Switched off: not asked, and nothing of it in the export.
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})
+    r = t.post("/api/v1/privacy/exports", json={"phone": "13800138731"})
+    assert r.get_json()["plugins"] == {} and len(recorder.calls("privacy_export", t.id)) == 1
+    # Nobody found: plugins are not asked.
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    assert t.post("/api/v1/privacy/exports", json={"phone": "13900139000"}).get_json()["leads"] == []
+    assert len(recorder.calls("privacy_export", t.id)) == 1
+
+
 def test_a_veto_names_the_plugin_that_refused(t):
     lead = t.lead("13800138720")
     t.put("/api/v1/plugins/recorder", json={"settings": {"veto_user_id": t.users["rep"]}})

@@ -36,6 +36,7 @@ TYPES: dict[str, Any] = {
     "plugin_enabled": payloads.PluginSwitched,
     "plugin_disabled": payloads.PluginSwitched,
     "plugin_settings_changed": payloads.PluginSettingsChanged,
+    "person_erased": payloads.PersonErased,
 }
 
 
@@ -111,6 +112,9 @@ def driven(make_app) -> TenantHandle:
     csv = b"name,phone\nImported,13800138703\n"
     check(t.post("/api/v1/imports", data={"file": (io.BytesIO(csv), "leads.csv")},
                  content_type="multipart/form-data"))  # lead_created with import_id
+    erased = t.lead("13800138704", email="erase-me@example.com")
+    done = check(t.post("/api/v1/privacy/erasures", json={"phone": "13800138704", "reason": "asked"}))
+    assert done["lead_ids"] == [erased["id"]]  # person_erased
     return t
 
 

@@ -14,6 +14,7 @@ from .leads import (
     Touch,
 )
 from .outbox import DELIVERY_STATES, Delivery, OutboxEvent, PeriodicRun
+from .privacy import PRIVACY_ACTIONS, PrivacyAudit
 from .routing import RULE_FIELDS, RoutingRule, RoutingSettings
 from .tenancy import ROLE_RANK, ROLES, STRATEGIES, ApiKey, Team, Tenant, TenantPlugin, User
 
@@ -22,6 +23,7 @@ __all__ = [
     "DEAL_KINDS",
     "DELIVERY_STATES",
     "IMPORT_STATES",
+    "PRIVACY_ACTIONS",
     "ROLES",
     "ROLE_RANK",
     "RULE_FIELDS",
@@ -40,6 +42,7 @@ __all__ = [
     "OutboxEvent",
     "OwnershipChange",
     "PeriodicRun",
+    "PrivacyAudit",
     "Refund",
     "RoutingRule",
     "RoutingSettings",

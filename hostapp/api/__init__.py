@@ -19,9 +19,9 @@ from .schemas import LocalTime, MoneyString  # noqa: E402 - fields for plugins' 
 
 
 def core_blueprints() -> list[_Blueprint]:
-    from . import admin, channels, deals, imports, intake, leads, plugins, routing, tenants
+    from . import admin, channels, deals, imports, intake, leads, plugins, privacy, routing, tenants
 
     return [
         leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, plugins.blp,
-        tenants.blp, channels.blp, intake.blp, imports.blp,
+        tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
     ]

@@ -3,7 +3,9 @@
 Decisions: the hold cap narrows routing (``exclude_candidates``) and refuses
 assignments past it (``check_assign``). Events: releases made outside the pool
 (a manager's release through the core API, another plugin) put the lead in its
-team's pool; the pool's own events go to the tenant's webhook.
+team's pool; the pool's own events go to the tenant's webhook; an erased
+person's leads leave the pools (:mod:`.privacy`, which also answers
+``privacy_export``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import select
 
 from pelago.plugin import Event, HookContext, Lead, hookimpl
 
-from . import caps, counters, pools, service, webhooks
+from . import caps, counters, pools, privacy, service, webhooks
 from .models import PoolEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +67,16 @@ def pool_recycle_due(ctx: HookContext, event: Event) -> None:
 def plugin_enabled(ctx: HookContext, event: Event) -> None:
     if any(item.get("plugin") == PLUGIN for item in event.items):
         pools.ensure_default(ctx)
+
+
+@hookimpl
+def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, object] | None:
+    return privacy.export(ctx, lead_ids)
+
+
+@hookimpl
+def person_erased(ctx: HookContext, event: Event) -> None:
+    privacy.erase(ctx, [int(item["lead_id"]) for item in event.items])
 
 
 def _absorb(ctx: HookContext, event: Event, items: Sequence[Mapping[str, object]]) -> None:

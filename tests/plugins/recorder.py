@@ -79,6 +79,11 @@ class Hooks:
         CALLS.append(("check_stage_change", ctx.tenant.id, (old, new)))
         return "recorder vetoes this stage" if new == ctx.settings("recorder")["veto_stage"] else None
 
+    @hookimpl
+    def privacy_export(self, ctx: Any, lead_ids: Any) -> Any:
+        CALLS.append(("privacy_export", ctx.tenant.id, list(lead_ids)))
+        return {"seen_leads": list(lead_ids)}
+
 
 def _event_impl(name: str) -> Any:
     def impl(ctx: Any, event: Any) -> None:

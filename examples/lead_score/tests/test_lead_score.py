@@ -279,3 +279,13 @@ def test_a_rescoring_that_races_a_change_waits_and_sees_it(make_app, clock):
     worker.join(10)
     assert not worker.is_alive()
     assert _stored(t, lead["id"]).score == 10 + 20
+
+
+def test_a_privacy_export_carries_the_persons_scores(make_app):
+    t = _on(make_app(PLUGINS))
+    lead = t.lead("13800138950", source="referral")
+    t.lead("13800138951", source="ads")
+    r = t.post("/api/v1/privacy/exports", json={"phone": "13800138950"})
+    assert r.status_code == 200, r.get_json()
+    [score] = r.get_json()["plugins"]["lead_score"]["scores"]
+    assert (score["lead_id"], score["score"], score["activities"]) == (lead["id"], 40, 0)
