@@ -71,5 +71,11 @@ class Busy(PelagoError):
         self.retry_after = retry_after
 
 
+class RateLimited(Busy):
+    """Too many requests from one sender or for one channel in a window: 429 with ``Retry-After``."""
+
+    status = 429
+
+
 class PluginConfigError(RuntimeError):
     """The deployment's plugin set is unusable (unknown name, missing requirement)."""

@@ -14,7 +14,7 @@ from pelago.core.db import make_engine
 from pelago.core.host import PluginHost
 from pelago.core.runtime import Runtime
 
-from . import auth, errors
+from . import auth, errors, limits
 from .api import core_blueprints
 from .config import Settings
 
@@ -47,7 +47,7 @@ class Readiness:
     """What ``/readyz`` checks: the database answers and is at the deployed heads; Redis answers if configured.
 
     Each problem is one line for an operator. Errors are named by type and
-    message only (no traceback, no URL with its password).
+    the first line of their message only (no traceback, no URL).
     """
 
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
@@ -83,7 +83,7 @@ class Readiness:
 
 
 def _short(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 200 characters), without a URL's password."""
+    """``Type: first line of the driver's message`` (at most 200 characters); never the URL, so no password."""
     from sqlalchemy.exc import DBAPIError
 
     message = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
@@ -139,6 +139,7 @@ def create_app(
             plugin_blueprints[spec.blueprint.name] = spec.name
     errors.register(app)
     auth.install(app, plugin_blueprints)
+    limits.install(app, runtime, settings)
 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 张伟, not \u5f20\u4f1f
 

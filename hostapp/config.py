@@ -10,6 +10,9 @@
 | ``PELAGO_SCHEDULER_INTERVAL`` | ``15`` | seconds between periodic ticks in the embedded server |
 | ``PELAGO_EMBEDDED_SCHEDULER`` | ``1`` | run periodic jobs on a thread of ``pelago serve`` when no Redis |
 | ``PELAGO_MAX_CONTENT_LENGTH`` | ``1048576`` | largest request body accepted, in bytes |
+| ``PELAGO_INTAKE_RATE_CHANNEL`` | ``3000/60`` | signed webhook submissions a channel may send per window (COUNT/SECONDS; 0: off) |
+| ``PELAGO_INTAKE_RATE_ADDRESS`` | ``600/60`` | webhook requests one client address may send per window, signed or not |
+| ``PELAGO_PROXY_COUNT`` | ``0`` | reverse proxies in front whose ``X-Forwarded-For`` is trusted for the client address |
 | ``PELAGO_SQLITE_WRITE_WAIT`` | ``15`` | seconds a request queues for SQLite's write lock before a 503 |
 | ``PELAGO_SECRET_KEYS`` | key file | comma-separated Fernet keys encrypting secrets at rest (``pelago.core.crypto``); unset: ``$PELAGO_INSTANCE_DIR/secret.key`` |
 | ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
@@ -37,6 +40,9 @@ class Settings:
     embedded_scheduler: bool = True
     max_content_length: int = 1024 * 1024
     sqlite_write_wait: float = 15.0
+    intake_rate_channel: str = "3000/60"
+    intake_rate_address: str = "600/60"
+    proxy_count: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -62,4 +68,7 @@ class Settings:
             embedded_scheduler=_truthy(env.get("PELAGO_EMBEDDED_SCHEDULER", "1")),
             max_content_length=int(env.get("PELAGO_MAX_CONTENT_LENGTH", str(1024 * 1024))),
             sqlite_write_wait=float(env.get("PELAGO_SQLITE_WRITE_WAIT", "15")),
+            intake_rate_channel=env.get("PELAGO_INTAKE_RATE_CHANNEL", "3000/60"),
+            intake_rate_address=env.get("PELAGO_INTAKE_RATE_ADDRESS", "600/60"),
+            proxy_count=int(env.get("PELAGO_PROXY_COUNT", "0")),
         )

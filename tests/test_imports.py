@@ -373,7 +373,8 @@ def test_cli_exits_non_zero_on_a_quote_left_open(cli, tenant, tmp_path):
     path = tmp_path / "open.csv"
     path.write_bytes('name,phone\n"甲,13900139044\n乙,13900139045\n'.encode())
     r = cli("leads", "import", str(path), "--tenant", tenant.slug)
-    assert r.exit_code != 0 and "row 1 is not valid CSV" in r.output, r.output
+    assert r.exit_code != 0 and "row 1 is not valid CSV (a quote opened in this row is never closed)" in r.output, \
+        r.output
     assert counts(tenant) == (0, 0)
 
 

@@ -201,3 +201,39 @@ def test_a_reps_duplicate_of_a_colleagues_lead_is_a_collision_not_a_leak(tenant)
     assert count(tenant, Touch) == before
     own = tenant.post("/api/v1/leads", "rep2", json={"phone": "13500135100"})
     assert own.status_code == 200 and own.get_json()["merged"] is True
+
+
+def test_a_lead_s_touches_can_be_read_like_the_lead(tenant, other_tenant):
+    """Was write-only: attribution was stored and never shown."""
+    first = tenant.post("/api/v1/leads", "rep", json={
+        "name": "触点", "phone": "13800138660", "utm_source": "douyin", "utm_campaign": "spring", "click_id": "c-1"})
+    lead = first.get_json()
+    again = tenant.post("/api/v1/leads", json={"phone": "+86 138 0013 8660", "utm_campaign": "summer"})
+    assert again.status_code == 200 and again.get_json()["merged"]
+    url = f"/api/v1/leads/{lead['id']}/touches"
+    items = tenant.get(url, "rep").get_json()["items"]
+    assert [(t["utm_campaign"], t["merged"], t["channel"]) for t in items] == [
+        ("summer", True, "api"), ("spring", False, "api")]
+    assert items[1]["utm_source"] == "douyin" and items[1]["click_id"] == "c-1" and items[1]["lead_id"] == lead["id"]
+    assert items[1]["received_at"].endswith("+08:00") and items[0]["id"] == again.get_json()["touch_id"]
+    page = tenant.get(url, query_string={"limit": 1}).get_json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    rest = tenant.get(url, query_string={"limit": 1, "cursor": page["next_cursor"]}).get_json()
+    assert rest["items"][0]["utm_campaign"] == "spring" and rest["next_cursor"] is None
+    assert tenant.get(url, "rep2").status_code == 404  # not her lead
+    assert other_tenant.get(url).status_code == 404
+
+
+def test_a_merged_submission_adds_its_new_attributes_without_overwriting(tenant):
+    """Was: a merged submission's attributes were dropped (only on the touch's raw payload)."""
+    from pelago.core.attributes import MAX_KEYS
+
+    lead = tenant.lead("13800138661", attributes={"grade": "三年级", "city": "杭州"})
+    r = tenant.post("/api/v1/leads", json={"phone": "13800138661", "attributes": {"grade": "五年级", "school": "实验"}})
+    assert r.status_code == 200 and r.get_json()["merged"] and r.get_json()["id"] == lead["id"]
+    assert r.get_json()["attributes"] == {"grade": "三年级", "city": "杭州", "school": "实验"}
+    # a lead at the limit keeps what it has; the submission stays whole on its touch
+    full = tenant.lead("13800138662", attributes={f"k{i}": i for i in range(MAX_KEYS)})
+    r = tenant.post("/api/v1/leads", json={"phone": "13800138662", "attributes": {"extra": 1}})
+    assert r.status_code == 200 and "extra" not in r.get_json()["attributes"]
+    assert len(r.get_json()["attributes"]) == MAX_KEYS and full["id"] == r.get_json()["id"]

@@ -31,7 +31,6 @@ def check_slug(slug: str) -> str:
     return slug
 
 
-
 def create_tenant(
     session: Session, *, slug: str, name: str | None = None, timezone: str = "Asia/Shanghai",
     default_region: str = "CN", currency: str = "CNY", now: Any,

@@ -177,6 +177,16 @@ def _records(content: bytes, encoding: str, delimiter: str) -> Iterator[list[str
     return csv.reader(text, delimiter=delimiter, strict=True)
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """``csv``'s message, with what it means for the two mistakes spreadsheets and scripts make."""
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return "a quote opened in this row is never closed"
+    if "expected after" in text:
+        return f"text right after a closing quote: {text}"
+    return text
+
+
 def _first_line(content: bytes, encoding: str) -> str:
     text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
     return text.readline()
@@ -462,7 +472,7 @@ def _run(
                 total += 0 if _blank(record) or row == 0 else 1
         except csv.Error as exc:
             _finish(runtime, tenant_id, import_id, "failed",
-                    f"row {row + 1} is not valid CSV ({exc}); nothing was imported", token)
+                    f"row {row + 1} is not valid CSV ({_csv_problem(exc)}); nothing was imported", token)
             return _summary(runtime, tenant_id, import_id)
         with runtime.tenant_session(tenant_id) as session:
             session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))

@@ -29,7 +29,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
-from ..attributes import attribute_errors
+from ..attributes import MAX_KEYS, attribute_errors
 from ..bulk import write_rows
 from ..context import HookContext
 from ..errors import Conflict
@@ -463,14 +463,20 @@ def _insert_leads(
 
 
 def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list[str]]:
-    """Fill a known lead's empty fields from the submission; never overwrite what is there."""
+    """Fill a known lead's empty fields from the submission; never overwrite what is there.
+
+    The submission's attributes are added the same way: keys the lead does
+    not have yet, while it has fewer than :data:`~pelago.core.attributes.MAX_KEYS`;
+    a key it has keeps its value (the touch's ``raw`` keeps the submission
+    whole).
+    """
     if not rows:
         return {}
     ids = sorted({r.outcome.lead_id for r in rows if r.outcome.lead_id is not None})
     current = {
         lead.id: lead
         for lead in ctx.session.execute(
-            select(Lead.id, *(getattr(Lead, f) for f in FILLABLE)).where(Lead.id.in_(ids))
+            select(Lead.id, Lead.attributes, *(getattr(Lead, f) for f in FILLABLE)).where(Lead.id.in_(ids))
             .order_by(Lead.id).with_for_update()
         )
     }
@@ -485,6 +491,12 @@ def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list
         ]
         for f in names:
             pending[f] = r.values[f]
+        attributes = pending.get("attributes", lead.attributes or {})
+        new_keys = [k for k in r.values["attributes"] if k not in attributes]
+        if new_keys and len(attributes) < MAX_KEYS:
+            added = new_keys[:MAX_KEYS - len(attributes)]
+            pending["attributes"] = {**attributes, **{k: r.values["attributes"][k] for k in added}}
+            names.append("attributes")
         filled[id(r)] = names
     for lead_id, values in changes.items():
         if values:

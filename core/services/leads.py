@@ -320,6 +320,11 @@ def list_activities(ctx: HookContext, lead: Lead, cursor: str | None, limit: int
     return paginate(ctx.session, select(Activity).where(Activity.lead_id == lead.id), Activity.id, cursor, limit)
 
 
+def list_touches(ctx: HookContext, lead: Lead, cursor: str | None, limit: int) -> Page[Touch]:
+    """The lead's touches (each submission that made or reached it), newest first."""
+    return paginate(ctx.session, select(Touch).where(Touch.lead_id == lead.id), Touch.id, cursor, limit)
+
+
 def history(ctx: HookContext, lead: Lead) -> list[dict[str, Any]]:
     """Ownership, stage and activity timeline, oldest first."""
     s = ctx.session

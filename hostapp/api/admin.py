@@ -36,6 +36,10 @@ def _page(stmt: Any, col: Any, args: dict[str, Any]) -> dict[str, Any]:
 @users.arguments(s.PageArgs, location="query")
 @users.response(200, s.UserPage)
 def list_users(args: dict[str, Any]) -> Any:
+    """List the tenant's users.
+
+    Paginated with `limit` and `cursor`; any role may read it.
+    """
     return _page(select(User), User.id, args)
 
 
@@ -44,6 +48,11 @@ def list_users(args: dict[str, Any]) -> Any:
 @users.response(201, s.User)
 @requires("admin")
 def create_user(data: dict[str, Any]) -> Any:
+    """Create a user of the tenant (admins).
+
+    `role` is `admin`, `manager` or `rep`, at most the caller's own. A
+    duplicate email is a 409.
+    """
     c = ctx()
     user = svc.create_user(c.session, tenant_id=c.tenant.id, now=c.now(), by=c.actor, **data)
     commit()
@@ -53,6 +62,10 @@ def create_user(data: dict[str, Any]) -> Any:
 @users.route("/<int:user_id>", methods=["GET"])
 @users.response(200, s.User)
 def show_user(user_id: int) -> Any:
+    """Read one user.
+
+    Another tenant's user is a 404.
+    """
     return svc.get_user(ctx(), user_id)
 
 
@@ -61,6 +74,11 @@ def show_user(user_id: int) -> Any:
 @users.response(200, s.User)
 @requires("admin")
 def patch_user(data: dict[str, Any], user_id: int) -> Any:
+    """Change a user (admins): name, role, team, active, leave, password, routing limits.
+
+    Deactivating or demoting the tenant's last active admin is a 409. For
+    routing: `daily_capacity`, `weight` and `working_hours`.
+    """
     c = ctx()
     user = svc.update_user(c, svc.get_user(c, user_id), data)
     commit()
@@ -74,6 +92,11 @@ def patch_user(data: dict[str, Any], user_id: int) -> Any:
 @teams.arguments(s.PageArgs, location="query")
 @teams.response(200, s.TeamPage)
 def list_teams(args: dict[str, Any]) -> Any:
+    """List the tenant's teams.
+
+    Each team shows its strategy and `rr_pointer` (round robin's last
+    assigned user).
+    """
     return _page(select(Team), Team.id, args)
 
 
@@ -82,6 +105,11 @@ def list_teams(args: dict[str, Any]) -> Any:
 @teams.response(201, s.Team)
 @requires("admin")
 def create_team(data: dict[str, Any]) -> Any:
+    """Create a team (admins).
+
+    `strategy` is `round_robin` (default), `load_balanced` or `weighted`. A
+    duplicate name is a 409.
+    """
     team = svc.create_team(ctx(), data)
     commit()
     return team
@@ -90,6 +118,10 @@ def create_team(data: dict[str, Any]) -> Any:
 @teams.route("/<int:team_id>", methods=["GET"])
 @teams.response(200, s.Team)
 def show_team(team_id: int) -> Any:
+    """Read one team.
+
+    Another tenant's team is a 404.
+    """
     return svc.get_team(ctx(), team_id)
 
 
@@ -98,6 +130,10 @@ def show_team(team_id: int) -> Any:
 @teams.response(200, s.Team)
 @requires("admin")
 def patch_team(data: dict[str, Any], team_id: int) -> Any:
+    """Change a team (admins): name, description, active, strategy.
+
+    A duplicate name is a 409.
+    """
     c = ctx()
     team = svc.update_team(c, svc.get_team(c, team_id), data)
     commit()
@@ -111,6 +147,10 @@ def patch_team(data: dict[str, Any], team_id: int) -> Any:
 @keys.arguments(s.PageArgs, location="query")
 @keys.response(200, s.ApiKeyPage)
 def list_keys(args: dict[str, Any]) -> Any:
+    """List API keys: prefix, name, created, revoked; never the secret.
+
+    Admins see every key of the tenant; others see their own.
+    """
     c = ctx()
     stmt = select(ApiKey).where(ApiKey.tenant_id == c.tenant.id)
     if c.actor is not None and not c.actor.at_least("admin"):
@@ -122,6 +162,11 @@ def list_keys(args: dict[str, Any]) -> Any:
 @keys.arguments(s.ApiKeyArgs)
 @keys.response(201, s.ApiKeyCreated)
 def create_key(data: dict[str, Any]) -> Any:
+    """Create an API key, shown once in the answer.
+
+    `user_id` defaults to the caller; only an admin may create a key for
+    someone else. Only the key's hash is stored.
+    """
     c = ctx()
     assert c.actor is not None
     user_id = data.get("user_id") or c.actor.user_id
@@ -138,6 +183,10 @@ def create_key(data: dict[str, Any]) -> Any:
 @keys.route("/<int:key_id>", methods=["DELETE"])
 @keys.response(200, s.ApiKey)
 def revoke_key(key_id: int) -> Any:
+    """Revoke an API key.
+
+    The key answers 401 from now on. Non-admins may revoke only their own.
+    """
     row = svc.revoke_api_key(ctx(), key_id)
     commit()
     return row
@@ -151,6 +200,12 @@ def revoke_key(key_id: int) -> Any:
 @deliveries.response(200, s.DeliveryPage)
 @requires("admin")
 def list_deliveries(args: dict[str, Any]) -> Any:
+    """List event deliveries to plugins (admins): which failed, why, how often.
+
+    Each delivery has its event, plugin, state, attempts, `last_error` (the
+    exception's type and message) and next attempt. Filters: `state`,
+    `plugin`.
+    """
     c = ctx()
     stmt = select(Delivery)
     if args.get("state"):

@@ -76,6 +76,12 @@ def _out(channel: ChannelRow, *, secret: bool = False) -> dict[str, Any]:
 @blp.response(201, ChannelSecret)
 @requires("admin")
 def create(data: dict[str, Any]) -> Any:
+    """Create a webhook channel (admins); its secret is shown only now.
+
+    The answer has the public `key`, the webhook `url` and the signing
+    `secret`. `mapping` (our field → dotted path into the payload) is laid
+    over the identity mapping. A duplicate name is a 409.
+    """
     channel = svc.create_channel(ctx(), data)
     commit()
     return _out(channel, secret=True)
@@ -86,6 +92,10 @@ def create(data: dict[str, Any]) -> Any:
 @blp.response(200, ChannelPage)
 @requires("admin")
 def index(args: dict[str, Any]) -> Any:
+    """List the tenant's webhook channels (admins), never with their secrets.
+
+    Paginated with `limit` and `cursor`.
+    """
     page = paginate(ctx().session, select(ChannelRow), ChannelRow.id, args.get("cursor"), args["limit"])
     return {"items": [_out(c) for c in page.items], "next_cursor": page.next_cursor}
 
@@ -94,6 +104,10 @@ def index(args: dict[str, Any]) -> Any:
 @blp.response(200, Channel)
 @requires("admin")
 def show(channel_id: int) -> Any:
+    """Read one webhook channel (admins), without its secret.
+
+    Another tenant's channel is a 404.
+    """
     return _out(svc.get_channel(ctx(), channel_id))
 
 
@@ -102,6 +116,11 @@ def show(channel_id: int) -> Any:
 @blp.response(200, Channel)
 @requires("admin")
 def patch(data: dict[str, Any], channel_id: int) -> Any:
+    """Change a webhook channel (admins): name, mapping, source, active.
+
+    A new `mapping` replaces the old one, over the defaults. An inactive
+    channel's webhook answers 404.
+    """
     c = ctx()
     channel = svc.update_channel(c, svc.get_channel(c, channel_id), data)
     commit()
@@ -112,6 +131,10 @@ def patch(data: dict[str, Any], channel_id: int) -> Any:
 @blp.response(200, ChannelSecret)
 @requires("admin")
 def rotate(channel_id: int) -> Any:
+    """Give a channel a new signing secret (admins), shown once.
+
+    The old secret is refused from now on.
+    """
     c = ctx()
     channel = svc.rotate_secret(c, svc.get_channel(c, channel_id))
     commit()
@@ -122,6 +145,10 @@ def rotate(channel_id: int) -> Any:
 @blp.response(204)
 @requires("admin")
 def delete(channel_id: int) -> Any:
+    """Delete a webhook channel (admins).
+
+    `204`. Touches keep the channel's name.
+    """
     c = ctx()
     svc.delete_channel(c, svc.get_channel(c, channel_id))
     commit()

@@ -141,6 +141,13 @@ def _detail(imp: ImportRow) -> dict[str, Any]:
 @blp.doc(requestBody=UPLOAD_DOC)
 @requires("manager")
 def create() -> Any:
+    """Upload a CSV of leads and queue its import (managers).
+
+    `multipart/form-data` with `file` (UTF-8 or GB18030, at most 20 MiB) and
+    optional `mapping`, `source`, `channel`, `delimiter`. A file that cannot
+    work is refused at once (422 under `errors.form`). `202` with the import;
+    without Redis the job has already run.
+    """
     return upload_import()
 
 
@@ -197,6 +204,10 @@ upload_import.doc = UPLOAD_DOC  # type: ignore[attr-defined]
 @blp.response(200, ImportPage)
 @requires("manager")
 def index(args: dict[str, Any]) -> Any:
+    """List imports, newest first (managers): status, progress, counts.
+
+    Without their row errors; read one import for those.
+    """
     page = paginate(ctx().session, select(ImportRow), ImportRow.id, args.get("cursor"), args["limit"])
     return {"items": [_summary(i) for i in page.items], "next_cursor": page.next_cursor}
 
@@ -205,6 +216,11 @@ def index(args: dict[str, Any]) -> Any:
 @blp.response(200, ImportDetail)
 @requires("manager")
 def show(import_id: int) -> Any:
+    """Read one import (managers): status, progress, counts and its first row errors.
+
+    The first 100 errors by row, and `error_count`; every error is at
+    `/errors` (paged) and `/errors.csv`.
+    """
     return _detail(svc.get_import(ctx(), import_id))
 
 

@@ -29,7 +29,7 @@ from pelago.core.models import Touch
 from pelago.core.services import channels as svc
 from pelago.core.services.intake import ingest
 
-from .. import strict_input
+from .. import limits, strict_input
 from ..auth import commit, enter_tenant, public, public_session
 from . import Blueprint
 
@@ -66,9 +66,18 @@ class IntakeResult(Schema):
 )
 @public
 def receive(key: str) -> Any:
-    """Receive one signed submission: 413, 401, 404, 401, 400, 422 as documented, else the lead."""
+    """Receive one signed submission from a channel: the public webhook.
+
+    Needs no API key: the body is signed with the channel's secret
+    (`X-Pelago-Signature: sha256=<hex HMAC-SHA256 of the raw body>`). Refusals
+    store nothing: 413 over 64 KiB, 401 a missing or bad signature, 404 an
+    unknown or inactive channel, 400 a body that is not a JSON object, 422 an
+    invalid mapped lead. Otherwise `201` created, or `200` merged or
+    replayed.
+    """
     # One byte of slack: a body without Content-Length (chunked) is cut at the
     # limit by werkzeug, not refused, so read one byte more to tell.
+    limits.enforce("intake_address", limits.client_address())  # floods and signature guessing
     request.max_content_length = MAX_BODY + 1
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY:
@@ -81,6 +90,7 @@ def receive(key: str) -> Any:
     channel = svc.channel_by_key(session, key)
     if not svc.signature_matches(channel.secret, raw, header):
         abort(401, message="bad signature: sign the exact body bytes with the channel's secret")
+    limits.enforce("intake_channel", str(channel.id))  # signed submissions only: no one else can spend it
     payload = _payload(raw)
     c = enter_tenant(channel.tenant_id)
     sub = svc.submission(channel, payload, raw)

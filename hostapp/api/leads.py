@@ -28,6 +28,15 @@ TOUCH_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
     "description": "a retry with the same key returns the first result and writes nothing",
 }])
 def create(data: dict[str, Any]) -> Any:
+    """Create a lead, or merge the submission into the lead it duplicates.
+
+    A phone (any format, normalised to E.164) or an email is required. A
+    duplicate (same phone, or same email without a phone) is merged: `200`
+    with `merged: true`, only empty fields filled, the submission kept as a
+    touch. A retry with the same `Idempotency-Key` or `external_id` is
+    replayed (`200`, `replayed: true`) and writes nothing. Without `owner_id`
+    the routing hooks decide the owner; a rep's lead is always her own.
+    """
     c = ctx()
     key = request.headers.get("Idempotency-Key") or data.pop("external_id", None)
     data.pop("external_id", None)
@@ -66,6 +75,12 @@ def create(data: dict[str, Any]) -> Any:
 @blp.arguments(s.LeadFilter, location="query")
 @blp.response(200, s.LeadPage)
 def index(args: dict[str, Any]) -> Any:
+    """List leads, newest first, with filters and a cursor.
+
+    Filters: `stage`, `owner_id`, `team_id`, `unowned`, `source`,
+    `created_after`/`created_before` and `q` (a phone in any format, an exact
+    email or a name prefix). Reps see only the leads they own.
+    """
     page = svc.list_leads(ctx(), args, args.pop("cursor", None), args.pop("limit"))
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -73,6 +88,10 @@ def index(args: dict[str, Any]) -> Any:
 @blp.route("/<int:lead_id>", methods=["GET"])
 @blp.response(200, s.Lead)
 def show(lead_id: int) -> Any:
+    """Read one lead.
+
+    Another tenant's lead, or for a rep a lead she does not own, is a 404.
+    """
     return svc.get_lead(ctx(), lead_id)
 
 
@@ -80,6 +99,12 @@ def show(lead_id: int) -> Any:
 @blp.arguments(s.LeadPatch)
 @blp.response(200, s.Lead)
 def patch(data: dict[str, Any], lead_id: int) -> Any:
+    """Edit a lead's contact fields, attributes or lock.
+
+    `attributes` are merged into the lead's (within the attribute limits).
+    A phone or email that belongs to another lead is a 409; `locked` needs a
+    manager. The lead's version is checked, so a concurrent edit is a 409.
+    """
     c = ctx()
     lead = svc.update_lead(c, svc.get_lead(c, lead_id, for_update=True), data)
     commit()
@@ -91,6 +116,11 @@ def patch(data: dict[str, Any], lead_id: int) -> Any:
 @blp.response(200, s.Lead)
 @requires("manager")
 def assign(data: dict[str, Any], lead_id: int) -> Any:
+    """Reassign a lead, or release it with `user_id: null` (managers).
+
+    Writes an ownership ledger row (reason `manual`) with the note and asks
+    the plugins' `check_assign`; a veto is a 409 naming the plugin.
+    """
     c = ctx()
     lead = svc.assign(c, svc.get_lead(c, lead_id, for_update=True), data["user_id"], note=data["note"])
     commit()
@@ -101,6 +131,13 @@ def assign(data: dict[str, Any], lead_id: int) -> Any:
 @blp.arguments(s.StageArgs)
 @blp.response(200, s.Lead)
 def stage(data: dict[str, Any], lead_id: int) -> Any:
+    """Move a lead to another stage along the stage machine.
+
+    Allowed: forward through `new` → `contacted` → `qualified`, any open
+    stage to `won` or `lost` (`lost` needs `lost_reason`), and `lost` back to
+    `new`; a won lead stays won. Any other move is a 409 with the allowed
+    ones. Plugins' `check_stage_change` may refuse it too (409).
+    """
     c = ctx()
     lead = svc.change_stage(c, svc.get_lead(c, lead_id, for_update=True), data["stage"], data.get("lost_reason"))
     commit()
@@ -111,6 +148,11 @@ def stage(data: dict[str, Any], lead_id: int) -> Any:
 @blp.arguments(s.ActivityArgs)
 @blp.response(201, s.Activity)
 def log_activity(data: dict[str, Any], lead_id: int) -> Any:
+    """Log a follow-up (call, note, visit, WeChat, SMS, meeting, email) on a lead.
+
+    `occurred_at` defaults to now and cannot be in the future; the lead's
+    `last_activity_at` only ever moves forward.
+    """
     c = ctx()
     activity = svc.log_activity(c, svc.get_lead(c, lead_id), data["kind"], data["note"], data.get("occurred_at"))
     commit()
@@ -121,14 +163,39 @@ def log_activity(data: dict[str, Any], lead_id: int) -> Any:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.ActivityPage)
 def activities(args: dict[str, Any], lead_id: int) -> Any:
+    """List a lead's activities, newest first.
+
+    Paginated with `limit` and `cursor`; visible like the lead.
+    """
     c = ctx()
     page = svc.list_activities(c, svc.get_lead(c, lead_id), args.get("cursor"), args["limit"])
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<int:lead_id>/touches", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.TouchPage)
+def touches(args: dict[str, Any], lead_id: int) -> Any:
+    """The lead's touches: every submission that made or reached it, newest first.
+
+    Each touch is one arrival of the lead (the API, a channel webhook, an
+    import row, a plugin) with its attribution: channel, source, UTM fields
+    and click id, whether it was merged into the lead, and when it came.
+    Visible like the lead: a rep sees the touches of her own leads only.
+    """
+    c = ctx()
+    page = svc.list_touches(c, svc.get_lead(c, lead_id), args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @blp.route("/<int:lead_id>/history", methods=["GET"])
 @blp.response(200, s.History)
 def history(lead_id: int) -> Any:
+    """Read a lead's timeline: ownership, stage and activity entries, oldest first.
+
+    Ownership entries carry the reason, the rule and the routing explanation
+    (`detail`). Not paginated.
+    """
     c = ctx()
     return {"items": svc.history(c, svc.get_lead(c, lead_id))}
 

@@ -35,6 +35,11 @@ def describe(c: HookContext, name: str, row: TenantPlugin | None) -> dict[str, A
 @blp.route("", methods=["GET"])
 @blp.response(200, s.PluginList)
 def index() -> Any:
+    """List the deployed plugins and whether each is on for this tenant.
+
+    Settings are shown with secrets masked as `********`. Plugins that are
+    deployed but failed to load are listed under `failed`.
+    """
     c = ctx()
     rows = {r.plugin: r for r in c.session.scalars(select(TenantPlugin))}
     return {
@@ -46,6 +51,10 @@ def index() -> Any:
 @blp.route("/<name>", methods=["GET"])
 @blp.response(200, s.Plugin)
 def show(name: str) -> Any:
+    """Read one deployed plugin and its switch and settings for this tenant.
+
+    A plugin that is not deployed is a 404.
+    """
     c = ctx()
     c.host.spec(name)
     return describe(c, name, c.session.get(TenantPlugin, (c.tenant.id, name)))
@@ -56,6 +65,13 @@ def show(name: str) -> Any:
 @blp.response(200, s.Plugin)
 @requires("admin")
 def put(data: dict[str, Any], name: str) -> Any:
+    """Switch a plugin for this tenant and/or change its settings (admins).
+
+    Settings are merged into the stored ones and validated by the plugin's
+    schema (422); sending the mask back keeps a secret. Enabling without its
+    `requires`, or disabling a plugin others need, is a 409. Takes effect on
+    the next request.
+    """
     c = configure(ctx(), name, enabled=data.get("enabled"), settings=data.get("settings"))
     row = c.session.get(TenantPlugin, (c.tenant.id, name))
     out = describe(c, name, row)

@@ -20,6 +20,11 @@ blp = Blueprint(
 @blp.response(200, s.RoutingSettings)
 @requires("manager")
 def show_settings() -> Any:
+    """Read the tenant's routing settings (managers).
+
+    `auto_routing`, `default_team_id`, `handoff_enabled` and
+    `repurchase_team_id`; all off by default.
+    """
     return svc.get_settings(ctx())
 
 
@@ -28,6 +33,10 @@ def show_settings() -> Any:
 @blp.response(200, s.RoutingSettings)
 @requires("admin")
 def patch_settings(data: dict[str, Any]) -> Any:
+    """Change the tenant's routing settings (admins).
+
+    Teams must be the tenant's (else 422); hand-off needs a repurchase team.
+    """
     row = svc.update_settings(ctx(), data)
     commit()
     return row
@@ -37,6 +46,10 @@ def patch_settings(data: dict[str, Any]) -> Any:
 @blp.response(200, s.RuleList)
 @requires("manager")
 def list_rules() -> Any:
+    """List the routing rules in the order they run (managers).
+
+    By `priority`, then age. The first matching rule picks the team.
+    """
     return {"items": svc.list_rules(ctx())}
 
 
@@ -45,6 +58,11 @@ def list_rules() -> Any:
 @blp.response(201, s.Rule)
 @requires("admin")
 def create_rule(data: dict[str, Any]) -> Any:
+    """Create a routing rule (admins).
+
+    `match` lists values of `channel`, `source`, `region` or `product`; a lead
+    matching every listed field goes to `team_id`. A duplicate name is a 409.
+    """
     rule = svc.save_rule(ctx(), data)
     commit()
     return rule
@@ -54,6 +72,10 @@ def create_rule(data: dict[str, Any]) -> Any:
 @blp.response(200, s.Rule)
 @requires("manager")
 def show_rule(rule_id: int) -> Any:
+    """Read one routing rule (managers).
+
+    Another tenant's rule is a 404.
+    """
     return svc.get_rule(ctx(), rule_id)
 
 
@@ -62,6 +84,11 @@ def show_rule(rule_id: int) -> Any:
 @blp.response(200, s.Rule)
 @requires("admin")
 def patch_rule(data: dict[str, Any], rule_id: int) -> Any:
+    """Change a routing rule (admins).
+
+    Any of `name`, `priority`, `active`, `match` and `team_id`; a duplicate
+    name is a 409.
+    """
     c = ctx()
     rule = svc.save_rule(c, data, svc.get_rule(c, rule_id))
     commit()
@@ -72,6 +99,10 @@ def patch_rule(data: dict[str, Any], rule_id: int) -> Any:
 @blp.response(204)
 @requires("admin")
 def delete_rule(rule_id: int) -> None:
+    """Delete a routing rule (admins).
+
+    `204`. Ledger rows that name the rule keep its name.
+    """
     c = ctx()
     svc.delete_rule(c, svc.get_rule(c, rule_id))
     commit()
@@ -82,5 +113,9 @@ def delete_rule(rule_id: int) -> None:
 @blp.response(200, s.Preview)
 @requires("manager")
 def preview(data: dict[str, Any]) -> Any:
-    """Route a hypothetical lead exactly as intake would, and write nothing."""
+    """Route a hypothetical lead exactly as intake would, and write nothing.
+
+    Answers the duplicate it would merge into, or the team, owner and rule
+    routing would choose, with the explanation of every step (managers).
+    """
     return svc.preview(ctx(), data)

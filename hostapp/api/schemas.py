@@ -219,6 +219,27 @@ class Activity(Schema):
 ActivityPage = page_of(Activity)
 
 
+class Touch(Schema):
+    """One submission that made or reached the lead, with its attribution."""
+
+    id = fields.Integer(required=True)
+    lead_id = fields.Integer(required=True)
+    channel = fields.String(allow_none=True, required=True, metadata={
+        "description": "api, import, a webhook channel's name, or a plugin's"})
+    source = fields.String(allow_none=True, required=True)
+    utm_source = fields.String(allow_none=True, required=True)
+    utm_medium = fields.String(allow_none=True, required=True)
+    utm_campaign = fields.String(allow_none=True, required=True)
+    utm_term = fields.String(allow_none=True, required=True)
+    utm_content = fields.String(allow_none=True, required=True)
+    click_id = fields.String(allow_none=True, required=True)
+    merged = fields.Boolean(required=True, metadata={"description": "folded into a lead that existed"})
+    received_at = LocalTime(required=True)
+
+
+TouchPage = page_of(Touch)
+
+
 class HistoryItem(Schema):
     type = fields.String(required=True, validate=validate.OneOf(("ownership", "stage", "activity")))
     id = fields.Integer(required=True)

@@ -23,6 +23,10 @@ blp = Blueprint("tenants", __name__, url_prefix="/api/v1/tenants", description="
 @blp.response(200, s.TenantPage)
 @requires("operator")
 def index(args: dict[str, Any]) -> Any:
+    """List the installation's tenants (operators).
+
+    No `X-Pelago-Tenant` header is needed.
+    """
     page = paginate(g.pelago_session, select(Tenant), Tenant.id, args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -32,6 +36,11 @@ def index(args: dict[str, Any]) -> Any:
 @blp.response(201, s.Tenant)
 @requires("operator")
 def create(data: dict[str, Any]) -> Any:
+    """Create a tenant (operators).
+
+    `slug` is 2-63 lowercase letters, digits and `-`; a duplicate slug is a
+    409. Defaults: timezone `Asia/Shanghai`, region `CN`, currency `CNY`.
+    """
     assert actor().role == "operator"
     session = g.pelago_session
     tenant = svc.create_tenant(session, now=runtime().clock(), **data)

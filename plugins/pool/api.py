@@ -56,7 +56,11 @@ def _out_one(c: Any, pool: Pool, info: pools.PoolInfo) -> dict[str, Any]:
 @blp.arguments(s.PoolPageArgs, location="query")
 @blp.response(200, s.PoolPage)
 def list_pools(args: dict[str, Any]) -> Any:
-    """The pools the caller may use, by id."""
+    """List the pools the caller may use, by id.
+
+    Admins see every pool of the tenant; others the pools of their team and
+    those they are a member of.
+    """
     c = current_context()
     infos = pools.load(c, c.actor.user_id if c.actor else None)
     commit()  # the default pool may just have been created
@@ -77,7 +81,11 @@ def list_pools(args: dict[str, Any]) -> Any:
 @blp.response(201, s.Pool)
 @requires("admin")
 def create_pool(data: dict[str, Any]) -> Any:
-    """A new pool, for a team (its leads are recycled into it) or for named members."""
+    """Create a pool (admins), for a team (its leads are recycled into it) or for named members.
+
+    `{name, team_id?, description?, members?: [{user_id, role}], settings?}`;
+    a new pool has no recycle rule and no limit until its settings say so.
+    """
     c = current_context()
     pool = pools.create(c, data)
     out = _show(c, pool.id)
@@ -88,6 +96,10 @@ def create_pool(data: dict[str, Any]) -> Any:
 @blp.route("/pools/<int:pool_id>", methods=["GET"])
 @blp.response(200, s.Pool)
 def show_pool(pool_id: int) -> Any:
+    """Read one pool the caller may use, with its settings and members.
+
+    A pool the caller may not use, or another tenant's, is a 404.
+    """
     c = current_context()
     out = _show(c, pool_id)
     commit()
@@ -99,7 +111,11 @@ def show_pool(pool_id: int) -> Any:
 @blp.response(200, s.Pool)
 @requires("admin")
 def patch_pool(data: dict[str, Any], pool_id: int) -> Any:
-    """Rename, re-team, re-member a pool or change its settings (merged, each rule whole)."""
+    """Rename, re-team, re-member a pool or change its settings (merged, each rule whole).
+
+    Settings are range-checked (422 naming the field, nothing written); a
+    `recycle` rule sent is replaced whole, the others are kept.
+    """
     c = current_context()
     pools.visible(c, pool_id)
     pool = c.session.get(Pool, pool_id)
@@ -115,7 +131,12 @@ def patch_pool(data: dict[str, Any], pool_id: int) -> Any:
 @blp.arguments(s.PoolLeadFilter, location="query")
 @blp.response(200, s.PoolLeadPage)
 def pool_leads(args: dict[str, Any], pool_id: int) -> Any:
-    """The pool's leads, newest first; contacts masked for members until claimed."""
+    """List the pool's leads, newest first; contacts masked for members until claimed.
+
+    Filters: `source`, `stage`, `level`, `region`, `product`, `reason`,
+    `claimable`, `entered_after`, `entered_before`. Past the pool's daily view
+    limit a non-admin gets a 429.
+    """
     c = current_context()
     cursor, limit = args.pop("cursor", None), args.pop("limit")
     page = service.list_leads(c, pool_id, args, cursor, limit)
@@ -128,7 +149,11 @@ def pool_leads(args: dict[str, Any], pool_id: int) -> Any:
 @blp.response(201, s.PoolLeadCreated, description="created in the pool")
 @blp.alt_response(200, schema=s.PoolLeadCreated, description="merged into an existing lead, which stays where it is")
 def create_lead(data: dict[str, Any], pool_id: int) -> Any:
-    """A new lead straight into the pool: no routing, no owner (pool admins)."""
+    """Create a lead straight into the pool: no routing, no owner (pool admins).
+
+    The same intake line as `POST /api/v1/leads` (dedupe, touch, ledger); a
+    duplicate merges into the existing lead and moves nothing.
+    """
     c = current_context()
     lead_id, merged = service.create_into(c, pool_id, data)
     commit()
@@ -139,11 +164,10 @@ def create_lead(data: dict[str, Any], pool_id: int) -> Any:
 @blp.response(202, ImportDetail, description="stored and queued; its new leads enter this pool, unowned")
 @blp.doc(requestBody=upload_import.doc)
 def import_into(pool_id: int) -> Any:
-    """A CSV import straight into the pool (pool admins): the core's import, with routing off.
+    """Import a CSV straight into the pool (pool admins): the core's import, with routing off.
 
-    The file, its mapping and its report are the core's (``/api/v1/imports``
-    shows the import too); new leads stay unowned and enter this pool as the
-    import's batches commit. Rows that merge into existing leads move nothing.
+    Same form, encodings, mapping and report as `POST /api/v1/imports`; the
+    new leads enter this pool, unowned, as each batch commits. `202`.
     """
     pools.administered(current_context(), pool_id)
     return upload_import(route=False, targets={"pool": {"pool_id": pool_id}})
@@ -168,7 +192,12 @@ def _created(c: Any, pool_id: int, lead_id: int, merged: bool) -> dict[str, Any]
 @blp.arguments(s.PoolClaimArgs)
 @blp.response(200, s.PoolOutcome)
 def claim(data: dict[str, Any]) -> Any:
-    """Claim pool leads; those someone else got first are refused with the reason (all refused: 409)."""
+    """Claim pool leads; those someone else got first are refused with the reason (all refused: 409).
+
+    `{lead_ids, pool_id?}`. One winner per lead, whatever the concurrency;
+    the daily claim limit, cooldown, protection and hold cap apply. Answers
+    `{done, refused: [{lead_id, reason}]}`.
+    """
     c = current_context()
     out = service.claim(c, data["lead_ids"], data.get("pool_id"))
     commit()
@@ -179,7 +208,11 @@ def claim(data: dict[str, Any]) -> Any:
 @blp.arguments(s.PoolReleaseArgs)
 @blp.response(200, s.PoolOutcome)
 def release(data: dict[str, Any]) -> Any:
-    """Give held leads back to a pool, with a reason (reps: their own; managers: any)."""
+    """Give held leads back to a pool, with a reason (reps: their own; managers: any).
+
+    `{lead_ids, reason, pool_id?}`: into `pool_id` (one the caller may use)
+    or the lead's team's pool. Answers `{done, refused}`.
+    """
     c = current_context()
     out = service.release(c, data["lead_ids"], data["reason"], data.get("pool_id"))
     commit()
@@ -190,7 +223,11 @@ def release(data: dict[str, Any]) -> Any:
 @blp.arguments(s.PoolDistributeArgs)
 @blp.response(200, s.PoolOutcome)
 def distribute(data: dict[str, Any]) -> Any:
-    """A pool admin gives pool leads to a user (subject to the hold cap)."""
+    """Give pool leads to a user (pool admins), subject to the hold cap.
+
+    `{lead_ids, user_id, note?}`; protection and cooldown do not apply to
+    admins. Answers `{done, refused}`.
+    """
     c = current_context()
     out = service.distribute(c, data["lead_ids"], data["user_id"], data["note"])
     commit()
@@ -201,7 +238,11 @@ def distribute(data: dict[str, Any]) -> Any:
 @blp.arguments(s.PoolMoveArgs)
 @blp.response(200, s.PoolOutcome)
 def move(data: dict[str, Any]) -> Any:
-    """Move pool leads to another pool (admins of both)."""
+    """Move pool leads to another pool (admins of both).
+
+    `{lead_ids, pool_id, note?}`: the leads enter the other pool now, and its
+    protection starts. Answers `{done, refused}`.
+    """
     c = current_context()
     out = service.move(c, data["lead_ids"], data["pool_id"], data["note"])
     commit()
@@ -212,7 +253,10 @@ def move(data: dict[str, Any]) -> Any:
 @blp.arguments(s.PoolHideArgs)
 @blp.response(200, s.PoolOutcome)
 def hide(data: dict[str, Any]) -> Any:
-    """Hide pool leads from members until a time (pool admins); ``until: null`` shows them again."""
+    """Hide pool leads from members until a time (pool admins); `until: null` shows them again.
+
+    Hidden leads are unclaimable until then. Answers `{done, refused}`.
+    """
     c = current_context()
     out = service.hide(c, data["lead_ids"], data["until"])
     commit()
@@ -223,7 +267,11 @@ def hide(data: dict[str, Any]) -> Any:
 @blp.arguments(s.PoolHoldingFilter, location="query")
 @blp.response(200, s.PoolHoldingPage)
 def holdings(args: dict[str, Any]) -> Any:
-    """Held leads with the calendar days left before the sweep takes each back."""
+    """List held leads with the calendar days left before the sweep takes each back.
+
+    Each with the recycle `rule`, `due_at`, `remaining_days` and `exempt`.
+    Reps see their own; managers anyone's (`?user_id=`).
+    """
     c = current_context()
     page = service.holdings(c, args.get("user_id"), args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
@@ -234,7 +282,10 @@ def holdings(args: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolPreviewPage)
 @requires("manager")
 def sweep_preview(args: dict[str, Any]) -> Any:
-    """What the sweep would recycle now, under which rule (a dry run: nothing is written)."""
+    """Show what the sweep would recycle now, under which rule (a dry run: nothing is written).
+
+    Managers; `?pool_id=` for one pool. Paginated.
+    """
     c = current_context()
     page = sweeping.preview(c, args.get("pool_id"), args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}
@@ -245,6 +296,9 @@ def sweep_preview(args: dict[str, Any]) -> Any:
 @blp.response(200, s.PoolSweepPage)
 @requires("manager")
 def sweeps(args: dict[str, Any]) -> Any:
-    """Past sweeps, newest first: what each released and reminded, by rule."""
+    """List past sweeps, newest first: what each released and reminded, by rule.
+
+    Managers. Paginated with `limit` and `cursor`.
+    """
     page = paginate(current_context().session, select(Sweep), Sweep.id, args.get("cursor"), args["limit"])
     return {"items": page.items, "next_cursor": page.next_cursor}

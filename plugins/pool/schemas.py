@@ -180,13 +180,18 @@ PoolPage = page_of(Pool, "PoolPage")
 # --- leads in a pool ---------------------------------------------------------------
 
 
+#: why a lead is in a pool (``pool_entry.reason``): given back by a user, taken back by the sweep,
+#: created into the pool, moved from another pool, imported into it
+ENTRY_REASONS = ("released", "recycled", "created", "moved", "imported")
+
+
 class PoolLeadFilter(PoolPageArgs):
     source = fields.String(validate=validate.Length(max=100))
     stage = fields.String(validate=validate.OneOf(STAGES))
     level = fields.String(validate=validate.Length(max=100))
     region = fields.String(validate=validate.Length(max=100))
     product = fields.String(validate=validate.Length(max=100))
-    reason = fields.String(validate=validate.OneOf(("released", "recycled", "created", "moved", "absorbed")))
+    reason = fields.String(validate=validate.OneOf(ENTRY_REASONS))
     claimable = fields.Boolean(metadata={"description": "only leads the caller could claim now"})
     entered_after = LocalTime()
     entered_before = LocalTime()
@@ -208,7 +213,7 @@ class PoolLead(Schema):
     created_at = LocalTime(required=True)
     last_activity_at = LocalTime(allow_none=True)
     entered_at = LocalTime(required=True)
-    reason = fields.String(required=True, metadata={"description": "how it came: released, recycled, created, moved"})
+    reason = fields.String(required=True, metadata={"description": "how it came: " + ", ".join(ENTRY_REASONS)})
     rule = fields.String(allow_none=True)
     from_user_id = fields.Integer(allow_none=True, metadata={"description": "its last owner"})
     hidden_until = LocalTime(allow_none=True)

@@ -42,7 +42,11 @@ def _out(c: HookContext, row: LeadScore) -> dict[str, Any]:
 @blp.route("/leads/<int:lead_id>", methods=["GET"])
 @blp.response(200, s.Score)
 def lead_score(lead_id: int) -> Any:
-    """The score of one lead."""
+    """Read the score of one lead.
+
+    Visible like the lead: a rep sees the scores of her own leads only;
+    another tenant's lead is a 404.
+    """
     c = ctx()
     row = c.session.scalars(_visible(c).where(LeadScore.lead_id == lead_id)).first()
     if row is None:
@@ -55,7 +59,10 @@ def lead_score(lead_id: int) -> Any:
 @blp.arguments(s.TopArgs, location="query")
 @blp.response(200, s.TopList)
 def top(args: dict[str, Any]) -> Any:
-    """The best-scored leads, best first (ties: newest lead first)."""
+    """List the best-scored leads, best first (ties: newest lead first).
+
+    Of the leads the caller may see; paginated with `limit` and `cursor`.
+    """
     c = ctx()
     stmt = _visible(c)
     if args.get("min_score") is not None:

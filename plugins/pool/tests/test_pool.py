@@ -726,6 +726,10 @@ def test_a_csv_import_straight_into_a_pool(make_app):
     assert entries[leads["+8613800000002"][0]] == team["id"] and entries[leads["+8613800000003"][0]] == team["id"]
     assert leads["+8613800000001"][0] not in entries and leads["+8613800000001"][1] is not None  # stays with its rep
     assert [x.reason for x in ledger(t, leads["+8613800000002"][0])] == ["imported"]
+    listed = t.get(f"/api/v1/pool/pools/{team['id']}/leads", query_string={"reason": "imported"})
+    assert listed.status_code == 200, listed.get_json()  # was a 422: the filter did not know the reason
+    assert {x["id"] for x in listed.get_json()["items"]} == {leads["+8613800000002"][0], leads["+8613800000003"][0]}
+    assert {x["reason"] for x in listed.get_json()["items"]} == {"imported"}
     other = pool_tenant(make_app())
     assert other.post(f"/api/v1/pool/pools/{team['id']}/imports", data={"file": (io.BytesIO(csv_), "x.csv")},
                       content_type="multipart/form-data").status_code == 404

@@ -1,0 +1,109 @@
+"""Rate limits: a fixed-window counter per key, in Redis when there is one, in memory otherwise.
+
+Used where the internet reaches Pelago without a bearer key (the channel
+webhooks, later the console's sign-in), so a flood or a brute force is
+answered 429 with ``Retry-After`` before it costs the database anything.
+
+The window is read from the runtime's clock, so tests move time instead of
+sleeping. In production every app process counts in the same Redis keys
+(``pelago:rl:<key>:<window>``, expiring with their window): a limit holds
+across gunicorn workers and hosts. The embedded mode has one process, and
+counts in it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``limit`` hits per ``seconds``; ``limit == 0`` means no limit."""
+
+    limit: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"600/60"`` (600 a minute), ``"0"`` (off)."""
+        text = text.strip()
+        if text in ("", "0", "off"):
+            return cls(0, 60)
+        count, _, per = text.partition("/")
+        rate = cls(int(count), int(per or 60))
+        if rate.limit < 0 or rate.seconds <= 0:
+            raise ValueError(f"a rate is COUNT/SECONDS with COUNT >= 0 and SECONDS > 0, not {text!r}")
+        return rate
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after: int  # seconds until the window that refused this ends (0 when allowed)
+
+
+class Limiter(Protocol):
+    def hit(self, key: str, rate: Rate) -> Verdict: ...
+
+
+def _window(now: datetime, rate: Rate) -> tuple[int, int]:
+    """``(window number, seconds left in it)`` at ``now``."""
+    t = now.timestamp()
+    number = int(t // rate.seconds)
+    left = max(1, math.ceil((number + 1) * rate.seconds - t))
+    return number, left
+
+
+class MemoryLimiter:
+    """Counts in this process (the embedded mode, tests). Old windows are dropped as new ones start."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, rate: Rate) -> Verdict:
+        if rate.limit == 0:
+            return Verdict(True, 0)
+        number, left = _window(self.clock(), rate)
+        with self._lock:
+            if len(self._counts) > 100_000:  # bounded: forget windows that have ended
+                self._counts = {k: v for k, v in self._counts.items() if k[1] >= number}
+            count = self._counts.get((key, number), 0) + 1
+            self._counts[(key, number)] = count
+        return Verdict(count <= rate.limit, 0 if count <= rate.limit else left)
+
+
+class RedisLimiter:
+    """Counts in Redis: one ``INCR`` and ``EXPIRE`` per hit, in one round trip.
+
+    If Redis does not answer, the request is let through (and logged by the
+    caller's log): a rate limit must not turn a Redis outage into an intake outage.
+    """
+
+    def __init__(self, redis: Any, clock: Callable[[], datetime], prefix: str = "pelago:rl") -> None:
+        self.redis = redis
+        self.clock = clock
+        self.prefix = prefix
+
+    def hit(self, key: str, rate: Rate) -> Verdict:
+        if rate.limit == 0:
+            return Verdict(True, 0)
+        number, left = _window(self.clock(), rate)
+        name = f"{self.prefix}:{key}:{number}"
+        try:
+            pipe = self.redis.pipeline()
+            pipe.incr(name)
+            pipe.expire(name, rate.seconds + 1)
+            count = int(pipe.execute()[0])
+        except Exception:  # noqa: BLE001 - fail open, see the class docstring
+            import logging
+
+            logging.getLogger("pelago").warning("rate limit %s not checked: Redis did not answer", key)
+            return Verdict(True, 0)
+        return Verdict(count <= rate.limit, 0 if count <= rate.limit else left)
