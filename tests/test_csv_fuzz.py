@@ -15,7 +15,7 @@ a ``done`` import accounts for every data row of the file as created,
 merged, replayed or failed (with its row number among the errors), and a
 ``failed`` one names the row and imported nothing.
 
-Bounded: ``PELAGO_FUZZ_EXAMPLES`` (default 40) examples per generator,
+Bounded: ``PELAGO_FUZZ_EXAMPLES`` (default 30) examples per generator,
 derandomized (``PELAGO_CONTRACT_RANDOM=1`` explores new input), a few seconds.
 """
 
@@ -36,7 +36,7 @@ from pelago.core.models import Import, ImportError_
 from pelago.core.services import imports as svc
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("PELAGO_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("PELAGO_FUZZ_EXAMPLES", "30")),
     derandomize=os.environ.get("PELAGO_CONTRACT_RANDOM") != "1",
     deadline=None,
     database=None,

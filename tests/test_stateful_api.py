@@ -23,6 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from pelago.core.ratelimit import MemoryLimiter
 from tests.conftest import new_tenant
 from tests.routes import DEFAULT_PLUGINS, load_spec
 
@@ -70,8 +71,10 @@ def test_stateful_sequences_never_answer_5xx(app) -> None:
 
     class Sequences(Workflow):  # type: ignore[misc, valid-type]
         def setup(self) -> None:
-            # A tenant per scenario: the same draws meet the same state when Hypothesis
-            # replays or shrinks one (one tenant for all would change under it).
+            # A tenant and the webhooks' rate-limit counters per scenario: the same draws
+            # meet the same state when Hypothesis replays or shrinks one (shared state
+            # would change under it, and Hypothesis refuses a run whose draws change).
+            app.extensions["pelago_limiter"] = MemoryLimiter(app.extensions["pelago"].clock)
             self.headers = fresh_admin()
 
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
