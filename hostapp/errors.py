@@ -70,8 +70,9 @@ TRANSIENT_SQLSTATES = ("08", "57P", "40", "55P03", "57014")
 def transient(err: OperationalError) -> str | None:
     """Why ``err`` is worth a retry (``"busy"``, ``"unavailable"``), or ``None`` for a real failure.
 
-    SQLAlchemy marks a lost connection with ``connection_invalidated`` and has
-    already dropped it (and, with it, the pool's older connections, which
+    A server that cannot be reached raises psycopg's own ``OperationalError``
+    with no SQLSTATE. SQLAlchemy marks a connection lost mid-use with
+    ``connection_invalidated`` and has already dropped it (and, with it, the pool's older connections, which
     ``pool_pre_ping`` replaces on their next checkout).
     """
     orig = err.orig
@@ -80,6 +81,8 @@ def transient(err: OperationalError) -> str | None:
     if err.connection_invalidated:
         return "unavailable"
     sqlstate = getattr(orig, "sqlstate", None) or ""
+    if not sqlstate and type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError":
+        return "unavailable"  # raised by the client, not the server: no connection (refused, reset, timed out)
     if sqlstate.startswith(("40", "55P03", "57014")):
         return "busy"
     if sqlstate.startswith(TRANSIENT_SQLSTATES):

@@ -219,6 +219,23 @@ def test_every_pooled_connection_terminated_between_requests_is_replaced(tenant,
     assert tenant.get("/api/v1/leads").status_code == 200
 
 
+def test_a_database_that_does_not_answer_gives_503_not_500(tmp_path):
+    """PostgreSQL down (nothing listens on its port): every route that needs it answers 503, /readyz too."""
+    pytest.importorskip("psycopg")
+    from pelago.core.db import make_engine
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/pelago"  # a free port: connection refused
+    runtime = Runtime(PluginHost((), strict=True), make_engine(url))
+    app = create_app(Settings(database_url=url), runtime=runtime)
+    client = app.test_client()
+    key = "pk_" + "a" * 12 + "_" + "b" * 43
+    r = client.get("/api/v1/leads", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.get_json()
+    assert r.get_json()["message"] == "the database is unavailable; try again"
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
 def test_transient_database_errors_are_told_apart_from_real_failures():
     from sqlalchemy.exc import OperationalError
 
@@ -239,7 +256,7 @@ def test_transient_database_errors_are_told_apart_from_real_failures():
     assert transient(err("could not serialize access", "40001")) == "busy"
     assert transient(err("deadlock detected", "40P01")) == "busy"
     assert transient(err("canceling statement due to statement timeout", "57014")) == "busy"
-    assert transient(err("no such table: core_lead")) is None  # a real failure stays a 500
+    assert transient(err("no such table: core_lead")) is None  # a real failure stays a 500 (SQLite: no sqlstate)
     assert transient(err("some other failure", "58000")) is None
 
 
