@@ -314,6 +314,7 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
         server.stop()
 
 
+@pytest.mark.postgres  # the production mode (Redis, rq workers) runs on PostgreSQL
 @pytest.mark.redis
 def test_with_redis_stopped_writes_succeed_and_are_delivered_once_it_is_back(
         engine, db_url, clock, private_redis, caplog):
