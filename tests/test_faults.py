@@ -5,12 +5,13 @@
   handler's effects happen once.
 - A PostgreSQL backend terminated (``pg_terminate_backend``) in the middle of
   a request: a clean 503 with ``Retry-After``, nothing of the request written,
-  and the pool serves the next request.
+  and the pool serves the next request; a PostgreSQL that does not answer: 503.
 - Redis stopped (a private ``redis-server``): writes still succeed, the outbox
   holds their events, and they are delivered once Redis is back.
 
-No sleeps: every wait is a bounded loop on a real condition (a Redis list, a
-row in ``pg_stat_activity``, a port that answers).
+The tests with worker processes or PostgreSQL run in the PostgreSQL pass (as
+the production mode does). No sleeps: every wait is a bounded loop on a real
+condition (a Redis list, a row in ``pg_stat_activity``, a port that answers).
 """
 
 from __future__ import annotations
