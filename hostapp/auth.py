@@ -95,6 +95,35 @@ def enter_tenant(tenant_id: int) -> HookContext:
     return g.pelago_ctx  # type: ignore[no-any-return]
 
 
+def webhook_context(tenant: int | str) -> HookContext:
+    """The context of ``tenant`` (an id or a slug) for a :func:`public` route, acting as the system.
+
+    For webhooks that name their tenant in the path (an SMS gateway's receipts,
+    a payment provider's callback). The route must still authenticate the
+    sender itself (a signature). 404 for an unknown tenant and, on a plugin's
+    route, for a tenant that has that plugin off, as on its other routes.
+    After this, :func:`ctx` and :func:`commit` work as on any tenant route.
+    """
+    if g.get("pelago_session") is None:
+        public_session()
+    session = g.pelago_session
+    found: int | None = None
+    if isinstance(tenant, str):
+        if SLUG.match(tenant):
+            found = session.scalars(select(Tenant.id).where(Tenant.slug == tenant)).first()
+    elif 0 < tenant < 2**63:
+        found = session.scalars(select(Tenant.id).where(Tenant.id == tenant)).first()
+    if found is None:
+        abort(404, message=f"no tenant {tenant!r}")
+    assert found is not None  # abort raised
+    context = enter_tenant(found)
+    for spec in runtime().host.specs.values():
+        if spec.blueprint is not None and spec.blueprint.name == request.blueprint:
+            if spec.name not in context.tenant.enabled:
+                abort(404, message=f"plugin {spec.name!r} is not enabled for this tenant")
+    return context
+
+
 def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
     """Authenticate every ``/api/v1`` request and gate plugin routes per tenant."""
 

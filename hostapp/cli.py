@@ -82,6 +82,9 @@ class PelagoGroup(click.Group):
                 settings = Settings.from_env()
                 host = PluginHost(settings.plugins, strict=settings.strict_plugins)
                 cached = {s.name: s.commands for s in host.specs.values() if s.commands is not None}
+                for s in host.specs.values():  # a group named otherwise is also reachable by its own name
+                    if s.commands is not None and s.commands.name and s.commands.name not in cached:
+                        cached[s.commands.name] = s.commands
             except PluginConfigError:
                 cached = {}
             root.meta["pelago_plugin_commands"] = cached

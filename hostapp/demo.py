@@ -81,7 +81,7 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
     manager = people["manager"]
     reps = [people["repli"], people["repwa"]]
     with rt.tenant_context(tenant_id, Actor(manager.id, "manager", tenant_id, manager.team_id)) as ctx:
-        for name in ctx.host.specs:
+        for name in _requirements_first(ctx):
             ctx = configure(ctx, name, enabled=True)
         for i, (name, phone, source) in enumerate(LEADS):
             owner = reps[i % 2].id if i < 6 else None
@@ -98,6 +98,7 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
         ctx.session.flush()
         assert ctx.session.scalar(select(Lead.id).limit(1)) is not None
         _routing(ctx)
+        _sms(ctx)
 
 
 def _routing(ctx: HookContext) -> None:
@@ -110,3 +111,31 @@ def _routing(ctx: HookContext) -> None:
                             "match": {"source": ["douyin"]}})
     routing.update_settings(ctx, {"auto_routing": True, "default_team_id": telesales.id,
                                   "handoff_enabled": True, "repurchase_team_id": care.id})
+
+
+def _requirements_first(ctx: HookContext) -> list[str]:
+    """The deployed plugins, each after the plugins it requires (they must be on first)."""
+    specs, done = ctx.host.specs, []  # type: ignore[var-annotated]
+    while len(done) < len(specs):
+        ready = [n for n, s in specs.items() if n not in done and all(r in done for r in s.requires)]
+        if not ready:  # pragma: no cover - the host refuses cycles at load
+            break
+        done.extend(ready)
+    return done
+
+
+def _sms(ctx: HookContext) -> None:
+    """One nurturing sequence on the ``log`` provider; the lost lead is in it, with consent on record."""
+    if "sms_nurture" not in ctx.host.specs:
+        return
+    from pelago.plugins.sms_nurture import enrolling, phones, sequences
+
+    ctx = configure(ctx, "sms_nurture", settings={"provider": "log", "signature": "示例教育"})
+    tpl = sequences.create_template(ctx, {"name": "试听邀约", "body": "{name}您好，{owner_name}老师为您预留了本周六的免费试听，回复1确认，回T退订"})
+    seq = sequences.create_sequence(ctx, {"name": "预算不足的线索", "trigger": "lost", "trigger_reasons": ["预算不足"],
+                                          "steps": [{"template_id": tpl.id, "delay_minutes": 60}]})
+    lost = ctx.session.scalars(select(Lead).where(Lead.stage == "lost")).all()
+    for lead in lost:
+        if lead.phone:
+            phones.consent(ctx, lead.phone, "demo", "报名表勾选：同意接收课程通知短信")
+    enrolling.enrol(ctx, seq, [lead.id for lead in lost], "demo", "manual")

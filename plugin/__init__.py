@@ -90,8 +90,9 @@ from pelago.hostapp.api import Blueprint, LocalTime, MoneyString
 from pelago.hostapp.api.imports import ImportDetail, upload_import
 from pelago.hostapp.api.schemas import NewLead as NewLeadSchema
 from pelago.hostapp.api.schemas import PageArgs as ListArgs
-from pelago.hostapp.auth import commit, requires
+from pelago.hostapp.auth import commit, requires, webhook_context
 from pelago.hostapp.auth import ctx as current_context
+from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
 
 __all__ = [
@@ -145,6 +146,8 @@ __all__ = [
     "current_context",
     "requires",
     "commit",
+    "public_route",
+    "webhook_context",
     "ListArgs",
     "LocalTime",
     "MoneyString",
