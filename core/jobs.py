@@ -187,7 +187,9 @@ class RqQueue:
         from rq import Queue
 
         self.runtime = runtime
-        self.redis = Redis.from_url(redis_url)
+        # Bounded waits: a Redis that hangs must not hold a request after its commit
+        # (the enqueue fails, is logged, and the retry job delivers later).
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.rq = Queue(name, connection=self.redis)
 
     def enqueue(self, name: str, **kwargs: Any) -> Any:

@@ -83,6 +83,19 @@ def claim(runtime: Runtime, tenant_id: int, job: str, now: datetime, every_secon
             return False
 
 
+def unclaim(runtime: Runtime, tenant_id: int, job: str, now: datetime, every_seconds: float) -> None:
+    """Undo :func:`claim` of the period started at ``now`` (if nobody moved it since): due again."""
+    from datetime import timedelta
+
+    with runtime.sessions() as session:
+        session.execute(
+            update(PeriodicRun)
+            .where(PeriodicRun.tenant_id == tenant_id, PeriodicRun.job == job, PeriodicRun.last_run_at == now)
+            .values(last_run_at=now - timedelta(seconds=every_seconds))
+        )
+        session.commit()
+
+
 def tick(runtime: Runtime) -> list[Started]:
     """Enqueue every periodic job that is due now; returns what was started."""
     now = runtime.clock()
@@ -94,8 +107,15 @@ def tick(runtime: Runtime) -> list[Started]:
         for periodic in spec.periodic:
             key = f"{spec.name}.{periodic.name}"
             for tenant_id in tenants:
-                if claim(runtime, tenant_id, key, now, periodic.every.total_seconds()):
-                    runtime.queue.enqueue("periodic", tenant_id=tenant_id, plugin=spec.name, job=periodic.name)
+                every = periodic.every.total_seconds()
+                if claim(runtime, tenant_id, key, now, every):
+                    try:
+                        runtime.queue.enqueue("periodic", tenant_id=tenant_id, plugin=spec.name, job=periodic.name)
+                    except Exception:
+                        # Not handed over (Redis down): give the period back, so the
+                        # next tick starts it instead of skipping a whole period.
+                        unclaim(runtime, tenant_id, key, now, every)
+                        raise
                     started.append(Started(tenant_id, spec.name, periodic.name))
     runtime.queue.enqueue("retry_deliveries")
     runtime.queue.enqueue("resume_imports")  # imports whose worker died

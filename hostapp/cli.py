@@ -160,7 +160,15 @@ def scheduler(obj: dict[str, Any], interval: float, once: bool) -> None:
 
     rt = _runtime(obj)
     while True:
-        started = tick(rt)
+        try:
+            started = tick(rt)
+        except Exception as exc:
+            # Redis or the database away: say so and tick again, as the embedded thread does.
+            # A period that could not be handed over was given back and starts on a later tick.
+            if once:
+                raise click.ClickException(f"tick failed: {exc}") from exc
+            rt.log.exception("periodic tick failed; trying again in %s s", interval)
+            started = []
         for s in started:
             click.echo(f"started {s.plugin}.{s.job} for tenant {s.tenant_id}")
         if once:

@@ -60,6 +60,36 @@ class Parser(FlaskParser):
         abort(422, message="malformed JSON body", errors={"json": {"_schema": ["invalid JSON"]}})
 
 
+#: SQLSTATE classes and codes of PostgreSQL that say "not now", not "wrong": a
+#: lost or refused connection (08), operator intervention such as
+#: ``pg_terminate_backend`` or a restart (57P), a serialization failure or
+#: deadlock (40), a lock or statement timeout (55P03, 57014).
+TRANSIENT_SQLSTATES = ("08", "57P", "40", "55P03", "57014")
+
+
+def transient(err: OperationalError) -> str | None:
+    """Why ``err`` is worth a retry (``"busy"``, ``"unavailable"``), or ``None`` for a real failure.
+
+    A server that cannot be reached raises psycopg's own ``OperationalError``
+    with no SQLSTATE. SQLAlchemy marks a connection lost mid-use with
+    ``connection_invalidated`` and has already dropped it (and, with it, the pool's older connections, which
+    ``pool_pre_ping`` replaces on their next checkout).
+    """
+    orig = err.orig
+    if "database is locked" in str(orig):  # SQLite's lock held by another process past busy_timeout
+        return "busy"
+    if err.connection_invalidated:
+        return "unavailable"
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if not sqlstate and type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError":
+        return "unavailable"  # raised by the client, not the server: no connection (refused, reset, timed out)
+    if sqlstate.startswith(("40", "55P03", "57014")):
+        return "busy"
+    if sqlstate.startswith(TRANSIENT_SQLSTATES):
+        return "unavailable"
+    return None
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(PelagoError)
     def _domain(err: PelagoError) -> Any:
@@ -71,12 +101,14 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _operational(err: OperationalError) -> Any:
-        # SQLite's lock held by another process (a CLI import, say) past busy_timeout:
-        # busy, not broken. Anything else is a real failure and stays a 500.
-        if "database is locked" in str(err.orig):
-            app.logger.warning("SQLite busy past its timeout: %s", err.orig)
-            return jsonify(body(503, "the database is busy; try again")), 503, {"Retry-After": "5"}
-        raise err
+        # Transient: the database went away or refused for now (see transient()).
+        # The transaction was rolled back, so nothing of the request was written;
+        # the caller may retry. Anything else is a real failure and stays a 500.
+        reason = transient(err)
+        if reason is None:
+            raise err
+        app.logger.warning("database %s, answered 503: %s", reason, " ".join(str(err.orig).split())[:300])
+        return jsonify(body(503, f"the database is {reason}; try again")), 503, {"Retry-After": "5"}
 
     @app.errorhandler(IntegrityError)
     def _integrity(err: IntegrityError) -> Any:

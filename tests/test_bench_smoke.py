@@ -35,3 +35,21 @@ def test_hook_overhead_runs(pelago_db: str) -> None:
 
     record = hook_overhead.measure(pelago_db, 200)
     assert record["figures"]["event_calls"] > 0 and record["figures"]["decision_calls"] > 0
+
+
+def test_load_runs_in_the_embedded_mode(tmp_path: Path, pelago_db: str, db_url: str, engine: object) -> None:
+    """bench/load.py for 2 s with 8 clients against ``pelago serve``: it runs and checks its leads.
+
+    The embedded mode is SQLite: this runs in the SQLite pass, on the run's
+    migrated database (a fresh one would spend most of the time migrating).
+    """
+    if pelago_db != "sqlite":
+        pytest.skip("the embedded mode runs on SQLite: the SQLite pass runs this")
+    from bench import load
+
+    record = load.measure("embedded", clients=8, seconds=2, max_requests=10**6, url=db_url)
+    f = record["figures"]
+    assert f["requests"] > 0 and f["create_n"] > 0
+    assert (f["http_5xx"], f["lost"], f["duplicated"], f["unexplained"]) == (0, 0, 0, 0)
+    assert f["acked_phones"] == f["leads"]
+    assert (tmp_path / "load_embedded.json").exists()
