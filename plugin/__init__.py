@@ -51,9 +51,11 @@ from pelago.core.money import split_money, to_money
 from pelago.core.ownership import (
     Move,
     Moved,
+    OwnershipStep,
     Taken,
     change_owners,
     explain_unowned,
+    ownership_history,
     release_leads,
     take_unowned,
 )
@@ -205,4 +207,7 @@ __all__ = [
     "Submission",
     "IntakeOutcome",
     "ingest",
+    # reading the core's ledgers (only the core writes them)
+    "OwnershipStep",
+    "ownership_history",
 ]

@@ -18,6 +18,7 @@ locks it once per batch. Every lead it divides is one *allocation* row.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, JsonDoc, TenantScoped
 
 
 class Branch(TenantScoped, Base):
@@ -210,3 +211,263 @@ class Allocation(TenantScoped, Base):
     lead_key: Mapped[str] = mapped_column(String(260))
     reason: Mapped[str] = mapped_column(String(300))
     at: Mapped[datetime]
+
+
+# --- money: attribution, commission, the ledger, periods ---------------------------------
+#
+# Attribution *rules* and commission *plans* are versioned like policies: a
+# version per (situation) or (branch, role), effective over [from, to), at
+# most one open-ended, a new version closing the open one by a conditional
+# update. A deal's credits are a *credit set* (version 1 from the rule,
+# later versions from admins' overrides, never edited) of *credit lines*.
+# The *ledger* is append-only *entries*, each in one *period* of its branch;
+# a unique business key per entry makes redelivered events write nothing.
+# On both databases triggers refuse an entry into a period that is not open
+# and any change of an entry; on PostgreSQL the insert trigger also takes a
+# share lock on the period row, which the lock takes exclusively, so no entry
+# can slip into a period while it is being locked (settlement_0002).
+
+SITUATIONS = ("first_purchase", "repurchase", "referral", "walk_in")
+METHODS = ("owner_at_win", "first_owner", "split")
+PERIOD_STATES = ("open", "locked", "paid")
+ENTRY_KINDS = ("credit", "commission")
+ORIGINS = ("won", "refund", "override", "true_up")
+
+
+def _fk(cols: list[str], table: str, ondelete: str = "RESTRICT") -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["tenant_id", *cols], [f"{table}.tenant_id", f"{table}.id"], ondelete=ondelete)
+
+
+class Rule(TenantScoped, Base):
+    """One version of the attribution rule of a situation (see :mod:`.attribution`).
+
+    ``splits`` (method ``split``): ``[{"role": "inviter", "percent": "50"}, …]``,
+    percents adding up to exactly 100.
+    """
+
+    __tablename__ = "settlement_rule"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "situation", "version"),
+        Index(
+            "uq_settlement_rule_open", "tenant_id", "situation", unique=True,
+            postgresql_where=text("effective_to IS NULL"), sqlite_where=text("effective_to IS NULL"),
+        ),
+        CheckConstraint("effective_to IS NULL OR effective_to > effective_from", name="range"),
+        CheckConstraint("version > 0", name="version"),
+        CheckConstraint("situation IN ('first_purchase','repurchase','referral','walk_in')", name="situation"),
+        CheckConstraint("method IN ('owner_at_win','first_owner','split')", name="method"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    situation: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[datetime]
+    effective_to: Mapped[datetime | None]
+    method: Mapped[str] = mapped_column(String(16))
+    splits: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class Plan(TenantScoped, Base):
+    """One version of the commission plan of a branch for a role (``rep``, ``manager``, ``admin``).
+
+    ``tiers``: ``[{"up_to": "150000.00", "rate": "0.05"}, {"up_to": null, "rate": "0.08"}]``
+    (:mod:`.tiers`); ``mode`` step or marginal; ``scope`` per ``deal`` or
+    cumulative over the ``period`` (trued up at the lock); ``base`` ``net``
+    (refunds claw commission back) or ``gross`` (they do not).
+    """
+
+    __tablename__ = "settlement_plan"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "branch_id", "role", "version"),
+        _fk(["branch_id"], "settlement_branch"),
+        Index(
+            "uq_settlement_plan_open", "tenant_id", "branch_id", "role", unique=True,
+            postgresql_where=text("effective_to IS NULL"), sqlite_where=text("effective_to IS NULL"),
+        ),
+        CheckConstraint("effective_to IS NULL OR effective_to > effective_from", name="range"),
+        CheckConstraint("version > 0", name="version"),
+        CheckConstraint("role IN ('admin','manager','rep')", name="role"),
+        CheckConstraint("mode IN ('step','marginal')", name="mode"),
+        CheckConstraint("scope IN ('deal','period')", name="scope"),
+        CheckConstraint("base IN ('net','gross')", name="base"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    branch_id: Mapped[int] = mapped_column(BigId)
+    role: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[datetime]
+    effective_to: Mapped[datetime | None]
+    mode: Mapped[str] = mapped_column(String(8))
+    scope: Mapped[str] = mapped_column(String(8))
+    base: Mapped[str] = mapped_column(String(8))
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class SettledDeal(TenantScoped, Base):
+    """The plugin's row per won deal: its amount, the refunds accounted so far, its current credit set.
+
+    Every change of a deal's credits or refunds locks this row first, so they
+    happen one at a time per deal, in an order the clawbacks telescope over.
+    """
+
+    __tablename__ = "settlement_deal"
+    __table_args__ = (UniqueConstraint("tenant_id", "deal_id"),)
+
+    deal_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"), primary_key=True, autoincrement=False
+    )
+    amount: Mapped[Decimal]
+    refunded: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
+    current_set: Mapped[int] = mapped_column(Integer, default=1)
+    won_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class CreditSet(TenantScoped, Base):
+    """One version of a deal's credits: 1 from the rule, each override a new version with its reason."""
+
+    __tablename__ = "settlement_credit_set"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "deal_id", "version"),
+        _fk(["rule_id"], "settlement_rule"),
+        CheckConstraint("version > 0", name="version"),
+        CheckConstraint("version = 1 OR reason <> ''", name="override_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    version: Mapped[int] = mapped_column(Integer)
+    situation: Mapped[str] = mapped_column(String(16))
+    rule_id: Mapped[int | None] = mapped_column(BigId)
+    rule_version: Mapped[int] = mapped_column(Integer, default=0)
+    method: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class CreditLine(TenantScoped, Base):
+    """A branch's (and inside it a person's) part of a deal in one credit set; ``amount`` adds up to the deal."""
+
+    __tablename__ = "settlement_credit_line"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        _fk(["set_id"], "settlement_credit_set"),
+        _fk(["branch_id"], "settlement_branch"),
+        Index("ix_settlement_credit_line_set", "tenant_id", "set_id", "branch_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    set_id: Mapped[int] = mapped_column(BigId)
+    branch_id: Mapped[int] = mapped_column(BigId)
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="RESTRICT"))
+    roles: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    percent: Mapped[str] = mapped_column(String(24))  # a decimal string: SQLite has no exact NUMERIC
+    amount: Mapped[Decimal]
+
+
+class Refunded(TenantScoped, Base):
+    """A refund the ledger has clawed back: at most once (the primary key), with the total before it."""
+
+    __tablename__ = "settlement_refund"
+
+    refund_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("core_refund.id", ondelete="RESTRICT"), primary_key=True, autoincrement=False
+    )
+    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    amount: Mapped[Decimal]
+    before: Mapped[Decimal]
+    at: Mapped[datetime]
+
+
+class Period(TenantScoped, Base):
+    """A branch's period ``[starts_at, ends_at)``: open → locked → paid; locked totals never change.
+
+    ``totals`` and ``checksum`` are written once, by the lock (a trigger
+    refuses any other change of a locked period than marking it paid).
+    """
+
+    __tablename__ = "settlement_period"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "branch_id", "key"),
+        _fk(["branch_id"], "settlement_branch"),
+        Index("ix_settlement_period_list", "tenant_id", "key", "branch_id"),
+        CheckConstraint("state IN ('open','locked','paid')", name="state"),
+        CheckConstraint("ends_at > starts_at", name="range"),
+        CheckConstraint("(state = 'open') = (checksum IS NULL)", name="locked_has_checksum"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    branch_id: Mapped[int] = mapped_column(BigId)
+    key: Mapped[str] = mapped_column(String(7))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(8), default="open")
+    totals: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    locked_at: Mapped[datetime | None]
+    locked_by: Mapped[int | None] = mapped_column(BigId)
+    paid_at: Mapped[datetime | None]
+    paid_by: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime]
+
+
+class Entry(TenantScoped, Base):
+    """One line of the ledger: a credit or a commission, positive or (clawbacks, reversals) negative.
+
+    ``key`` is the business key (``won:<deal>:<set>:<line>:credit``,
+    ``refund:<refund>:…``, ``override:<set>:…``, ``true_up:<period>:…``):
+    unique per tenant, so an event delivered twice writes nothing the second
+    time. ``original_id`` links a clawback or reversal to the entry it takes
+    back; ``adjusts_period_id`` is set when an entry lands in a later open
+    period than its own (which was locked already).
+    """
+
+    __tablename__ = "settlement_entry"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "key"),
+        _fk(["period_id"], "settlement_period"),
+        _fk(["branch_id"], "settlement_branch"),
+        _fk(["plan_id"], "settlement_plan"),
+        _fk(["line_id"], "settlement_credit_line"),
+        _fk(["original_id"], "settlement_entry"),
+        _fk(["adjusts_period_id"], "settlement_period"),
+        Index("ix_settlement_entry_period", "tenant_id", "period_id", "user_id", "kind"),
+        Index("ix_settlement_entry_origin", "tenant_id", "origin", "origin_id"),
+        Index("ix_settlement_entry_deal", "tenant_id", "deal_id", "id"),
+        Index("ix_settlement_entry_user", "tenant_id", "user_id", "id"),
+        Index("ix_settlement_entry_branch", "tenant_id", "branch_id", "id"),
+        CheckConstraint("kind IN ('credit','commission')", name="kind"),
+        CheckConstraint("origin IN ('won','refund','override','true_up')", name="origin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120))
+    period_id: Mapped[int] = mapped_column(BigId)
+    branch_id: Mapped[int] = mapped_column(BigId)
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="RESTRICT"))
+    deal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(10))
+    origin: Mapped[str] = mapped_column(String(10))
+    origin_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal]
+    base: Mapped[Decimal]
+    line_id: Mapped[int | None] = mapped_column(BigId)
+    plan_id: Mapped[int | None] = mapped_column(BigId)
+    original_id: Mapped[int | None] = mapped_column(BigId)
+    adjusts_period_id: Mapped[int | None] = mapped_column(BigId)
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime]
