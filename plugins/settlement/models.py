@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, JsonDoc, TenantScoped
+from pelago.plugin import Base, BigId, JsonDoc, Money, TenantScoped
 
 
 class Branch(TenantScoped, Base):
@@ -234,8 +234,10 @@ ENTRY_KINDS = ("credit", "commission")
 ORIGINS = ("won", "refund", "override", "true_up")
 
 
-def _fk(cols: list[str], table: str, ondelete: str = "RESTRICT") -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(["tenant_id", *cols], [f"{table}.tenant_id", f"{table}.id"], ondelete=ondelete)
+def _fk(local: str, cols: list[str], table: str, ondelete: str = "RESTRICT") -> ForeignKeyConstraint:
+    """``(tenant_id, col) → table(tenant_id, id)``, named after the column (the convention's would clash)."""
+    return ForeignKeyConstraint(["tenant_id", *cols], [f"{table}.tenant_id", f"{table}.id"], ondelete=ondelete,
+                                name=f"fk_{local}_{'_'.join(cols)}")
 
 
 class Rule(TenantScoped, Base):
@@ -284,7 +286,7 @@ class Plan(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "branch_id", "role", "version"),
-        _fk(["branch_id"], "settlement_branch"),
+        _fk("settlement_plan", ["branch_id"], "settlement_branch"),
         Index(
             "uq_settlement_plan_open", "tenant_id", "branch_id", "role", unique=True,
             postgresql_where=text("effective_to IS NULL"), sqlite_where=text("effective_to IS NULL"),
@@ -315,16 +317,17 @@ class Plan(TenantScoped, Base):
 class SettledDeal(TenantScoped, Base):
     """The plugin's row per won deal: its amount, the refunds accounted so far, its current credit set.
 
-    Every change of a deal's credits or refunds locks this row first, so they
-    happen one at a time per deal, in an order the clawbacks telescope over.
+    Written once per deal (the unique ``(tenant_id, deal_id)`` decides which
+    delivery settles it); every later change of the deal's credits or refunds
+    locks this row first, so they happen one at a time per deal, in an order
+    the clawbacks telescope over.
     """
 
     __tablename__ = "settlement_deal"
     __table_args__ = (UniqueConstraint("tenant_id", "deal_id"),)
 
-    deal_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"), primary_key=True, autoincrement=False
-    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal]
     refunded: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     current_set: Mapped[int] = mapped_column(Integer, default=1)
@@ -339,7 +342,7 @@ class CreditSet(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "deal_id", "version"),
-        _fk(["rule_id"], "settlement_rule"),
+        _fk("settlement_credit_set", ["rule_id"], "settlement_rule"),
         CheckConstraint("version > 0", name="version"),
         CheckConstraint("version = 1 OR reason <> ''", name="override_reason"),
     )
@@ -363,8 +366,9 @@ class CreditLine(TenantScoped, Base):
     __tablename__ = "settlement_credit_line"
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
-        _fk(["set_id"], "settlement_credit_set"),
-        _fk(["branch_id"], "settlement_branch"),
+        _fk("settlement_credit_line", ["set_id"], "settlement_credit_set"),
+        _fk("settlement_credit_line", ["branch_id"], "settlement_branch"),
+        _fk("settlement_credit_line", ["plan_id"], "settlement_plan"),
         Index("ix_settlement_credit_line_set", "tenant_id", "set_id", "branch_id", "user_id"),
     )
 
@@ -375,16 +379,20 @@ class CreditLine(TenantScoped, Base):
     roles: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     percent: Mapped[str] = mapped_column(String(24))  # a decimal string: SQLite has no exact NUMERIC
     amount: Mapped[Decimal]
+    plan_id: Mapped[int | None] = mapped_column(BigId)
+    commission: Mapped[Decimal | None] = mapped_column(
+        Money  # the line's commission under plan_id before refunds (refunds claw back from it)
+    )
 
 
 class Refunded(TenantScoped, Base):
-    """A refund the ledger has clawed back: at most once (the primary key), with the total before it."""
+    """A refund the ledger has clawed back: at most once (the unique key), with the deal's refunded total before it."""
 
     __tablename__ = "settlement_refund"
+    __table_args__ = (UniqueConstraint("tenant_id", "refund_id"),)
 
-    refund_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_refund.id", ondelete="RESTRICT"), primary_key=True, autoincrement=False
-    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    refund_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_refund.id", ondelete="RESTRICT"))
     deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal]
     before: Mapped[Decimal]
@@ -402,7 +410,7 @@ class Period(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "branch_id", "key"),
-        _fk(["branch_id"], "settlement_branch"),
+        _fk("settlement_period", ["branch_id"], "settlement_branch"),
         Index("ix_settlement_period_list", "tenant_id", "key", "branch_id"),
         CheckConstraint("state IN ('open','locked','paid')", name="state"),
         CheckConstraint("ends_at > starts_at", name="range"),
@@ -439,12 +447,12 @@ class Entry(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "key"),
-        _fk(["period_id"], "settlement_period"),
-        _fk(["branch_id"], "settlement_branch"),
-        _fk(["plan_id"], "settlement_plan"),
-        _fk(["line_id"], "settlement_credit_line"),
-        _fk(["original_id"], "settlement_entry"),
-        _fk(["adjusts_period_id"], "settlement_period"),
+        _fk("settlement_entry", ["period_id"], "settlement_period"),
+        _fk("settlement_entry", ["branch_id"], "settlement_branch"),
+        _fk("settlement_entry", ["plan_id"], "settlement_plan"),
+        _fk("settlement_entry", ["line_id"], "settlement_credit_line"),
+        _fk("settlement_entry", ["original_id"], "settlement_entry"),
+        _fk("settlement_entry", ["adjusts_period_id"], "settlement_period"),
         Index("ix_settlement_entry_period", "tenant_id", "period_id", "user_id", "kind"),
         Index("ix_settlement_entry_origin", "tenant_id", "origin", "origin_id"),
         Index("ix_settlement_entry_deal", "tenant_id", "deal_id", "id"),

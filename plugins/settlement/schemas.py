@@ -114,3 +114,320 @@ class BranchTeam(Schema):
 
 class BranchTeamList(Schema):
     items = fields.List(fields.Nested(BranchTeam), required=True)
+
+
+# --- money: settings, rules, plans, credits, entries, periods, statements ---------------------
+
+from decimal import Decimal  # noqa: E402
+
+from pelago.plugin import MoneyString  # noqa: E402
+
+from .periods import PERIOD_MONTHS, parse_key  # noqa: E402
+from .tiers import MODES, SCOPES, tiers_of  # noqa: E402
+
+SITUATIONS = ("first_purchase", "repurchase", "referral", "walk_in")
+METHODS = ("owner_at_win", "first_owner", "split")
+SPLIT_ROLES = ("closer", "first_owner", "previous_owner", "inviter")
+PLAN_ROLES = ("admin", "manager", "rep")
+HUNDRED = Decimal(100)
+
+
+class MoneySettings(Schema):
+    """Fields of :class:`Settings` for the money side (merged into it below)."""
+
+    period_months = fields.Integer(
+        strict=True, load_default=1, validate=validate.OneOf(PERIOD_MONTHS),
+        metadata={"description": "months per settlement period (1 monthly, 3 quarterly …); "
+                                 "choose before the first deal is settled"},
+    )
+    referral_sources = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)), load_default=lambda: ["referral"],
+        validate=validate.Length(max=50),
+        metadata={"description": "a lead with one of these sources makes its deals 'referral' deals"},
+    )
+
+
+Settings._declared_fields.update(MoneySettings._declared_fields)  # one Settings schema, fields from both halves
+
+
+class Percent(fields.Decimal):
+    """A percentage as a decimal string, 0 < p <= 100, at most 4 places (``"33.3333"``)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(as_string=True, validate=validate.Range(min=Decimal("0.0001"), max=HUNDRED), **kw)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not MoneyString.PATTERN.match(value):
+            raise ValidationError('send percentages as a decimal string, e.g. "50"')
+        got = super()._deserialize(value, attr, data, **kwargs)
+        if Decimal(got).as_tuple().exponent < -4:  # type: ignore[operator]
+            raise ValidationError("at most 4 decimal places")
+        return got
+
+
+def _hundred(items: list[dict[str, Any]], field: str) -> None:
+    total = sum((Decimal(x["percent"]) for x in items), Decimal(0))
+    if total != HUNDRED:
+        raise ValidationError({field: [f"percentages must add up to exactly 100, not {total}"]})
+
+
+class RuleSplit(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(SPLIT_ROLES))
+    percent = Percent(required=True)
+
+
+class RuleCreate(Schema):
+    situation = fields.String(required=True, validate=validate.OneOf(SITUATIONS))
+    method = fields.String(required=True, validate=validate.OneOf(METHODS))
+    splits = fields.List(fields.Nested(RuleSplit), load_default=list, validate=validate.Length(max=20),
+                         metadata={"description": "method split only: roles and percentages adding up to 100"})
+    effective_from = LocalTime(required=True)
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+    @validates_schema
+    def _splits(self, data: dict[str, Any], **_: Any) -> None:
+        if data["method"] == "split":
+            if not data["splits"]:
+                raise ValidationError({"splits": ["method split needs its splits"]})
+            _hundred(data["splits"], "splits")
+            roles = [x["role"] for x in data["splits"]]
+            if len(roles) != len(set(roles)):
+                raise ValidationError({"splits": ["each role at most once"]})
+        elif data["splits"]:
+            raise ValidationError({"splits": [f"method {data['method']} takes no splits"]})
+
+
+class AttributionRule(Schema):
+    id = fields.Integer(required=True)
+    situation = fields.String(required=True)
+    version = fields.Integer(required=True)
+    method = fields.String(required=True)
+    splits = fields.List(fields.Nested(RuleSplit), required=True)
+    effective_from = LocalTime(required=True)
+    effective_to = LocalTime(required=True, allow_none=True)
+    note = fields.String(required=True)
+    created_by = fields.Integer(required=True, allow_none=True)
+    created_at = LocalTime(required=True)
+
+
+class RuleListArgs(PageArgs):
+    situation = fields.String(validate=validate.OneOf(SITUATIONS))
+
+
+RulePage = page_of(AttributionRule, "RulePage")
+
+
+class RateTier(Schema):
+    up_to = MoneyString(required=True, allow_none=True, as_string=True,
+                        metadata={"description": "inclusive ceiling; null on the last tier"})
+    rate = fields.Decimal(required=True, as_string=True, metadata={"description": "a fraction: \"0.05\" is 5 %"})
+
+    @validates_schema(pass_original=True)
+    def _strings(self, data: dict[str, Any], original: Any, **_: Any) -> None:
+        if isinstance(original, dict) and not isinstance(original.get("rate"), str):
+            raise ValidationError({"rate": ['send rates as a decimal string, e.g. "0.05"']})
+
+
+class PlanCreate(Schema):
+    branch_id = _id(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(PLAN_ROLES))
+    mode = fields.String(required=True, validate=validate.OneOf(MODES),
+                         metadata={"description": "step: the whole amount at its tier's rate; marginal: each slice at its own"})
+    scope = fields.String(required=True, validate=validate.OneOf(SCOPES),
+                          metadata={"description": "deal: each deal alone; period: cumulative in the period, trued up at the lock"})
+    base = fields.String(load_default="net", validate=validate.OneOf(("net", "gross")),
+                         metadata={"description": "net: refunds claw commission back; gross: they do not"})
+    tiers = fields.List(fields.Nested(RateTier), required=True, validate=validate.Length(min=1, max=50))
+    effective_from = LocalTime(required=True)
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+    @validates_schema
+    def _tiers(self, data: dict[str, Any], **_: Any) -> None:
+        try:
+            tiers_of(data["tiers"])
+        except ValueError as exc:
+            raise ValidationError({"tiers": [str(exc)]}) from None
+
+
+class CommissionPlan(Schema):
+    id = fields.Integer(required=True)
+    branch_id = fields.Integer(required=True)
+    role = fields.String(required=True)
+    version = fields.Integer(required=True)
+    mode = fields.String(required=True)
+    scope = fields.String(required=True)
+    base = fields.String(required=True)
+    tiers = fields.List(fields.Nested(RateTier), required=True)
+    effective_from = LocalTime(required=True)
+    effective_to = LocalTime(required=True, allow_none=True)
+    note = fields.String(required=True)
+    created_by = fields.Integer(required=True, allow_none=True)
+    created_at = LocalTime(required=True)
+
+
+class PlanListArgs(PageArgs):
+    branch_id = _qid()
+    role = fields.String(validate=validate.OneOf(PLAN_ROLES))
+
+
+PlanPage = page_of(CommissionPlan, "PlanPage")
+
+
+class OverrideLine(Schema):
+    branch_id = _id(required=True)
+    user_id = _id(load_default=None, allow_none=True)
+    percent = Percent(required=True)
+
+
+class CreditOverride(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    lines = fields.List(fields.Nested(OverrideLine), required=True, validate=validate.Length(min=1, max=50))
+
+    @validates_schema
+    def _lines(self, data: dict[str, Any], **_: Any) -> None:
+        _hundred(data["lines"], "lines")
+        keys = [(x["branch_id"], x.get("user_id")) for x in data["lines"]]
+        if len(keys) != len(set(keys)):
+            raise ValidationError({"lines": ["each (branch, user) at most once"]})
+
+
+class CreditLineOut(Schema):
+    id = fields.Integer(required=True)
+    branch_id = fields.Integer(required=True)
+    user_id = fields.Integer(required=True, allow_none=True)
+    roles = fields.List(fields.String(), required=True)
+    percent = fields.String(required=True)
+    amount = MoneyString(required=True, as_string=True)
+    plan_id = fields.Integer(required=True, allow_none=True)
+    commission = MoneyString(required=True, as_string=True, allow_none=True)
+
+
+class CreditVersion(Schema):
+    id = fields.Integer(required=True)
+    deal_id = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    current = fields.Boolean(required=True)
+    situation = fields.String(required=True)
+    method = fields.String(required=True)
+    rule_id = fields.Integer(required=True, allow_none=True)
+    rule_version = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    inputs = fields.Dict(required=True, metadata={"description": "what the rule used: roles from the ownership ledger"})
+    lines = fields.List(fields.Nested(CreditLineOut), required=True)
+    created_by = fields.Integer(required=True, allow_none=True)
+    created_at = LocalTime(required=True)
+
+
+class DealCredits(Schema):
+    deal_id = fields.Integer(required=True)
+    amount = MoneyString(required=True, as_string=True)
+    refunded = MoneyString(required=True, as_string=True)
+    versions = fields.List(fields.Nested(CreditVersion), required=True, metadata={"description": "newest first"})
+
+
+def _period_key(value: str) -> None:
+    try:
+        parse_key(value, 1)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class EntryArgs(PageArgs):
+    period = fields.String(validate=[validate.Length(max=7), _period_key], metadata={"description": "YYYY-MM"})
+    period_id = _qid()
+    branch_id = _qid()
+    user_id = _qid()
+    deal_id = _qid()
+
+
+class LedgerEntry(Schema):
+    id = fields.Integer(required=True)
+    key = fields.String(required=True)
+    period_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    branch_id = fields.Integer(required=True)
+    user_id = fields.Integer(required=True, allow_none=True)
+    deal_id = fields.Integer(required=True, allow_none=True)
+    kind = fields.String(required=True)
+    origin = fields.String(required=True)
+    origin_id = fields.Integer(required=True)
+    amount = MoneyString(required=True, as_string=True)
+    base = MoneyString(required=True, as_string=True)
+    plan_id = fields.Integer(required=True, allow_none=True)
+    line_id = fields.Integer(required=True, allow_none=True)
+    original_id = fields.Integer(required=True, allow_none=True)
+    adjusts_period_id = fields.Integer(required=True, allow_none=True)
+    occurred_at = LocalTime(required=True)
+    created_at = LocalTime(required=True)
+
+
+EntryPage = page_of(LedgerEntry, "EntryPage")
+
+
+class PeriodArgs(PageArgs):
+    key = fields.String(validate=[validate.Length(max=7), _period_key], metadata={"description": "YYYY-MM"})
+    branch_id = _qid()
+    state = fields.String(validate=validate.OneOf(("open", "locked", "paid")))
+
+
+class SettlementPeriod(Schema):
+    id = fields.Integer(required=True)
+    branch_id = fields.Integer(required=True)
+    key = fields.String(required=True)
+    starts_at = LocalTime(required=True)
+    ends_at = LocalTime(required=True)
+    state = fields.String(required=True)
+    totals = fields.Dict(required=True, allow_none=True)
+    checksum = fields.String(required=True, allow_none=True)
+    locked_at = LocalTime(required=True, allow_none=True)
+    locked_by = fields.Integer(required=True, allow_none=True)
+    paid_at = LocalTime(required=True, allow_none=True)
+    paid_by = fields.Integer(required=True, allow_none=True)
+
+
+PeriodPage = page_of(SettlementPeriod, "PeriodPage")
+
+
+class LockArgs(Schema):
+    period = fields.String(required=True, validate=[validate.Length(max=7), _period_key],
+                           metadata={"description": "YYYY-MM: that period of every branch (or of branch_id)"})
+    branch_id = _id(load_default=None, allow_none=True)
+
+
+class PeriodList(Schema):
+    items = fields.List(fields.Nested(SettlementPeriod), required=True)
+
+
+class StatementArgs(Schema):
+    period = fields.String(required=True, validate=[validate.Length(max=7), _period_key],
+                           metadata={"description": "YYYY-MM"})
+
+
+class StatementTotals(Schema):
+    credited = fields.String(required=True)
+    won = fields.String(required=True)
+    refunded = fields.String(required=True)
+    overridden = fields.String(required=True)
+    commission = fields.String(required=True)
+    clawed_back = fields.String(required=True)
+    true_up = fields.String(required=True)
+    adjustments = fields.String(required=True)
+    entries = fields.Integer(required=True)
+
+
+class StatementLine(StatementTotals):
+    user_id = fields.Integer(required=True, allow_none=True)
+
+
+class BranchStatement(Schema):
+    period = fields.Nested(SettlementPeriod, required=True)
+    branch = fields.Nested(StatementTotals, required=True)
+    users = fields.List(fields.Nested(StatementLine), required=True)
+
+
+class UserStatement(Schema):
+    user_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    periods = fields.List(fields.Nested(SettlementPeriod), required=True, metadata={"description": "that period of each branch"})
+    totals = fields.Nested(StatementTotals, required=True)
+    entries = fields.List(fields.Nested(LedgerEntry), required=True)

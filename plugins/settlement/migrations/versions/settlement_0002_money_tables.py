@@ -1,7 +1,7 @@
 """settlement money tables: attribution rules, commission plans, credits, the ledger, periods.
 
 B's half of the plugin, on A's settlement_0001 (branches). Besides the
-tables, triggers hold the ledger's two rules on both databases:
+tables, triggers hold the ledger's rules on both databases:
 
 - ``settlement_entry`` is append-only: no UPDATE (and on PostgreSQL no
   DELETE, except by a cascade from the tenant: ``pg_trigger_depth() = 0``);
@@ -9,14 +9,14 @@ tables, triggers hold the ledger's two rules on both databases:
   trigger reads the period row ``FOR SHARE``; the lock reads it ``FOR
   UPDATE`` before it sums the period, so a lock waits for every insert in
   flight and an insert after the lock sees ``locked`` and fails (the
-  application then books into the next open period). SQLite runs one
-  writer at a time, so reading the state is enough there.
+  application books into the next open period). SQLite runs one writer at
+  a time, so reading the state is enough there;
 - a locked period changes only by being marked paid: its totals, checksum
   and bounds stay as the lock wrote them.
 
 Revision ID: settlement_0002
 Revises: settlement_0001
-Create Date: 2026-12-04 22:17:08.953729
+Create Date: 2026-12-04 22:17:08
 """
 
 from collections.abc import Sequence
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.CheckConstraint("(state = 'open') = (checksum IS NULL)", name=op.f('ck_settlement_period_locked_has_checksum')),
     sa.CheckConstraint("state IN ('open','locked','paid')", name=op.f('ck_settlement_period_state')),
     sa.CheckConstraint('ends_at > starts_at', name=op.f('ck_settlement_period_range')),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_period_tenant_id_settlement_branch'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name='fk_settlement_period_branch_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_period_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_period')),
     sa.UniqueConstraint('tenant_id', 'branch_id', 'key', name=op.f('uq_settlement_period_tenant_id_branch_id_key')),
@@ -84,7 +84,7 @@ def upgrade() -> None:
     sa.CheckConstraint('effective_to IS NULL OR effective_to > effective_from', name=op.f('ck_settlement_plan_range')),
     sa.CheckConstraint('version > 0', name=op.f('ck_settlement_plan_version')),
     sa.ForeignKeyConstraint(['created_by'], ['core_user.id'], name=op.f('fk_settlement_plan_created_by_core_user'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_plan_tenant_id_settlement_branch'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name='fk_settlement_plan_branch_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_plan_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_plan')),
     sa.UniqueConstraint('tenant_id', 'branch_id', 'role', 'version', name=op.f('uq_settlement_plan_tenant_id_branch_id_role_version')),
@@ -135,14 +135,15 @@ def upgrade() -> None:
     sa.CheckConstraint('version > 0', name=op.f('ck_settlement_credit_set_version')),
     sa.ForeignKeyConstraint(['created_by'], ['core_user.id'], name=op.f('fk_settlement_credit_set_created_by_core_user'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_credit_set_deal_id_core_deal'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'rule_id'], ['settlement_rule.tenant_id', 'settlement_rule.id'], name=op.f('fk_settlement_credit_set_tenant_id_settlement_rule'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'rule_id'], ['settlement_rule.tenant_id', 'settlement_rule.id'], name='fk_settlement_credit_set_rule_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_credit_set_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_credit_set')),
     sa.UniqueConstraint('tenant_id', 'deal_id', 'version', name=op.f('uq_settlement_credit_set_tenant_id_deal_id_version')),
     sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_settlement_credit_set_tenant_id_id'))
     )
     op.create_table('settlement_deal',
-    sa.Column('deal_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('deal_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('amount', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('refunded', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('current_set', sa.Integer(), nullable=False),
@@ -151,7 +152,7 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_deal_deal_id_core_deal'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_deal_tenant_id_core_tenant'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('deal_id', name=op.f('pk_settlement_deal')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_deal')),
     sa.UniqueConstraint('tenant_id', 'deal_id', name=op.f('uq_settlement_deal_tenant_id_deal_id'))
     )
     op.create_table('settlement_credit_line',
@@ -162,9 +163,12 @@ def upgrade() -> None:
     sa.Column('roles', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('percent', sa.String(length=24), nullable=False),
     sa.Column('amount', pelago.plugin.Money(precision=18, scale=2), nullable=False),
+    sa.Column('plan_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('commission', pelago.plugin.Money(precision=18, scale=2), nullable=True),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_credit_line_tenant_id_settlement_branch'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'set_id'], ['settlement_credit_set.tenant_id', 'settlement_credit_set.id'], name=op.f('fk_settlement_credit_line_tenant_id_settlement_credit_set'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name='fk_settlement_credit_line_branch_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'plan_id'], ['settlement_plan.tenant_id', 'settlement_plan.id'], name='fk_settlement_credit_line_plan_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'set_id'], ['settlement_credit_set.tenant_id', 'settlement_credit_set.id'], name='fk_settlement_credit_line_set_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_credit_line_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['core_user.id'], name=op.f('fk_settlement_credit_line_user_id_core_user'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_credit_line')),
@@ -174,7 +178,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_settlement_credit_line_set', ['tenant_id', 'set_id', 'branch_id', 'user_id'], unique=False)
 
     op.create_table('settlement_refund',
-    sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('deal_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('amount', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('before', pelago.plugin.Money(precision=18, scale=2), nullable=False),
@@ -183,7 +188,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_refund_deal_id_core_deal'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['refund_id'], ['core_refund.id'], name=op.f('fk_settlement_refund_refund_id_core_refund'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_refund_tenant_id_core_tenant'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('refund_id', name=op.f('pk_settlement_refund'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_refund')),
+    sa.UniqueConstraint('tenant_id', 'refund_id', name=op.f('uq_settlement_refund_tenant_id_refund_id'))
     )
     op.create_table('settlement_entry',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -207,12 +213,12 @@ def upgrade() -> None:
     sa.CheckConstraint("kind IN ('credit','commission')", name=op.f('ck_settlement_entry_kind')),
     sa.CheckConstraint("origin IN ('won','refund','override','true_up')", name=op.f('ck_settlement_entry_origin')),
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_entry_deal_id_core_deal'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'adjusts_period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_period'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_branch'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'line_id'], ['settlement_credit_line.tenant_id', 'settlement_credit_line.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_credit_line'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'original_id'], ['settlement_entry.tenant_id', 'settlement_entry.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_entry'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_period'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'plan_id'], ['settlement_plan.tenant_id', 'settlement_plan.id'], name=op.f('fk_settlement_entry_tenant_id_settlement_plan'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'adjusts_period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name='fk_settlement_entry_adjusts_period_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name='fk_settlement_entry_branch_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'line_id'], ['settlement_credit_line.tenant_id', 'settlement_credit_line.id'], name='fk_settlement_entry_line_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'original_id'], ['settlement_entry.tenant_id', 'settlement_entry.id'], name='fk_settlement_entry_original_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name='fk_settlement_entry_period_id', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'plan_id'], ['settlement_plan.tenant_id', 'settlement_plan.id'], name='fk_settlement_entry_plan_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_entry_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['core_user.id'], name=op.f('fk_settlement_entry_user_id_core_user'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_entry')),
@@ -268,7 +274,7 @@ BEGIN
 END $$ LANGUAGE plpgsql
 """,
     "CREATE TRIGGER settlement_period_frozen BEFORE UPDATE ON settlement_period "
-    "FOR EACH ROW EXECUTE FUNCTION settlement_period_frozen()",
+    "FOR EACH ROW WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION settlement_period_frozen()",
 )
 SQLITE_UP = (
     """
@@ -301,6 +307,7 @@ def downgrade() -> None:
     else:
         for name in ("settlement_period_frozen", "settlement_entry_append_only", "settlement_entry_into_open"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('settlement_entry', schema=None) as batch_op:
         batch_op.drop_index('ix_settlement_entry_user')
         batch_op.drop_index('ix_settlement_entry_period')

@@ -1,0 +1,186 @@
+"""The ledger: entries from deal_won and deal_refunded, idempotent, clawbacks, late entries, the lock race."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from pelago.plugin import Event, tenant_context
+from pelago.plugins.settlement import closing, hooks
+from pelago.plugins.settlement.models import Refunded, SettledDeal
+
+from .money_helpers import FLAT_10, S, branch, count, entries, give, on, owned, period, plan, refund, total, won
+
+D = Decimal
+
+
+def test_a_won_deal_credits_its_closer_and_pays_commission(app):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    plan(t, b, FLAT_10)
+    lead = owned(t, "13800138001")
+    deal = won(t, lead["id"], "1999.99")
+    rows = entries(t, deal_id=deal["id"])
+    assert [(e.kind, e.origin, e.user_id, e.amount) for e in rows] == [
+        ("credit", "won", deal["owner_id"], D("1999.99")),
+        ("commission", "won", deal["owner_id"], D("200.00")),
+    ]
+    assert all(e.branch_id == b and e.adjusts_period_id is None for e in rows)
+    p = period(t, b, "2026-03")
+    assert p is not None and p.state == "open" and rows[0].period_id == p.id
+
+
+def test_redelivered_events_create_no_second_entry(app):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    plan(t, b, FLAT_10)
+    deal = won(t, owned(t, "13800138002")["id"], "1000.00")
+    ref = refund(t, deal["id"], "250.00")
+    before = entries(t, deal_id=deal["id"])
+    assert len(before) == 4 and total(before) == D("750.00") and total(before, "commission") == D("75.00")
+    won_event = Event(id=10**9, name="deal_won", tenant_id=t.id, created_at=None, actor_id=None,
+                      items=({"deal_id": deal["id"]},))
+    refund_event = Event(id=10**9 + 1, name="deal_refunded", tenant_id=t.id, created_at=None, actor_id=None,
+                         items=({"refund_id": ref["id"], "deal_id": deal["id"]},))
+    for _ in range(2):  # at least once: the same events again, twice
+        with tenant_context(t.runtime, t.id) as ctx:
+            hooks.deal_won(ctx=ctx, event=won_event)
+            hooks.deal_refunded(ctx=ctx, event=refund_event)
+            ctx.session.commit()
+    assert [e.id for e in entries(t, deal_id=deal["id"])] == [e.id for e in before]
+    assert count(t, SettledDeal) == 1 and count(t, Refunded) == 1
+
+
+def test_pay_then_refund_in_full_nets_exactly_zero(app):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    plan(t, b, [{"up_to": "500.00", "rate": "0.033"}, {"up_to": None, "rate": "0.071"}], mode="marginal")
+    deal = won(t, owned(t, "13800138003")["id"], "1234.57")
+    for amount in ("0.01", "333.33", "901.23"):
+        refund(t, deal["id"], amount)
+    rows = entries(t, deal_id=deal["id"])
+    assert total(rows) == 0 and total(rows, "commission") == 0
+    clawbacks = [e for e in rows if e.origin == "refund"]
+    assert clawbacks and all(e.amount <= 0 and e.original_id is not None for e in clawbacks)
+
+
+def test_a_refund_claws_back_each_credit_line_in_proportion(app):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    assert t.post(f"{S}/rules", json={
+        "situation": "first_purchase", "method": "split", "effective_from": "2026-01-01T00:00:00+08:00",
+        "splits": [{"role": "first_owner", "percent": "30"}, {"role": "closer", "percent": "70"}],
+    }).status_code == 201
+    lead = owned(t, "13800138004", "rep")
+    first, other = t.users["rep"], t.users["rep2"]
+    give(t, lead["id"], other)
+    deal = won(t, lead["id"], "100.00")
+    credits = {e.user_id: e.amount for e in entries(t, deal_id=deal["id"], kind="credit")}
+    assert credits == {first: D("30.00"), other: D("70.00")}
+    refund(t, deal["id"], "10.00")
+    back = {e.user_id: e.amount for e in entries(t, deal_id=deal["id"], origin="refund")}
+    assert back == {first: D("-3.00"), other: D("-7.00")}
+
+
+def _lock(t, key, branch_id=None, who="admin"):
+    body = {"period": key} | ({"branch_id": branch_id} if branch_id else {})
+    return t.post(f"{S}/periods/lock", json=body, who=who)
+
+
+def test_late_refund_after_a_lock_lands_in_the_next_open_period(make_app, clock):
+    app = make_app(redis=True)  # deliveries wait until deliver_events: the refund's arrives late
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    plan(t, b, FLAT_10)
+    from pelago.testing import deliver_events
+
+    deal = won(t, owned(t, "13800138005")["id"], "800.00")
+    deliver_events(t.runtime, t.id)
+    ref = refund(t, deal["id"], "200.00")  # recorded in March; its event not delivered yet
+    clock.advance(days=31)  # April 2: March has ended
+    r = _lock(t, "2026-03")
+    assert r.status_code == 200, r.get_json()
+    march = period(t, b, "2026-03")
+    assert march.state == "locked" and march.totals["branch"]["credited"] == "800.00"
+    deliver_events(t.runtime, t.id)  # the refund arrives after the lock
+    late = entries(t, origin="refund", origin_id=ref["id"])
+    april = period(t, b, "2026-04")
+    assert late and all(e.period_id == april.id and e.adjusts_period_id == march.id for e in late)
+    assert {e.original_id for e in late} == {e.id for e in entries(t, deal_id=deal["id"], origin="won")}
+    assert total(late) == D("-200.00") and total(late, "commission") == D("-20.00")
+    again = period(t, b, "2026-03")
+    assert again.totals == march.totals and again.checksum == march.checksum
+    with tenant_context(t.runtime, t.id) as ctx:
+        assert closing.verify(ctx, closing.get_period(ctx, march.id))
+    # and April reconciles with the adjustment in it
+    clock.advance(days=30)
+    r = _lock(t, "2026-04")
+    assert r.status_code == 200, r.get_json()
+    assert period(t, b, "2026-04").totals["branch"]["adjustments"] == "-220.00"
+
+
+def test_a_locked_period_refuses_entries_and_changes_in_the_database(app, clock):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    won(t, owned(t, "13800138006")["id"], "10.00")
+    clock.advance(days=31)
+    assert _lock(t, "2026-03").status_code == 200
+    march = period(t, b, "2026-03")
+    row = entries(t, period_id=march.id)[0]
+    with t.runtime.sessions() as s:
+        for sql in (
+            "UPDATE settlement_entry SET amount = amount + 1 WHERE id = :e",
+            "UPDATE settlement_period SET checksum = 'x' WHERE id = :p",
+            "UPDATE settlement_period SET state = 'open', checksum = NULL WHERE id = :p",
+            "INSERT INTO settlement_entry (tenant_id, key, period_id, branch_id, kind, origin, origin_id, amount, base,"
+            " occurred_at, created_at) SELECT tenant_id, 'sneak', period_id, branch_id, kind, origin, origin_id, amount,"
+            " base, occurred_at, created_at FROM settlement_entry WHERE id = :e",
+        ):
+            with pytest.raises(Exception):  # noqa: B017 - each dialect's own error class
+                with s.begin_nested():
+                    s.execute(text(sql), {"e": row.id, "p": march.id})
+        s.rollback()
+    assert period(t, b, "2026-03").checksum == march.checksum
+
+
+def test_lock_refuses_a_period_that_does_not_reconcile_and_lists_the_difference(make_app, clock):
+    app = make_app(redis=True)
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    from pelago.testing import deliver_events
+
+    won(t, owned(t, "13800138007")["id"], "10.00")
+    deliver_events(t.runtime, t.id)
+    lost = won(t, owned(t, "13800138008")["id"], "25.50")  # its deal_won is never delivered before the lock
+    clock.advance(days=31)
+    r = _lock(t, "2026-03")
+    assert r.status_code == 409
+    diffs = r.get_json()["errors"]["differences"]
+    assert diffs == [{"what": "won", "id": lost["id"], "credited": "0.00", "expected": "25.50",
+                      "difference": "-25.50", "note": "deal not settled (its deal_won delivery has not run)"}]
+    assert period(t, b, "2026-03").state == "open"
+    deliver_events(t.runtime, t.id)
+    assert _lock(t, "2026-03").status_code == 200
+
+
+def test_lock_paid_and_bad_input(app, clock):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    won(t, owned(t, "13800138009")["id"], "10.00")
+    r = _lock(t, "2026-03")
+    assert r.status_code == 409 and "not ended" in r.get_json()["message"]
+    for body, field in (({"period": "2026-13"}, "period"), ({"period": "2025-01"}, "period"), ({}, "period"),
+                        ({"period": 202603}, "period")):
+        r = t.post(f"{S}/periods/lock", json=body)
+        assert r.status_code == 422 and field in r.get_json()["errors"]["json"] | r.get_json()["errors"], r.get_json()
+    assert _lock(t, "2026-03", who="manager").status_code == 403
+    clock.advance(days=31)
+    p = _lock(t, "2026-03").get_json()["items"][0]
+    assert _lock(t, "2026-03").status_code == 409
+    assert t.post(f"{S}/periods/{p['id']}/paid", who="manager").status_code == 403
+    paid = t.post(f"{S}/periods/{p['id']}/paid")
+    assert paid.status_code == 200 and paid.get_json()["state"] == "paid"
+    assert paid.get_json()["checksum"] == p["checksum"]
+    assert t.post(f"{S}/periods/{p['id']}/paid").status_code == 409
