@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text
 
 from pelago.plugin import Event, tenant_context
 from pelago.plugins.settlement import closing, hooks
-from pelago.plugins.settlement.models import Refunded, SettledDeal
+from pelago.plugins.settlement.models import Period, Refunded, SettledDeal
 
 from .money_helpers import FLAT_10, S, branch, count, entries, give, on, owned, period, plan, refund, total, won
 
@@ -68,7 +71,7 @@ def test_pay_then_refund_in_full_nets_exactly_zero(app):
 
 def test_a_refund_claws_back_each_credit_line_in_proportion(app):
     t = on(app)
-    b = branch(t, team_id=t.team_id)
+    branch(t, team_id=t.team_id)
     assert t.post(f"{S}/rules", json={
         "situation": "first_purchase", "method": "split", "effective_from": "2026-01-01T00:00:00+08:00",
         "splits": [{"role": "first_owner", "percent": "30"}, {"role": "closer", "percent": "70"}],
@@ -167,7 +170,7 @@ def test_lock_refuses_a_period_that_does_not_reconcile_and_lists_the_difference(
 
 def test_lock_paid_and_bad_input(app, clock):
     t = on(app)
-    b = branch(t, team_id=t.team_id)
+    branch(t, team_id=t.team_id)
     won(t, owned(t, "13800138009")["id"], "10.00")
     r = _lock(t, "2026-03")
     assert r.status_code == 409 and "not ended" in r.get_json()["message"]
@@ -184,3 +187,97 @@ def test_lock_paid_and_bad_input(app, clock):
     assert paid.status_code == 200 and paid.get_json()["state"] == "paid"
     assert paid.get_json()["checksum"] == p["checksum"]
     assert t.post(f"{S}/periods/{p['id']}/paid").status_code == 409
+
+
+amounts = st.integers(min_value=1, max_value=10**7).map(lambda c: f"{Decimal(c) / 100:.2f}")
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("won"), amounts, st.sampled_from(["rep", "rep2"])),
+        st.tuples(st.just("refund"), st.integers(0, 50), st.integers(1, 100)),
+        st.tuples(st.just("lock"), st.integers(5, 40), st.just(None)),
+    ),
+    min_size=1, max_size=12,
+)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=ops)
+def test_random_deals_partial_refunds_and_locks_reconcile_to_the_cent(app, clock, steps):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    plan(t, b, [{"up_to": "1000.00", "rate": "0.031"}, {"up_to": None, "rate": "0.067"}])
+    deals: list[tuple[int, Decimal]] = []
+    refunded: dict[int, Decimal] = {}
+    phone = iter(range(13900000000, 13999999999))
+    for op, x, y in steps:
+        if op == "won":
+            d = won(t, owned(t, str(next(phone)), y)["id"], x)
+            deals.append((d["id"], D(x)))
+        elif op == "refund" and deals:
+            deal_id, amount = deals[x % len(deals)]
+            left = amount - refunded.get(deal_id, D(0))
+            part = (left * y / 100).quantize(D("0.01"))
+            if part > 0:
+                refund(t, deal_id, str(part))
+                refunded[deal_id] = refunded.get(deal_id, D(0)) + part
+        elif op == "lock":
+            clock.advance(days=x)
+            with tenant_context(t.runtime, t.id) as ctx:
+                for p in ctx.session.scalars(select(Period).where(Period.state == "open",
+                                                                  Period.ends_at <= clock())).all():
+                    closing.lock(ctx, p, None)
+                ctx.session.commit()
+    rows = entries(t)
+    for deal_id, amount in deals:
+        mine = [e for e in rows if e.deal_id == deal_id]
+        assert total(mine) == amount - refunded.get(deal_id, D(0))
+        if refunded.get(deal_id) == amount:
+            assert total(mine, "commission") == 0
+    with tenant_context(t.runtime, t.id) as ctx:
+        for p in ctx.session.scalars(select(Period).where(Period.state != "open")):
+            assert closing.verify(ctx, p)
+            assert sum(D(v["credited"]) for v in p.totals["users"].values()) == D(p.totals["branch"]["credited"])
+
+
+@pytest.mark.postgres
+def test_a_lock_racing_late_entries_never_lets_one_into_the_locked_period(make_app, clock):
+    """Real threads: the lock and the late refunds' deliveries, started together, five times over."""
+    from pelago.testing import deliver_events
+
+    app = make_app(redis=True)
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    month = 3
+    for round_ in range(5):
+        key = f"2026-{month:02d}"
+        deals = [won(t, owned(t, f"1370000{round_}{i:03d}")["id"], "100.00") for i in range(6)]
+        deliver_events(t.runtime, t.id)
+        for d in deals:
+            refund(t, d["id"], "40.00")  # recorded in this month, delivered during the lock
+        clock.advance(days=31)
+        start = threading.Barrier(2)
+        outcome: dict[str, object] = {}
+
+        def lock(start=start, outcome=outcome, key=key) -> None:
+            start.wait()
+            outcome["lock"] = t.post(f"{S}/periods/lock", json={"period": key}).status_code
+
+        def deliver(start=start, outcome=outcome) -> None:
+            start.wait()
+            outcome["deliver"] = deliver_events(t.runtime, t.id)
+
+        threads = [threading.Thread(target=lock), threading.Thread(target=deliver)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert outcome["lock"] == 200, outcome
+        locked = period(t, b, key)
+        inside = entries(t, period_id=locked.id)
+        assert str(total(inside)) == locked.totals["branch"]["credited"]
+        assert len(inside) == locked.totals["entries"]
+        late = [e for e in entries(t) if e.origin == "refund" and e.deal_id in {d["id"] for d in deals}]
+        assert len(late) == 6 and all(e.period_id == locked.id or e.adjusts_period_id == locked.id for e in late)
+        with tenant_context(t.runtime, t.id) as ctx:
+            assert closing.verify(ctx, closing.get_period(ctx, locked.id))
+        month += 1
