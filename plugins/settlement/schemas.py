@@ -150,19 +150,40 @@ class MoneySettings(Schema):
 Settings._declared_fields.update(MoneySettings._declared_fields)  # one Settings schema, fields from both halves
 
 
-class Percent(fields.Decimal):
-    """A percentage as a decimal string, 0 < p <= 100, at most 4 places (``"33.3333"``)."""
+class DecimalString(fields.String):
+    """A decimal *string* in JSON (``"0.05"``, ``"33.3333"``), loaded as ``Decimal``, range- and place-checked.
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(as_string=True, validate=validate.Range(min=Decimal("0.0001"), max=HUNDRED), **kw)
+    Never a JSON number: a float may already have lost digits.
+    """
+
+    def __init__(self, *, low: Decimal, high: Decimal, places: int, what: str, **kw: Any) -> None:
+        kw.setdefault("metadata", {})
+        kw["metadata"] = {"pattern": MoneyString.PATTERN.pattern, **kw["metadata"]}
+        super().__init__(**kw)
+        self.low, self.high, self.places, self.what = low, high, places, what
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not MoneyString.PATTERN.match(value):
-            raise ValidationError('send percentages as a decimal string, e.g. "50"')
-        got = super()._deserialize(value, attr, data, **kwargs)
-        if Decimal(got).as_tuple().exponent < -4:  # type: ignore[operator]
-            raise ValidationError("at most 4 decimal places")
-        return got
+            raise ValidationError(f'send {self.what} as a decimal string, e.g. "{"50" if self.high > 1 else "0.05"}"')
+        number = Decimal(value)
+        if not self.low <= number <= self.high:
+            raise ValidationError(f"must be between {self.low} and {self.high}")
+        if -number.as_tuple().exponent > self.places:  # type: ignore[operator]
+            raise ValidationError(f"at most {self.places} decimal places")
+        return number
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else str(value)
+
+
+def Percent(**kw: Any) -> DecimalString:  # noqa: N802 - a field factory, used like a field class
+    """A percentage, 0.0001 to 100, as a decimal string (``"50"``, ``"33.3333"``)."""
+    return DecimalString(low=Decimal("0.0001"), high=HUNDRED, places=4, what="percentages", **kw)
+
+
+def Rate(**kw: Any) -> DecimalString:  # noqa: N802
+    """A rate, 0 to 1, as a decimal string (``"0.05"`` is 5 %)."""
+    return DecimalString(low=Decimal(0), high=Decimal(1), places=6, what="rates", **kw)
 
 
 def _hundred(items: list[dict[str, Any]], field: str) -> None:
@@ -220,12 +241,7 @@ RulePage = page_of(AttributionRule, "RulePage")
 class RateTier(Schema):
     up_to = MoneyString(required=True, allow_none=True, as_string=True,
                         metadata={"description": "inclusive ceiling; null on the last tier"})
-    rate = fields.Decimal(required=True, as_string=True, metadata={"description": "a fraction: \"0.05\" is 5 %"})
-
-    @validates_schema(pass_original=True)
-    def _strings(self, data: dict[str, Any], original: Any, **_: Any) -> None:
-        if isinstance(original, dict) and not isinstance(original.get("rate"), str):
-            raise ValidationError({"rate": ['send rates as a decimal string, e.g. "0.05"']})
+    rate = Rate(required=True, metadata={"description": "a fraction: \"0.05\" is 5 %"})
 
 
 class PlanCreate(Schema):
