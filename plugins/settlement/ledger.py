@@ -12,12 +12,13 @@ already, in the next open one, with ``adjusts_period_id`` naming the locked
 one. Periods are locked ``FOR UPDATE`` in (branch, key) order, the order the
 lock uses too, so writers never deadlock and never write a locked period.
 
-Clawbacks telescope: a refund raising the deal's refunded total from ``A`` to
-``A'`` takes back, per credit line, the difference of the exact splits of
-``A`` and ``A'`` over the lines (:mod:`.shares`), and of each line's
-commission ``c × A ÷ amount`` versus ``c × A' ÷ amount`` (plans with base
-``net``). A full refund therefore takes back exactly what was credited and
-paid: the deal nets to 0.00.
+Clawbacks are proportional and exact: a refund is split over what is left
+of each credit line (largest remainder, :func:`.shares.clawback`), so no
+clawback is positive and the parts add up to the refund; a line's commission
+is taken back as ``c × A ÷ amount`` minus ``c × A' ÷ amount`` when the
+refunds so far go from ``A`` to ``A'`` (plans with base ``net``). A full
+refund therefore takes back exactly what was credited and paid: the deal
+nets to 0.00.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pelago.plugin import Deal, HookContext, NotFound, Refund, User, insert_igno
 from . import periods, tiers
 from .attribution import Attribution, attribute, manual
 from .models import Branch, CreditLine, CreditSet, Entry, Period, Plan, Refunded, SettledDeal
-from .shares import ZERO, _order, clawed_to_date, proportional_to_date
+from .shares import ZERO, _order, clawback, clawed_to_date, proportional_to_date
 
 PLUGIN = "settlement"
 Key = tuple[int, int | None]
@@ -255,6 +256,16 @@ def _originals(ctx: HookContext, line_ids: list[int]) -> dict[tuple[int, str], i
     return {(line_id, kind): first for line_id, kind, first in rows}
 
 
+def _balances(ctx: HookContext, lines: dict[Key, CreditLine]) -> dict[Key, Decimal]:
+    """What is left of each credit line: its credit entries (the line's own and its clawbacks) summed."""
+    by_id = {line.id: key for key, line in lines.items()}
+    got = dict(ctx.session.execute(
+        select(Entry.line_id, func.sum(Entry.amount))
+        .where(Entry.line_id.in_(list(by_id)), Entry.kind == "credit").group_by(Entry.line_id)
+    ).all())
+    return {key: got.get(line.id, ZERO) for key, line in lines.items()}
+
+
 def _net_plans(ctx: HookContext, lines: Iterable[CreditLine]) -> dict[int, Plan]:
     ids = sorted({line.plan_id for line in lines if line.plan_id is not None})
     return {p.id: p for p in ctx.session.scalars(select(Plan).where(Plan.id.in_(ids)))} if ids else {}
@@ -290,13 +301,12 @@ def settle_refund(ctx: HookContext, refund_id: int) -> bool:
         return True
     _, lines = _current_lines(ctx, settled)
     plans = _net_plans(ctx, lines.values())
-    then = clawed_to_date({k: v.amount for k, v in lines.items()}, before)
-    now = clawed_to_date({k: v.amount for k, v in lines.items()}, after)
+    back = clawback(_balances(ctx, lines), refund.amount)
     landed = landings(ctx, (k[0] for k in lines), refund.created_at)
     originals = _originals(ctx, [line.id for line in lines.values()])
     rows = []
     for key, line in sorted(lines.items(), key=lambda kv: _order(kv[0])):
-        credit = then[key] - now[key]
+        credit = back[key]
         common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": refund.deal_id,
                   "origin": "refund", "origin_id": refund.id, "at": refund.created_at, "line_id": line.id}
         if credit:
@@ -338,12 +348,12 @@ def override(ctx: HookContext, deal_id: int, lines_in: list[dict[str, Any]], rea
     rows: list[dict[str, Any]] = []
     if old_lines:
         plans = _net_plans(ctx, old_lines.values())
-        taken = clawed_to_date({k: v.amount for k, v in old_lines.items()}, refunded)
+        left = _balances(ctx, old_lines)
         originals = _originals(ctx, [line.id for line in old_lines.values()])
         for key, line in sorted(old_lines.items(), key=lambda kv: _order(kv[0])):
             common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": deal_id,
                       "origin": "override", "origin_id": cs.id, "at": at, "line_id": line.id}
-            credit = -(line.amount - taken[key])
+            credit = -left[key]
             rows.append(_entry(ctx, key=f"override:{cs.id}:reverse:{_tag(key)}:credit", kind="credit",
                                amount=credit, base=credit, original_id=originals.get((line.id, "credit")), **common))
             if line.plan_id is not None and line.commission is not None:

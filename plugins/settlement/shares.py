@@ -69,14 +69,12 @@ def split_two_levels(total: Decimal, shares: Iterable[Share]) -> dict[tuple[int,
 
 
 def clawed_to_date(lines: Mapping[K, Decimal], refunded: Decimal) -> dict[K, Decimal]:
-    """How much of each credit line ``refunded`` (of the deal, so far) takes back, in total.
+    """How much of each credit line a refunded total takes back, split in proportion to the lines.
 
-    The refunded amount is split by largest remainder in proportion to the
-    lines. A refund's clawback is the difference between this after and
-    before it (:func:`clawback`), so successive partial refunds telescope: once
-    the whole deal is refunded every line is taken back exactly (the lines add
-    up to the deal, so its exact shares are whole cents), and pay-then-refund
-    nets to 0.00.
+    For an override, which books its new lines net of the refunds so far in
+    one step. (Successive refunds use :func:`clawback` on the balances.) At
+    the full amount every line is taken back exactly: the lines add up to the
+    deal, so its exact shares are whole cents.
     """
     refunded = to_money(refunded)
     if refunded == 0:
@@ -87,10 +85,24 @@ def clawed_to_date(lines: Mapping[K, Decimal], refunded: Decimal) -> dict[K, Dec
     return split_by_key(refunded, weights)
 
 
-def clawback(lines: Mapping[K, Decimal], before: Decimal, after: Decimal) -> dict[K, Decimal]:
-    """The (negative) entries of a refund that raises a deal's refunded total from ``before`` to ``after``."""
-    then, now = clawed_to_date(lines, before), clawed_to_date(lines, after)
-    return {k: then[k] - now[k] for k in lines}
+def clawback(balances: Mapping[K, Decimal], refund: Decimal) -> dict[K, Decimal]:
+    """The (negative) entries of a refund: ``refund`` split over what is left of each credit line.
+
+    ``balances`` are the lines' credits net of earlier clawbacks. Splitting by
+    them (largest remainder) keeps every part between 0 and the line's
+    balance, so a clawback is never positive and never takes a line below
+    zero (a split of the cumulative refunded total would: largest remainder
+    is not monotone); the parts add up to the refund exactly, and the refund
+    that empties the deal takes each line back to exactly 0.00. Each part is
+    the line's proportional share of the refund to within a cent.
+    """
+    refund = to_money(refund)
+    weights = {k: max(v, ZERO) for k, v in balances.items()}
+    if refund <= 0 or not any(weights.values()):
+        return {k: ZERO for k in balances}
+    if refund > sum(weights.values()):
+        raise ValueError("a refund cannot take back more than is left")
+    return {k: -v for k, v in split_by_key(refund, weights).items()}
 
 
 def proportional_to_date(amount: Decimal, refunded: Decimal, deal_amount: Decimal) -> Decimal:

@@ -63,10 +63,12 @@ def test_partial_refunds_claw_back_proportionally_and_a_full_refund_nets_zero(to
     steps = [D(c) / 100 for c in cuts] + [total]
     refunded, net = D("0.00"), dict(lines)
     for after in steps:
-        back = shares.clawback(lines, refunded, after)
+        back = shares.clawback(net, after - refunded)
         assert sum(back.values()) == refunded - after  # each refund is taken back exactly
-        assert all(v <= 0 for v in back.values())
         for k, v in back.items():
+            assert v <= 0 and net[k] + v >= 0  # never positive, never below zero
+            # proportional: the line's share of the refund, to within a cent of its exact share
+            assert abs(-v - (after - refunded) * lines[k] / total) <= D("0.02")
             net[k] += v
         refunded = after
     assert all(v == 0 for v in net.values())
