@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, or_, select, update
 
 from pelago.plugin import Deal, HookContext, NotFound, Refund, User, insert_ignoring_conflict
 
@@ -135,13 +135,13 @@ def commission_of(ctx: HookContext, plan: Plan, line_amount: Decimal, period: Pe
 def _entry(ctx: HookContext, *, key: str, landed: tuple[Period, Period], branch_id: int, user_id: int | None,
            deal_id: int | None, kind: str, origin: str, origin_id: int, amount: Decimal, base: Decimal,
            at: datetime, line_id: int | None = None, plan_id: int | None = None,
-           original_id: int | None = None) -> dict[str, Any]:
+           original_id: int | None = None, shared: bool = False) -> dict[str, Any]:
     period, natural = landed
     return {
         "tenant_id": ctx.tenant.id, "key": key, "period_id": period.id, "branch_id": branch_id, "user_id": user_id,
         "deal_id": deal_id, "kind": kind, "origin": origin, "origin_id": origin_id, "amount": amount,
         "base": base, "line_id": line_id, "plan_id": plan_id, "original_id": original_id,
-        "adjusts_period_id": natural.id if natural.id != period.id else None,
+        "adjusts_period_id": natural.id if natural.id != period.id else None, "shared": shared,
         "occurred_at": at, "created_at": ctx.now(),
     }
 
@@ -217,7 +217,8 @@ def settle_won(ctx: HookContext, deal_id: int) -> SettledDeal | None:
     rows = []
     for key, line in lines.items():
         common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": deal.id,
-                  "origin": "won", "origin_id": deal.id, "at": deal.won_at, "line_id": line.id}
+                  "origin": "won", "origin_id": deal.id, "at": deal.won_at, "line_id": line.id,
+                  "shared": len(landed) > 1}
         rows.append(_entry(ctx, key=f"won:{deal.id}:{_tag(key)}:credit", kind="credit", amount=line.amount,
                            base=line.amount, **common))
         if line.plan_id is not None:
@@ -225,6 +226,8 @@ def settle_won(ctx: HookContext, deal_id: int) -> SettledDeal | None:
                                amount=line.commission, base=line.amount, plan_id=line.plan_id, **common))
     _write(ctx, rows)
     settled.current_set = cs.version
+    if len(landed) == 1:
+        settled.won_period_id = next(iter(landed.values()))[0].id
     ctx.session.flush()
     return settled
 
@@ -308,7 +311,8 @@ def settle_refund(ctx: HookContext, refund_id: int) -> bool:
     for key, line in sorted(lines.items(), key=lambda kv: _order(kv[0])):
         credit = back[key]
         common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": refund.deal_id,
-                  "origin": "refund", "origin_id": refund.id, "at": refund.created_at, "line_id": line.id}
+                  "origin": "refund", "origin_id": refund.id, "at": refund.created_at, "line_id": line.id,
+                  "shared": len(landed) > 1}
         if credit:
             rows.append(_entry(ctx, key=f"refund:{refund.id}:{_tag(key)}:credit", kind="credit", amount=credit,
                                base=credit, original_id=originals.get((line.id, "credit")), **common))
@@ -321,6 +325,11 @@ def settle_refund(ctx: HookContext, refund_id: int) -> bool:
                                    amount=paid, base=credit, plan_id=line.plan_id,
                                    original_id=originals.get((line.id, "commission")), **common))
     _write(ctx, rows)
+    if len(landed) == 1:
+        ctx.session.execute(
+            update(Refunded).where(Refunded.id == made).values(period_id=next(iter(landed.values()))[0].id)
+            .execution_options(synchronize_session=False)
+        )
     return True
 
 
@@ -352,7 +361,8 @@ def override(ctx: HookContext, deal_id: int, lines_in: list[dict[str, Any]], rea
         originals = _originals(ctx, [line.id for line in old_lines.values()])
         for key, line in sorted(old_lines.items(), key=lambda kv: _order(kv[0])):
             common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": deal_id,
-                      "origin": "override", "origin_id": cs.id, "at": at, "line_id": line.id}
+                      "origin": "override", "origin_id": cs.id, "at": at, "line_id": line.id,
+                      "shared": len(landed) > 1}
             credit = -left[key]
             rows.append(_entry(ctx, key=f"override:{cs.id}:reverse:{_tag(key)}:credit", kind="credit",
                                amount=credit, base=credit, original_id=originals.get((line.id, "credit")), **common))
@@ -365,7 +375,8 @@ def override(ctx: HookContext, deal_id: int, lines_in: list[dict[str, Any]], rea
     taken = clawed_to_date({k: v.amount for k, v in new_lines.items()}, refunded)
     for key, line in sorted(new_lines.items(), key=lambda kv: _order(kv[0])):
         common = {"landed": landed[key[0]], "branch_id": key[0], "user_id": key[1], "deal_id": deal_id,
-                  "origin": "override", "origin_id": cs.id, "at": at, "line_id": line.id}
+                  "origin": "override", "origin_id": cs.id, "at": at, "line_id": line.id,
+                      "shared": len(landed) > 1}
         credit = line.amount - taken[key]
         rows.append(_entry(ctx, key=f"override:{cs.id}:{_tag(key)}:credit", kind="credit", amount=credit,
                            base=credit, **common))

@@ -324,13 +324,19 @@ class SettledDeal(TenantScoped, Base):
     """
 
     __tablename__ = "settlement_deal"
-    __table_args__ = (UniqueConstraint("tenant_id", "deal_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "deal_id"),
+        _fk("settlement_deal", ["won_period_id"], "settlement_period"),
+        Index("ix_settlement_deal_won_period", "tenant_id", "won_period_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal]
     refunded: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     current_set: Mapped[int] = mapped_column(Integer, default=1)
+    #: where its win's credits landed, when they are all in one branch (so one period): what a lock sums
+    won_period_id: Mapped[int | None] = mapped_column(BigId)
     won_at: Mapped[datetime]
     created_at: Mapped[datetime]
 
@@ -389,13 +395,19 @@ class Refunded(TenantScoped, Base):
     """A refund the ledger has clawed back: at most once (the unique key), with the deal's refunded total before it."""
 
     __tablename__ = "settlement_refund"
-    __table_args__ = (UniqueConstraint("tenant_id", "refund_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "refund_id"),
+        _fk("settlement_refund", ["period_id"], "settlement_period"),
+        Index("ix_settlement_refund_period", "tenant_id", "period_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     refund_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_refund.id", ondelete="RESTRICT"))
     deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal]
     before: Mapped[Decimal]
+    #: where its clawbacks landed, when they are all in one branch (so one period)
+    period_id: Mapped[int | None] = mapped_column(BigId)
     at: Mapped[datetime]
 
 
@@ -477,5 +489,8 @@ class Entry(TenantScoped, Base):
     plan_id: Mapped[int | None] = mapped_column(BigId)
     original_id: Mapped[int | None] = mapped_column(BigId)
     adjusts_period_id: Mapped[int | None] = mapped_column(BigId)
+    #: the entry's origin (a win, a refund, an override) has entries in more than one branch, so in more
+    #: than one period: only those are summed across periods when a lock reconciles (:mod:`.closing`)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]

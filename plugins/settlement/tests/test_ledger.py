@@ -281,3 +281,53 @@ def test_a_lock_racing_late_entries_never_lets_one_into_the_locked_period(make_a
         with tenant_context(t.runtime, t.id) as ctx:
             assert closing.verify(ctx, closing.get_period(ctx, locked.id))
         month += 1
+
+
+def test_an_entry_off_by_a_cent_refuses_the_lock_naming_its_deal(app, clock):
+    t = on(app)
+    b = branch(t, team_id=t.team_id)
+    good = won(t, owned(t, "13800138010")["id"], "10.00")
+    bad = won(t, owned(t, "13800138011")["id"], "20.00")
+    march = period(t, b, "2026-03")
+    with t.runtime.sessions() as s:  # a cent written behind the ledger's back, into the open period
+        s.execute(text(
+            "INSERT INTO settlement_entry (tenant_id, key, period_id, branch_id, user_id, deal_id, kind, origin,"
+            " origin_id, amount, base, shared, occurred_at, created_at) SELECT tenant_id, 'stray', period_id,"
+            " branch_id, user_id, deal_id, kind, origin, origin_id, :cent, :cent, shared, occurred_at, created_at"
+            " FROM settlement_entry WHERE deal_id = :d AND kind = 'credit'"), {"d": bad["id"], "cent": 1 if
+                                                                               s.get_bind().dialect.name == "sqlite"
+                                                                               else D("0.01")})
+        s.commit()
+    clock.advance(days=31)
+    r = _lock(t, "2026-03")
+    assert r.status_code == 409
+    assert r.get_json()["errors"]["differences"] == [
+        {"what": "won", "id": bad["id"], "credited": "20.01", "expected": "20.00", "difference": "0.01"}]
+    assert period(t, b, "2026-03").state == "open" and good["id"] != bad["id"] and march.state == "open"
+
+
+def test_a_deal_shared_by_branches_in_different_timezones_reconciles_in_each(app, clock):
+    from .money_helpers import move_user, team
+
+    t = on(app)
+    shanghai = branch(t, "Shanghai", team_id=t.team_id)
+    ny_team = team(t, "New York")
+    ny = branch(t, "New York", tz="America/New_York", team_id=ny_team)
+    move_user(t, t.users["rep2"], ny_team)
+    assert t.post(f"{S}/rules", json={
+        "situation": "walk_in", "method": "split", "effective_from": "2026-01-01T00:00:00+08:00",
+        "splits": [{"role": "first_owner", "percent": "50"}, {"role": "closer", "percent": "50"}]}).status_code == 201
+    lead = owned(t, "13800138012", "rep")
+    give(t, lead["id"], t.users["rep2"])
+    clock.advance(days=29, hours=15)  # 31 March 17:00 UTC: April in Shanghai, still March in New York
+    deal = won(t, lead["id"], "100.01")
+    rows = entries(t, deal_id=deal["id"], kind="credit")
+    assert {(e.branch_id, e.amount, e.shared) for e in rows} == {(shanghai, D("50.01"), True), (ny, D("50.00"), True)}
+    assert {e.period_id for e in rows} == {period(t, shanghai, "2026-04").id, period(t, ny, "2026-03").id}
+    clock.advance(days=2)
+    r = _lock(t, "2026-03", ny)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["items"][0]["totals"]["branch"]["credited"] == "50.00"
+    clock.advance(days=31)
+    r = _lock(t, "2026-04", shanghai)
+    assert r.status_code == 200, r.get_json()

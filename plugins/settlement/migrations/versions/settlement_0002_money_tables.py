@@ -147,14 +147,19 @@ def upgrade() -> None:
     sa.Column('amount', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('refunded', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('current_set', sa.Integer(), nullable=False),
+    sa.Column('won_period_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('won_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_deal_deal_id_core_deal'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'won_period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name='fk_settlement_deal_won_period_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_deal_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_deal')),
     sa.UniqueConstraint('tenant_id', 'deal_id', name=op.f('uq_settlement_deal_tenant_id_deal_id'))
     )
+    with op.batch_alter_table('settlement_deal', schema=None) as batch_op:
+        batch_op.create_index('ix_settlement_deal_won_period', ['tenant_id', 'won_period_id'], unique=False)
+
     op.create_table('settlement_credit_line',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('set_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -183,14 +188,19 @@ def upgrade() -> None:
     sa.Column('deal_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('amount', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('before', pelago.plugin.Money(precision=18, scale=2), nullable=False),
+    sa.Column('period_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_settlement_refund_deal_id_core_deal'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['refund_id'], ['core_refund.id'], name=op.f('fk_settlement_refund_refund_id_core_refund'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'period_id'], ['settlement_period.tenant_id', 'settlement_period.id'], name='fk_settlement_refund_period_id', ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_refund_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_refund')),
     sa.UniqueConstraint('tenant_id', 'refund_id', name=op.f('uq_settlement_refund_tenant_id_refund_id'))
     )
+    with op.batch_alter_table('settlement_refund', schema=None) as batch_op:
+        batch_op.create_index('ix_settlement_refund_period', ['tenant_id', 'period_id'], unique=False)
+
     op.create_table('settlement_entry',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('key', sa.String(length=120), nullable=False),
@@ -207,6 +217,7 @@ def upgrade() -> None:
     sa.Column('plan_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('original_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('adjusts_period_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('shared', sa.Boolean(), nullable=False),
     sa.Column('occurred_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -316,11 +327,17 @@ def downgrade() -> None:
         batch_op.drop_index('ix_settlement_entry_branch')
 
     op.drop_table('settlement_entry')
+    with op.batch_alter_table('settlement_refund', schema=None) as batch_op:
+        batch_op.drop_index('ix_settlement_refund_period')
+
     op.drop_table('settlement_refund')
     with op.batch_alter_table('settlement_credit_line', schema=None) as batch_op:
         batch_op.drop_index('ix_settlement_credit_line_set')
 
     op.drop_table('settlement_credit_line')
+    with op.batch_alter_table('settlement_deal', schema=None) as batch_op:
+        batch_op.drop_index('ix_settlement_deal_won_period')
+
     op.drop_table('settlement_deal')
     op.drop_table('settlement_credit_set')
     with op.batch_alter_table('settlement_rule', schema=None) as batch_op:
