@@ -26,7 +26,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, not_, or_, select, text
+from sqlalchemy import and_, case, func, literal, not_, or_, select, text
 
 from pelago.plugin import Conflict, Deal, HookContext, NotFound, Refund, dialect_name
 
@@ -76,11 +76,20 @@ def differences(ctx: HookContext, period: Period, sums: dict[str, Any]) -> list[
     """
     t = ctx.tenant.id
     unshared = sums["unshared"]
-    won = ctx.session.scalar(
-        select(func.coalesce(func.sum(Deal.amount), literal(ZERO, Entry.amount.type)))
-        .join(SettledDeal, and_(SettledDeal.deal_id == Deal.id, SettledDeal.tenant_id == t))
-        .where(SettledDeal.won_period_id == period.id)
-    )
+    teams = select(BranchTeam.team_id).where(BranchTeam.branch_id == period.branch_id)
+    missing_here = and_(SettledDeal.id.is_(None), Deal.won_at >= period.starts_at, Deal.won_at < period.ends_at,
+                        Deal.team_id.in_(teams))
+    # one join of the core's deals with the plugin's: the wins that landed here, and the branch's unsettled deals
+    won, missing = ctx.session.execute(
+        select(
+            func.coalesce(func.sum(case((SettledDeal.won_period_id == period.id, Deal.amount))),
+                          literal(ZERO, Entry.amount.type)),
+            func.count(case((missing_here, 1))),
+        )
+        .select_from(Deal)
+        .outerjoin(SettledDeal, and_(SettledDeal.deal_id == Deal.id, SettledDeal.tenant_id == t))
+        .where(or_(SettledDeal.won_period_id == period.id, missing_here))
+    ).one()
     back = ctx.session.scalar(
         select(func.coalesce(func.sum(Refund.amount), literal(ZERO, Entry.amount.type)))
         .join(Refunded, and_(Refunded.refund_id == Refund.id, Refunded.tenant_id == t))
@@ -94,17 +103,15 @@ def differences(ctx: HookContext, period: Period, sums: dict[str, Any]) -> list[
                         "difference": str(Decimal(unshared["won"]) - won)})
     elif sums["shared_entries"]:
         out += by_origin(ctx, period, shared_only=True)
-    missing = ctx.session.execute(
-        select(Deal.id, Deal.amount)
-        .join(BranchTeam, BranchTeam.team_id == Deal.team_id)
-        .where(BranchTeam.branch_id == period.branch_id, Deal.won_at >= period.starts_at,
-               Deal.won_at < period.ends_at,
-               ~exists().where(SettledDeal.deal_id == Deal.id, SettledDeal.tenant_id == t))
-        .order_by(Deal.id).limit(MAX_LISTED)
-    ).all()
-    for deal_id, amount in missing:
-        out.append({"what": "won", "id": deal_id, "credited": "0.00", "expected": str(amount),
-                    "difference": str(-amount), "note": "deal not settled (its deal_won delivery has not run)"})
+    if missing:
+        rows = ctx.session.execute(
+            select(Deal.id, Deal.amount)
+            .outerjoin(SettledDeal, and_(SettledDeal.deal_id == Deal.id, SettledDeal.tenant_id == t))
+            .where(missing_here).order_by(Deal.id).limit(MAX_LISTED)
+        ).all()
+        for deal_id, amount in rows:
+            out.append({"what": "won", "id": deal_id, "credited": "0.00", "expected": str(amount),
+                        "difference": str(-amount), "note": "deal not settled (its deal_won delivery has not run)"})
     return out
 
 
