@@ -12,7 +12,8 @@ true-ups (none: the plan is per deal), the reconciliation of every deal and
 refund in the period against the core to the cent (and every deal of the
 branch's teams won in the month settled), the statement totals per person
 and for the branch, the checksum, the state. Run three times, rolled back,
-then once more committed; the best of the three is the figure.
+then once more committed; the best of the three is the figure. Baseline and
+lock runs alternate, so a change in the machine's load hits both.
 
 Baseline: the statement totals alone, one hand-written ``SELECT … GROUP BY``
 over the period's entries (best of three).
@@ -148,16 +149,15 @@ def measure(rows: int) -> dict[str, Any]:
             entries = conn.execute(select(func.count()).select_from(Entry).where(Entry.tenant_id == tenant.id)).scalar()
         log(f"loaded {entries:,} entries of {deals:,} deals in {time.perf_counter() - started:.0f} s")
 
-        baseline = []
-        for _ in range(3):
-            with runtime.engine.connect() as conn:
-                started = time.perf_counter()
-                got = conn.execute(text(BASELINE), {"t": tenant.id, "period": period_id}).all()
-                baseline.append(time.perf_counter() - started)
-        log(f"baseline GROUP BY: {min(baseline):.2f} s ({len(got)} groups)")
-
-        locks, rss, traced = [], [], []
+        # interleaved, best of three each: the machine's load changes less between neighbours
+        baseline, locks, rss, traced = [], [], [], []
         for attempt in range(4):
+            if attempt < 3:
+                with runtime.engine.connect() as conn:
+                    started = time.perf_counter()
+                    got = conn.execute(text(BASELINE), {"t": tenant.id, "period": period_id}).all()
+                    baseline.append(time.perf_counter() - started)
+                log(f"baseline GROUP BY {attempt + 1}: {baseline[-1]:.2f} s ({len(got)} groups)")
             tracemalloc.start()
             before = rss_mb()
             with runtime.tenant_context(tenant.id) as ctx:
