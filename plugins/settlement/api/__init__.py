@@ -15,4 +15,4 @@ blp = Blueprint(
     description="Branches, fair division of new leads between them, attribution and commission",
 )
 
-from . import branches  # noqa: E402,F401 - registers the routes
+from . import branches, policies  # noqa: E402,F401 - registers the routes

@@ -1,0 +1,340 @@
+"""Fair division of new leads between branches: smooth weighted round robin, row-locked.
+
+A *policy* version gives each branch a weight, the team that receives its
+leads and an optional daily cap. For a batch of new leads (``choose_team`` is
+asked once per batch; an import's batch is up to 1,000 leads) each lead takes
+the policy of its source, else the default policy (source ``""``), in effect
+now. The policies' state rows are locked once for the batch (``SELECT … FOR
+UPDATE`` in policy id order; on SQLite the transaction's write lock
+serialises), then each lead is one step of nginx's smooth weighted round
+robin over the policy's branches:
+
+    every branch that can take the lead: current += weight
+    the branch with the largest current takes it (ties: the lower branch id)
+    that branch: current -= the sum of the weights added
+
+so over every Σweights consecutive leads the split is exact, and every prefix
+of the log is within one lead of the weights. A branch that is inactive or
+at its daily cap (counted in the branch's own timezone) sits the step out:
+its current is not touched, and the others share the step by their weights
+(nginx's treatment of a peer that is down), so the sequence of an uncapped
+stretch is the one the plain algorithm gives. When no branch can take a
+lead, it goes to the tenant's default intake team, or, when the pool is on
+or there is no default team, is left to the rest of routing; the reason is
+in its allocation row either way.
+
+Each divided lead is an append-only :class:`~.models.Allocation` row in the
+policy's log (``seq``), and the same facts go into the ``choose_team``
+answer's ``detail``, which the core writes into the lead's routing
+explanation (its ownership history, and ``POST /api/v1/routing/preview``,
+whose savepoint is rolled back with the state and the rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, and_, insert, or_, select, update
+
+from pelago.plugin import HookContext, LeadInfo, TeamChoice, default_intake_team, dialect_name, upsert
+
+from .models import Allocation, Branch, BranchDay, DivisionState, Policy, PolicyEntry
+
+PLUGIN = "settlement"
+ALLOCATIONS: Table = Allocation.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Share:
+    """A branch's share in a policy version, with what division needs of the branch."""
+
+    branch_id: int
+    name: str
+    team_id: int
+    weight: int
+    daily_cap: int | None
+    timezone: str
+    active: bool
+
+
+@dataclass
+class Plan:
+    """A policy version in effect, its shares by branch id order."""
+
+    id: int
+    source: str
+    version: int
+    shares: list[Share] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One step of the round robin: the branch (``None``: no branch could take the lead) and why."""
+
+    share: Share | None
+    reason: str
+
+
+def key_of(lead: LeadInfo | Mapping[str, Any]) -> str:
+    """The lead's natural key, its phone (E.164) else its email: how its allocation finds its id."""
+    phone = lead.get("phone") if isinstance(lead, Mapping) else lead.phone
+    email = lead.get("email") if isinstance(lead, Mapping) else lead.email
+    return f"phone:{phone}" if phone else f"email:{email or ''}"
+
+
+def plans_of(ctx: HookContext, policy_ids: Sequence[int]) -> list[Plan]:
+    """The given policy versions with their shares, in effect or not (for a preview)."""
+    return list(_plans(ctx, Policy.id.in_(list(policy_ids))).values())
+
+
+def plans_in_effect(ctx: HookContext, sources: Iterable[str], at: datetime) -> dict[str, Plan]:
+    """The policy version in effect at ``at`` for each of ``sources`` that has one, and for ``""``."""
+    wanted = sorted({*sources, ""})
+    return {p.source: p for p in _plans(ctx, Policy.source.in_(wanted), Policy.effective_from <= at,
+                                         or_(Policy.effective_to.is_(None), Policy.effective_to > at)).values()}
+
+
+def _plans(ctx: HookContext, *where: Any) -> dict[int, Plan]:
+    rows = ctx.session.execute(
+        select(Policy.id, Policy.source, Policy.version, PolicyEntry.branch_id, Branch.name, PolicyEntry.team_id,
+               PolicyEntry.weight, PolicyEntry.daily_cap, Branch.timezone, Branch.active)
+        .join(PolicyEntry, and_(PolicyEntry.policy_id == Policy.id, PolicyEntry.tenant_id == Policy.tenant_id))
+        .join(Branch, and_(Branch.id == PolicyEntry.branch_id, Branch.tenant_id == PolicyEntry.tenant_id))
+        .where(Policy.tenant_id == ctx.tenant.id, *where)
+        .order_by(Policy.id, PolicyEntry.branch_id)
+    ).all()
+    plans: dict[int, Plan] = {}
+    for pid, source, version, branch_id, name, team_id, weight, cap, tz, active in rows:
+        plan = plans.setdefault(pid, Plan(pid, source, version))
+        plan.shares.append(Share(branch_id, name, team_id, weight, cap, tz, active))
+    return plans
+
+
+def step(plan: Plan, current: dict[int, int], used: Mapping[int, int]) -> Pick:
+    """One step of smooth weighted round robin over the branches that can take a lead; updates ``current``.
+
+    ``used`` is each capped branch's count for its day, this lead not included.
+    """
+    able: list[Share] = []
+    out: list[str] = []
+    for s in plan.shares:
+        if not s.active:
+            out.append(f"{s.name} is inactive")
+        elif s.daily_cap is not None and used.get(s.branch_id, 0) >= s.daily_cap:
+            out.append(f"{s.name} is at its daily cap of {s.daily_cap}")
+        else:
+            able.append(s)
+    if not able:
+        return Pick(None, "; ".join(out))
+    total = 0
+    best: Share | None = None
+    for s in able:
+        total += s.weight
+        current[s.branch_id] = current.get(s.branch_id, 0) + s.weight
+        if best is None or current[s.branch_id] > current[best.branch_id]:
+            best = s
+    assert best is not None
+    current[best.branch_id] -= total
+    reason = "weighted round robin" + (f" ({'; '.join(out)})" if out else "")
+    return Pick(best, reason)
+
+
+def branch_day(share: Share, at: datetime) -> date:
+    """The day of ``at`` on the branch's own calendar (its timezone), for its daily cap."""
+    return at.astimezone(ZoneInfo(share.timezone)).date()
+
+
+def _capped(plans: Iterable[Plan]) -> dict[int, Share]:
+    return {s.branch_id: s for p in plans for s in p.shares if s.daily_cap is not None}
+
+
+def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | None] | None:
+    """``choose_team`` for a batch: one locked round robin step per lead that a policy covers."""
+    now = ctx.now()
+    plans = plans_in_effect(ctx, {lead.source for lead in leads if lead.source}, now)
+    if not plans:
+        return None
+    chosen: list[Plan | None] = [plans.get(lead.source or "") or plans.get("") for lead in leads]
+    involved = sorted({p.id: p for p in chosen if p is not None}.values(), key=lambda p: p.id)
+    if not involved:
+        return None
+    session = ctx.session
+    states = {
+        pid: (dict(current or {}), seq)
+        for pid, current, seq in session.execute(
+            select(DivisionState.policy_id, DivisionState.current, DivisionState.seq)
+            .where(DivisionState.tenant_id == ctx.tenant.id, DivisionState.policy_id.in_([p.id for p in involved]))
+            .order_by(DivisionState.policy_id).with_for_update()
+        )
+    }
+    capped = _capped(involved)
+    used = _lock_days(ctx, capped, now)
+    start = dict(used)
+    currents = {p.id: ({int(k): int(v) for k, v in states[p.id][0].items()}, states[p.id][1]) for p in involved}
+    fallback: int | None = None
+    fallback_known = False
+    pool_on = ctx.enabled("pool")
+    answers: list[TeamChoice | None] = []
+    rows: list[dict[str, Any]] = []
+    for lead, plan in zip(leads, chosen, strict=True):
+        if plan is None:
+            answers.append(None)
+            continue
+        current, seq = currents[plan.id]
+        seq += 1
+        currents[plan.id] = (current, seq)
+        pick = step(plan, current, used)
+        label = f"{plan.source or 'default'} policy v{plan.version}"
+        if pick.share is not None:
+            share = pick.share
+            if share.daily_cap is not None:
+                used[share.branch_id] = used.get(share.branch_id, 0) + 1
+            team_id: int | None = share.team_id
+            reason = f"{share.name} by {label}: {pick.reason}"
+        else:
+            if not fallback_known:
+                fallback, fallback_known = (None if pool_on else default_intake_team(ctx)), True
+            team_id = fallback
+            where = (
+                "the tenant's default intake team" if team_id is not None
+                else "left to the pool" if pool_on else "left to routing (no default intake team)"
+            )
+            reason = f"no branch could take it by {label} ({pick.reason}): {where}"
+        branch_id = pick.share.branch_id if pick.share is not None else None
+        rows.append({
+            "tenant_id": ctx.tenant.id, "policy_id": plan.id, "version": plan.version, "seq": seq,
+            "branch_id": branch_id, "team_id": team_id, "lead_id": None, "lead_key": key_of(lead)[:260],
+            "reason": reason[:300], "at": now,
+        })
+        detail = {"settlement": {
+            "policy_id": plan.id, "source": plan.source or None, "version": plan.version, "seq": seq,
+            "branch_id": branch_id, "branch": pick.share.name if pick.share else None, "reason": reason,
+        }}
+        answers.append(None if team_id is None else TeamChoice(team_id, reason, rule="settlement", detail=detail))
+    for plan in involved:
+        current, seq = currents[plan.id]
+        session.execute(
+            update(DivisionState)
+            .where(DivisionState.tenant_id == ctx.tenant.id, DivisionState.policy_id == plan.id)
+            .values(current={str(k): v for k, v in sorted(current.items())}, seq=seq, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    changed = [(b, n) for b, n in used.items() if n != start.get(b)]
+    if changed:
+        upsert(session, BranchDay, [
+            {"branch_id": b, "day": branch_day(capped[b], now), "allocated": n} for b, n in sorted(changed)
+        ], key=["tenant_id", "branch_id", "day"], update=["allocated"])
+    _insert(ctx, rows)
+    return answers
+
+
+def _lock_days(ctx: HookContext, capped: Mapping[int, Share], now: datetime) -> dict[int, int]:
+    """Each capped branch's count for its day so far, its row locked until commit (created at 0)."""
+    if not capped:
+        return {}
+    days = {b: branch_day(s, now) for b, s in capped.items()}
+    upsert(ctx.session, BranchDay, [
+        {"branch_id": b, "day": d, "allocated": 0} for b, d in sorted(days.items())
+    ], key=["tenant_id", "branch_id", "day"], update=[])
+    found = ctx.session.execute(
+        select(BranchDay.branch_id, BranchDay.day, BranchDay.allocated)
+        .where(BranchDay.tenant_id == ctx.tenant.id, BranchDay.branch_id.in_(sorted(days)),
+               BranchDay.day.in_(sorted(set(days.values()))))
+        .order_by(BranchDay.branch_id, BranchDay.day).with_for_update()
+    ).all()
+    return {b: n for b, d, n in found if days[b] == d}
+
+
+def _insert(ctx: HookContext, rows: list[dict[str, Any]]) -> None:
+    """The batch's allocations, one statement (PostgreSQL: the rows as one JSON parameter)."""
+    if not rows:
+        return
+    if dialect_name(ctx.session) == "postgresql":
+        from sqlalchemy import text
+
+        payload = json.dumps([
+            {**r, "at": r["at"].isoformat()} for r in rows
+        ])
+        ctx.session.execute(text(
+            "INSERT INTO settlement_allocation (tenant_id, policy_id, version, seq, branch_id, team_id, lead_id,"
+            " lead_key, reason, at) SELECT tenant_id, policy_id, version, seq, branch_id, team_id, lead_id,"
+            " lead_key, reason, at FROM json_to_recordset(CAST(:rows AS json)) AS x(tenant_id bigint,"
+            " policy_id bigint, version integer, seq bigint, branch_id bigint, team_id bigint, lead_id bigint,"
+            " lead_key text, reason text, at timestamptz) ORDER BY seq"
+        ), {"rows": payload})
+    else:
+        ctx.session.execute(insert(ALLOCATIONS), rows)
+
+
+def link_leads(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
+    """Fill in ``lead_id`` of the allocations of newly created leads (``lead_created``); idempotent.
+
+    An allocation is the lead's when its key (phone, else email) and its
+    time (the creating transaction's) are the lead's; a row already linked is
+    left alone, so a second delivery changes nothing.
+    """
+    pairs = [(int(i["lead_id"]), key_of(i), str(i["created_at"])) for i in items if i.get("lead_id") is not None]
+    if not pairs:
+        return 0
+    linked = 0
+    by_time: dict[str, list[tuple[int, str]]] = {}
+    for lead_id, key, at in pairs:
+        by_time.setdefault(at, []).append((lead_id, key))
+    for at_text, group in by_time.items():
+        when = datetime.fromisoformat(at_text)
+        if dialect_name(ctx.session) == "postgresql":
+            from sqlalchemy import text
+
+            linked += ctx.session.execute(text(
+                "UPDATE settlement_allocation a SET lead_id = x.lead_id"
+                " FROM json_to_recordset(CAST(:rows AS json)) AS x(lead_id bigint, lead_key text)"
+                " WHERE a.tenant_id = :tenant AND a.lead_id IS NULL AND a.lead_key = x.lead_key AND a.at = :at"
+            ), {"rows": json.dumps([{"lead_id": lid, "lead_key": k} for lid, k in group]),
+                "tenant": ctx.tenant.id, "at": when}).rowcount or 0
+        else:
+            for lead_id, key in group:
+                linked += ctx.session.execute(
+                    update(Allocation)
+                    .where(Allocation.tenant_id == ctx.tenant.id, Allocation.lead_id.is_(None),
+                           Allocation.lead_key == key, Allocation.at == when)
+                    .values(lead_id=lead_id).execution_options(synchronize_session=False)
+                ).rowcount or 0
+    return linked
+
+
+def preview(ctx: HookContext, plan: Plan, n: int) -> list[dict[str, Any]]:
+    """The next ``n`` picks of ``plan`` from its stored state and today's counts; writes nothing."""
+    now = ctx.now()
+    row = ctx.session.execute(
+        select(DivisionState.current, DivisionState.seq)
+        .where(DivisionState.tenant_id == ctx.tenant.id, DivisionState.policy_id == plan.id)
+    ).one()
+    current = {int(k): int(v) for k, v in (row.current or {}).items()}
+    seq = row.seq
+    capped = _capped([plan])
+    used: dict[int, int] = {}
+    if capped:
+        days = {b: branch_day(s, now) for b, s in capped.items()}
+        for b, d, count in ctx.session.execute(
+            select(BranchDay.branch_id, BranchDay.day, BranchDay.allocated)
+            .where(BranchDay.tenant_id == ctx.tenant.id, BranchDay.branch_id.in_(sorted(days)))
+        ):
+            if days[b] == d:
+                used[b] = count
+    out = []
+    for _ in range(n):
+        seq += 1
+        pick = step(plan, current, used)
+        if pick.share is not None and pick.share.daily_cap is not None:
+            used[pick.share.branch_id] = used.get(pick.share.branch_id, 0) + 1
+        out.append({
+            "seq": seq, "branch_id": pick.share.branch_id if pick.share else None,
+            "branch": pick.share.name if pick.share else None,
+            "team_id": pick.share.team_id if pick.share else None, "reason": pick.reason,
+        })
+    return out
