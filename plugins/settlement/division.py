@@ -72,6 +72,10 @@ class Plan:
     shares: list[Share] = field(default_factory=list)
 
 
+#: an allocation of the batch: branch id, team id, lead key, reason
+Row = tuple[int | None, int | None, str, str]
+
+
 @dataclass(frozen=True)
 class Pick:
     """One step of the round robin: the branch (``None``: no branch could take the lead) and why."""
@@ -80,11 +84,13 @@ class Pick:
     reason: str
 
 
-def key_of(lead: LeadInfo | Mapping[str, Any]) -> str:
-    """The lead's natural key, its phone (E.164) else its email: how its allocation finds its id."""
-    phone = lead.get("phone") if isinstance(lead, Mapping) else lead.phone
-    email = lead.get("email") if isinstance(lead, Mapping) else lead.email
+def key_of(phone: str | None, email: str | None) -> str:
+    """A lead's natural key, its phone (E.164) else its email: how its allocation finds its id."""
     return f"phone:{phone}" if phone else f"email:{email or ''}"
+
+
+def lead_key(lead: LeadInfo) -> str:
+    return key_of(lead.phone, lead.email)
 
 
 def plans_of(ctx: HookContext, policy_ids: Sequence[int]) -> list[Plan]:
@@ -180,7 +186,7 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
     fallback_known = False
     pool_on = ctx.enabled("pool")
     answers: list[TeamChoice | None] = []
-    rows: list[dict[str, Any]] = []
+    rows: dict[int, list[Row]] = {p.id: [] for p in involved}
     for lead, plan in zip(leads, chosen, strict=True):
         if plan is None:
             answers.append(None)
@@ -206,18 +212,12 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
             )
             reason = f"no branch could take it by {label} ({pick.reason}): {where}"
         branch_id = pick.share.branch_id if pick.share is not None else None
-        rows.append({
-            "tenant_id": ctx.tenant.id, "policy_id": plan.id, "version": plan.version, "seq": seq,
-            "branch_id": branch_id, "team_id": team_id, "lead_id": None, "lead_key": key_of(lead)[:260],
-            "reason": reason[:300], "at": now,
-        })
-        detail = {"settlement": {
-            "policy_id": plan.id, "source": plan.source or None, "version": plan.version, "seq": seq,
-            "branch_id": branch_id, "branch": pick.share.name if pick.share else None, "reason": reason,
-        }}
+        rows[plan.id].append((branch_id, team_id, lead_key(lead)[:260], reason[:300]))
+        detail = {"settlement": {"policy_id": plan.id, "version": plan.version, "seq": seq, "branch_id": branch_id}}
         answers.append(None if team_id is None else TeamChoice(team_id, reason, rule="settlement", detail=detail))
     for plan in involved:
         current, seq = currents[plan.id]
+        _insert(ctx, plan, seq - len(rows[plan.id]) + 1, rows[plan.id], now)
         session.execute(
             update(DivisionState)
             .where(DivisionState.tenant_id == ctx.tenant.id, DivisionState.policy_id == plan.id)
@@ -229,7 +229,6 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
         upsert(session, BranchDay, [
             {"branch_id": b, "day": branch_day(capped[b], now), "allocated": n} for b, n in sorted(changed)
         ], key=["tenant_id", "branch_id", "day"], update=["allocated"])
-    _insert(ctx, rows)
     return answers
 
 
@@ -250,60 +249,81 @@ def _lock_days(ctx: HookContext, capped: Mapping[int, Share], now: datetime) -> 
     return {b: n for b, d, n in found if days[b] == d}
 
 
-def _insert(ctx: HookContext, rows: list[dict[str, Any]]) -> None:
-    """The batch's allocations, one statement (PostgreSQL: the rows as one JSON parameter)."""
+def _insert(ctx: HookContext, plan: Plan, first: int, rows: list[Row], now: datetime) -> None:
+    """One policy's allocations of the batch, ``seq`` from ``first`` on: one statement.
+
+    PostgreSQL gets one array per column as a single text literal (the batch
+    is read by the server, not adapted value by value in Python), and the
+    batch's few distinct reasons once.
+    """
     if not rows:
         return
     if dialect_name(ctx.session) == "postgresql":
         from sqlalchemy import text
 
-        payload = json.dumps([
-            {**r, "at": r["at"].isoformat()} for r in rows
-        ])
+        reasons: dict[str, int] = {}
         ctx.session.execute(text(
-            "INSERT INTO settlement_allocation (tenant_id, policy_id, version, seq, branch_id, team_id, lead_id,"
-            " lead_key, reason, at) SELECT tenant_id, policy_id, version, seq, branch_id, team_id, lead_id,"
-            " lead_key, reason, at FROM json_to_recordset(CAST(:rows AS json)) AS x(tenant_id bigint,"
-            " policy_id bigint, version integer, seq bigint, branch_id bigint, team_id bigint, lead_id bigint,"
-            " lead_key text, reason text, at timestamptz) ORDER BY seq"
-        ), {"rows": payload})
+            "INSERT INTO settlement_allocation"
+            " (tenant_id, at, policy_id, version, seq, branch_id, team_id, lead_key, reason)"
+            " SELECT :tenant, :at, :policy, :version, :first + x.n - 1, x.branch_id, x.team_id, x.lead_key,"
+            " (CAST(:reasons AS text[]))[x.r]"
+            " FROM unnest(CAST(:branches AS bigint[]), CAST(:teams AS bigint[]), CAST(:keys AS text[]),"
+            " CAST(:rs AS int[])) WITH ORDINALITY AS x(branch_id, team_id, lead_key, r, n)"
+        ), {
+            "tenant": ctx.tenant.id, "at": now, "policy": plan.id, "version": plan.version, "first": first,
+            "branches": _ints(r[0] for r in rows), "teams": _ints(r[1] for r in rows),
+            "keys": _texts(r[2] for r in rows),
+            "rs": _ints(reasons.setdefault(r[3], len(reasons) + 1) for r in rows),
+            "reasons": _texts(reasons),
+        })
     else:
-        ctx.session.execute(insert(ALLOCATIONS), rows)
+        ctx.session.execute(insert(ALLOCATIONS), [
+            {"tenant_id": ctx.tenant.id, "at": now, "policy_id": plan.id, "version": plan.version, "seq": first + k,
+             "branch_id": b, "team_id": t, "lead_id": None, "lead_key": key, "reason": reason}
+            for k, (b, t, key, reason) in enumerate(rows)
+        ])
+
+
+def _ints(values: Iterable[int | None]) -> str:
+    """A PostgreSQL array literal of integers (``NULL`` for ``None``)."""
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+
+
+def _texts(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of texts, each quoted."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def link_leads(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
     """Fill in ``lead_id`` of the allocations of newly created leads (``lead_created``); idempotent.
 
-    An allocation is the lead's when its key (phone, else email) and its
-    time (the creating transaction's) are the lead's; a row already linked is
-    left alone, so a second delivery changes nothing.
+    A lead's allocation is the unlinked one with its key (phone, else email)
+    made since its transaction began (the item's ``created_at``: routing runs
+    inside that transaction, before the insert). A row already linked is left
+    alone, so a second delivery changes nothing.
     """
-    pairs = [(int(i["lead_id"]), key_of(i), str(i["created_at"])) for i in items if i.get("lead_id") is not None]
-    if not pairs:
+    rows: list[dict[str, Any]] = [
+        {"lead_id": int(i["lead_id"]), "lead_key": key_of(i.get("phone"), i.get("email")), "since": str(i["created_at"])}
+        for i in items if i.get("lead_id") is not None
+    ]
+    if not rows:
         return 0
-    linked = 0
-    by_time: dict[str, list[tuple[int, str]]] = {}
-    for lead_id, key, at in pairs:
-        by_time.setdefault(at, []).append((lead_id, key))
-    for at_text, group in by_time.items():
-        when = datetime.fromisoformat(at_text)
-        if dialect_name(ctx.session) == "postgresql":
-            from sqlalchemy import text
+    if dialect_name(ctx.session) == "postgresql":
+        from sqlalchemy import text
 
-            linked += ctx.session.execute(text(
-                "UPDATE settlement_allocation a SET lead_id = x.lead_id"
-                " FROM json_to_recordset(CAST(:rows AS json)) AS x(lead_id bigint, lead_key text)"
-                " WHERE a.tenant_id = :tenant AND a.lead_id IS NULL AND a.lead_key = x.lead_key AND a.at = :at"
-            ), {"rows": json.dumps([{"lead_id": lid, "lead_key": k} for lid, k in group]),
-                "tenant": ctx.tenant.id, "at": when}).rowcount or 0
-        else:
-            for lead_id, key in group:
-                linked += ctx.session.execute(
-                    update(Allocation)
-                    .where(Allocation.tenant_id == ctx.tenant.id, Allocation.lead_id.is_(None),
-                           Allocation.lead_key == key, Allocation.at == when)
-                    .values(lead_id=lead_id).execution_options(synchronize_session=False)
-                ).rowcount or 0
+        return ctx.session.execute(text(
+            "UPDATE settlement_allocation a SET lead_id = x.lead_id"
+            " FROM json_to_recordset(CAST(:rows AS json)) AS x(lead_id bigint, lead_key text, since timestamptz)"
+            " WHERE a.tenant_id = :tenant AND a.lead_key = x.lead_key AND a.lead_id IS NULL AND a.at >= x.since"
+        ), {"rows": json.dumps(rows), "tenant": ctx.tenant.id}).rowcount or 0
+    linked = 0
+    for r in rows:
+        linked += ctx.session.execute(
+            update(Allocation)
+            .where(Allocation.tenant_id == ctx.tenant.id, Allocation.lead_key == r["lead_key"],
+                   Allocation.lead_id.is_(None), Allocation.at >= datetime.fromisoformat(r["since"]))
+            .values(lead_id=r["lead_id"]).execution_options(synchronize_session=False)
+        ).rowcount or 0
     return linked
 
 

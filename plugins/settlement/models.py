@@ -178,11 +178,13 @@ class Allocation(TenantScoped, Base):
     is written with the lead's ``lead_key`` (its phone, else its email) and
     ``lead_id`` is filled in once, by the ``lead_created`` event of the same
     transaction; a lead that merged into an existing one instead keeps none.
+    ``lead_id`` is deliberately not indexed: the fill-in is then a HOT update
+    (PostgreSQL rewrites no index entry), and a lead's allocations are found
+    by its key (``ix_settlement_allocation_key``), then its id.
     """
 
     __tablename__ = "settlement_allocation"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "policy_id", "seq"),
         ForeignKeyConstraint(
             ["tenant_id", "policy_id"], ["settlement_policy.tenant_id", "settlement_policy.id"],
@@ -192,12 +194,9 @@ class Allocation(TenantScoped, Base):
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
             ondelete="RESTRICT",
         ),
-        Index("ix_settlement_allocation_lead", "tenant_id", "lead_id"),
-        Index("ix_settlement_allocation_branch", "tenant_id", "branch_id", "id"),
-        Index(
-            "ix_settlement_allocation_unlinked", "tenant_id", "lead_key",
-            postgresql_where=text("lead_id IS NULL"), sqlite_where=text("lead_id IS NULL"),
-        ),
+        Index("ix_settlement_allocation_key", "tenant_id", "lead_key"),
+        Index("ix_settlement_allocation_list", "tenant_id", "id"),
+        {"postgresql_with": {"fillfactor": 80}},  # room on each page for the HOT fill-in of lead_id
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -17,6 +17,7 @@ from pelago.plugin import (
     Conflict,
     HookContext,
     InvalidInput,
+    Lead,
     NotFound,
     commit,
     current_context,
@@ -172,9 +173,13 @@ def list_allocations(args: dict[str, Any]) -> Any:
     """
     c = current_context()
     stmt = select(Allocation)
-    for name in ("lead_id", "branch_id", "policy_id"):
+    for name in ("branch_id", "policy_id"):
         if args.get(name) is not None:
             stmt = stmt.where(getattr(Allocation, name) == args[name])
+    if args.get("lead_id") is not None:  # by the lead's key (indexed), then its id
+        lead = c.session.execute(select(Lead.phone, Lead.email).where(Lead.id == args["lead_id"])).first()
+        key = division.key_of(lead.phone, lead.email) if lead is not None else ""
+        stmt = stmt.where(Allocation.lead_key == key, Allocation.lead_id == args["lead_id"])
     allowed = visible_branch_ids(c)
     if allowed is not None:
         stmt = stmt.where(Allocation.branch_id.in_(sorted(allowed)))

@@ -51,10 +51,8 @@ def test_leads_are_divided_60_40_with_the_allocation_in_the_explanation(app):
     history = ok(s.t.get(f"/api/v1/leads/{first['id']}/history"))["items"]
     team = next(h for h in history if h["type"] == "ownership")["detail"]["team"]
     assert team["rule"] == "settlement" and team["team_id"] == s.sh_team
-    assert team["settlement"] == {
-        "policy_id": p["id"], "source": None, "version": 1, "seq": 1, "branch_id": s.shanghai, "branch": "Shanghai",
-        "reason": "Shanghai by default policy v1: weighted round robin",
-    }
+    assert team["settlement"] == {"policy_id": p["id"], "version": 1, "seq": 1, "branch_id": s.shanghai}
+    assert team["reason"] == "Shanghai by default policy v1: weighted round robin"
     listed = ok(s.t.get(f"{S}/allocations", query_string={"lead_id": first["id"]}))["items"]
     assert [(a["branch_id"], a["seq"], a["version"]) for a in listed] == [(s.shanghai, 1, 1)]
     assert ok(s.t.get(f"{S}/policies/{p['id']}"))["allocated"] == 100

@@ -90,3 +90,14 @@ def test_an_import_asks_once_per_batch_and_locks_the_state_once_per_batch(app, e
     assert len(rows) == 2500 and Counter(r.branch_id for r in rows) == {s.shanghai: 1500, s.wuhan: 1000}
     within_one([r.branch_id for r in rows], {s.shanghai: 60, s.wuhan: 40})
     assert ok(s.t.get(f"{S}/allocations", query_string={"branch_id": s.wuhan, "limit": 200}))["next_cursor"]
+
+
+@pytest.mark.postgres
+def test_the_array_literals_round_trip_any_text(engine):
+    from sqlalchemy import text
+
+    values = ['email:a"b,c{d}@x.com', "email:back\\slash@x.com", "phone:+8613800138000", "NULL", ""]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT CAST(:v AS text[])"), {"v": division._texts(values)}).scalar() == values
+        got = conn.execute(text("SELECT CAST(:v AS bigint[])"), {"v": division._ints([1, None, 2**62])}).scalar()
+        assert got == [1, None, 2**62]

@@ -7,7 +7,7 @@ ledger, periods) follows in settlement_0002.
 
 Revision ID: settlement_0001
 Revises:
-Create Date: 2026-12-04 22:14:35.770795
+Create Date: 2026-12-04 22:21:57.969742
 """
 
 from collections.abc import Sequence
@@ -99,13 +99,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id', 'policy_id'], ['settlement_policy.tenant_id', 'settlement_policy.id'], name=op.f('fk_settlement_allocation_tenant_id_settlement_policy'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_allocation_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_allocation')),
-    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_settlement_allocation_tenant_id_id')),
-    sa.UniqueConstraint('tenant_id', 'policy_id', 'seq', name=op.f('uq_settlement_allocation_tenant_id_policy_id_seq'))
+    sa.UniqueConstraint('tenant_id', 'policy_id', 'seq', name=op.f('uq_settlement_allocation_tenant_id_policy_id_seq')),
+    postgresql_with={'fillfactor': 80}
     )
     with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
-        batch_op.create_index('ix_settlement_allocation_branch', ['tenant_id', 'branch_id', 'id'], unique=False)
-        batch_op.create_index('ix_settlement_allocation_lead', ['tenant_id', 'lead_id'], unique=False)
-        batch_op.create_index('ix_settlement_allocation_unlinked', ['tenant_id', 'lead_key'], unique=False, postgresql_where=sa.text('lead_id IS NULL'), sqlite_where=sa.text('lead_id IS NULL'))
+        batch_op.create_index('ix_settlement_allocation_key', ['tenant_id', 'lead_key'], unique=False)
+        batch_op.create_index('ix_settlement_allocation_list', ['tenant_id', 'id'], unique=False)
 
     op.create_table('settlement_division_state',
     sa.Column('policy_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
@@ -144,9 +143,8 @@ def downgrade() -> None:
     op.drop_table('settlement_policy_entry')
     op.drop_table('settlement_division_state')
     with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
-        batch_op.drop_index('ix_settlement_allocation_unlinked', postgresql_where=sa.text('lead_id IS NULL'), sqlite_where=sa.text('lead_id IS NULL'))
-        batch_op.drop_index('ix_settlement_allocation_lead')
-        batch_op.drop_index('ix_settlement_allocation_branch')
+        batch_op.drop_index('ix_settlement_allocation_list')
+        batch_op.drop_index('ix_settlement_allocation_key')
 
     op.drop_table('settlement_allocation')
     with op.batch_alter_table('settlement_policy', schema=None) as batch_op:
