@@ -178,3 +178,24 @@ def test_policies_and_allocations_of_another_tenant_are_404(app):
     assert other.t.get(f"{S}/policies/{p['id']}/preview").status_code == 404
     assert ok(other.t.get(f"{S}/allocations", query_string={"policy_id": p["id"]}))["items"] == []
     assert ok(other.t.get(f"{S}/policies"))["items"] == []
+
+
+def test_any_weights_every_window_of_the_total_is_exact_and_every_prefix_within_one():
+    import random
+    from collections import Counter
+
+    rnd = random.Random(7)
+    for _ in range(200):
+        weights = [rnd.randint(1, 60) for _ in range(rnd.randint(2, 6))]
+        plan = division.Plan(1, "", 1, [
+            division.Share(i + 1, f"b{i}", i, w, None, "UTC", True) for i, w in enumerate(weights)
+        ])
+        current: dict[int, int] = {}
+        total = sum(weights)
+        picks = [division.step(plan, current, {}).share.branch_id for _ in range(2 * total)]
+        assert Counter(picks[:total]) == Counter(picks[total:]) == {i + 1: w for i, w in enumerate(weights)}
+        counts = Counter()
+        for n, b in enumerate(picks, start=1):
+            counts[b] += 1
+            assert all(abs(counts[i + 1] - n * w / total) < 1 for i, w in enumerate(weights)), (weights, n)
+        assert current == dict.fromkeys(range(1, len(weights) + 1), 0)  # back to the start after each window
