@@ -199,3 +199,29 @@ def test_any_weights_every_window_of_the_total_is_exact_and_every_prefix_within_
             counts[b] += 1
             assert all(abs(counts[i + 1] - n * w / total) < 1 for i, w in enumerate(weights)), (weights, n)
         assert current == dict.fromkeys(range(1, len(weights) + 1), 0)  # back to the start after each window
+
+
+def test_roles_admins_write_policies_managers_read_their_branchs_allocations(app):
+    s = two_branches(app)
+    p = policy(s, 1, 1)
+    s.t.lead("13800138000")  # Shanghai
+    s.t.lead("13800138001")  # Wuhan
+    body = {"entries": [{"branch_id": s.shanghai, "team_id": s.sh_team, "weight": 1}]}
+    for who in ("manager", "rep"):
+        assert s.t.post(f"{S}/policies", json=body, who=who).status_code == 403
+    assert s.t.get(f"{S}/policies", who="rep").status_code == 403
+    assert s.t.get(f"{S}/policies/{p['id']}", who="manager").status_code == 200
+    mine = ok(s.t.get(f"{S}/allocations", who="manager"))["items"]  # the manager is in Sales: Shanghai's team
+    assert [a["branch_id"] for a in mine] == [s.shanghai]
+    assert len(ok(s.t.get(f"{S}/allocations"))["items"]) == 2
+
+
+def test_generated_requests_to_policies_and_allocations(app):
+    from pelago.testing import check_routes
+
+    s = two_branches(app)
+    p = policy(s)
+    lead = s.t.lead("13800138000")
+    check_routes(app, f"{S}/policies", s.t.headers("admin"), values={"policy_id": [p["id"]]})
+    check_routes(app, f"{S}/allocations", s.t.headers("admin"),
+                 values={"policy_id": [p["id"]], "lead_id": [lead["id"]], "branch_id": [s.shanghai]})
