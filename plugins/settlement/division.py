@@ -32,7 +32,6 @@ whose savepoint is rolled back with the state and the rows).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -311,11 +310,20 @@ def link_leads(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
     if dialect_name(ctx.session) == "postgresql":
         from sqlalchemy import text
 
+        # One probe of the key index per lead (a correlated lookup), then the rows by primary key
+        # (``id = ANY`` of those ids): a join could let a stale estimate of the table turn into a
+        # scan of all of it, which grows with the log.
         return ctx.session.execute(text(
-            "UPDATE settlement_allocation a SET lead_id = x.lead_id"
-            " FROM json_to_recordset(CAST(:rows AS json)) AS x(lead_id bigint, lead_key text, since timestamptz)"
-            " WHERE a.tenant_id = :tenant AND a.lead_key = x.lead_key AND a.lead_id IS NULL AND a.at >= x.since"
-        ), {"rows": json.dumps(rows), "tenant": ctx.tenant.id}).rowcount or 0
+            "WITH m AS MATERIALIZED (SELECT x.lead_id, (SELECT b.id FROM settlement_allocation b"
+            " WHERE b.tenant_id = :tenant AND b.lead_key = x.lead_key AND b.lead_id IS NULL AND b.at >= x.since"
+            " ORDER BY b.id DESC LIMIT 1) AS id"
+            " FROM unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), CAST(:since AS timestamptz[]))"
+            " AS x(lead_id, lead_key, since))"
+            " UPDATE settlement_allocation a SET lead_id = m.lead_id FROM m"
+            " WHERE a.id = ANY(ARRAY(SELECT m.id FROM m WHERE m.id IS NOT NULL)) AND a.id = m.id"
+            " AND a.tenant_id = :tenant AND a.lead_id IS NULL"
+        ), {"ids": _ints(r["lead_id"] for r in rows), "keys": _texts(r["lead_key"] for r in rows),
+            "since": _texts(r["since"] for r in rows), "tenant": ctx.tenant.id}).rowcount or 0
     linked = 0
     for r in rows:
         linked += ctx.session.execute(
