@@ -120,7 +120,7 @@ def create_policy(data: dict[str, Any]) -> Any:
         PolicyEntry(tenant_id=c.tenant.id, policy_id=policy.id, **e) for e in data["entries"]
     ])
     c.session.add(DivisionState(tenant_id=c.tenant.id, policy_id=policy.id, current={}, seq=0, updated_at=now))
-    c.session.flush()
+    flush_or_conflict(c.session, "a branch or team of the policy changed meanwhile; retry")
     c.session.expire_all()
     out = _out(c, [_policy(c, policy.id)])[0]
     commit()
