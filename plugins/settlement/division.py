@@ -186,6 +186,7 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
     pool_on = ctx.enabled("pool")
     answers: list[TeamChoice | None] = []
     rows: dict[int, list[Row]] = {p.id: [] for p in involved}
+    reasons: dict[tuple[int, int, str], str] = {}  # the batch's few distinct reasons, made once each
     for lead, plan in zip(leads, chosen, strict=True):
         if plan is None:
             answers.append(None)
@@ -200,7 +201,8 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
             if share.daily_cap is not None:
                 used[share.branch_id] = used.get(share.branch_id, 0) + 1
             team_id: int | None = share.team_id
-            reason = f"{share.name} by {label}: {pick.reason}"
+            said = (plan.id, share.branch_id, pick.reason)
+            reason = reasons.get(said) or reasons.setdefault(said, f"{share.name} by {label}: {pick.reason}")
         else:
             if not fallback_known:
                 fallback, fallback_known = (None if pool_on else default_intake_team(ctx)), True
