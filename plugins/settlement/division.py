@@ -123,7 +123,7 @@ def _plans(ctx: HookContext, *where: Any) -> dict[int, Plan]:
 def step(plan: Plan, current: dict[int, int], used: Mapping[int, int]) -> Pick:
     """One step of smooth weighted round robin over the branches that can take a lead; updates ``current``.
 
-    ``used`` is each capped branch's count for its day, this lead not included.
+    ``used`` is each branch's count for its own day, this lead not included.
     """
     able: list[Share] = []
     out: list[str] = []
@@ -154,8 +154,10 @@ def branch_day(share: Share, at: datetime) -> date:
     return at.astimezone(ZoneInfo(share.timezone)).date()
 
 
-def _capped(plans: Iterable[Plan]) -> dict[int, Share]:
-    return {s.branch_id: s for p in plans for s in p.shares if s.daily_cap is not None}
+def _counted(plans: Iterable[Plan]) -> dict[int, Share]:
+    """The plans' branches by id: each one's day is counted, capped by this policy or not, so a
+    cap counts every lead the branch got that day, by any policy."""
+    return {s.branch_id: s for p in plans for s in p.shares}
 
 
 def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | None] | None:
@@ -177,8 +179,8 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
             .order_by(DivisionState.policy_id).with_for_update()
         )
     }
-    capped = _capped(involved)
-    used = _lock_days(ctx, capped, now)
+    counted = _counted(involved)
+    used = _lock_days(ctx, counted, now)
     start = dict(used)
     currents = {p.id: ({int(k): int(v) for k, v in states[p.id][0].items()}, states[p.id][1]) for p in involved}
     fallback: int | None = None
@@ -198,8 +200,7 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
         label = f"{plan.source or 'default'} policy v{plan.version}"
         if pick.share is not None:
             share = pick.share
-            if share.daily_cap is not None:
-                used[share.branch_id] = used.get(share.branch_id, 0) + 1
+            used[share.branch_id] += 1
             team_id: int | None = share.team_id
             said = (plan.id, share.branch_id, pick.reason)
             reason = reasons.get(said) or reasons.setdefault(said, f"{share.name} by {label}: {pick.reason}")
@@ -228,16 +229,20 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
     changed = [(b, n) for b, n in used.items() if n != start.get(b)]
     if changed:
         upsert(session, BranchDay, [
-            {"branch_id": b, "day": branch_day(capped[b], now), "allocated": n} for b, n in sorted(changed)
+            {"branch_id": b, "day": branch_day(counted[b], now), "allocated": n} for b, n in sorted(changed)
         ], key=["tenant_id", "branch_id", "day"], update=["allocated"])
     return answers
 
 
-def _lock_days(ctx: HookContext, capped: Mapping[int, Share], now: datetime) -> dict[int, int]:
-    """Each capped branch's count for its day so far, its row locked until commit (created at 0)."""
-    if not capped:
+def _lock_days(ctx: HookContext, branches: Mapping[int, Share], now: datetime) -> dict[int, int]:
+    """Each branch's count for its day so far, its row locked until commit (created at 0).
+
+    Locked after the policies' state rows, in branch id order, so batches of
+    different policies sharing a branch take turns without deadlocking.
+    """
+    if not branches:
         return {}
-    days = {b: branch_day(s, now) for b, s in capped.items()}
+    days = {b: branch_day(s, now) for b, s in branches.items()}
     upsert(ctx.session, BranchDay, [
         {"branch_id": b, "day": d, "allocated": 0} for b, d in sorted(days.items())
     ], key=["tenant_id", "branch_id", "day"], update=[])
@@ -346,10 +351,10 @@ def preview(ctx: HookContext, plan: Plan, n: int) -> list[dict[str, Any]]:
     ).one()
     current = {int(k): int(v) for k, v in (row.current or {}).items()}
     seq = row.seq
-    capped = _capped([plan])
-    used: dict[int, int] = {}
-    if capped:
-        days = {b: branch_day(s, now) for b, s in capped.items()}
+    counted = _counted([plan])
+    used = dict.fromkeys(counted, 0)
+    if counted:
+        days = {b: branch_day(s, now) for b, s in counted.items()}
         for b, d, count in ctx.session.execute(
             select(BranchDay.branch_id, BranchDay.day, BranchDay.allocated)
             .where(BranchDay.tenant_id == ctx.tenant.id, BranchDay.branch_id.in_(sorted(days)))
@@ -360,8 +365,8 @@ def preview(ctx: HookContext, plan: Plan, n: int) -> list[dict[str, Any]]:
     for _ in range(n):
         seq += 1
         pick = step(plan, current, used)
-        if pick.share is not None and pick.share.daily_cap is not None:
-            used[pick.share.branch_id] = used.get(pick.share.branch_id, 0) + 1
+        if pick.share is not None:
+            used[pick.share.branch_id] += 1
         out.append({
             "seq": seq, "branch_id": pick.share.branch_id if pick.share else None,
             "branch": pick.share.name if pick.share else None,

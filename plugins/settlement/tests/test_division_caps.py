@@ -68,3 +68,15 @@ def test_an_inactive_branch_sits_out_and_the_other_takes_every_lead(app):
     rows_before = len(log(s.t))
     assert {s.t.lead(f"1380013800{i}")["team_id"] for i in range(4)} == {s.wh_team}
     assert all("Shanghai is inactive" in r.reason for r in log(s.t)[rows_before:])
+
+
+def test_a_cap_counts_the_branchs_leads_from_every_policy(app):
+    s = two_branches(app)
+    default = policy(s, 3, 2, caps=(2, None))  # the default policy caps Shanghai at 2 a day
+    policy(s, 1, 1, source="douyin")  # douyin: no caps, 1:1
+    got = [s.t.lead(f"1370013800{i}", source="douyin")["team_id"] for i in range(3)]
+    assert got == [s.sh_team, s.wh_team, s.sh_team]  # Shanghai has 2 today already
+    nxt = s.t.lead("13800138000")
+    assert nxt["team_id"] == s.wh_team
+    [row] = log(s.t, default["id"])
+    assert row.branch_id == s.wuhan and "Shanghai is at its daily cap of 2" in row.reason
