@@ -88,7 +88,13 @@ def _check_entries(c: HookContext, entries: list[dict[str, Any]]) -> None:
 @blp.response(201, s.Policy)
 @requires("admin")
 def create_policy(data: dict[str, Any]) -> Any:
-    """The next version of the source's policy (``source`` null: the default policy)."""
+    """Make the next version of a distribution policy
+
+    The branches' weights, intake teams and optional daily caps for a source (`source` null: the
+    default policy, for every source without its own). Effective from `effective_from` (default now,
+    never in the past); the version in effect is closed at that moment, and a start that overlaps it
+    is a 422. Each version starts its round robin afresh. Admins only.
+    """
     c = current_context()
     now = c.now()
     source = data["source"] or ""
@@ -132,7 +138,11 @@ def create_policy(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PolicyPage)
 @requires("manager")
 def list_policies(args: dict[str, Any]) -> Any:
-    """Every version, newest first; ``?source=`` one source's (empty: the default policy's)."""
+    """List policy versions
+
+    Every version of every policy, newest first; `?source=` one source's versions (empty: the
+    default policy's). Managers and admins.
+    """
     c = current_context()
     stmt = select(Policy)
     if "source" in args:
@@ -145,6 +155,11 @@ def list_policies(args: dict[str, Any]) -> Any:
 @blp.response(200, s.Policy)
 @requires("manager")
 def show_policy(policy_id: int) -> Any:
+    """Show a policy version
+
+    One version with its entries, its effective range and how many leads it has divided. Managers
+    and admins.
+    """
     c = current_context()
     return _out(c, [_policy(c, policy_id)])[0]
 
@@ -154,7 +169,11 @@ def show_policy(policy_id: int) -> Any:
 @blp.response(200, s.PolicyPreview)
 @requires("manager")
 def preview_policy(args: dict[str, Any], policy_id: int) -> Any:
-    """The next ``n`` allocations of this version, from its state and today's counts; consumes nothing."""
+    """Preview the next allocations of a policy version
+
+    The next `n` steps of the version's round robin, from its stored state and today's counts
+    against the daily caps. Computed, not taken: nothing is locked or written. Managers and admins.
+    """
     c = current_context()
     policy = _policy(c, policy_id)
     plans = {p.id: p for p in division.plans_of(c, [policy.id])}
@@ -167,9 +186,11 @@ def preview_policy(args: dict[str, Any], policy_id: int) -> Any:
 @blp.response(200, s.AllocationPage)
 @requires("manager")
 def list_allocations(args: dict[str, Any]) -> Any:
-    """The allocation log, newest first; filters ``lead_id``, ``branch_id``, ``policy_id``.
+    """List allocations
 
-    A manager sees the allocations of their own branch.
+    The allocation log, newest first: one row per divided lead with its policy version, position in
+    that version's log, branch, team and reason. Filters `lead_id`, `branch_id`, `policy_id`.
+    Managers see their own branch's rows.
     """
     c = current_context()
     stmt = select(Allocation)
