@@ -101,3 +101,39 @@ def test_the_array_literals_round_trip_any_text(engine):
         assert conn.execute(text("SELECT CAST(:v AS text[])"), {"v": division._texts(values)}).scalar() == values
         got = conn.execute(text("SELECT CAST(:v AS bigint[])"), {"v": division._ints([1, None, 2**62])}).scalar()
         assert got == [1, None, 2**62]
+
+
+@pytest.mark.postgres
+def test_daily_caps_hold_under_8_threads(app):
+    from .division_helpers import team
+
+    s = two_branches(app)
+    overflow = team(s.t, "Overflow")
+    ok(s.t.patch("/api/v1/routing/settings", json={"default_team_id": overflow}))
+    p = policy(s, 3, 2, caps=(30, 20))
+
+    def worker(i):
+        return [s.t.post("/api/v1/leads", json={"phone": f"1381{i:03d}{k:04d}"}).get_json()["team_id"]
+                for k in range(10)]
+
+    teams = Counter(t for chunk in run_parallel(8, worker) for t in chunk)
+    assert teams == {s.sh_team: 30, s.wh_team: 20, overflow: 30}
+    rows = log(s.t, p["id"])
+    assert [r.seq for r in rows] == list(range(1, 81))
+    assert Counter(r.branch_id for r in rows) == {s.shanghai: 30, s.wuhan: 20, None: 30}
+    assert all(r.branch_id is None for r in rows[50:])  # once both are full, every lead overflows
+
+
+@pytest.mark.postgres
+def test_concurrent_versions_of_one_policy_one_wins(app, clock):
+    from datetime import timedelta
+
+    s = two_branches(app)
+    policy(s)
+    start = (clock() + timedelta(hours=1)).isoformat()
+    body = {"effective_from": start, "entries": [{"branch_id": s.shanghai, "team_id": s.sh_team, "weight": 1}]}
+    codes = Counter(r.status_code for r in run_parallel(6, lambda i: s.t.post(f"{S}/policies", json=body)))
+    assert codes[201] == 1 and codes[201] + codes[409] + codes[422] == 6, codes
+    versions = ok(s.t.get(f"{S}/policies"))["items"]
+    assert [v["version"] for v in versions] == [2, 1]
+    assert versions[1]["effective_to"] == versions[0]["effective_from"] and versions[0]["effective_to"] is None
