@@ -75,7 +75,7 @@ from pelago.core.payloads import (
     PluginSettingsChanged,
     PluginSwitched,
 )
-from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start
+from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start, default_intake_team
 from pelago.core.runtime import Runtime, find_tenant, tenant_context
 from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
@@ -117,6 +117,7 @@ __all__ = [
     "Assignment",
     "TeamChoice",
     "OwnerChoice",
+    "default_intake_team",
     # events and their items
     "Event",
     "event_subscribers",

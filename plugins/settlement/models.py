@@ -122,6 +122,7 @@ class PolicyEntry(TenantScoped, Base):
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
             ondelete="RESTRICT",
         ),
+        UniqueConstraint("tenant_id", "policy_id", "branch_id"),
         Index("ix_settlement_policy_entry_branch", "tenant_id", "branch_id"),
         CheckConstraint("weight > 0", name="weight"),
         CheckConstraint("daily_cap IS NULL OR daily_cap > 0", name="daily_cap"),
@@ -179,26 +180,32 @@ class Allocation(TenantScoped, Base):
     is written with the lead's ``lead_key`` (its phone, else its email) and
     ``lead_id`` is filled in once, by the ``lead_created`` event of the same
     transaction; a lead that merged into an existing one instead keeps none.
+
+    The log is the hot path of an import (1,000 rows a batch), so each row
+    is checked once, not per column: its (policy, branch) must be an entry of
+    its policy (one composite foreign key to ``settlement_policy_entry``,
+    whose own keys hold the policy and the branch, ``RESTRICT``: a branch
+    named by a log row cannot be deleted). A row with no branch (every
+    branch was full) is written only from its policy's locked state.
+    ``lead_id`` is neither indexed nor a foreign key: it is written once, by
+    the plugin, from the core's own ``lead_created`` event (the core never
+    deletes a lead), and the fill-in is then a HOT update (PostgreSQL
+    rewrites no index entry); a lead's allocations are found by its key
+    (``ix_settlement_allocation_key``), then its id.
     """
 
     __tablename__ = "settlement_allocation"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "policy_id", "seq"),
         ForeignKeyConstraint(
-            ["tenant_id", "policy_id"], ["settlement_policy.tenant_id", "settlement_policy.id"],
+            ["tenant_id", "policy_id", "branch_id"],
+            ["settlement_policy_entry.tenant_id", "settlement_policy_entry.policy_id",
+             "settlement_policy_entry.branch_id"],
             ondelete="RESTRICT",
         ),
-        ForeignKeyConstraint(
-            ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
-            ondelete="RESTRICT",
-        ),
-        Index("ix_settlement_allocation_lead", "tenant_id", "lead_id"),
-        Index("ix_settlement_allocation_branch", "tenant_id", "branch_id", "id"),
-        Index(
-            "ix_settlement_allocation_unlinked", "tenant_id", "lead_key",
-            postgresql_where=text("lead_id IS NULL"), sqlite_where=text("lead_id IS NULL"),
-        ),
+        Index("ix_settlement_allocation_key", "tenant_id", "lead_key"),
+        Index("ix_settlement_allocation_list", "tenant_id", "id"),
+        {"postgresql_with": {"fillfactor": 80}},  # room on each page for the HOT fill-in of lead_id
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -207,7 +214,7 @@ class Allocation(TenantScoped, Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     branch_id: Mapped[int | None] = mapped_column(BigId)
     team_id: Mapped[int | None] = mapped_column(BigId)
-    lead_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(BigId)
     lead_key: Mapped[str] = mapped_column(String(260))
     reason: Mapped[str] = mapped_column(String(300))
     at: Mapped[datetime]

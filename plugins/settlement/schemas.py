@@ -116,6 +116,114 @@ class BranchTeamList(Schema):
     items = fields.List(fields.Nested(BranchTeam), required=True)
 
 
+# --- distribution policies and allocations ---------------------------------------------
+
+MAX_WEIGHT = 10_000
+MAX_CAP = 1_000_000
+
+
+class PolicyEntryIn(Schema):
+    branch_id = _id(required=True)
+    team_id = _id(required=True, metadata={"description": "the branch's team that receives its leads"})
+    weight = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_WEIGHT))
+    daily_cap = fields.Integer(
+        strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1, max=MAX_CAP),
+        metadata={"description": "most leads a day (the branch's calendar); null: no cap"},
+    )
+
+
+class PolicyCreate(Schema):
+    source = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(min=1, max=100),
+        metadata={"description": "the leads' source this policy divides; null: every source without its own"},
+    )
+    effective_from = fields.AwareDateTime(
+        load_default=None, allow_none=True,
+        metadata={"description": "when this version takes over (default now; not in the past)"},
+    )
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+    entries = fields.List(fields.Nested(PolicyEntryIn), required=True, validate=validate.Length(min=1, max=50))
+
+    @validates_schema
+    def _distinct(self, data: dict[str, Any], **_: Any) -> None:
+        seen: set[int] = set()
+        for entry in data.get("entries") or ():
+            if entry["branch_id"] in seen:
+                raise ValidationError(f"branch {entry['branch_id']} is named twice", "entries")
+            seen.add(entry["branch_id"])
+
+
+class PolicyEntry(Schema):
+    branch_id = fields.Integer(required=True)
+    branch = fields.String(required=True)
+    team_id = fields.Integer(required=True)
+    weight = fields.Integer(required=True)
+    daily_cap = fields.Integer(allow_none=True, required=True)
+
+
+class Policy(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(allow_none=True, required=True)
+    version = fields.Integer(required=True)
+    effective_from = LocalTime(required=True)
+    effective_to = LocalTime(allow_none=True, required=True)
+    note = fields.String(required=True)
+    entries = fields.List(fields.Nested(PolicyEntry), required=True)
+    allocated = fields.Integer(required=True, metadata={"description": "leads divided by this version so far"})
+    created_by = fields.Integer(allow_none=True, required=True)
+    created_at = LocalTime(required=True)
+
+
+PolicyPage = page_of(Policy, "PolicyPage")
+
+
+class PolicyListArgs(PageArgs):
+    source = fields.String(
+        validate=validate.Length(max=100),
+        metadata={"description": "only this source's versions; empty: the default policy's"},
+    )
+
+
+class PreviewArgs(Schema):
+    n = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+
+
+class PreviewStep(Schema):
+    seq = fields.Integer(required=True)
+    branch_id = fields.Integer(allow_none=True, required=True)
+    branch = fields.String(allow_none=True, required=True)
+    team_id = fields.Integer(allow_none=True, required=True)
+    reason = fields.String(required=True)
+
+
+class PolicyPreview(Schema):
+    policy_id = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    items = fields.List(fields.Nested(PreviewStep), required=True)
+
+
+class Allocation(Schema):
+    id = fields.Integer(required=True)
+    lead_id = fields.Integer(allow_none=True, required=True,
+                            metadata={"description": "null until the lead is written, or if it merged instead"})
+    policy_id = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "position in the policy version's log"})
+    branch_id = fields.Integer(allow_none=True, required=True)
+    team_id = fields.Integer(allow_none=True, required=True)
+    reason = fields.String(required=True)
+    at = LocalTime(required=True)
+
+
+AllocationPage = page_of(Allocation, "AllocationPage")
+
+
+class AllocationListArgs(PageArgs):
+    lead_id = _qid()
+    branch_id = _qid()
+    policy_id = _qid()
+
+
 # --- money: settings, rules, plans, credits, entries, periods, statements ---------------------
 
 from decimal import Decimal  # noqa: E402

@@ -15,4 +15,4 @@ blp = Blueprint(
     description="Branches, fair division of new leads between them, attribution and commission",
 )
 
-from . import branches, credits, ledger, rules  # noqa: E402,F401 - registers the routes (money: credits, ledger, rules)
+from . import branches, credits, ledger, policies, rules  # noqa: E402,F401 - registers the routes

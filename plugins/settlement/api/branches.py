@@ -77,7 +77,11 @@ def _one(c: HookContext, branch: Branch) -> dict[str, Any]:
 @blp.arguments(s.BranchListArgs, location="query")
 @blp.response(200, s.BranchPage)
 def list_branches(args: dict[str, Any]) -> Any:
-    """The branches the caller may read, newest first."""
+    """List branches
+
+    The branches the caller may read, newest first: admins every branch, managers and reps the
+    branch of their team. `?active=` filters; `?cursor=` pages.
+    """
     c = current_context()
     stmt = select(Branch)
     allowed = visible_branch_ids(c)
@@ -95,7 +99,11 @@ def list_branches(args: dict[str, Any]) -> Any:
 @blp.response(201, s.Branch)
 @requires("admin")
 def create_branch(data: dict[str, Any]) -> Any:
-    """A new branch; its name is unique in the tenant (409 otherwise)."""
+    """Create a branch
+
+    A new branch with its IANA timezone (its daily caps and periods count days in it) and currency
+    (CNY when not given). Its name is unique in the tenant (409 otherwise). Admins only.
+    """
     c = current_context()
     now = c.now()
     branch = Branch(tenant_id=c.tenant.id, created_at=now, updated_at=now, **data)
@@ -109,6 +117,11 @@ def create_branch(data: dict[str, Any]) -> Any:
 @blp.route("/branches/<int:branch_id>", methods=["GET"])
 @blp.response(200, s.Branch)
 def show_branch(branch_id: int) -> Any:
+    """Show a branch
+
+    One branch with the ids of its teams. Another tenant's branch, or one the caller may not read,
+    is a 404.
+    """
     c = current_context()
     return _one(c, get_branch(c, branch_id))
 
@@ -118,7 +131,11 @@ def show_branch(branch_id: int) -> Any:
 @blp.response(200, s.Branch)
 @requires("admin")
 def patch_branch(data: dict[str, Any], branch_id: int) -> Any:
-    """Rename, move to another timezone or currency, (de)activate."""
+    """Change a branch
+
+    Rename it, move it to another timezone or currency, or (de)activate it; only the fields given
+    change. Admins only.
+    """
     c = current_context()
     branch = get_branch(c, branch_id, lock=True)
     for name, value in data.items():
@@ -134,7 +151,11 @@ def patch_branch(data: dict[str, Any], branch_id: int) -> Any:
 @blp.response(200, s.Branch)
 @requires("admin")
 def deactivate_branch(branch_id: int) -> Any:
-    """Stop dividing leads to the branch (policies skip it); its history stays."""
+    """Deactivate a branch
+
+    Stop dividing leads to the branch: policies skip it from the next lead on. Its teams, policies
+    and allocations stay. Admins only.
+    """
     c = current_context()
     branch = get_branch(c, branch_id, lock=True)
     if branch.active:
@@ -149,7 +170,11 @@ def deactivate_branch(branch_id: int) -> Any:
 @blp.response(204)
 @requires("admin")
 def delete_branch(branch_id: int) -> None:
-    """Delete a branch nothing names: no team, no policy, no allocation (else 409)."""
+    """Delete an unused branch
+
+    Delete a branch that no team, policy entry or allocation names; otherwise 409 (the foreign keys
+    decide), and the branch stays: deactivate it instead. Admins only.
+    """
     c = current_context()
     branch = get_branch(c, branch_id, lock=True)
     c.session.delete(branch)
@@ -162,7 +187,10 @@ def delete_branch(branch_id: int) -> None:
 @blp.route("/branches/<int:branch_id>/teams", methods=["GET"])
 @blp.response(200, s.BranchTeamList)
 def branch_teams(branch_id: int) -> Any:
-    """The branch's teams, by id."""
+    """List a branch's teams
+
+    The teams that belong to the branch, by team id, with their names.
+    """
     c = current_context()
     get_branch(c, branch_id)
     rows = c.session.execute(
@@ -180,7 +208,11 @@ def _team_out(bt: BranchTeam, name: str) -> dict[str, Any]:
 @blp.response(200, s.BranchTeam)
 @requires("admin")
 def put_team(branch_id: int, team_id: int) -> Any:
-    """Put a team into the branch; a team in another branch moves (a team has one branch)."""
+    """Put a team into a branch
+
+    A team belongs to at most one branch: putting it into this one moves it from another. The team
+    must be the tenant's (404 otherwise). Admins only.
+    """
     c = current_context()
     get_branch(c, branch_id)
     team = c.session.scalar(select(Team).where(Team.id == team_id))
@@ -202,7 +234,10 @@ def put_team(branch_id: int, team_id: int) -> Any:
 @blp.response(204)
 @requires("admin")
 def remove_team(branch_id: int, team_id: int) -> None:
-    """Take a team out of the branch (404 if it is not in it)."""
+    """Take a team out of a branch
+
+    The team no longer belongs to any branch; 404 if it is not in this one. Admins only.
+    """
     c = current_context()
     get_branch(c, branch_id)
     gone = c.session.execute(

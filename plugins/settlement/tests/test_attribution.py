@@ -62,14 +62,14 @@ def test_partial_refunds_claw_back_proportionally_and_a_full_refund_nets_zero(to
     cuts = sorted(data.draw(st.lists(st.integers(0, int(total * 100)), max_size=5)))
     steps = [D(c) / 100 for c in cuts] + [total]
     refunded, net = D("0.00"), dict(lines)
-    for count, after in enumerate(steps, start=1):
+    for n, after in enumerate(steps, start=1):
         back = shares.clawback(net, after - refunded)
         assert sum(back.values()) == refunded - after  # each refund is taken back exactly
         for k, v in back.items():
             assert v <= 0 and net[k] + v >= 0  # never positive, never below zero
             net[k] += v
             # proportional: what the line has lost so far is its exact share of the refunds, within a cent a refund
-            assert abs((lines[k] - net[k]) - after * lines[k] / total) < D("0.01") * count
+            assert abs((lines[k] - net[k]) - after * lines[k] / total) < D("0.01") * n
         refunded = after
     assert all(v == 0 for v in net.values())
 

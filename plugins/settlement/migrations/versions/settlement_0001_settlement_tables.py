@@ -7,7 +7,7 @@ ledger, periods) follows in settlement_0002.
 
 Revision ID: settlement_0001
 Revises:
-Create Date: 2026-12-04 22:14:35.770795
+Create Date: 2026-12-04 22:26:34.684662
 """
 
 from collections.abc import Sequence
@@ -82,31 +82,6 @@ def upgrade() -> None:
     with op.batch_alter_table('settlement_policy', schema=None) as batch_op:
         batch_op.create_index('uq_settlement_policy_open', ['tenant_id', 'source'], unique=True, postgresql_where=sa.text('effective_to IS NULL'), sqlite_where=sa.text('effective_to IS NULL'))
 
-    op.create_table('settlement_allocation',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('policy_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('seq', sa.BigInteger(), nullable=False),
-    sa.Column('branch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('team_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('lead_key', sa.String(length=260), nullable=False),
-    sa.Column('reason', sa.String(length=300), nullable=False),
-    sa.Column('at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_settlement_allocation_lead_id_core_lead'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_allocation_tenant_id_settlement_branch'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id', 'policy_id'], ['settlement_policy.tenant_id', 'settlement_policy.id'], name=op.f('fk_settlement_allocation_tenant_id_settlement_policy'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_allocation_tenant_id_core_tenant'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_allocation')),
-    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_settlement_allocation_tenant_id_id')),
-    sa.UniqueConstraint('tenant_id', 'policy_id', 'seq', name=op.f('uq_settlement_allocation_tenant_id_policy_id_seq'))
-    )
-    with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
-        batch_op.create_index('ix_settlement_allocation_branch', ['tenant_id', 'branch_id', 'id'], unique=False)
-        batch_op.create_index('ix_settlement_allocation_lead', ['tenant_id', 'lead_id'], unique=False)
-        batch_op.create_index('ix_settlement_allocation_unlinked', ['tenant_id', 'lead_key'], unique=False, postgresql_where=sa.text('lead_id IS NULL'), sqlite_where=sa.text('lead_id IS NULL'))
-
     op.create_table('settlement_division_state',
     sa.Column('policy_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('current', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
@@ -130,25 +105,47 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_policy_entry_tenant_id_settlement_branch'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id', 'policy_id'], ['settlement_policy.tenant_id', 'settlement_policy.id'], name=op.f('fk_settlement_policy_entry_tenant_id_settlement_policy'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_policy_entry_tenant_id_core_tenant'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('policy_id', 'branch_id', name=op.f('pk_settlement_policy_entry'))
+    sa.PrimaryKeyConstraint('policy_id', 'branch_id', name=op.f('pk_settlement_policy_entry')),
+    sa.UniqueConstraint('tenant_id', 'policy_id', 'branch_id', name=op.f('uq_settlement_policy_entry_tenant_id_policy_id_branch_id'))
     )
     with op.batch_alter_table('settlement_policy_entry', schema=None) as batch_op:
         batch_op.create_index('ix_settlement_policy_entry_branch', ['tenant_id', 'branch_id'], unique=False)
 
+    op.create_table('settlement_allocation',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('policy_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('branch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('team_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('lead_key', sa.String(length=260), nullable=False),
+    sa.Column('reason', sa.String(length=300), nullable=False),
+    sa.Column('at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'policy_id', 'branch_id'], ['settlement_policy_entry.tenant_id', 'settlement_policy_entry.policy_id', 'settlement_policy_entry.branch_id'], name=op.f('fk_settlement_allocation_tenant_id_settlement_policy_entry'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_allocation_tenant_id_core_tenant'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_settlement_allocation')),
+    sa.UniqueConstraint('tenant_id', 'policy_id', 'seq', name=op.f('uq_settlement_allocation_tenant_id_policy_id_seq')),
+    postgresql_with={'fillfactor': 80}
+    )
+    with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
+        batch_op.create_index('ix_settlement_allocation_key', ['tenant_id', 'lead_key'], unique=False)
+        batch_op.create_index('ix_settlement_allocation_list', ['tenant_id', 'id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
+        batch_op.drop_index('ix_settlement_allocation_list')
+        batch_op.drop_index('ix_settlement_allocation_key')
+
+    op.drop_table('settlement_allocation')
     with op.batch_alter_table('settlement_policy_entry', schema=None) as batch_op:
         batch_op.drop_index('ix_settlement_policy_entry_branch')
 
     op.drop_table('settlement_policy_entry')
     op.drop_table('settlement_division_state')
-    with op.batch_alter_table('settlement_allocation', schema=None) as batch_op:
-        batch_op.drop_index('ix_settlement_allocation_unlinked', postgresql_where=sa.text('lead_id IS NULL'), sqlite_where=sa.text('lead_id IS NULL'))
-        batch_op.drop_index('ix_settlement_allocation_lead')
-        batch_op.drop_index('ix_settlement_allocation_branch')
-
-    op.drop_table('settlement_allocation')
     with op.batch_alter_table('settlement_policy', schema=None) as batch_op:
         batch_op.drop_index('uq_settlement_policy_open', postgresql_where=sa.text('effective_to IS NULL'), sqlite_where=sa.text('effective_to IS NULL'))
 
