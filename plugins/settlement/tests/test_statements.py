@@ -142,3 +142,18 @@ def test_generated_requests(app):
     b, d1, _ = _setup(t)
     check_routes(app, f"{S}/", t.headers("admin"), max_examples=5,
                  values={"deal_id": [d1["id"]], "branch_id": [b], "user_id": [t.users["rep"]]})
+
+
+def test_every_route_is_in_the_docs_api_table(app):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "plugins" / "settlement.md").read_text()
+    table = doc[doc.index("## API"):doc.index("## CLI")]
+    listed = set(re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \|", table, re.M))
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(S + "/"):
+            path = re.sub(r"<(?:int:)?(\w+)>", r"{\1}", rule.rule[len(S):])
+            routes |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes - listed == set() and listed - routes == set()
