@@ -18,7 +18,8 @@ lock runs alternate, so a change in the machine's load hits both.
 Baseline: the statement totals alone, one hand-written ``SELECT … GROUP BY``
 over the period's entries (best of three).
 
-Memory: Python's peak allocation during a lock (tracemalloc) and the growth
+Memory: Python's peak allocation during the committed lock (tracemalloc,
+which is not on during the timed runs: it slows Python down) and the growth
 of the resident set: flat means the work stays in the database, whatever
 ``--rows``.
 
@@ -158,7 +159,8 @@ def measure(rows: int) -> dict[str, Any]:
                     got = conn.execute(text(BASELINE), {"t": tenant.id, "period": period_id}).all()
                     baseline.append(time.perf_counter() - started)
                 log(f"baseline GROUP BY {attempt + 1}: {baseline[-1]:.2f} s ({len(got)} groups)")
-            tracemalloc.start()
+            if attempt == 3:  # memory on the committed run only: tracemalloc slows Python down
+                tracemalloc.start()
             before = rss_mb()
             with runtime.tenant_context(tenant.id) as ctx:
                 started = time.perf_counter()
@@ -169,8 +171,9 @@ def measure(rows: int) -> dict[str, Any]:
                     ctx.session.rollback()
                 else:
                     ctx.session.commit()
-            traced.append(tracemalloc.get_traced_memory()[1] / 2**20)
-            tracemalloc.stop()
+            if attempt == 3:
+                traced.append(tracemalloc.get_traced_memory()[1] / 2**20)
+                tracemalloc.stop()
             rss.append(rss_mb() - before)
             if attempt < 3:
                 locks.append(spent)
