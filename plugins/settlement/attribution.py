@@ -147,7 +147,9 @@ def attribute(ctx: HookContext, deal: Deal, *, referral_sources: Sequence[str]) 
 
 def lines_of(amount: Decimal, chosen: Sequence[dict[str, Any]], roles: dict[str, Person], *, situation: str,
              rule: Rule | None, method: str) -> Attribution | None:
-    shares, named, pct = [], {}, {}
+    shares: list[Share] = []
+    named: dict[tuple[int, int | None], list[str]] = {}
+    pct: dict[tuple[int, int | None], Decimal] = {}
     for split in chosen:
         person = roles[split["role"]]
         if person.branch_id is None:

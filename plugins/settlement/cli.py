@@ -62,9 +62,10 @@ def lock_command(runtime: Runtime, slug: str, key: str, branch_id: int | None) -
                 try:
                     period = closing.lock(ctx, closing.get_period(ctx, period_id), None)
                     ctx.session.commit()
-                    result = f"locked; credited {period.totals['branch']['credited']}, " \
-                             f"commission {period.totals['branch']['commission']}, " \
-                             f"{period.totals['entries']} entries, checksum {period.checksum[:12]}"
+                    sums, check = period.totals or {}, period.checksum or ""
+                    result = f"locked; credited {sums['branch']['credited']}, " \
+                             f"commission {sums['branch']['commission']}, " \
+                             f"{sums['entries']} entries, checksum {check[:12]}"
                 except Conflict as exc:
                     ctx.session.rollback()
                     failed += 1

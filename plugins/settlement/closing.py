@@ -186,7 +186,9 @@ def totals(ctx: HookContext, period: Period) -> dict[str, Any]:
             shared_entries += int(count)
         elif kind == "credit" and origin in unshared:
             unshared[origin] += amount
-    out = {"branch": _dump(branch), "users": {k: _dump(v) for k, v in sorted(people.items(), key=lambda kv: int(kv[0]))}}
+    out: dict[str, Any] = {
+        "branch": _dump(branch), "users": {k: _dump(v) for k, v in sorted(people.items(), key=lambda kv: int(kv[0]))},
+    }
     out["entries"] = branch["entries"]
     out["id_sum"] = id_sum
     out["shared_entries"] = shared_entries

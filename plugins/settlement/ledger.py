@@ -223,7 +223,7 @@ def settle_won(ctx: HookContext, deal_id: int) -> SettledDeal | None:
                            base=line.amount, **common))
         if line.plan_id is not None:
             rows.append(_entry(ctx, key=f"won:{deal.id}:{_tag(key)}:commission", kind="commission",
-                               amount=line.commission, base=line.amount, plan_id=line.plan_id, **common))
+                               amount=line.commission or ZERO, base=line.amount, plan_id=line.plan_id, **common))
     _write(ctx, rows)
     settled.current_set = cs.version
     if len(landed) == 1:

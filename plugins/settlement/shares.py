@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pelago.plugin import split_money, to_money
 
@@ -19,7 +19,7 @@ K = TypeVar("K", bound=Hashable)
 ZERO = Decimal("0.00")
 
 
-def _order(key: object) -> object:
+def _order(key: Any) -> Any:
     # ids ascending; a missing id (None) counts as 0, so keys like (branch_id, None) sort too
     if isinstance(key, tuple):
         return tuple(0 if part is None else part for part in key)
