@@ -76,3 +76,50 @@ def lock_command(runtime: Runtime, slug: str, key: str, branch_id: int | None) -
             click.echo(f"\n{name} (branch {branch}): {result}")
     if failed:
         raise click.ClickException(f"{failed} of {len(targets)} period(s) not locked")
+
+
+@commands.command("settle")
+@click.option("--tenant", "slug", required=True, help="the tenant's slug")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="deals and refunds per transaction")
+@pass_runtime
+def settle_command(runtime: Runtime, slug: str, batch: int) -> None:
+    """Settle the won deals and refunds the ledger has not seen (won while the plugin was off, or a
+    delivery that failed for good), oldest first; those of a locked period land in the next open one."""
+    from sqlalchemy import func, select
+
+    from pelago.plugin import Deal, Refund
+
+    from . import ledger
+    from .models import Refunded, SettledDeal
+
+    if PLUGIN not in runtime.host.specs:
+        raise click.ClickException("the settlement plugin is not deployed (PELAGO_PLUGINS)")
+    try:
+        tenant_id = find_tenant(runtime, slug)
+    except PelagoError as exc:
+        raise click.ClickException(str(exc)) from None
+    unsettled = select(Deal.id).where(~select(SettledDeal.id).where(SettledDeal.deal_id == Deal.id).exists())
+    unclawed = select(Refund.id).where(~select(Refunded.id).where(Refunded.refund_id == Refund.id).exists())
+    with tenant_context(runtime, tenant_id) as ctx:
+        if PLUGIN not in ctx.tenant.enabled:
+            raise click.ClickException(f"{slug}: the settlement plugin is off for this tenant")
+        deals = ctx.session.scalar(select(func.count()).select_from(unsettled.subquery())) or 0
+        refunds = ctx.session.scalar(select(func.count()).select_from(unclawed.subquery())) or 0
+    done = {"deals": 0, "refunds": 0}
+    with click.progressbar(length=deals + refunds, label=f"{slug}: settling {deals} deal(s), {refunds} refund(s)") as bar:
+        for what, query, settle in (("deals", unsettled, ledger.settle_won), ("refunds", unclawed, ledger.settle_refund)):
+            after = 0
+            while True:
+                with tenant_context(runtime, tenant_id) as ctx:
+                    column = query.selected_columns[0]
+                    ids = list(ctx.session.scalars(query.where(column > after).order_by(column).limit(batch)))
+                    for one in ids:
+                        settle(ctx, one)
+                    ctx.session.commit()
+                if not ids:
+                    break
+                after = ids[-1]
+                done[what] += len(ids)
+                bar.update(len(ids))
+    click.echo(f"{slug}: settled {done['deals']} deal(s) and {done['refunds']} refund(s)")

@@ -157,3 +157,24 @@ def test_every_route_is_in_the_docs_api_table(app):
             path = re.sub(r"<(?:int:)?(\w+)>", r"{\1}", rule.rule[len(S):])
             routes |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes - listed == set() and listed - routes == set()
+
+
+def test_the_settle_command_catches_up_deals_won_while_the_plugin_was_off(app, clock, pelago_cli):
+    t = new_tenant(app)  # settlement off
+    lead = t.lead("13800141004")
+    t.post(f"/api/v1/leads/{lead['id']}/assign", json={"user_id": t.users["rep"]})
+    deal = won(t, lead["id"], "300.00")
+    refund(t, deal["id"], "100.00")
+    assert t.put("/api/v1/plugins/settlement", json={"enabled": True, "settings": {"division": False}}).status_code == 200
+    branch(t, team_id=t.team_id)
+    other = won(t, owned(t, "13800141005")["id"], "50.00")  # won with the plugin on: settled already
+    clock.advance(days=31)
+    r = t.post(f"{S}/periods/lock", json={"period": "2026-03"})
+    assert r.status_code == 409 and [d["id"] for d in r.get_json()["errors"]["differences"]] == [deal["id"]]
+    r = pelago_cli("settlement", "settle", "--tenant", t.slug, "--batch", "1")
+    assert r.exit_code == 0, r.output
+    assert "settled 1 deal(s) and 1 refund(s)" in r.output
+    assert pelago_cli("settlement", "settle", "--tenant", t.slug).output.strip().endswith("settled 0 deal(s) and 0 refund(s)")
+    rows = entries(t, deal_id=deal["id"], kind="credit")
+    assert sum(e.amount for e in rows) == 200 and len(entries(t, deal_id=other["id"], kind="credit")) == 1
+    assert t.post(f"{S}/periods/lock", json={"period": "2026-03"}).status_code == 200
