@@ -14,6 +14,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pelago.plugin import MAX_LIMIT, LocalTime
 
+from .periods import PERIOD_MONTHS
+
 MAX_ID = 2**63 - 1
 
 
@@ -53,6 +55,16 @@ class Settings(Schema):
         load_default=True,
         metadata={"description": "divide new leads between branches by the distribution policies (choose_team); "
                                  "off: branches and policies are kept, routing ignores them"},
+    )
+    period_months = fields.Integer(
+        strict=True, load_default=1, validate=validate.OneOf(PERIOD_MONTHS),
+        metadata={"description": "months per settlement period (1 monthly, 3 quarterly …), starting in January; "
+                                 "choose before the first deal is settled"},
+    )
+    referral_sources = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)), load_default=lambda: ["referral"],
+        validate=validate.Length(max=50),
+        metadata={"description": "a lead with one of these sources makes its deals 'referral' deals (attribution)"},
     )
 
 
@@ -230,7 +242,7 @@ from decimal import Decimal  # noqa: E402
 
 from pelago.plugin import MoneyString  # noqa: E402
 
-from .periods import PERIOD_MONTHS, parse_key  # noqa: E402
+from .periods import parse_key  # noqa: E402
 from .tiers import MODES, SCOPES, tiers_of  # noqa: E402
 
 SITUATIONS = ("first_purchase", "repurchase", "referral", "walk_in")
@@ -238,24 +250,6 @@ METHODS = ("owner_at_win", "first_owner", "split")
 SPLIT_ROLES = ("closer", "first_owner", "previous_owner", "inviter")
 PLAN_ROLES = ("admin", "manager", "rep")
 HUNDRED = Decimal(100)
-
-
-class MoneySettings(Schema):
-    """Fields of :class:`Settings` for the money side (merged into it below)."""
-
-    period_months = fields.Integer(
-        strict=True, load_default=1, validate=validate.OneOf(PERIOD_MONTHS),
-        metadata={"description": "months per settlement period (1 monthly, 3 quarterly …); "
-                                 "choose before the first deal is settled"},
-    )
-    referral_sources = fields.List(
-        fields.String(validate=validate.Length(min=1, max=100)), load_default=lambda: ["referral"],
-        validate=validate.Length(max=50),
-        metadata={"description": "a lead with one of these sources makes its deals 'referral' deals"},
-    )
-
-
-Settings._declared_fields.update(MoneySettings._declared_fields)  # one Settings schema, fields from both halves
 
 
 class DecimalString(fields.String):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -75,17 +76,12 @@ def csv_bytes(header: list[list[str]], columns: tuple[str, ...], rows: list[dict
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+
+
 def _cell(value: Any) -> str:
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    # a cell starting with = + - @ is a formula to a spreadsheet; money's minus sign is not one
-    if text[:1] in ("=", "+", "@") or (text[:1] == "-" and not _number(text)):
+    # a cell starting with = + - @ is a formula to a spreadsheet; an amount's minus sign is not one
+    if text[:1] in ("=", "+", "@") or (text[:1] == "-" and not NUMBER.match(text)):
         return "'" + text
     return text
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -65,3 +65,21 @@ def test_every_instant_is_in_exactly_one_period_and_periods_tile_time(at, zone, 
     assert before.ends_at == p.starts_at and at not in before
     local = p.starts_at.astimezone(tz)
     assert local.day == 1 and (local.month - 1) % months == 0
+
+
+# --- the period setting, end to end ------------------------------------------------------------
+
+from .money_helpers import S, branch, entries, on, owned, period, won  # noqa: E402
+
+
+def test_quarterly_periods_and_a_bad_setting(app):
+    t = on(app, period_months=3)
+    b = branch(t, team_id=t.team_id)
+    deal = won(t, owned(t, "13800142001")["id"], "10.00")  # 2 March: the first quarter
+    q1 = period(t, b, "2026-01")
+    assert q1 is not None and [e.period_id for e in entries(t, deal_id=deal["id"])] == [q1.id]
+    assert (q1.ends_at - q1.starts_at).days == 90
+    for bad in ({"period_months": 5}, {"period_months": "1"}, {"referral_sources": "referral"}):
+        r = t.put("/api/v1/plugins/settlement", json={"enabled": True, "settings": bad})
+        assert r.status_code == 422, (bad, r.get_json())
+    assert t.get(f"{S}/periods", query_string={"key": "2026-01"}).get_json()["items"][0]["id"] == q1.id
