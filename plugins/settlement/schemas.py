@@ -517,8 +517,8 @@ class PeriodList(Schema):
 
 
 class StatementArgs(Schema):
-    period = fields.String(required=True, validate=[validate.Length(max=7), _period_key],
-                           metadata={"description": "YYYY-MM"})
+    period = fields.String(load_default=None, validate=[validate.Length(max=7), _period_key],
+                           metadata={"description": "YYYY-MM; default: the period that contains now"})
 
 
 class StatementTotals(Schema):

@@ -8,6 +8,7 @@ entries and statement. Admins lock periods and mark them paid.
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Response
 from sqlalchemy import select
@@ -16,13 +17,14 @@ from pelago.plugin import (
     HookContext,
     InvalidInput,
     NotFound,
+    User,
     commit,
     current_context,
     paginate,
     requires,
 )
 
-from .. import closing, statements
+from .. import closing, ledger, periods, statements
 from .. import schemas as s
 from ..models import Entry, Period
 from . import blp
@@ -121,8 +123,13 @@ def mark_paid(period_id: int) -> Any:
     return out
 
 
-def _branch_period(c: HookContext, branch_id: int, key: str) -> Period:
-    get_branch(c, branch_id)
+def _current_key(c: HookContext, zone: ZoneInfo) -> str:
+    return periods.period_of(c.now(), zone, ledger.months(c)).key
+
+
+def _branch_period(c: HookContext, branch_id: int, key: str | None) -> Period:
+    branch = get_branch(c, branch_id)
+    key = key or _current_key(c, ZoneInfo(branch.timezone))
     period = c.session.scalar(select(Period).where(Period.branch_id == branch_id, Period.key == key))
     if period is None:
         raise InvalidInput(f"no period {key} of branch {branch_id}", {"period": [f"no period {key} of this branch"]},
@@ -157,6 +164,8 @@ def branch_statement_csv(args: dict[str, Any], branch_id: int) -> Any:
 
 def _user_scope(c: HookContext, user_id: int) -> set[int] | None:
     assert c.actor is not None
+    if c.session.scalar(select(User.id).where(User.id == user_id)) is None:
+        raise NotFound(f"no statement of user {user_id}")
     if c.actor.at_least("admin"):
         return None
     if c.actor.user_id == user_id:
@@ -172,7 +181,8 @@ def _user_scope(c: HookContext, user_id: int) -> set[int] | None:
 def user_statement(args: dict[str, Any], user_id: int) -> Any:
     """A person's statement for ``period``: her entries in every branch and their sums (reps: their own)."""
     c = current_context()
-    out = statements.user_statement(c, user_id, args["period"], _user_scope(c, user_id))
+    scope = _user_scope(c, user_id)
+    out = statements.user_statement(c, user_id, args["period"] or _current_key(c, c.tenant.tz), scope)
     out["periods"] = [_period_out(p) for p in out["periods"]]
     return out
 
@@ -182,11 +192,13 @@ def user_statement(args: dict[str, Any], user_id: int) -> Any:
 @blp.response(200, content_type="text/csv", description="UTF-8 with a BOM: her entries, then her totals")
 def user_statement_csv(args: dict[str, Any], user_id: int) -> Any:
     c = current_context()
-    data = statements.user_statement(c, user_id, args["period"], _user_scope(c, user_id))
-    head = [["user", str(user_id), "period", args["period"]],
+    scope = _user_scope(c, user_id)
+    key = args["period"] or _current_key(c, c.tenant.tz)
+    data = statements.user_statement(c, user_id, key, scope)
+    head = [["user", str(user_id), "period", key],
             ["totals", *(f"{k}={v}" for k, v in data["totals"].items())]]
     return _csv(statements.csv_bytes(head, statements.ENTRY_COLUMNS, data["entries"]),
-                f"statement-user-{user_id}-{args['period']}.csv")
+                f"statement-user-{user_id}-{key}.csv")
 
 
 def _csv(body: bytes, name: str) -> Response:

@@ -96,7 +96,10 @@ def test_entries_filters_and_cursor_paging(app):
     for bad in ({"period": "2026-3"}, {"period": "x"}, {"limit": 0}, {"cursor": "nope"}, {"user_id": 0}):
         assert t.get(f"{S}/entries", query_string=bad).status_code == 422, bad
     assert t.get(f"{S}/statements/branches/{b}", query_string={"period": "2025-01"}).status_code == 422
-    assert t.get(f"{S}/statements/branches/{b}").status_code == 422
+    default = t.get(f"{S}/statements/branches/{b}")  # no period: the one that contains now
+    assert default.status_code == 200 and default.get_json()["period"]["key"] == "2026-03"
+    assert t.get(f"{S}/statements/users/{t.users['rep']}").get_json()["period"] == "2026-03"
+    assert t.get(f"{S}/statements/users/{2**62}").status_code == 404
 
 
 def test_switched_off_no_entries_and_routes_404(app):
