@@ -213,7 +213,7 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
         ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
-            "reason": "x", "lines": [{"branch_id": ids["branch_id"][0], "percent": "100"}]},
+            "reason": "x", "lines": [{"branch_id": ids.get("branch_id", [1])[0], "percent": "100"}]},
     }
     if not op.has_body:
         return None
