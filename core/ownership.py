@@ -425,3 +425,44 @@ def refuse_if_any(refused: Mapping[int, tuple[str, str]]) -> None:
     if refused:
         plugin, message = refused[min(refused)]
         raise Vetoed(message, plugin)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipStep:
+    """One row of a lead's ownership ledger, read-only: who held it after the change, in which team, since when.
+
+    ``to_user_id`` is ``None`` for a release. ``reason`` and ``rule`` are the
+    ledger's (``created``, ``routing``, ``claimed``, ``manual`` …).
+    """
+
+    change_id: int
+    lead_id: int
+    from_user_id: int | None
+    to_user_id: int | None
+    from_team_id: int | None
+    to_team_id: int | None
+    reason: str
+    rule: str | None
+    at: datetime
+
+
+def ownership_history(ctx: HookContext, lead_ids: Sequence[int]) -> dict[int, tuple[OwnershipStep, ...]]:
+    """Each of ``lead_ids``' ownership ledger, oldest first (``{lead_id: ()}`` for a lead with none).
+
+    The read side of the ledger that only the core writes: a plugin finds a
+    lead's first owner (the first step with a ``to_user_id``) or its owner at
+    a time (the last step at or before it) here instead of reading
+    ``core_ownership_change``. One indexed query per call, the tenant's rows only.
+    """
+    ids = sorted({int(i) for i in lead_ids})
+    out: dict[int, list[OwnershipStep]] = {i: [] for i in ids}
+    for chunk in range(0, len(ids), 1000):
+        rows = ctx.session.execute(
+            select(OC.c.id, OC.c.lead_id, OC.c.from_user_id, OC.c.to_user_id, OC.c.from_team_id,
+                   OC.c.to_team_id, OC.c.reason, OC.c.rule, OC.c.at)
+            .where(OC.c.tenant_id == ctx.tenant.id, OC.c.lead_id.in_(ids[chunk:chunk + 1000]))
+            .order_by(OC.c.lead_id, OC.c.id)
+        )
+        for row in rows:
+            out[row.lead_id].append(OwnershipStep(*row))
+    return {i: tuple(steps) for i, steps in out.items()}

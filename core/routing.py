@@ -188,6 +188,19 @@ def _apply_vetoes(
         d.owner_id, d.rule = None, None
 
 
+def default_intake_team(ctx: HookContext) -> int | None:
+    """The tenant's default intake team (``PATCH /api/v1/routing/settings``), or ``None``.
+
+    The team the core's own ``choose_team`` falls back to; a plugin that
+    places leads itself (the settlement plugin's division, when every branch
+    is full) uses it for its own fallback. Read in the caller's transaction.
+    """
+    from .models import RoutingSettings
+
+    settings = ctx.session.get(RoutingSettings, ctx.tenant.id)
+    return settings.default_team_id if settings is not None else None
+
+
 def day_start(ctx: HookContext, at: datetime | None = None) -> datetime:
     """Midnight of ``at`` (default now) in the tenant's timezone: "today" for daily counts."""
     local = (at or ctx.now()).astimezone(ctx.tenant.tz)

@@ -54,9 +54,11 @@ from pelago.core.outbound import sign as sign_body
 from pelago.core.ownership import (
     Move,
     Moved,
+    OwnershipStep,
     Taken,
     change_owners,
     explain_unowned,
+    ownership_history,
     release_leads,
     take_unowned,
 )
@@ -78,7 +80,7 @@ from pelago.core.payloads import (
     PluginSwitched,
 )
 from pelago.core.records import NewActivity, change_stage, log_activities, record_deal, refund_deal
-from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start
+from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start, default_intake_team
 from pelago.core.runtime import Runtime, find_tenant, tenant_context
 from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
@@ -121,6 +123,7 @@ __all__ = [
     "Assignment",
     "TeamChoice",
     "OwnerChoice",
+    "default_intake_team",
     # events and their items
     "Event",
     "event_subscribers",
@@ -226,4 +229,7 @@ __all__ = [
     "OutboundURL",
     "OutboundResponse",
     "OutboundRefused",
+    # reading the core's ledgers (only the core writes them)
+    "OwnershipStep",
+    "ownership_history",
 ]

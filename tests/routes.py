@@ -109,7 +109,9 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     lead owned by ``rep2`` with an activity, a deal and a refund; a user; a team;
     an API key of that user; a routing rule; a webhook channel (``channel_id``,
     and its public ``key``); a CSV import (``import_id``); the default pool
-    (``pool_id``) where the pool plugin is on. ``assignee`` is a
+    (``pool_id``) where the pool plugin is on; a settlement branch
+    (``branch_id``) and its periods (``period_id``) where settlement is on
+    (``policy_id``: a placeholder). ``assignee`` is a
     user of ``t`` a lead can be given to.
     """
     ids: dict[str, list[Any]] = {}
@@ -139,10 +141,35 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     pools = t.get("/api/v1/pool/pools")
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
+    # settlement (where it is on for t; else its routes are 404 whatever the id): a branch with the team of
+    # the seeded lead, a deal credited there (so the current period exists), and last month's period locked
+    if t.get("/api/v1/settlement/branches").status_code == 200:
+        branch = _ok(t.post("/api/v1/settlement/branches", json={"name": unique("branch"),
+                                                                  "timezone": "Asia/Shanghai"}), 201)
+        _ok(t.put(f"/api/v1/settlement/branches/{branch['id']}/teams/{t.team_id}"))
+        _ok(t.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "10.00"}), 201)
+        ids["branch_id"] = [branch["id"]]
+        ids["period_id"] = [_locked_period(t, branch["id"])]
+    else:
+        ids["branch_id"], ids["period_id"] = [1], [1]
+    ids["policy_id"] = [1]
     ids["assignee"] = [t.users["rep"]]
     for name, value in NON_OBJECT_PARAMS.items():
         ids[name] = [value]
     return ids
+
+
+def _locked_period(t: TenantHandle, branch_id: int) -> int:
+    """Last month's settlement period of the branch, empty and locked (the API locks only ended periods)."""
+    from pelago.plugin import tenant_context
+    from pelago.plugins.settlement import closing, ledger, periods
+
+    with tenant_context(t.runtime, t.id) as ctx:
+        now = periods.period_of(ctx.now(), ctx.tenant.tz)
+        before = periods.previous(now, ctx.tenant.tz)
+        period = closing.lock(ctx, ledger.period_row(ctx, branch_id, before.key), None)
+        ctx.session.commit()
+        return period.id
 
 
 MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
@@ -187,6 +214,8 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
+        ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
+            "reason": "x", "lines": [{"branch_id": ids.get("branch_id", [1])[0], "percent": "100"}]},
     }
     if not op.has_body:
         return None

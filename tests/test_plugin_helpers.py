@@ -1,4 +1,4 @@
-"""The small helpers of ``pelago.plugin``: ``upsert``, ``among``, ``split_money``, tenant lookup."""
+"""The small helpers of ``pelago.plugin``: ``upsert``, ``among``, ``split_money``, tenant lookup, the default team."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from pelago.plugin import NotFound, among, find_tenant, split_money, tenant_context, upsert
+from pelago.plugin import NotFound, among, default_intake_team, find_tenant, split_money, tenant_context, upsert
 from pelago_lead_score.models import LeadScore
 
 
@@ -78,3 +78,16 @@ def test_upsert_never_takes_over_another_tenants_row(make_app, clock):
             upsert(ctx.session, LeadScore, [{**row, "tenant_id": b.id}], key=["lead_id"])
     with tenant_context(b.runtime, b.id) as ctx:
         assert ctx.session.scalar(select(LeadScore.score).where(LeadScore.lead_id == theirs)) == 3
+
+
+def test_default_intake_team_is_the_tenants_routing_setting(app):
+    from pelago.testing import new_tenant
+
+    t, other = new_tenant(app), new_tenant(app)
+    with tenant_context(t.runtime, t.id) as ctx:
+        assert default_intake_team(ctx) is None  # no routing settings yet
+    assert t.patch("/api/v1/routing/settings", json={"default_team_id": t.team_id}).status_code == 200
+    with tenant_context(t.runtime, t.id) as ctx:
+        assert default_intake_team(ctx) == t.team_id
+    with tenant_context(other.runtime, other.id) as ctx:
+        assert default_intake_team(ctx) is None

@@ -1,10 +1,16 @@
-"""Plugin `settlement`: branches, fair lead division, attribution and commission.
+"""Plugin `settlement`: branches, fair division of leads, attribution and commission.
 
-Branches, weighted division, attribution and commission periods land with the
-settlement issue; the package is already a loadable entry point.
+Branches (with their timezone and currency) group the tenant's teams; new
+leads are divided between branches by weighted, versioned policies (a
+deterministic smooth weighted round robin, see :mod:`.division`). See
+docs/plugins/settlement.md.
 """
 
+from pathlib import Path
+
 from pelago.plugin import PluginSpec
+
+from . import api, cli, hooks, schemas
 
 plugin = PluginSpec(
     name="settlement",
@@ -12,4 +18,10 @@ plugin = PluginSpec(
     description="Branches, fair division of leads, attribution and commission.",
     version="0.1.0",
     core=">=0.1,<0.2",
+    settings=schemas.Settings,
+    blueprint=api.blp,
+    commands=cli.commands,
+    migrations=Path(__file__).parent / "migrations",
+    hooks=hooks,
+    default_enabled=False,
 )

@@ -1,0 +1,29 @@
+"""The settlement benchmark still runs and checks its own work, at a tiny size (PostgreSQL only).
+
+No timing is asserted: the figures come from ``python -m bench.settlement_division`` (docs/benchmarks.md).
+Results go to a temporary folder, not bench/results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def _bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pelago_pg_url: str) -> None:
+    from bench import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "PG_ADMIN_URL", pelago_pg_url)
+
+
+def test_settlement_division_runs(tmp_path: Path) -> None:
+    from bench import settlement_division
+
+    record = settlement_division.measure("postgresql", 2000)
+    assert record["figures"]["shanghai"] == 1200 and record["figures"]["wuhan"] == 800 and record["ratio"] > 0
+    assert (tmp_path / "settlement_division_postgresql.json").exists()
