@@ -109,7 +109,8 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     lead owned by ``rep2`` with an activity, a deal and a refund; a user; a team;
     an API key of that user; a routing rule; a webhook channel (``channel_id``,
     and its public ``key``); a CSV import (``import_id``); the default pool
-    (``pool_id``) where the pool plugin is on. ``assignee`` is a
+    (``pool_id``) where the pool plugin is on; settlement's branches and a
+    policy (``branch_id``, ``policy_id``) where it is on. ``assignee`` is a
     user of ``t`` a lead can be given to.
     """
     ids: dict[str, list[Any]] = {}
@@ -140,9 +141,31 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
     ids["assignee"] = [t.users["rep"]]
+    _seed_settlement(t, ids, team["id"])
     for name, value in NON_OBJECT_PARAMS.items():
         ids[name] = [value]
     return ids
+
+
+def _seed_settlement(t: TenantHandle, ids: dict[str, list[Any]], team_id: int) -> None:
+    """Where settlement is on for ``t``: two branches and a policy (elsewhere its routes are 404 whatever the id).
+
+    ``branch_id`` first names a branch with the seeded team and no policy, so every branch route
+    succeeds on it (deleting it frees the team); the policy divides between the second branch and
+    ``t``'s own team, which ``policy_entry`` names (branch id, team id) for new policies.
+    """
+    r = t.post("/api/v1/settlement/branches", json={"name": unique("branch"), "timezone": "Asia/Shanghai"})
+    if r.status_code != 201:
+        ids["branch_id"], ids["policy_id"], ids["policy_entry"] = [1], [1], [(1, 1)]
+        return
+    first = r.get_json()["id"]
+    _ok(t.put(f"/api/v1/settlement/branches/{first}/teams/{team_id}"))
+    second = _ok(t.post("/api/v1/settlement/branches", json={"name": unique("branch"), "timezone": "Asia/Shanghai"}),
+                 201)["id"]
+    _ok(t.put(f"/api/v1/settlement/branches/{second}/teams/{t.team_id}"))
+    policy = _ok(t.post("/api/v1/settlement/policies", json={"source": unique("src"), "entries": [
+        {"branch_id": second, "team_id": t.team_id, "weight": 1}]}), 201)
+    ids["branch_id"], ids["policy_id"], ids["policy_entry"] = [first, second], [policy["id"]], [(second, t.team_id)]
 
 
 MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
@@ -185,6 +208,10 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
+        ("POST", "/api/v1/settlement/branches"): lambda: {"name": unique("branch"), "timezone": "Asia/Shanghai"},
+        ("PATCH", "/api/v1/settlement/branches/{branch_id}"): lambda: {"name": unique("renamed")},
+        ("POST", "/api/v1/settlement/policies"): lambda: {"source": unique("src"), "entries": [
+            {"branch_id": branch, "team_id": team, "weight": 1} for branch, team in ids["policy_entry"][:1]]},
     }
     if not op.has_body:
         return None

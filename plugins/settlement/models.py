@@ -63,7 +63,7 @@ class BranchTeam(TenantScoped, Base):
     __table_args__ = (
         ForeignKeyConstraint(
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
-            ondelete="RESTRICT",
+            ondelete="CASCADE",  # deleting a branch frees its teams
         ),
         Index("ix_settlement_branch_team_branch", "tenant_id", "branch_id", "team_id"),
     )

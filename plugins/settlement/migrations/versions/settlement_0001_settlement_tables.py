@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('branch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_settlement_branch_team_team_id_core_team'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_branch_team_tenant_id_settlement_branch'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_branch_team_tenant_id_settlement_branch'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_branch_team_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', 'team_id', name=op.f('pk_settlement_branch_team'))
     )
