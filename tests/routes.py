@@ -109,9 +109,9 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     lead owned by ``rep2`` with an activity, a deal and a refund; a user; a team;
     an API key of that user; a routing rule; a webhook channel (``channel_id``,
     and its public ``key``); a CSV import (``import_id``); the default pool
-    (``pool_id``) where the pool plugin is on; a settlement branch
-    (``branch_id``) and its periods (``period_id``) where settlement is on
-    (``policy_id``: a placeholder). ``assignee`` is a
+    (``pool_id``) where the pool plugin is on; settlement's branches, a
+    policy and a locked period (``branch_id``, ``policy_id``, ``period_id``)
+    where it is on. ``assignee`` is a
     user of ``t`` a lead can be given to.
     """
     ids: dict[str, list[Any]] = {}
@@ -141,22 +141,38 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     pools = t.get("/api/v1/pool/pools")
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
-    # settlement (where it is on for t; else its routes are 404 whatever the id): a branch with the team of
-    # the seeded lead, a deal credited there (so the current period exists), and last month's period locked
-    if t.get("/api/v1/settlement/branches").status_code == 200:
-        branch = _ok(t.post("/api/v1/settlement/branches", json={"name": unique("branch"),
-                                                                  "timezone": "Asia/Shanghai"}), 201)
-        _ok(t.put(f"/api/v1/settlement/branches/{branch['id']}/teams/{t.team_id}"))
-        _ok(t.post(f"/api/v1/leads/{lead['id']}/deals", json={"amount": "10.00"}), 201)
-        ids["branch_id"] = [branch["id"]]
-        ids["period_id"] = [_locked_period(t, branch["id"])]
-    else:
-        ids["branch_id"], ids["period_id"] = [1], [1]
-    ids["policy_id"] = [1]
     ids["assignee"] = [t.users["rep"]]
+    _seed_settlement(t, ids, team["id"], lead["id"])
     for name, value in NON_OBJECT_PARAMS.items():
         ids[name] = [value]
     return ids
+
+
+def _seed_settlement(t: TenantHandle, ids: dict[str, list[Any]], team_id: int, lead_id: int) -> None:
+    """Where settlement is on for ``t``: two branches, a policy, a credited deal and a locked period.
+
+    Elsewhere its routes are 404 whatever the id.
+
+    ``branch_id`` first names a branch with the seeded team and no policy, so every branch route
+    succeeds on it (deleting it frees the team); the policy divides between the second branch and
+    ``t``'s own team, which ``policy_entry`` names (branch id, team id) for new policies.
+    """
+    r = t.post("/api/v1/settlement/branches", json={"name": unique("branch"), "timezone": "Asia/Shanghai"})
+    if r.status_code != 201:
+        ids["branch_id"], ids["policy_id"], ids["policy_entry"], ids["period_id"] = [1], [1], [(1, 1)], [1]
+        return
+    first = r.get_json()["id"]
+    _ok(t.put(f"/api/v1/settlement/branches/{first}/teams/{team_id}"))
+    second = _ok(t.post("/api/v1/settlement/branches", json={"name": unique("branch"), "timezone": "Asia/Shanghai"}),
+                 201)["id"]
+    _ok(t.put(f"/api/v1/settlement/branches/{second}/teams/{t.team_id}"))
+    policy = _ok(t.post("/api/v1/settlement/policies", json={"source": unique("src"), "entries": [
+        {"branch_id": second, "team_id": t.team_id, "weight": 1}]}), 201)
+    ids["branch_id"], ids["policy_id"], ids["policy_entry"] = [first, second], [policy["id"]], [(second, t.team_id)]
+    # the seeded lead's team is in the second branch: a deal credited there (so its current period
+    # exists), and last month's period locked
+    _ok(t.post(f"/api/v1/leads/{lead_id}/deals", json={"amount": "10.00"}), 201)
+    ids["period_id"] = [_locked_period(t, second)]
 
 
 def _locked_period(t: TenantHandle, branch_id: int) -> int:
@@ -216,6 +232,10 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
         ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
             "reason": "x", "lines": [{"branch_id": ids.get("branch_id", [1])[0], "percent": "100"}]},
+        ("POST", "/api/v1/settlement/branches"): lambda: {"name": unique("branch"), "timezone": "Asia/Shanghai"},
+        ("PATCH", "/api/v1/settlement/branches/{branch_id}"): lambda: {"name": unique("renamed")},
+        ("POST", "/api/v1/settlement/policies"): lambda: {"source": unique("src"), "entries": [
+            {"branch_id": branch, "team_id": team, "weight": 1} for branch, team in ids["policy_entry"][:1]]},
     }
     if not op.has_body:
         return None

@@ -64,7 +64,7 @@ class BranchTeam(TenantScoped, Base):
     __table_args__ = (
         ForeignKeyConstraint(
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
-            ondelete="RESTRICT",
+            ondelete="CASCADE",  # deleting a branch frees its teams
         ),
         Index("ix_settlement_branch_team_branch", "tenant_id", "branch_id", "team_id"),
     )
@@ -85,7 +85,10 @@ class Policy(TenantScoped, Base):
     Versions of one source never overlap: ``version`` is unique per (tenant,
     source), at most one version is open-ended (``effective_to`` null, a
     partial unique index), and a new version closes the open one with a
-    conditional update (:mod:`.division`).
+    conditional update (``api/policies.py``). On PostgreSQL an exclusion
+    constraint (``ex_settlement_policy_no_overlap``, in the migration: SQLite
+    has none) also refuses any two versions of a (tenant, source) whose
+    ``[effective_from, effective_to)`` ranges overlap, whoever writes them.
     """
 
     __tablename__ = "settlement_policy"

@@ -76,7 +76,10 @@ class PageArgs(Schema):
 # --- branches ------------------------------------------------------------------------
 
 _NAME = validate.Length(min=1, max=100)
-_CURRENCY = validate.Regexp(r"^[A-Z]{3}\Z", error="a three-letter ISO 4217 code in capitals (e.g. CNY)")
+_CURRENCY = [
+    validate.Length(equal=3),  # with the pattern: no trailing newline either
+    validate.Regexp(r"^[A-Z]{3}$", error="a three-letter ISO 4217 code in capitals (e.g. CNY)"),
+]
 
 
 class BranchCreate(Schema):

@@ -1,9 +1,9 @@
 """``/api/v1/settlement/branches``: the tenant's branches and which teams belong to them.
 
 Admins write; managers and reps read their own branch (the one their team
-belongs to), admins every branch. A branch still named by a team, a policy
-or an allocation cannot be deleted (409, the foreign keys decide):
-deactivate it instead.
+belongs to), admins every branch. A branch still named by a policy or an
+allocation cannot be deleted (409, the foreign keys decide): deactivate it
+instead. Deleting an unused branch frees its teams.
 """
 
 from __future__ import annotations
@@ -172,14 +172,14 @@ def deactivate_branch(branch_id: int) -> Any:
 def delete_branch(branch_id: int) -> None:
     """Delete an unused branch
 
-    Delete a branch that no team, policy entry or allocation names; otherwise 409 (the foreign keys
-    decide), and the branch stays: deactivate it instead. Admins only.
+    Delete a branch that no policy entry or allocation names, freeing its teams; otherwise 409 (the
+    foreign keys decide), and the branch stays: deactivate it instead. Admins only.
     """
     c = current_context()
     branch = get_branch(c, branch_id, lock=True)
     c.session.delete(branch)
     flush_or_conflict(
-        c.session, f"branch {branch_id} is in use (teams, policies or allocations name it); deactivate it instead",
+        c.session, f"branch {branch_id} is in use (policies or allocations name it); deactivate it instead",
     )
     commit()
 

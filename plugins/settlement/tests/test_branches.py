@@ -111,11 +111,16 @@ def test_delete_only_when_unused(app):
     t = on(app)
     sh, wh = branch(t, "Shanghai"), branch(t, "Wuhan")
     t.put(f"{B}/{sh['id']}/teams/{t.team_id}")
+    r = t.post("/api/v1/settlement/policies", json={"entries": [
+        {"branch_id": sh["id"], "team_id": t.team_id, "weight": 1}]})
+    assert r.status_code == 201, r.get_json()
     r = t.call("DELETE", f"{B}/{sh['id']}")
     assert r.status_code == 409 and "in use" in r.get_json()["message"]
-    assert t.get(f"{B}/{sh['id']}").status_code == 200
+    assert t.get(f"{B}/{sh['id']}").get_json()["team_ids"] == [t.team_id]
+    t.put(f"{B}/{wh['id']}/teams/{t.team_id}")  # an unused branch with a team: deleting it frees the team
     assert t.call("DELETE", f"{B}/{wh['id']}").status_code == 204
-    assert t.get(f"{B}/{wh['id']}").status_code == 404
+    assert t.get(f"{B}/{wh['id']}").status_code == 404 and rows(t, BranchTeam) == 0
+    assert t.put(f"{B}/{sh['id']}/teams/{t.team_id}").status_code == 200
 
 
 def test_roles_admins_write_managers_and_reps_read_their_branch(app):

@@ -137,3 +137,23 @@ def test_concurrent_versions_of_one_policy_one_wins(app, clock):
     versions = ok(s.t.get(f"{S}/policies"))["items"]
     assert [v["version"] for v in versions] == [2, 1]
     assert versions[1]["effective_to"] == versions[0]["effective_from"] and versions[0]["effective_to"] is None
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_overlapping_versions_written_by_hand(app, engine):
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    s = two_branches(app)
+    p = policy(s)
+    insert = text(
+        "INSERT INTO settlement_policy (tenant_id, source, version, effective_from, effective_to, note, created_at)"
+        " VALUES (:t, '', :v, :start, :end, '', now())"
+    )
+    with engine.connect() as conn:  # a closed range inside the open version's: overlaps it
+        with pytest.raises(IntegrityError, match="ex_settlement_policy_no_overlap"):
+            conn.execute(insert, {"t": s.t.id, "v": 9, "start": "2030-01-01T00:00:00Z", "end": "2030-02-01T00:00:00Z"})
+        conn.rollback()
+        conn.execute(insert, {"t": s.t.id, "v": 9, "start": "2000-01-01T00:00:00Z", "end": "2000-02-01T00:00:00Z"})
+        conn.rollback()  # before it: no overlap (and nothing kept)
+    assert [v["id"] for v in ok(s.t.get(f"{S}/policies"))["items"]] == [p["id"]]

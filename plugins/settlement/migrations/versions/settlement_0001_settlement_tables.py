@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('branch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_settlement_branch_team_team_id_core_team'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_branch_team_tenant_id_settlement_branch'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_branch_team_tenant_id_settlement_branch'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_branch_team_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', 'team_id', name=op.f('pk_settlement_branch_team'))
     )
@@ -81,6 +81,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('settlement_policy', schema=None) as batch_op:
         batch_op.create_index('uq_settlement_policy_open', ['tenant_id', 'source'], unique=True, postgresql_where=sa.text('effective_to IS NULL'), sqlite_where=sa.text('effective_to IS NULL'))
+
+    if op.get_bind().dialect.name == "postgresql":
+        # Versions of one (tenant, source) never overlap in time, whoever writes the rows: the
+        # plugin's conditional update keeps it so, this keeps hand-written SQL from breaking it.
+        op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        op.execute(
+            "ALTER TABLE settlement_policy ADD CONSTRAINT ex_settlement_policy_no_overlap EXCLUDE USING gist"
+            " (tenant_id WITH =, source WITH =, tstzrange(effective_from, effective_to) WITH &&)"
+        )
 
     op.create_table('settlement_division_state',
     sa.Column('policy_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
