@@ -111,7 +111,8 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     and its public ``key``); a CSV import (``import_id``); the default pool
     (``pool_id``) where the pool plugin is on; settlement's branches, a
     policy and a locked period (``branch_id``, ``policy_id``, ``period_id``)
-    where it is on. ``assignee`` is a
+    where it is on; an SMS template, sequence, step and enrolment where
+    sms_nurture is on. ``assignee`` is a
     user of ``t`` a lead can be given to.
     """
     ids: dict[str, list[Any]] = {}
@@ -143,6 +144,7 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
     ids["assignee"] = [t.users["rep"]]
     _seed_settlement(t, ids, team["id"], lead["id"])
+    _seed_sms(t, ids, lead["id"])
     for name, value in NON_OBJECT_PARAMS.items():
         ids[name] = [value]
     return ids
@@ -175,6 +177,28 @@ def _seed_settlement(t: TenantHandle, ids: dict[str, list[Any]], team_id: int, l
     ids["period_id"] = [_locked_period(t, second)]
 
 
+def _seed_sms(t: TenantHandle, ids: dict[str, list[Any]], lead_id: int) -> None:
+    """Where sms_nurture is on for ``t``: a template, a sequence with a step, and the seeded lead enrolled.
+
+    Its public webhooks name the tenant and a provider in their path (``tenant``, ``provider``).
+    """
+    ids["tenant"], ids["provider"] = [t.slug], ["log"]
+    r = t.post("/api/v1/sms_nurture/templates", json={"name": unique("tpl"), "body": "{name}您好，回T退订"})
+    if r.status_code != 201:
+        for name in ("template_id", "sequence_id", "step_id", "enrolment_id"):
+            ids[name] = [1]
+        return
+    template = r.get_json()["id"]
+    sequence = _ok(t.post("/api/v1/sms_nurture/sequences", json={
+        "name": unique("seq"), "steps": [{"template_id": template, "delay_minutes": 60}]}), 201)
+    _ok(t.post(f"/api/v1/sms_nurture/sequences/{sequence['id']}/enrolments",
+               json={"lead_ids": [lead_id], "pass": unique("pass")}))
+    enrolments = _ok(t.get(f"/api/v1/sms_nurture/enrolments?lead_id={lead_id}"))["items"]
+    ids["template_id"], ids["sequence_id"] = [template], [sequence["id"]]
+    ids["step_id"] = [step["id"] for step in sequence["steps"]]
+    ids["enrolment_id"] = [e["id"] for e in enrolments] or [1]
+
+
 def _locked_period(t: TenantHandle, branch_id: int) -> int:
     """Last month's settlement period of the branch, empty and locked (the API locks only ended periods)."""
     from pelago.plugin import tenant_context
@@ -188,7 +212,8 @@ def _locked_period(t: TenantHandle, branch_id: int) -> int:
         return period.id
 
 
-MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
+MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports"),
+             ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv")}
 
 
 def multipart_body() -> dict[str, Any]:
@@ -228,6 +253,7 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/channels"): lambda: {"name": unique("channel")},
         ("POST", "/api/v1/imports"): lambda: None,  # multipart, not JSON: its own tests upload files
         ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
+        ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv"): lambda: None,  # multipart
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
         ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
