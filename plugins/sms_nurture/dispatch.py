@@ -37,7 +37,7 @@ from sqlalchemy import JSON, SmallInteger, String, Text, bindparam, case, cast, 
 
 from pelago.plugin import HookContext, Lead, NewActivity, User, dialect_name, log_activities, upsert
 
-from . import rules, text
+from . import privacy, rules, text
 from .hookspecs import OutgoingSms
 from .models import Enrolment, Message, Phone, SmsSequence, Step, Template
 
@@ -276,7 +276,10 @@ def _by_id(session: Any, name: str, values: Mapping[int, str]) -> Any:
 
 
 def _phone_rules(ctx: HookContext, rows: list[Any], finals: list[dict[str, Any]], now: datetime) -> list[Any]:
-    """Suppression, consent and the caps, with the phones' rows locked (in order) so concurrent claims count right."""
+    """Suppression, consent and the caps, with the phones' rows locked (in order) so concurrent claims count right.
+
+    A phone suppressed when its person was erased is known only by its keyed hash (:mod:`.privacy`).
+    """
     if not rows:
         return []
     s = ctx.session
@@ -300,11 +303,15 @@ def _phone_rules(ctx: HookContext, rows: list[Any], finals: list[dict[str, Any]]
             counts[phone][0] += n
     daily, weekly = int(settings.get("daily_cap", 1)), int(settings.get("weekly_cap", 3))
     consent = bool(settings.get("require_consent", True))
+    erased = privacy.erased_suppressed(ctx, phones)
     out = []
     for r in rows:
         p = known[r.phone]
         if p.suppressed_at is not None:
             finals.append(_final(ctx, r.id, "skipped", f"phone opted out ({p.suppressed_source})", now))
+            continue
+        if r.phone in erased:
+            finals.append(_final(ctx, r.id, "skipped", "phone opted out (before an erasure)", now))
             continue
         if consent and p.consent_at is None:
             finals.append(_final(ctx, r.id, "skipped", "no consent on record for this phone", now))

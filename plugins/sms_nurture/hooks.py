@@ -8,15 +8,18 @@ user; this plugin's own ``sms`` activities are automatic and do not count), a
 deal won, an assignment or claim (``lead_assigned``) — each only for
 enrolments that began before the event. Replies and opt-outs come through the
 webhooks (:mod:`.phones`). The two built-in providers are in :mod:`.providers`.
+Privacy: ``privacy_export`` and ``person_erased`` (:mod:`.privacy`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 
 from pelago.plugin import Event, HookContext, hookimpl
 
-from . import enrolling
+from . import enrolling, privacy
 from .models import SmsSequence
 from .providers import (  # noqa: F401 - registered with this module
     sms_nurture_parse_inbound,
@@ -70,3 +73,13 @@ def deal_won(ctx: HookContext, event: Event) -> None:
 @hookimpl
 def lead_assigned(ctx: HookContext, event: Event) -> None:
     enrolling.exit_leads(ctx, enrolling.item_ids(event.items), "assigned", before=event.created_at)
+
+
+@hookimpl
+def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, object] | None:
+    return privacy.export(ctx, lead_ids)
+
+
+@hookimpl
+def person_erased(ctx: HookContext, event: Event) -> None:
+    privacy.erase(ctx, enrolling.item_ids(event.items))

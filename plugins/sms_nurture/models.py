@@ -235,3 +235,30 @@ class LogSent(TenantScoped, Base):
     phone: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[datetime]
+
+
+class Salt(TenantScoped, Base):
+    """The tenant's secret key for :class:`ErasedSuppression` (made on first use, never shown)."""
+
+    __tablename__ = "sms_nurture_salt"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class ErasedSuppression(TenantScoped, Base):
+    """A suppressed phone of an erased person, kept only as HMAC-SHA256(tenant's salt, E.164 number).
+
+    The dispatch checks it at the moment of sending, so the person is never
+    texted again, without the tenant holding the number.
+    """
+
+    __tablename__ = "sms_nurture_erased_suppression"
+    __table_args__ = (UniqueConstraint("tenant_id", "phone_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    suppressed_at: Mapped[datetime]
+    erased_at: Mapped[datetime]

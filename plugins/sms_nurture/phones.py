@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from pelago.plugin import HookContext, InvalidInput, upsert
 
-from . import enrolling, text
+from . import enrolling, privacy, text
 from .models import Evidence, Inbound, Phone
 
 P = Phone.__table__
@@ -58,13 +58,16 @@ def suppress(ctx: HookContext, phone: str, source: str, said: str, at: datetime 
 
 
 def unsuppress(ctx: HookContext, phone: str, source: str, said: str) -> bool:
-    """Lift a suppression (with the evidence why); ``False`` if the phone was not suppressed."""
+    """Lift a suppression (with the evidence why), the hashed one of an erasure too; ``False`` if there was none."""
     at = ctx.now()
     done = ctx.session.connection().execute(
         update(P).where(P.c.tenant_id == ctx.tenant.id, P.c.phone == phone, P.c.suppressed_at.is_not(None))
         .values(suppressed_at=None, suppressed_source=None, suppressed_text=None).returning(P.c.id)).first()
-    if done is None:
+    forgotten = privacy.forget_suppression(ctx, phone)  # suppressed before an erasure, by its hash
+    if done is None and not forgotten:
         return False
+    if done is None:  # only the hash was left: the phone has a row again, unsuppressed
+        upsert(ctx.session, Phone, [{"phone": phone}], key=["tenant_id", "phone"], update=[])
     _evidence(ctx, phone, "unsuppress", source, said, at)
     ctx.session.flush()
     return True
