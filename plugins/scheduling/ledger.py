@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from pelago.plugin import (
     Conflict,
@@ -160,33 +161,53 @@ def consume(ctx: HookContext, account_id: int, hours: Decimal, *, attendance_id:
 
 def reverse(ctx: HookContext, attendance_id: int, generation: int, note: str = "") -> Charge | None:
     """Undo the consumption of ``(attendance_id, generation)`` with a reversal line; ``None`` if there was none."""
+    entry_id = ctx.session.scalar(
+        select(Entry.id).where(Entry.attendance_id == attendance_id, Entry.generation == generation,
+                               Entry.kind == "consume")
+    )
+    return None if entry_id is None else reverse_entry(ctx, entry_id, note)
+
+
+def reverse_entry(ctx: HookContext, entry_id: int, note: str = "") -> Charge:
+    """Write the reversal of consumption line ``entry_id``: its hours go back, its revenue is taken back.
+
+    The totals and the reversal line change in one savepoint; the line's
+    unique ``reverses_id`` makes a second reversal of the same line fail (409)
+    and takes its change of the totals back with it.
+    """
     charge = ctx.session.execute(
-        select(Entry.account_id, Entry.purchased_hours, Entry.gift_hours, Entry.lesson_id)
-        .where(Entry.attendance_id == attendance_id, Entry.generation == generation, Entry.kind == "consume")
+        select(Entry.account_id, Entry.purchased_hours, Entry.gift_hours, Entry.lesson_id, Entry.attendance_id,
+               Entry.generation)
+        .where(Entry.id == entry_id, Entry.kind == "consume")
     ).first()
     if charge is None:
-        return None
+        raise NotFound(f"no consumption {entry_id}")
     bought, gift = -charge.purchased_hours, -charge.gift_hours
-    for _ in range(TRIES):
-        row = _read(ctx, charge.account_id)
-        if row.status != "open":
-            raise Conflict(f"account {charge.account_id} is {row.status}: its roll-calls can no longer change",
-                           {"account_id": [f"is {row.status}"]})
-        consumed = row.consumed_purchased - bought
-        recognised = recognised_for(row.paid, row.purchased_hours, consumed)
-        if _swap(ctx, row, consumed_purchased=consumed, consumed_gift=row.consumed_gift - gift,
-                 recognised=recognised):
-            break
-    else:  # pragma: no cover
-        raise Conflict(f"account {charge.account_id} is changing too fast; try again")
-    amount = recognised - row.recognised
-    entry_id = ctx.session.scalar(insert(Entry).returning(Entry.id), [{
-        "tenant_id": ctx.tenant.id, "account_id": charge.account_id, "kind": "reversal", "purchased_hours": bought,
-        "gift_hours": gift, "amount": amount, "attendance_id": attendance_id, "generation": generation,
-        "lesson_id": charge.lesson_id, "note": note, "at": ctx.now(),
-    }])
+    try:
+        with ctx.session.begin_nested():  # the totals and the line move together, or neither does
+            for _ in range(TRIES):
+                row = _read(ctx, charge.account_id)
+                if row.status != "open":
+                    raise Conflict(f"account {charge.account_id} is {row.status}: its roll-calls can no longer change",
+                                   {"account_id": [f"is {row.status}"]})
+                consumed = row.consumed_purchased - bought
+                recognised = recognised_for(row.paid, row.purchased_hours, consumed)
+                if _swap(ctx, row, consumed_purchased=consumed, consumed_gift=row.consumed_gift - gift,
+                         recognised=recognised):
+                    break
+            else:  # pragma: no cover
+                raise Conflict(f"account {charge.account_id} is changing too fast; try again")
+            amount = recognised - row.recognised
+            new_id = ctx.session.scalar(insert(Entry).returning(Entry.id), [{
+                "tenant_id": ctx.tenant.id, "account_id": charge.account_id, "kind": "reversal",
+                "purchased_hours": bought, "gift_hours": gift, "amount": amount,
+                "attendance_id": charge.attendance_id, "generation": charge.generation,
+                "lesson_id": charge.lesson_id, "reverses_id": entry_id, "note": note, "at": ctx.now(),
+            }])
+    except IntegrityError:  # the unique reverses_id: someone reversed it first
+        raise Conflict(f"consumption {entry_id} is already reversed") from None
     left = row.purchased_hours - consumed + row.gift_hours - row.consumed_gift + gift
-    return Charge(charge.account_id, -bought, -gift, amount, left, entry_id)
+    return Charge(charge.account_id, -bought, -gift, amount, left, new_id)  # type: ignore[arg-type]
 
 
 def _maybe_low(ctx: HookContext, row: Any, before: Decimal, after: Decimal) -> None:

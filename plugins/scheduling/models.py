@@ -346,7 +346,8 @@ class Entry(TenantScoped, Base):
 
     ``consume`` and ``reversal`` lines of an attendance record are unique per
     ``(attendance_id, generation)``: one consumption per roll-call, and a
-    changed or undone roll-call writes one reversal of it.
+    changed or undone roll-call writes one reversal of it. A reversal names
+    the line it reverses (``reverses_id``, unique): nothing is reversed twice.
     """
 
     __tablename__ = "scheduling_entry"
@@ -357,6 +358,9 @@ class Entry(TenantScoped, Base):
         _own(["lesson_id"], "scheduling_lesson", ondelete=None),
         Index("uq_scheduling_entry_charge", "tenant_id", "attendance_id", "generation", "kind", unique=True,
               postgresql_where=text("attendance_id IS NOT NULL"), sqlite_where=text("attendance_id IS NOT NULL")),
+        _own(["reverses_id"], "scheduling_entry", ondelete=None),
+        Index("uq_scheduling_entry_reversal", "tenant_id", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL"), sqlite_where=text("reverses_id IS NOT NULL")),
         Index("uq_scheduling_entry_once", "tenant_id", "account_id", "kind", unique=True,
               postgresql_where=text("kind IN ('purchase', 'refund', 'expire')"),
               sqlite_where=text("kind IN ('purchase', 'refund', 'expire')")),
@@ -374,6 +378,7 @@ class Entry(TenantScoped, Base):
     generation: Mapped[int | None] = mapped_column(Integer)
     lesson_id: Mapped[int | None] = mapped_column(BigId)
     refund_id: Mapped[int | None] = mapped_column(BigId)
+    reverses_id: Mapped[int | None] = mapped_column(BigId)
     note: Mapped[str] = mapped_column(String(500), default="")
     at: Mapped[datetime]
 

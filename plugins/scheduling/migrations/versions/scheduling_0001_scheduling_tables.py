@@ -12,7 +12,7 @@ such constraint; the plugin checks in the writing transaction there.
 
 Revision ID: scheduling_0001
 Revises:
-Create Date: 2026-12-04 22:31:39.326772
+Create Date: 2026-12-04 22:35:51.098239
 """
 
 from collections.abc import Sequence
@@ -316,12 +316,14 @@ def upgrade() -> None:
     sa.Column('generation', sa.Integer(), nullable=True),
     sa.Column('lesson_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reverses_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('note', sa.String(length=500), nullable=False),
     sa.Column('at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['scheduling_account.tenant_id', 'scheduling_account.id'], name=op.f('fk_scheduling_entry_tenant_id_scheduling_account'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id', 'attendance_id'], ['scheduling_attendance.tenant_id', 'scheduling_attendance.id'], name=op.f('fk_scheduling_entry_tenant_id_scheduling_attendance')),
     sa.ForeignKeyConstraint(['tenant_id', 'lesson_id'], ['scheduling_lesson.tenant_id', 'scheduling_lesson.id'], name=op.f('fk_scheduling_entry_tenant_id_scheduling_lesson')),
+    sa.ForeignKeyConstraint(['tenant_id', 'reverses_id'], ['scheduling_entry.tenant_id', 'scheduling_entry.id'], name=op.f('fk_scheduling_entry_tenant_id_scheduling_entry')),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_scheduling_entry_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_scheduling_entry')),
     sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_scheduling_entry_tenant_id_id'))
@@ -331,6 +333,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_scheduling_entry_month', ['tenant_id', 'at'], unique=False)
         batch_op.create_index('uq_scheduling_entry_charge', ['tenant_id', 'attendance_id', 'generation', 'kind'], unique=True, postgresql_where=sa.text('attendance_id IS NOT NULL'), sqlite_where=sa.text('attendance_id IS NOT NULL'))
         batch_op.create_index('uq_scheduling_entry_once', ['tenant_id', 'account_id', 'kind'], unique=True, postgresql_where=sa.text("kind IN ('purchase', 'refund', 'expire')"), sqlite_where=sa.text("kind IN ('purchase', 'refund', 'expire')"))
+        batch_op.create_index('uq_scheduling_entry_reversal', ['tenant_id', 'reverses_id'], unique=True, postgresql_where=sa.text('reverses_id IS NOT NULL'), sqlite_where=sa.text('reverses_id IS NOT NULL'))
 
 
 
@@ -346,6 +349,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE scheduling_busy DROP CONSTRAINT IF EXISTS scheduling_busy_no_overlap")
     with op.batch_alter_table('scheduling_entry', schema=None) as batch_op:
+        batch_op.drop_index('uq_scheduling_entry_reversal', postgresql_where=sa.text('reverses_id IS NOT NULL'), sqlite_where=sa.text('reverses_id IS NOT NULL'))
         batch_op.drop_index('uq_scheduling_entry_once', postgresql_where=sa.text("kind IN ('purchase', 'refund', 'expire')"), sqlite_where=sa.text("kind IN ('purchase', 'refund', 'expire')"))
         batch_op.drop_index('uq_scheduling_entry_charge', postgresql_where=sa.text('attendance_id IS NOT NULL'), sqlite_where=sa.text('attendance_id IS NOT NULL'))
         batch_op.drop_index('ix_scheduling_entry_month')
