@@ -84,7 +84,7 @@ def _within_batch(items: Sequence[tuple[str, int, datetime, datetime, int]]) -> 
     found = []
     for (res, rid), spans in by.items():
         spans.sort()
-        for (s1, e1, i1), (s2, e2, i2) in zip(spans, spans[1:], strict=False):
+        for (s1, e1, i1), (s2, _e2, i2) in zip(spans, spans[1:], strict=False):
             if s2 < e1:
                 found.append({"resource": res, "resource_id": rid, "index": i2, "starts_at": _iso(s2),
                               "other_lesson_id": None, "other_index": i1, "other_starts_at": _iso(s1),

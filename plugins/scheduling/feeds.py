@@ -70,7 +70,8 @@ def _fold(line: str) -> str:
     data = line.encode("utf-8")
     if len(data) <= 75:
         return line
-    parts, cur = [], b""
+    parts: list[str] = []
+    cur = b""
     for ch in line:
         b = ch.encode("utf-8")
         if len(cur) + len(b) > (75 if not parts else 74):

@@ -151,7 +151,7 @@ def preview(ctx: HookContext, class_id: int, data: dict[str, Any]) -> dict[str, 
         row["conflicts"] = by_index.get(index[id(o)], []) if id(o) in index else []
         items.append(row)
     return {"occurrences": items, "kept": len(kept), "skipped": sum(o.action == "skip" for o in occ),
-            "unknown": sum(o.day == "unknown" for o in occ)}
+            "unknown_days": sum(o.day == "unknown" for o in occ)}
 
 
 def create_series(ctx: HookContext, data: dict[str, Any]) -> dict[str, Any]:

@@ -264,7 +264,7 @@ class SchedPreview(Schema):
     occurrences = fields.List(fields.Nested(SchedOccurrence))
     kept = fields.Integer()
     skipped = fields.Integer()
-    unknown = fields.Integer()
+    unknown_days = fields.Integer(metadata={"description": "occurrences on days the holiday calendar does not know"})
 
 
 class SchedSeriesOut(Schema):

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from pelago.plugin import tenant_context
-
 from pelago.plugins.scheduling import booking
 from pelago.plugins.scheduling.models import Busy, Lesson
 
@@ -104,7 +103,7 @@ def test_sixteen_threads_booking_overlapping_lessons_only_the_non_overlapping_wi
         assert booking.double_bookings(ctx) == 0
         busy = ctx.session.scalar(select(func.count()).select_from(Busy))
     # the winners never overlap, and every loser overlaps a winner (nothing free was refused)
-    for (s1, e1), (s2, e2) in zip(lessons, lessons[1:], strict=False):
+    for (_s1, e1), (s2, _e2) in zip(lessons, lessons[1:], strict=False):
         assert e1 <= s2
     won = sum(1 for v in results.values() if v == 201)
     assert won == len(lessons) and 8 >= won >= 6  # at most every other half-hour slot

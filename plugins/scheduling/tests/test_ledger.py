@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from pelago.plugin import PluginSpec, hookimpl, tenant_context
-from pelago.testing import new_tenant, run_periodic
-
 from pelago.plugins.scheduling.models import Entry
+from pelago.testing import new_tenant, run_periodic
 
 from .helpers import ok, school
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from pelago.plugin import Conflict, to_money
-
 from pelago.plugins.scheduling import ledger
 from pelago.plugins.scheduling.models import Account, Entry, Package
 
@@ -86,10 +85,10 @@ def _check(ctx, accounts: list[int]) -> None:
             select(func.sum(Entry.purchased_hours), func.sum(Entry.gift_hours))
             .where(Entry.account_id == account_id, Entry.kind.in_(("purchase", "consume", "reversal")))
         ).one()
-        money = lambda k: Decimal(sums.get(k) or 0)  # noqa: E731
-        recognised = money("consume") + money("reversal") + money("expire")
-        refunded = money("refund")
-        assert money("purchase") == a.paid
+        money = {k: Decimal(sums.get(k) or 0) for k in ("purchase", "consume", "reversal", "expire", "refund")}
+        recognised = money["consume"] + money["reversal"] + money["expire"]
+        refunded = money["refund"]
+        assert money["purchase"] == a.paid
         assert recognised == a.recognised and refunded == a.refunded
         assert Decimal(hours[0]) == a.purchased_hours - a.consumed_purchased
         assert Decimal(hours[1]) == a.gift_hours - a.consumed_gift

@@ -7,7 +7,6 @@ from datetime import date, datetime, timezone
 from sqlalchemy import func, select
 
 from pelago.plugin import tenant_context
-
 from pelago.plugins.scheduling.models import Lesson, Series
 from pelago.plugins.scheduling.recurrence import day_kind
 
@@ -33,7 +32,7 @@ def test_a_term_over_national_day_skips_holidays_and_the_make_up_saturday(app, t
     assert actions["2026-10-06"] == ("skip", "holiday")  # a Tuesday of the Golden Week
     assert actions["2026-10-10"] == ("skip", "makeup_workday")  # 调休: the children are at school
     assert actions["2026-10-13"] == ("keep", "workday")
-    assert (preview["kept"], preview["skipped"], preview["unknown"]) == (6, 4, 0)
+    assert (preview["kept"], preview["skipped"], preview["unknown_days"]) == (6, 4, 0)
     with tenant_context(tenant.runtime, tenant.id) as ctx:
         assert ctx.session.scalar(select(func.count()).select_from(Lesson)) == 0  # a preview writes nothing
     made = ok(s.post("/series", {"class_id": s.klass, **TERM}), 201)
@@ -54,7 +53,7 @@ def test_a_year_not_yet_announced_is_unknown_and_refused_unless_asked(app, tenan
     winter = {"rrule": "FREQ=WEEKLY;BYDAY=SA;COUNT=4", "start": "2026-12-19T09:00", "duration_minutes": 60}
     preview = ok(s.post("/series/preview", {"class_id": s.klass, **winter}))
     assert [o["day"] for o in preview["occurrences"]] == ["weekend", "weekend", "unknown", "unknown"]
-    assert preview["unknown"] == 2
+    assert preview["unknown_days"] == 2
     r = s.post("/series", {"class_id": s.klass, **winter})
     assert r.status_code == 422 and "2027-01-02" in r.get_json()["errors"]["json"]["unknown_days"][0]
     made = ok(s.post("/series", {"class_id": s.klass, **winter, "unknown_days": "keep"}), 201)

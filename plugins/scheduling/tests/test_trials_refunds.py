@@ -7,9 +7,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from pelago.plugin import tenant_context
-from pelago.testing import run_periodic
-
 from pelago.plugins.scheduling.models import Account, Attendance
+from pelago.testing import run_periodic
 
 from .helpers import BASE, ok, school
 
