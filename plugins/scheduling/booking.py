@@ -26,11 +26,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from pelago.plugin import Conflict, HookContext, dialect_name
+from pelago.plugin import Conflict, HookContext, among, dialect_name
 
 from .models import Busy, Enrolment, Lesson, Participant
 
@@ -171,6 +171,15 @@ def _take(ctx: HookContext, lesson_ids: Sequence[int], planned: Sequence[Planned
         raise _conflict(found)
 
 
+def _lesson_rows(ctx: HookContext, planned: Sequence[Planned]) -> list[dict[str, Any]]:
+    now = ctx.now()
+    t = ctx.tenant.id
+    return [{"tenant_id": t, "class_id": p.class_id, "series_id": p.series_id, "recurrence_id": p.recurrence_id,
+             "starts_at": p.starts_at, "ends_at": p.ends_at, "teacher_id": p.teacher_id, "room_id": p.room_id,
+             "kind": p.kind, "status": "scheduled", "reason": "", "makeup_of": p.makeup_of, "hours": p.hours,
+             "online": p.online, "auto_consumed": False, "created_at": now} for p in planned]
+
+
 def place(ctx: HookContext, planned: Sequence[Planned]) -> list[int]:
     """Insert ``planned`` lessons and their busy rows as one batch; 409 (nothing written) on any conflict."""
     if not planned:
@@ -178,19 +187,65 @@ def place(ctx: HookContext, planned: Sequence[Planned]) -> list[int]:
     inner = _within_batch(_intervals(planned))
     if inner:
         raise _conflict(inner)
-    now = ctx.now()
-    t = ctx.tenant.id
     session = ctx.session
     with session.begin_nested():
-        ids = list(session.scalars(
-            insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
-            [{"tenant_id": t, "class_id": p.class_id, "series_id": p.series_id, "recurrence_id": p.recurrence_id,
-              "starts_at": p.starts_at, "ends_at": p.ends_at, "teacher_id": p.teacher_id, "room_id": p.room_id,
-              "kind": p.kind, "status": "scheduled", "reason": "", "makeup_of": p.makeup_of, "hours": p.hours,
-              "online": p.online, "auto_consumed": False, "created_at": now} for p in planned],
-        ))
+        ids = list(session.scalars(insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
+                                   _lesson_rows(ctx, planned)))
         _take(ctx, ids, planned, ())
     return ids
+
+
+def place_series(ctx: HookContext, planned: Sequence[Planned], series_ids: Sequence[int]) -> int:
+    """Place the lessons of new series (students: their classes' enrolment) as one batch; returns how many.
+
+    The busy rows are made by the database from the lessons and the
+    enrolment with one ``INSERT … SELECT``, not sent row by row; 409 (nothing
+    written) on any conflict.
+    """
+    if not planned:
+        return 0
+    inner = _within_batch(_intervals(planned))
+    if inner:
+        raise _conflict(inner)
+    with ctx.session.begin_nested():
+        ctx.session.execute(insert(Lesson), _lesson_rows(ctx, planned))
+        _take_from_lessons(ctx, series_ids, planned)
+    return len(planned)
+
+
+def _take_from_lessons(ctx: HookContext, series_ids: Sequence[int], planned: Sequence[Planned]) -> None:
+    """The busy rows of the series' lessons made in the database: teacher, room (unless online), enrolled students."""
+    session = ctx.session
+    t = ctx.tenant.id
+    mine = and_(Lesson.tenant_id == t, among(session, Lesson.series_id, list(series_ids)))
+    cols = (Lesson.tenant_id, Lesson.id, Lesson.starts_at, Lesson.ends_at)
+    parts = [
+        select(cols[0], cols[1], literal("teacher", Busy.resource.type), Lesson.teacher_id, *cols[2:]).where(mine),
+        select(cols[0], cols[1], literal("room", Busy.resource.type), Lesson.room_id, *cols[2:])
+        .where(mine, Lesson.room_id.is_not(None), Lesson.online.is_(False)),
+        select(cols[0], cols[1], literal("student", Busy.resource.type), Enrolment.lead_id, *cols[2:])
+        .join(Enrolment, and_(Enrolment.tenant_id == Lesson.tenant_id, Enrolment.class_id == Lesson.class_id))
+        .where(mine),
+    ]
+    target = ["tenant_id", "lesson_id", "resource", "resource_id", "starts_at", "ends_at"]
+    stmt = insert(Busy).from_select(target, union_all(*parts))
+    if dialect_name(session) == "postgresql":
+        try:
+            with session.begin_nested():
+                session.execute(stmt)
+        except IntegrityError as exc:
+            if not _is_exclusion(exc):
+                raise
+            found = clashes(ctx, _intervals(planned)) or [
+                {"resource": "?", "resource_id": 0, "other_lesson_id": None, "other_starts_at": "",
+                 "other_ends_at": ""}]
+            raise _conflict(found) from None
+        return
+    session.execute(stmt)  # SQLite: the lessons' INSERT already took the one write lock
+    ids = session.scalars(select(Lesson.id).where(mine)).all()
+    found = clashes(ctx, _intervals(planned), ids)
+    if found:
+        raise _conflict(found)
 
 
 def students_of(ctx: HookContext, lessons: Sequence[Lesson]) -> dict[int, list[int]]:

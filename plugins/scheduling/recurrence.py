@@ -11,6 +11,7 @@ year the State Council has not announced yet (never assumed a workday).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -26,6 +27,7 @@ DAY_KINDS = ("workday", "weekend", "holiday", "makeup_workday", "unknown")
 FREQS = {"DAILY", "WEEKLY"}
 
 
+@functools.lru_cache(maxsize=4096)
 def day_kind(day: date) -> tuple[str, str | None]:
     """``(kind, holiday name)``: ``holiday``, ``makeup_workday`` (调休), ``weekend``, ``workday`` or ``unknown``."""
     try:

@@ -117,12 +117,12 @@ def transfer(ctx: HookContext, class_id: int, lead_id: int, to_class_id: int) ->
 # --- series --------------------------------------------------------------------------------------
 
 def _days(data: dict[str, Any]) -> dict[str, str]:
-    return {"holiday": data["holidays"], "makeup_workday": data["makeup_workdays"],
-            "unknown": data["unknown_days"], "workday": "keep", "weekend": "keep"}
+    return {"holiday": data.get("holidays", "skip"), "makeup_workday": data.get("makeup_workdays", "skip"),
+            "unknown": data.get("unknown_days", "refuse"), "workday": "keep", "weekend": "keep"}
 
 
-def occurrences(ctx: HookContext, klass: Klass, data: dict[str, Any]) -> list[Any]:
-    tz = tz_of(ctx, klass.campus_id)
+def occurrences(ctx: HookContext, klass: Klass, data: dict[str, Any], tz: ZoneInfo | None = None) -> list[Any]:
+    tz = tz or tz_of(ctx, klass.campus_id)
     start = datetime.strptime(data["start"], "%Y-%m-%dT%H:%M")
     return expand(data["rrule"], start, timedelta(minutes=data["duration_minutes"]), tz,
                   cap=ctx.settings(PLUGIN)["max_occurrences"], days=_days(data),
@@ -156,42 +156,74 @@ def preview(ctx: HookContext, class_id: int, data: dict[str, Any]) -> dict[str, 
 
 def create_series(ctx: HookContext, data: dict[str, Any]) -> dict[str, Any]:
     """Expand the rule and place every kept occurrence as one batch (checked once); 409 names a clash."""
-    klass = get(ctx, Klass, data["class_id"], "class", field="class_id")
-    occ = occurrences(ctx, klass, data)
-    refused = [o for o in occ if o.action == "refuse"]
-    if refused:
-        days = ", ".join(o.local.date().isoformat() for o in refused[:10])
-        raise InvalidInput(
-            "the holiday calendar does not know these days yet",
-            {"unknown_days": [f"unknown (not yet announced): {days}; choose skip or keep"]},
-        )
-    kept = [o for o in occ if o.action == "keep"]
-    course = ctx.session.get(Course, klass.course_id)
-    tz = tz_of(ctx, klass.campus_id)
-    policy.check_lessons(ctx, kept, tz, online=klass.online, subject=bool(course and course.subject))
-    series = Series(class_id=klass.id, rrule=data["rrule"], start_local=data["start"],
-                    duration_minutes=data["duration_minutes"], timezone=tz.key, created_at=ctx.now(),
-                    options={k: data[k] for k in ("holidays", "makeup_workdays", "unknown_days")}
-                    | {"skip_dates": [d.isoformat() for d in data.get("skip_dates") or ()]})
-    ctx.session.add(series)
-    ctx.session.flush()
-    ids = booking.place(ctx, _planned(klass, kept, class_students(ctx, klass.id), series.id))
-    return {"id": series.id, "class_id": klass.id, "rrule": series.rrule, "start": series.start_local,
-            "duration_minutes": series.duration_minutes, "timezone": series.timezone, "lessons": len(ids),
-            "skipped": [o.out() for o in occ if o.action != "keep"]}
+    return create_many(ctx, [data])[0]
+
+
+def create_many(ctx: HookContext, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several series (a term) as one batch: one INSERT of series, one of lessons, one of busy rows.
+
+    Each spec is a :class:`~.schemas.SeriesIn`. Every kept occurrence of
+    every spec is checked at once, against the others and the database; a
+    clash or a refused day refuses the whole batch, and nothing is written.
+    """
+    classes = {k.id: k for k in ctx.session.scalars(select(Klass).where(Klass.id.in_({d["class_id"] for d in specs})))}
+    tzs: dict[int, ZoneInfo] = {}
+    subjects = dict(ctx.session.execute(select(Course.id, Course.subject)).all())
+    students = _students_by_class(ctx, list(classes))
+    expanded = []
+    for data in specs:
+        klass = classes.get(data["class_id"])
+        if klass is None:
+            raise InvalidInput(f"no class {data['class_id']}", {"class_id": [f"no class {data['class_id']} in this tenant"]})
+        if klass.campus_id not in tzs:
+            tzs[klass.campus_id] = tz_of(ctx, klass.campus_id)
+        occ = occurrences(ctx, klass, data, tzs[klass.campus_id])
+        refused = [o for o in occ if o.action == "refuse"]
+        if refused:
+            days = ", ".join(o.local.date().isoformat() for o in refused[:10])
+            raise InvalidInput(
+                "the holiday calendar does not know these days yet",
+                {"unknown_days": [f"unknown (not yet announced): {days}; choose skip or keep"]},
+            )
+        kept = [o for o in occ if o.action == "keep"]
+        policy.check_lessons(ctx, kept, tzs[klass.campus_id], online=klass.online,
+                             subject=bool(subjects.get(klass.course_id)))
+        expanded.append((data, klass, occ, kept))
+    now = ctx.now()
+    series_ids = list(ctx.session.scalars(insert(Series).returning(Series.id, sort_by_parameter_order=True), [
+        {"tenant_id": ctx.tenant.id, "class_id": klass.id, "rrule": data["rrule"], "start_local": data["start"],
+         "duration_minutes": data["duration_minutes"], "timezone": tzs[klass.campus_id].key, "created_at": now,
+         "options": {k: data.get(k, "skip") for k in ("holidays", "makeup_workdays")}
+         | {"unknown_days": data.get("unknown_days", "refuse"),
+            "skip_dates": [d.isoformat() for d in data.get("skip_dates") or ()]}}
+        for data, klass, _, _ in expanded
+    ]))
+    planned = [p for (_, klass, _, kept), sid in zip(expanded, series_ids, strict=True)
+               for p in _planned(klass, kept, students.get(klass.id, []), sid)]
+    booking.place_series(ctx, planned, series_ids)
+    return [{"id": sid, "class_id": klass.id, "rrule": data["rrule"], "start": data["start"],
+             "duration_minutes": data["duration_minutes"], "timezone": tzs[klass.campus_id].key,
+             "lessons": len(kept), "skipped": [o.out() for o in occ if o.action != "keep"]}
+            for (data, klass, occ, kept), sid in zip(expanded, series_ids, strict=True)]
+
+
+def _students_by_class(ctx: HookContext, class_ids: Sequence[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for class_id, lead_id in ctx.session.execute(
+        select(Enrolment.class_id, Enrolment.lead_id).where(Enrolment.class_id.in_(class_ids))
+        .order_by(Enrolment.class_id, Enrolment.lead_id)
+    ):
+        out.setdefault(class_id, []).append(lead_id)
+    return out
 
 
 def generate_term(ctx: HookContext, class_ids: Sequence[int], data: dict[str, Any],
                   progress: Callable[[int], Any] | None = None) -> tuple[int, int]:
-    """One series per class with the same rule (a term); returns (series, lessons). For the CLI and the bench."""
-    made = lessons = 0
-    for class_id in class_ids:
-        out = create_series(ctx, {**data, "class_id": class_id})
-        made += 1
-        lessons += out["lessons"]
-        if progress:
-            progress(1)
-    return made, lessons
+    """One series per class with the same rule (a term), as one batch; returns (series, lessons)."""
+    out = create_many(ctx, [{**data, "class_id": class_id} for class_id in class_ids])
+    if progress:
+        progress(len(class_ids))
+    return len(out), sum(x["lessons"] for x in out)
 
 
 # --- lessons -------------------------------------------------------------------------------------
