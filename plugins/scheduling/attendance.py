@@ -14,12 +14,13 @@ teacher's roll-call never both charge.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 
-from pelago.plugin import Conflict, HookContext, InvalidInput, insert_ignoring_conflict
+from pelago.plugin import Conflict, HookContext, InvalidInput, among, insert_ignoring_conflict, upsert
 
 from . import booking, ledger
 from .models import Account, Attendance, Enrolment, Lesson, Participant
@@ -90,11 +91,102 @@ def mark(ctx: HookContext, lesson_id: int, marks: Sequence[dict[str, Any]]) -> l
     trials = set(ctx.session.scalars(
         select(Participant.lead_id).where(Participant.lesson_id == lesson.id, Participant.role == "trial")
     ))
-    out = []
-    for m in sorted(marks, key=lambda m: m["lead_id"]):  # one lock order for concurrent roll-calls
-        done = _apply(ctx, lesson, m["lead_id"], m["status"], free=m["lead_id"] in trials)
-        assert done is not None
-        out.append(done)
+    return settle(ctx, [Item(lesson, m["lead_id"], m["status"], m["lead_id"] in trials) for m in marks])
+
+
+@dataclass(frozen=True)
+class Item:
+    """One roll-call mark to settle."""
+
+    lesson: Lesson
+    lead_id: int
+    status: str | None
+    free: bool = False  # a trial seat: never charged
+
+
+def settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
+    """Roll-call marks of any number of lessons, set-based: a few statements for the whole batch.
+
+    Records are made (one INSERT … ON CONFLICT DO NOTHING) and locked in one
+    order; charges go through :func:`.ledger.consume_many` (one conditional
+    UPDATE per account, one INSERT of lines); reversals one by one (rare).
+    If an account changed between read and update, the batch is taken again
+    one mark at a time, which waits for the other writer.
+    """
+    if not items:
+        return []
+    try:
+        with ctx.session.begin_nested():
+            return _settle(ctx, items)
+    except ledger.Contended:
+        out = []
+        for i in sorted(items, key=lambda i: (i.lesson.id, i.lead_id)):
+            done = _apply(ctx, i.lesson, i.lead_id, i.status, free=i.free)
+            assert done is not None
+            out.append(done)
+        return out
+
+
+def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
+    t, now = ctx.tenant.id, ctx.now()
+    upsert(ctx.session, Attendance, [
+        {"tenant_id": t, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": None, "charged": False,
+         "generation": 0, "marked_at": now} for i in items
+    ], key=["tenant_id", "lesson_id", "lead_id"], update=[])
+    wanted = {(i.lesson.id, i.lead_id) for i in items}
+    records = {(r.lesson_id, r.lead_id): r for r in ctx.session.scalars(
+        select(Attendance).where(among(ctx.session, Attendance.lesson_id, sorted({i.lesson.id for i in items})))
+        .order_by(Attendance.id).with_for_update().execution_options(populate_existing=True)
+    ) if (r.lesson_id, r.lead_id) in wanted}
+    by = ctx.actor.user_id if ctx.actor else None
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    charges: list[tuple[Item, Attendance]] = []
+    for i in sorted(items, key=lambda i: (i.lesson.id, i.lead_id)):
+        row = records[(i.lesson.id, i.lead_id)]
+        want = not i.free and charged(ctx, i.status, row.leave_asked_at, i.lesson)
+        account_id = remaining = None
+        if row.charged and not want:
+            back = ledger.reverse(ctx, row.id, row.generation, note=f"roll-call changed to {i.status or 'undone'}")
+            row.generation += 1
+            row.charged = False
+            if back:
+                account_id, remaining = back.account_id, back.remaining
+        elif want and not row.charged:
+            charges.append((i, row))
+        row.status, row.marked_at, row.marked_by = i.status, now, by
+        out[(i.lesson.id, i.lead_id)] = {
+            "id": row.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+            "charged": row.charged, "account_id": account_id,
+            "remaining_hours": None if remaining is None else str(remaining)}
+    if charges:
+        accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i, _ in charges])
+        wants = []
+        for i, row in charges:
+            account_id = accounts.get((i.lesson.id, i.lead_id))
+            if account_id is None:
+                raise Conflict(f"student {i.lead_id} has no open account with {i.lesson.hours} hours for lesson "
+                               f"{i.lesson.id}", {"lead_id": ["no account with enough hours"]})
+            wants.append(ledger.Want(account_id, i.lesson.hours, row.id, row.generation, i.lesson.id, i.status or ""))
+        for (i, row), got in zip(charges, ledger.consume_many(ctx, wants), strict=True):
+            row.charged = True
+            out[(i.lesson.id, i.lead_id)] |= {"charged": True, "account_id": got.account_id,
+                                              "remaining_hours": str(got.remaining)}
+    ctx.session.flush()
+    return [out[(i.lesson.id, i.lead_id)] for i in items]
+
+
+def _accounts_for(ctx: HookContext, pairs: Sequence[tuple[Lesson, int]]) -> dict[tuple[int, int], int]:
+    """For each (lesson, student): the enrolment's account (one query), else :func:`_account_for`."""
+    class_ids = sorted({lesson.class_id for lesson, _ in pairs})
+    enrolled = {(c, lead): a for c, lead, a in ctx.session.execute(
+        select(Enrolment.class_id, Enrolment.lead_id, Enrolment.account_id)
+        .where(among(ctx.session, Enrolment.class_id, class_ids), Enrolment.account_id.is_not(None))
+    )}
+    out = {}
+    for lesson, lead_id in pairs:
+        account_id = enrolled.get((lesson.class_id, lead_id)) or _account_for(ctx, lesson, lead_id)
+        if account_id is not None:
+            out[(lesson.id, lead_id)] = account_id
     return out
 
 

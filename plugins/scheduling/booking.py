@@ -208,7 +208,7 @@ def place_series(ctx: HookContext, planned: Sequence[Planned], series_ids: Seque
     if inner:
         raise _conflict(inner)
     with ctx.session.begin_nested():
-        ctx.session.execute(insert(Lesson), _lesson_rows(ctx, planned))
+        ctx.session.execute(insert(Lesson.__table__), _lesson_rows(ctx, planned))
         _take_from_lessons(ctx, series_ids, planned)
     return len(planned)
 
