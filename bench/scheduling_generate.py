@@ -68,12 +68,12 @@ def setup(runtime: Any, classes: int, students: int, offset: int) -> tuple[Any, 
             n = classes * students
             lead_ids = list(conn.execute(text(
                 "INSERT INTO core_lead (tenant_id, name, phone, stage, is_customer, locked, attributes, created_at,"
-                " updated_at, version) SELECT :t, 'student ' || g, '+86' || (13900000000 + g + :off)::text, 'won',"
-                " true, false, '{}', :now, :now, 1 FROM generate_series(1, :n) g RETURNING id"
+                " updated_at, stage_changed_at, version) SELECT :t, 'student ' || g, '+86' || (13900000000 + g + :off)::text, 'won',"
+                " true, false, '{}', :now, :now, :now, 1 FROM generate_series(1, :n) g RETURNING id"
             ) if runtime.engine.dialect.name == "postgresql" else text(
                 "INSERT INTO core_lead (tenant_id, name, phone, stage, is_customer, locked, attributes, created_at,"
-                " updated_at, version) SELECT :t, 'student ' || value, '+86' || (13900000000 + value + :off),"
-                " 'won', 1, 0, '{}', :now, :now, 1 FROM generate_series(1, :n) RETURNING id"
+                " updated_at, stage_changed_at, version) SELECT :t, 'student ' || value, '+86' || (13900000000 + value + :off),"
+                " 'won', 1, 0, '{}', :now, :now, :now, 1 FROM generate_series(1, :n) RETURNING id"
             ), {"t": t, "n": n, "off": offset, "now": now}).scalars())
             conn.execute(insert(Student), [{"tenant_id": t, "lead_id": x, "created_at": now} for x in lead_ids])
             conn.execute(insert(Enrolment), [

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from pelago.plugin import Conflict, HookContext, InvalidInput, among, insert_ignoring_conflict, upsert
+from pelago.plugin import Conflict, HookContext, InvalidInput, among, dialect_name, insert_ignoring_conflict
 
 from . import booking, ledger
 from .models import Account, Attendance, Enrolment, Lesson, Participant
@@ -128,51 +128,91 @@ def settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
 
 
 def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
+    session = ctx.session
     t, now = ctx.tenant.id, ctx.now()
-    upsert(ctx.session, Attendance, [
-        {"tenant_id": t, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": None, "charged": False,
-         "generation": 0, "marked_at": now} for i in items
-    ], key=["tenant_id", "lesson_id", "lead_id"], update=[])
-    wanted = {(i.lesson.id, i.lead_id) for i in items}
-    records = {(r.lesson_id, r.lead_id): r for r in ctx.session.scalars(
-        select(Attendance).where(among(ctx.session, Attendance.lesson_id, sorted({i.lesson.id for i in items})))
-        .order_by(Attendance.id).with_for_update().execution_options(populate_existing=True)
-    ) if (r.lesson_id, r.lead_id) in wanted}
     by = ctx.actor.user_id if ctx.actor else None
+    ordered = sorted(items, key=lambda i: (i.lesson.id, i.lead_id))
+    lesson_ids = sorted({i.lesson.id for i in items})
+    table = Attendance.__table__
+    existing = {(r.lesson_id, r.lead_id): r for r in session.execute(
+        select(table.c.id, table.c.lesson_id, table.c.lead_id, table.c.status, table.c.charged, table.c.generation,
+               table.c.leave_asked_at)
+        .where(table.c.tenant_id == t, among(session, table.c.lesson_id, lesson_ids))
+        .order_by(table.c.id).with_for_update()
+    )}
     out: dict[tuple[int, int], dict[str, Any]] = {}
-    charges: list[tuple[Item, Attendance]] = []
-    for i in sorted(items, key=lambda i: (i.lesson.id, i.lead_id)):
-        row = records[(i.lesson.id, i.lead_id)]
+    charges: list[tuple[Item, int, int]] = []  # (item, attendance id, generation)
+    # new records (the usual case): written once, with their final status, in one statement
+    fresh = [i for i in ordered if (i.lesson.id, i.lead_id) not in existing]
+    if fresh:
+        wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
+        ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])
+        made = {(r.lesson_id, r.lead_id): r.id for r in session.execute(
+            ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id),
+            [{"tenant_id": t, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+              "charged": wants[(i.lesson.id, i.lead_id)], "generation": 0, "leave_asked_at": None,
+              "marked_by": by, "marked_at": now} for i in fresh],
+        )}
+        if len(made) != len(fresh):
+            raise ledger.Contended()  # someone made one of them meanwhile: take the careful path
+        for i in fresh:
+            key = (i.lesson.id, i.lead_id)
+            out[key] = {"id": made[key], "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+                        "charged": wants[key], "account_id": None, "remaining_hours": None}
+            if wants[key]:
+                charges.append((i, made[key], 0))
+    # records that exist: changed or undone roll-calls
+    changed = []
+    for i in ordered:
+        key = (i.lesson.id, i.lead_id)
+        row = existing.get(key)
+        if row is None:
+            continue
         want = not i.free and charged(ctx, i.status, row.leave_asked_at, i.lesson)
+        generation, is_charged = row.generation, row.charged
         account_id = remaining = None
-        if row.charged and not want:
-            back = ledger.reverse(ctx, row.id, row.generation, note=f"roll-call changed to {i.status or 'undone'}")
-            row.generation += 1
-            row.charged = False
+        if is_charged and not want:
+            back = ledger.reverse(ctx, row.id, generation, note=f"roll-call changed to {i.status or 'undone'}")
+            generation, is_charged = generation + 1, False
             if back:
                 account_id, remaining = back.account_id, back.remaining
-        elif want and not row.charged:
-            charges.append((i, row))
-        row.status, row.marked_at, row.marked_by = i.status, now, by
-        out[(i.lesson.id, i.lead_id)] = {
-            "id": row.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-            "charged": row.charged, "account_id": account_id,
-            "remaining_hours": None if remaining is None else str(remaining)}
+        elif want and not is_charged:
+            charges.append((i, row.id, generation))
+            is_charged = True
+        changed.append({"rid": row.id, "status": i.status, "charged": is_charged, "generation": generation,
+                        "marked_at": now, "marked_by": by})
+        out[key] = {"id": row.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+                    "charged": is_charged, "account_id": account_id,
+                    "remaining_hours": None if remaining is None else str(remaining)}
+    if changed:
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("rid"))
+            .values(status=bindparam("status"), charged=bindparam("charged"), generation=bindparam("generation"),
+                    marked_at=bindparam("marked_at", type_=table.c.marked_at.type), marked_by=bindparam("marked_by")),
+            changed,
+        )
     if charges:
-        accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i, _ in charges])
-        wants = []
-        for i, row in charges:
+        accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i, _, _ in charges])
+        asked = []
+        for i, rid, generation in charges:
             account_id = accounts.get((i.lesson.id, i.lead_id))
             if account_id is None:
                 raise Conflict(f"student {i.lead_id} has no open account with {i.lesson.hours} hours for lesson "
                                f"{i.lesson.id}", {"lead_id": ["no account with enough hours"]})
-            wants.append(ledger.Want(account_id, i.lesson.hours, row.id, row.generation, i.lesson.id, i.status or ""))
-        for (i, row), got in zip(charges, ledger.consume_many(ctx, wants), strict=True):
-            row.charged = True
+            asked.append(ledger.Want(account_id, i.lesson.hours, rid, generation, i.lesson.id, i.status or ""))
+        for (i, _, _), got in zip(charges, ledger.consume_many(ctx, asked), strict=True):
             out[(i.lesson.id, i.lead_id)] |= {"charged": True, "account_id": got.account_id,
                                               "remaining_hours": str(got.remaining)}
-    ctx.session.flush()
+    session.expire_all()  # ORM objects loaded earlier must not show the records as they were
     return [out[(i.lesson.id, i.lead_id)] for i in items]
+
+
+def _insert(session: Any) -> Any:
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert
 
 
 def _accounts_for(ctx: HookContext, pairs: Sequence[tuple[Lesson, int]]) -> dict[tuple[int, int], int]:
