@@ -203,8 +203,11 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
         for (i, _, _), got in zip(charges, ledger.consume_many(ctx, asked), strict=True):
             out[(i.lesson.id, i.lead_id)] |= {"charged": True, "account_id": got.account_id,
                                               "remaining_hours": str(got.remaining)}
-    session.expire_all()  # ORM objects loaded earlier must not show the records as they were
-    return [out[(i.lesson.id, i.lead_id)] for i in items]
+    result = [out[(i.lesson.id, i.lead_id)] for i in items]
+    for obj in list(session.identity_map.values()):  # written past the ORM: loaded copies are stale
+        if isinstance(obj, (Attendance, Account)):
+            session.expire(obj)
+    return result
 
 
 def _insert(session: Any) -> Any:

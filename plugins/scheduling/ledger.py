@@ -238,7 +238,7 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
     done = ctx.session.connection().execute(stmt, params)
     if done.rowcount != len(params):
         raise Contended()
-    ctx.session.execute(insert(Entry), entries)
+    ctx.session.execute(insert(Entry.__table__), entries)
     threshold = Decimal(ctx.settings(PLUGIN)["low_balance_hours"])
     crossed: dict[int, dict[str, Any]] = {}
     for row, before, after in lows:
