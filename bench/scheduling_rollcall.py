@@ -123,6 +123,11 @@ def measure(kind: str, rows: int, per_txn: int) -> dict[str, Any]:
         rolled, rolled_lessons, _ = setup(runtime, lessons, 0)
         based, _, based_pairs = setup(runtime, lessons, 10_000_000)
 
+        if kind == "postgresql":
+            from sqlalchemy import text
+
+            with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
         log("roll-call")
         started = time.perf_counter()
         for i in range(0, lessons, per_txn):
