@@ -5,9 +5,11 @@ table is altered; keys onto core tables (leads, users, deals) are single
 column, keys among the plugin's tables carry ``tenant_id``.
 
 On PostgreSQL, ``scheduling_busy_no_overlap`` is an exclusion constraint
-(``btree_gist``): no two rows of one resource (teacher, room, student) of a
-tenant may have overlapping half-open intervals ``[starts_at, ends_at)``, so
-a double booking cannot be committed, whatever the concurrency. SQLite has no
+(``btree_gist``): no two rows of one resource (teacher, room, student) may
+have overlapping half-open intervals ``[starts_at, ends_at)``, so a double
+booking cannot be committed, whatever the concurrency. A resource's id (a
+user's, a room's, a lead's) is unique across tenants, so ``tenant_id`` need
+not be in the constraint (each key column makes the GiST index dearer). SQLite has no
 such constraint; the plugin checks in the writing transaction there.
 
 Revision ID: scheduling_0001
@@ -341,7 +343,7 @@ def upgrade() -> None:
         op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
         op.execute(
             "ALTER TABLE scheduling_busy ADD CONSTRAINT scheduling_busy_no_overlap EXCLUDE USING gist "
-            "(tenant_id WITH =, resource WITH =, resource_id WITH =, tstzrange(starts_at, ends_at, '[)') WITH &&)"
+            "(resource_id WITH =, resource WITH =, tstzrange(starts_at, ends_at, '[)') WITH &&)"
         )
 
 
