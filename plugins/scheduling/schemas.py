@@ -45,6 +45,21 @@ def _tz(value: str) -> None:
         raise ValidationError("not an IANA timezone (e.g. Asia/Shanghai)") from None
 
 
+def _local_start(value: str) -> None:
+    """A wall-clock time ``YYYY-MM-DDTHH:MM`` between 1900 and 2999 (no offset: the campus's time)."""
+    from datetime import datetime
+
+    try:
+        at = datetime.strptime(value, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise ValidationError("a local time YYYY-MM-DDTHH:MM (the campus's, no offset)") from None
+    if not 1900 <= at.year <= 2999 or len(value) != 16:
+        raise ValidationError("a local time YYYY-MM-DDTHH:MM between 1900 and 2999")
+
+
+MONTH = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
+
+
 class Policy(Schema):
     """Regulatory limits for K12 tutoring: off by default; when on, a violation is refused naming the rule."""
 
@@ -238,7 +253,7 @@ class SeriesIn(Schema):
     class_id = _id(required=True)
     rrule = fields.String(required=True, validate=validate.Length(min=1, max=500),
                           metadata={"example": "FREQ=WEEKLY;BYDAY=SA;COUNT=20"})
-    start = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"),
+    start = fields.String(required=True, validate=_local_start,
                           metadata={"description": "first occurrence, the campus's wall-clock time YYYY-MM-DDTHH:MM"})
     duration_minutes = fields.Integer(strict=True, required=True, validate=validate.Range(min=5, max=720))
     holidays = fields.String(load_default="skip", validate=validate.OneOf(("skip", "keep")))
@@ -453,8 +468,8 @@ class SchedSlotList(Schema):
 
 
 class MonthArgs(Schema):
-    month_from = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
-    month_to = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
+    month_from = fields.String(required=True, validate=validate.Regexp(MONTH), metadata={"example": "2026-09"})
+    month_to = fields.String(required=True, validate=validate.Regexp(MONTH), metadata={"example": "2026-12"})
 
 
 class SchedMonthRow(Schema):

@@ -138,6 +138,8 @@ def test_bad_input_is_refused_with_field_errors_and_nothing_written(app, tenant)
         ("/classes", {"name": "Big", "kind": "class", "campus_id": s.campus, "course_id": s.course,
                       "teacher_id": s.teacher, "room_id": s.room, "capacity": 40}, "capacity"),
         ("/campuses", {"name": "Nowhere", "timezone": "Mars/Olympus"}, "timezone"),
+        ("/series", {"class_id": s.klass, "rrule": "FREQ=WEEKLY;COUNT=3", "start": "2026-02-30T09:00",
+                     "duration_minutes": 60}, "start"),
     ]
     for path, body, field in cases:
         r = s.post(path, body)
