@@ -329,8 +329,16 @@ def create_series(data: dict[str, Any]) -> Any:
 
 
 def _lessons(c: Any, rows: list[Lesson]) -> list[dict[str, Any]]:
+    from .models import Participant
+
     students = booking.students_of(c, rows)
-    return [schedule.lesson_out(x, students[x.id]) for x in rows]
+    makeups: dict[int, list[dict[str, int]]] = {}
+    for lesson_id, lead_id, missed in c.session.execute(
+        select(Participant.lesson_id, Participant.lead_id, Participant.makeup_of)
+        .where(Participant.lesson_id.in_([x.id for x in rows]), Participant.role == "makeup")
+    ):
+        makeups.setdefault(lesson_id, []).append({"lead_id": lead_id, "missed_lesson_id": missed})
+    return [schedule.lesson_out(x, students[x.id]) | {"makeups": makeups.get(x.id, [])} for x in rows]
 
 
 @blp.route("/lessons", methods=["GET"])

@@ -295,10 +295,8 @@ def makeup(ctx: HookContext, lead_id: int, missed_id: int, lesson_id: int) -> di
     from sqlalchemy import insert
 
     ctx.session.execute(insert(Participant), [{"tenant_id": ctx.tenant.id, "lesson_id": target.id,
-                                               "lead_id": lead_id, "role": "makeup"}])
+                                               "lead_id": lead_id, "role": "makeup", "makeup_of": missed.id}])
     booking.add_students(ctx, [target.id], lead_id)
-    if target.makeup_of is None and target.kind == "makeup":
-        target.makeup_of = missed.id
     return {"lesson_id": target.id, "missed_lesson_id": missed.id, "lead_id": lead_id}
 
 

@@ -280,18 +280,21 @@ class Lesson(TenantScoped, Base):
 
 
 class Participant(TenantScoped, Base):
-    """A student in one lesson beyond its class's enrolment: a trial or a makeup."""
+    """A student in one lesson beyond its class's enrolment: a trial, or a makeup of ``makeup_of`` (the missed one)."""
 
     __tablename__ = "scheduling_participant"
     __table_args__ = (
         _own(["lesson_id"], "scheduling_lesson"),
         _own(["lead_id"], "scheduling_student"),
+        ForeignKeyConstraint(["tenant_id", "makeup_of"], ["scheduling_lesson.tenant_id", "scheduling_lesson.id"],
+                             name="fk_scheduling_participant_makeup_of"),
         Index("ix_scheduling_participant_lead", "tenant_id", "lead_id"),
     )
 
     lesson_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     lead_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     role: Mapped[str] = mapped_column(String(16))  # trial, makeup
+    makeup_of: Mapped[int | None] = mapped_column(BigId)
 
 
 class Busy(TenantScoped, Base):

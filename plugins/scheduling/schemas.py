@@ -309,6 +309,7 @@ class SchedLesson(Schema):
     hours = fields.String()
     online = fields.Boolean()
     students = fields.List(fields.Integer())
+    makeups = fields.List(fields.Dict(), metadata={"description": "[{lead_id, missed_lesson_id}]: makeup seats"})
 
 
 class SchedLessonPage(Schema):

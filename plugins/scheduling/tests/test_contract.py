@@ -18,5 +18,5 @@ def test_every_route_answers_within_its_contract(app, tenant, clock):
     values = {"account_id": [account["id"]], "class_id": [s.klass], "lesson_id": [lesson["id"]],
               "trial_id": [trial["id"]], "user_id": [s.teacher], "lead_id": [lead], "feed_id": [feed["id"]],
               "token": [feed["token"]]}
-    failures = check_routes(app, "/api/v1/scheduling", tenant.headers("admin"), values=values, max_examples=3)
-    assert failures == []
+    checked = check_routes(app, "/api/v1/scheduling", tenant.headers("admin"), values=values, max_examples=3)
+    assert len(checked) >= 35  # it raises, naming them, if any operation fails

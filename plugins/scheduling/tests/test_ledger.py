@@ -185,3 +185,35 @@ def test_concurrent_roll_calls_on_an_account_with_one_hour_left_consume_it_once(
     acc = ok(s.get(f"/accounts/{account['id']}"))
     assert acc["remaining_hours"] == "0.00" and acc["recognised"] == "100.00"
     assert [e["kind"] for e in acc["ledger"]] == ["purchase", "consume"]
+
+
+def test_a_transfer_keeps_one_balance_and_a_makeup_is_linked_to_the_missed_lesson(app, tenant, clock):
+    s = school(tenant, hours="10", price="1000.00")
+    lead = s.student("13800000171")
+    account = s.buy(lead)
+    ok(s.post(f"/classes/{s.klass}/students", {"lead_id": lead, "account_id": account["id"]}), 201)
+    missed = _lesson(s, "02", 7)
+    ok(_mark(s, missed, lead, "leave"))  # asked too late: charged one hour
+    other = s.new_class("Maths G5 B", teacher=tenant.users["rep2"], room=None)
+    makeup = int(ok(s.lesson("2026-03-02T08:00:00+08:00", "2026-03-02T09:00:00+08:00", klass=other), 201)["id"])
+    out = ok(s.post("/makeups", {"lead_id": lead, "missed_lesson_id": missed, "lesson_id": makeup}), 201)
+    assert lead in out["students"] and out["makeups"] == [{"lead_id": lead, "missed_lesson_id": missed}]
+    # the makeup charges the same account (found by the student, not the class)
+    ok(_mark(s, makeup, lead, "present"))
+    assert ok(s.get(f"/accounts/{account['id']}"))["consumed_purchased"] == "2.00"
+    # moved to the other class: same account, one balance; the old class's future lessons free her
+    future = ok(s.lesson("2026-03-09T09:00:00+08:00", "2026-03-09T10:00:00+08:00"), 201)
+    assert lead in future["students"]
+    moved = ok(s.post(f"/classes/{s.klass}/transfer", {"lead_id": lead, "to_class_id": other}))
+    assert lead in moved["students"] and lead not in ok(s.get(f"/classes/{s.klass}"))["students"]
+    assert lead not in ok(s.get(f"/lessons/{future['id']}"))["students"]
+    later = int(ok(s.lesson("2026-03-02T09:30:00+08:00", "2026-03-02T10:00:00+08:00", klass=other), 201)["id"])
+    ok(_mark(s, later, lead, "present"))
+    acc = ok(s.get(f"/accounts/{account['id']}"))
+    assert acc["consumed_purchased"] == "3.00" and acc["remaining_hours"] == "7.00"
+    assert [e["kind"] for e in acc["ledger"]] == ["purchase", "consume", "consume", "consume"]
+    # the lesson she left is free for another class's student at that time now
+    with tenant_context(tenant.runtime, tenant.id) as ctx:
+        from pelago.plugins.scheduling import booking
+
+        assert booking.double_bookings(ctx) == 0
