@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 
 from pelago.plugin import Conflict, HookContext, InvalidInput, among, dialect_name, insert_ignoring_conflict
 
@@ -146,13 +146,7 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     fresh = [i for i in ordered if (i.lesson.id, i.lead_id) not in existing]
     if fresh:
         wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
-        ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])
-        made = {(r.lesson_id, r.lead_id): r.id for r in session.execute(
-            ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id),
-            [{"tenant_id": t, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-              "charged": wants[(i.lesson.id, i.lead_id)], "generation": 0, "leave_asked_at": None,
-              "marked_by": by, "marked_at": now} for i in fresh],
-        )}
+        made = _insert_records(ctx, fresh, wants, by, now)
         if len(made) != len(fresh):
             raise ledger.Contended()  # someone made one of them meanwhile: take the careful path
         for i in fresh:
@@ -208,6 +202,40 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
         if isinstance(obj, (Attendance, Account)):
             session.expire(obj)
     return result
+
+
+def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[int, int], bool], by: int | None,
+                    now: Any) -> dict[tuple[int, int], int]:
+    """New attendance records with their final status, one statement; their ids by (lesson, student).
+
+    On PostgreSQL the rows travel as arrays (``INSERT … SELECT FROM unnest``):
+    one short statement whatever the batch, instead of a VALUES list the
+    driver must rewrite per batch. Rows someone else made meanwhile are not
+    returned (``ON CONFLICT DO NOTHING``).
+    """
+    session = ctx.session
+    table = Attendance.__table__
+    if dialect_name(session) == "postgresql":
+        rows = session.execute(text(
+            "INSERT INTO scheduling_attendance (tenant_id, lesson_id, lead_id, status, charged, generation,"
+            " leave_asked_at, marked_by, marked_at)"
+            " SELECT :t, u.l, u.p, u.s, u.c, 0, NULL, :by, :now"
+            " FROM unnest(CAST(:lessons AS bigint[]), CAST(:leads AS bigint[]), CAST(:statuses AS text[]),"
+            "             CAST(:charged AS boolean[])) AS u(l, p, s, c)"
+            " ON CONFLICT (tenant_id, lesson_id, lead_id) DO NOTHING RETURNING id, lesson_id, lead_id"
+        ).bindparams(bindparam("now", type_=table.c.marked_at.type)), {
+            "t": ctx.tenant.id, "by": by, "now": now, "lessons": [i.lesson.id for i in fresh],
+            "leads": [i.lead_id for i in fresh], "statuses": [i.status for i in fresh],
+            "charged": [wants[(i.lesson.id, i.lead_id)] for i in fresh],
+        })
+    else:
+        ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])
+        rows = session.execute(ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id), [
+            {"tenant_id": ctx.tenant.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+             "charged": wants[(i.lesson.id, i.lead_id)], "generation": 0, "leave_asked_at": None,
+             "marked_by": by, "marked_at": now} for i in fresh
+        ])
+    return {(r.lesson_id, r.lead_id): r.id for r in rows}
 
 
 def _insert(session: Any) -> Any:

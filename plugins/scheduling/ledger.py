@@ -32,6 +32,7 @@ from pelago.plugin import (
     Lead,
     NotFound,
     among,
+    dialect_name,
     insert_ignoring_conflict,
     refund_deal,
     to_money,
@@ -221,24 +222,53 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
         left = gift_left + bought_left - w.hours
         out.append(Charge(row.id, bought, gift, new_rec - rec, left, 0))
         lows.append((row, gift_left + bought_left, left))
-    table = Account.__table__
-    money = table.c.consumed_gift.type
-    stmt = (
-        update(table)
-        .where(table.c.tenant_id == ctx.tenant.id, table.c.id == bindparam("aid"), table.c.status == "open",
-               table.c.consumed_gift == bindparam("old_g", type_=money),
-               table.c.consumed_purchased == bindparam("old_p", type_=money),
-               table.c.refunded == bindparam("old_r", type_=money))
-        .values(consumed_gift=bindparam("new_g", type_=money), consumed_purchased=bindparam("new_p", type_=money),
-                recognised=bindparam("new_rec", type_=money))
-    )
-    params = [{"aid": i, "old_g": rows[i].consumed_gift, "old_p": rows[i].consumed_purchased,
-               "old_r": rows[i].refunded, "new_g": state[i][0], "new_p": state[i][1], "new_rec": state[i][2]}
-              for i in ids]
-    done = ctx.session.connection().execute(stmt, params)
-    if done.rowcount != len(params):
-        raise Contended()
-    ctx.session.execute(insert(Entry.__table__), entries)
+    if dialect_name(ctx.session) == "postgresql":
+        # arrays, not a VALUES list per batch: one short statement each, whatever the batch
+        done = ctx.session.execute(text(
+            "UPDATE scheduling_account AS a SET consumed_gift = v.new_g, consumed_purchased = v.new_p,"
+            " recognised = v.new_rec"
+            " FROM unnest(CAST(:ids AS bigint[]), CAST(:old_g AS numeric[]), CAST(:old_p AS numeric[]),"
+            "             CAST(:old_r AS numeric[]), CAST(:new_g AS numeric[]), CAST(:new_p AS numeric[]),"
+            "             CAST(:new_rec AS numeric[])) AS v(id, old_g, old_p, old_r, new_g, new_p, new_rec)"
+            " WHERE a.tenant_id = :t AND a.id = v.id AND a.status = 'open' AND a.consumed_gift = v.old_g"
+            " AND a.consumed_purchased = v.old_p AND a.refunded = v.old_r"
+        ), {"t": ctx.tenant.id, "ids": ids, "old_g": [rows[i].consumed_gift for i in ids],
+            "old_p": [rows[i].consumed_purchased for i in ids], "old_r": [rows[i].refunded for i in ids],
+            "new_g": [state[i][0] for i in ids], "new_p": [state[i][1] for i in ids],
+            "new_rec": [state[i][2] for i in ids]})
+        if done.rowcount != len(ids):  # type: ignore[attr-defined]
+            raise Contended()
+        cols = ("account_id", "purchased_hours", "gift_hours", "amount", "attendance_id", "generation", "lesson_id",
+                "note")
+        ctx.session.execute(text(
+            "INSERT INTO scheduling_entry (tenant_id, kind, at, account_id, purchased_hours, gift_hours, amount,"
+            " attendance_id, generation, lesson_id, note)"
+            " SELECT :t, 'consume', :at, u.* FROM unnest(CAST(:account_id AS bigint[]),"
+            " CAST(:purchased_hours AS numeric[]), CAST(:gift_hours AS numeric[]), CAST(:amount AS numeric[]),"
+            " CAST(:attendance_id AS bigint[]), CAST(:generation AS integer[]), CAST(:lesson_id AS bigint[]),"
+            " CAST(:note AS text[])) AS u"
+        ).bindparams(bindparam("at", type_=Entry.__table__.c.at.type)),
+            {"t": ctx.tenant.id, "at": now, **{c: [e[c] for e in entries] for c in cols}})
+    else:
+        table = Account.__table__
+        money = table.c.consumed_gift.type
+        stmt = (
+            update(table)
+            .where(table.c.tenant_id == ctx.tenant.id, table.c.id == bindparam("aid"), table.c.status == "open",
+                   table.c.consumed_gift == bindparam("old_g", type_=money),
+                   table.c.consumed_purchased == bindparam("old_p", type_=money),
+                   table.c.refunded == bindparam("old_r", type_=money))
+            .values(consumed_gift=bindparam("new_g", type_=money),
+                    consumed_purchased=bindparam("new_p", type_=money),
+                    recognised=bindparam("new_rec", type_=money))
+        )
+        params = [{"aid": i, "old_g": rows[i].consumed_gift, "old_p": rows[i].consumed_purchased,
+                   "old_r": rows[i].refunded, "new_g": state[i][0], "new_p": state[i][1], "new_rec": state[i][2]}
+                  for i in ids]
+        done = ctx.session.connection().execute(stmt, params)
+        if done.rowcount != len(params):
+            raise Contended()
+        ctx.session.execute(insert(Entry.__table__), entries)
     threshold = Decimal(ctx.settings(PLUGIN)["low_balance_hours"])
     crossed: dict[int, dict[str, Any]] = {}
     for row, before, after in lows:
