@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, union_all
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -208,9 +208,34 @@ def place_series(ctx: HookContext, planned: Sequence[Planned], series_ids: Seque
     if inner:
         raise _conflict(inner)
     with ctx.session.begin_nested():
-        ctx.session.execute(insert(Lesson.__table__), _lesson_rows(ctx, planned))
+        _insert_lessons(ctx, planned)
         _take_from_lessons(ctx, series_ids, planned)
     return len(planned)
+
+
+def _insert_lessons(ctx: HookContext, planned: Sequence[Planned]) -> None:
+    """The lesson rows, one statement: on PostgreSQL as arrays (``INSERT … SELECT FROM unnest``)."""
+    session = ctx.session
+    if dialect_name(session) != "postgresql":
+        session.execute(insert(Lesson.__table__), _lesson_rows(ctx, planned))
+        return
+    at = Lesson.__table__.c.starts_at.type
+    session.execute(text(
+        "INSERT INTO scheduling_lesson (tenant_id, status, reason, auto_consumed, created_at, class_id, series_id,"
+        " recurrence_id, starts_at, ends_at, teacher_id, room_id, kind, makeup_of, hours, online)"
+        " SELECT :t, 'scheduled', '', false, :now, u.* FROM unnest(CAST(:class_id AS bigint[]),"
+        " CAST(:series_id AS bigint[]), CAST(:recurrence_id AS timestamptz[]), CAST(:starts_at AS timestamptz[]),"
+        " CAST(:ends_at AS timestamptz[]), CAST(:teacher_id AS bigint[]), CAST(:room_id AS bigint[]),"
+        " CAST(:kind AS text[]), CAST(:makeup_of AS bigint[]), CAST(:hours AS numeric[]),"
+        " CAST(:online AS boolean[])) AS u"
+    ).bindparams(bindparam("now", type_=at)), {
+        "t": ctx.tenant.id, "now": ctx.now(), "class_id": [p.class_id for p in planned],
+        "series_id": [p.series_id for p in planned], "recurrence_id": [p.recurrence_id for p in planned],
+        "starts_at": [p.starts_at for p in planned], "ends_at": [p.ends_at for p in planned],
+        "teacher_id": [p.teacher_id for p in planned], "room_id": [p.room_id for p in planned],
+        "kind": [p.kind for p in planned], "makeup_of": [p.makeup_of for p in planned],
+        "hours": [p.hours for p in planned], "online": [p.online for p in planned],
+    })
 
 
 def _take_from_lessons(ctx: HookContext, series_ids: Sequence[int], planned: Sequence[Planned]) -> None:
