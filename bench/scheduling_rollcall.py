@@ -82,7 +82,7 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
             {"tenant_id": t, "lead_id": x, "package_id": package, "deal_id": None, "purchased_hours": Decimal("200"),
              "gift_hours": Decimal("2"), "consumed_purchased": Decimal("0"), "consumed_gift": Decimal("0"),
              "paid": Decimal("10000.00"), "unit_price": Decimal("50.00"), "recognised": Decimal("0"),
-             "refunded": Decimal("0"), "status": "open", "low_notified": False, "opened_at": now,
+             "refunded": Decimal("0"), "status": "open", "opened_at": now,
              "expires_at": now + timedelta(days=3650), "closed_at": None} for x in leads
         ]).scalars())
         conn.execute(insert(Entry), [

@@ -71,7 +71,7 @@ def open_account(ctx: HookContext, lead_id: int, package: Package, *, paid: Deci
         "tenant_id": ctx.tenant.id, "lead_id": lead_id, "package_id": package.id, "deal_id": deal_id,
         "purchased_hours": hours, "gift_hours": package.gift_hours, "consumed_purchased": ZERO,
         "consumed_gift": ZERO, "paid": to_money(paid), "unit_price": to_money(paid / hours),
-        "recognised": ZERO, "refunded": ZERO, "status": "open", "low_notified": False, "opened_at": at,
+        "recognised": ZERO, "refunded": ZERO, "status": "open", "opened_at": at,
         "expires_at": at + timedelta(days=package.validity_days), "closed_at": None,
     }
     if deal_id is not None:

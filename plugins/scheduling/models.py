@@ -170,7 +170,6 @@ class Account(TenantScoped, Base):
     recognised: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     refunded: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     status: Mapped[str] = mapped_column(String(16), default="open")  # open, refunded, expired
-    low_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     opened_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]

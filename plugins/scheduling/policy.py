@@ -11,16 +11,27 @@ subject tutoring on statutory holidays. A refusal is a 422 whose
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from pelago.plugin import HookContext, InvalidInput
 
+from .models import Busy
 from .recurrence import day_kind
 
 PLUGIN = "scheduling"
+
+
+@dataclass(frozen=True)
+class _Span:
+    starts_at: datetime
+    ends_at: datetime
+    teacher_id: int
 
 
 def _policy(ctx: HookContext) -> dict[str, Any] | None:
@@ -61,9 +72,20 @@ def check_lessons(ctx: HookContext, lessons: Sequence[Any], tz: ZoneInfo, *, onl
                           f"minutes; at most {p['online_max_minutes']}")
         if subject and p["no_subject_on_holidays"] and day_kind(start.date())[0] == "holiday":
             raise _refuse("no_subject_on_holidays", f"{start:%Y-%m-%d} is a statutory holiday")
-    if online:
+    if online and ordered:
         gap = timedelta(minutes=p["online_break_minutes"])
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            if b.starts_at - a.ends_at < gap:
-                raise _refuse("online_break_minutes", f"online lessons at {a.ends_at:%Y-%m-%d %H:%M} UTC and the "
-                              f"next need {p['online_break_minutes']} minutes between them")
+        # the teacher's other lessons around these count too (those being moved do not)
+        moving = {getattr(x, "id", None) for x in ordered} - {None}
+        teachers = {x.teacher_id for x in ordered}
+        around = [_Span(r.starts_at, r.ends_at, r.resource_id) for r in ctx.session.execute(
+            select(Busy.starts_at, Busy.ends_at, Busy.resource_id, Busy.lesson_id)
+            .where(Busy.resource == "teacher", Busy.resource_id.in_(teachers),
+                   Busy.starts_at < ordered[-1].ends_at + gap, Busy.ends_at > ordered[0].starts_at - gap)
+        ) if r.lesson_id not in moving]
+        spans = sorted([_Span(x.starts_at, x.ends_at, x.teacher_id) for x in ordered] + around,
+                       key=lambda x: (x.teacher_id, x.starts_at))
+        for a, b in zip(spans, spans[1:], strict=False):
+            if a.teacher_id == b.teacher_id and timedelta(0) <= b.starts_at - a.ends_at < gap:
+                end, start = a.ends_at.astimezone(tz), b.starts_at.astimezone(tz)
+                raise _refuse("online_break_minutes", f"the teacher's lessons ending {end:%Y-%m-%d %H:%M} and "
+                              f"starting {start:%H:%M} need {p['online_break_minutes']} minutes between them")

@@ -163,13 +163,17 @@ def test_the_policy_refuses_late_lessons_long_online_ones_and_big_prepayments(ap
     online = s.new_class("Online", room=None, online=True)
     r = s.lesson("2026-09-07T18:00:00+08:00", "2026-09-07T18:45:00+08:00", klass=online)
     assert r.status_code == 422 and "online_max_minutes" in r.get_json()["errors"]["json"]["policy"][0]
+    ok(s.lesson("2026-09-07T18:00:00+08:00", "2026-09-07T18:30:00+08:00", klass=online), 201)
+    r = s.lesson("2026-09-07T18:35:00+08:00", "2026-09-07T19:00:00+08:00", klass=online)  # a 5-minute break
+    assert r.status_code == 422 and "online_break_minutes" in r.get_json()["errors"]["json"]["policy"][0]
+    ok(s.lesson("2026-09-07T18:40:00+08:00", "2026-09-07T19:10:00+08:00", klass=online), 201)
     r = s.lesson("2026-10-01T09:00:00+08:00", "2026-10-01T10:00:00+08:00")
     assert r.status_code == 422 and "no_subject_on_holidays" in r.get_json()["errors"]["json"]["policy"][0]
     big = ok(s.post("/packages", {"course_id": s.course, "name": "Maths 96h", "hours": "96", "price": "9600.00",
                                   "validity_days": 365}), 201)["id"]
     r = s.post("/accounts", {"lead_id": s.student("13800000061"), "package_id": big})
     assert r.status_code == 422 and "max_prepaid_hours" in r.get_json()["errors"]["json"]["policy"][0]
-    ok(s.lesson("2026-09-07T19:00:00+08:00", "2026-09-07T20:00:00+08:00"), 201)  # within the rules
+    ok(s.lesson("2026-09-07T19:30:00+08:00", "2026-09-07T20:30:00+08:00"), 201)  # within the rules
 
 
 def test_the_policy_is_off_by_default(app, tenant):

@@ -156,7 +156,6 @@ def upgrade() -> None:
     sa.Column('recognised', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('refunded', pelago.plugin.Money(precision=18, scale=2), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('low_notified', sa.Boolean(), nullable=False),
     sa.Column('opened_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('closed_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
