@@ -154,7 +154,7 @@ def measure(kind: str, lessons_wanted: int, students: int) -> dict[str, Any]:
             raise AssertionError(f"generated {lessons} lessons ({made} reported), baseline {len(rows)}")
         runtime.engine.dispose()
     return result(
-        "scheduling_generate", generate_s / bare_s, db=kind, classes=classes, weeks=WEEKS, lessons=lessons,
+        "scheduling_generate" if kind == "postgresql" else f"scheduling_generate_{kind}", generate_s / bare_s, db=kind, classes=classes, weeks=WEEKS, lessons=lessons,
         students_per_class=students, busy_rows=busy, skipped_per_class=WEEKS - lessons // classes,
         generate_s=round(generate_s, 2), bare_insert_s=round(bare_s, 2),
         lessons_per_s=round(lessons / generate_s), peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
