@@ -139,11 +139,11 @@ def measure(kind: str, rows: int, per_txn: int) -> dict[str, Any]:
                 students = attendance.booking.students_of(ctx, chunk)
                 attendance.settle(ctx, [attendance.Item(x, s, "present") for x in chunk for s in students[x.id]])
             roll_s += time.perf_counter() - started
-            rows = [{"tenant_id": based.id, "lesson_id": lid, "lead_id": x, "status": "present", "charged": True,
-                     "generation": 0, "marked_at": now} for lid, x in based_pairs[n * batch:(n + 1) * batch]]
+            bare_rows = [{"tenant_id": based.id, "lesson_id": lid, "lead_id": x, "status": "present", "charged": True,
+                          "generation": 0, "marked_at": now} for lid, x in based_pairs[n * batch:(n + 1) * batch]]
             started = time.perf_counter()
             with runtime.engine.begin() as conn:
-                conn.execute(insert(Attendance.__table__), rows)
+                conn.execute(insert(Attendance.__table__), bare_rows)
             bare_s += time.perf_counter() - started
 
         with runtime.tenant_context(rolled.id) as ctx:
