@@ -32,7 +32,13 @@ def runtime() -> Runtime:
 
 
 def public(view: F) -> F:
-    """Mark a view as needing no credential (webhooks, health)."""
+    """Mark a view as needing no credential (webhooks, health, a feed behind a token in its URL).
+
+    The view authenticates the caller itself (a signature, a token), finds the
+    tenant with :func:`public_session`, and then calls :func:`enter_tenant`.
+    A plugin's public view is not gated by the per-tenant switch until
+    ``enter_tenant(tenant_id, plugin=...)`` checks it.
+    """
     setattr(view, PUBLIC, True)
     return view
 
@@ -80,10 +86,12 @@ def public_session() -> Session:
     return session
 
 
-def enter_tenant(tenant_id: int) -> HookContext:
+def enter_tenant(tenant_id: int, plugin: str | None = None) -> HookContext:
     """Scope the public route's session to ``tenant_id`` and act in it as the system (no actor).
 
     After this, :func:`ctx` and :func:`commit` work as on any tenant route.
+    With ``plugin``, a tenant that has that plugin off gets the same 404 as
+    on the plugin's authenticated routes.
     """
     rt = runtime()
     session = g.pelago_session
@@ -91,7 +99,10 @@ def enter_tenant(tenant_id: int) -> HookContext:
     if tenant is None:  # pragma: no cover - a channel's tenant cascades away with it
         abort(404, message="not found")
     session.info["tenant_id"] = tenant.id
-    g.pelago_ctx = rt.context(session, rt.host.tenant_state(session, tenant), None)
+    state = rt.host.tenant_state(session, tenant)
+    if plugin is not None and plugin not in state.enabled:
+        abort(404, message=f"plugin {plugin!r} is not enabled for this tenant")
+    g.pelago_ctx = rt.context(session, state, None)
     return g.pelago_ctx  # type: ignore[no-any-return]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -99,6 +100,8 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
         assert ctx.session.scalar(select(Lead.id).limit(1)) is not None
         _routing(ctx)
         _sms(ctx)
+        if "scheduling" in ctx.host.specs:
+            _scheduling(ctx, people["repwa"].id)
 
 
 def _routing(ctx: HookContext) -> None:
@@ -139,3 +142,43 @@ def _sms(ctx: HookContext) -> None:
         if lead.phone:
             phones.consent(ctx, lead.phone, "demo", "报名表勾选：同意接收课程通知短信")
     enrolling.enrol(ctx, seq, [lead.id for lead in lost], "demo", "manual")
+
+
+def _scheduling(ctx: HookContext, teacher_id: int) -> None:
+    """Scheduling: a campus, a class with a weekly series, two students with accounts, a trial from a lead."""
+    from datetime import datetime
+
+    from pelago.plugins.scheduling import schedule, trials
+    from pelago.plugins.scheduling.models import Campus, Course, Package, Room
+    from pelago.plugins.scheduling.sales import sell
+
+    campus = Campus(name="徐汇校区", timezone="Asia/Shanghai", created_at=ctx.now())
+    course = Course(name="小学数学", subject=True)
+    ctx.session.add_all([campus, course])
+    ctx.session.flush()
+    room = Room(campus_id=campus.id, name="A101", capacity=8)
+    package = Package(course_id=course.id, name="数学 20 课时", hours=Decimal("20"), gift_hours=Decimal("2"),
+                      price=Decimal("3600.00"), validity_days=90)
+    ctx.session.add_all([room, package])
+    ctx.session.flush()
+    schedule.add_teacher(ctx, {"user_id": teacher_id, "subjects": "数学", "active": True})
+    klass = schedule.create_class(ctx, {
+        "name": "五年级数学 A", "kind": "small_group", "campus_id": campus.id, "course_id": course.id,
+        "teacher_id": teacher_id, "room_id": room.id, "capacity": 6, "online": False, "hours_per_lesson": "1.5",
+        "trial": False,
+    })
+    students = [ctx.session.scalars(select(Lead.id).where(Lead.name == n)).one() for n in ("李娜", "刘洋")]
+    for lead_id in students:
+        _, account_id = sell(ctx, lead_id, package.id)
+        schedule.enrol(ctx, klass.id, lead_id, account_id)
+    local = ctx.now().astimezone(ctx.tenant.tz)
+    saturday = local.date() + timedelta(days=(5 - local.weekday()) % 7 or 7)
+    schedule.create_series(ctx, {
+        "class_id": klass.id, "rrule": "FREQ=WEEKLY;BYDAY=SA;COUNT=10",
+        "start": datetime.combine(saturday, datetime.min.time()).replace(hour=9).strftime("%Y-%m-%dT%H:%M"),
+        "duration_minutes": 90, "holidays": "skip", "makeup_workdays": "skip", "unknown_days": "skip",
+        "skip_dates": [],
+    })
+    first = min(ctx.session.scalars(schedule.list_lessons(ctx, {"class_id": klass.id})), key=lambda x: x.starts_at)
+    trial_lead = ctx.session.scalars(select(Lead.id).where(Lead.name == "陈静")).one()
+    trials.book(ctx, {"lead_id": trial_lead, "lesson_id": first.id})

@@ -89,11 +89,11 @@ from pelago.core.services.leads import visible as visible_leads
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
 from pelago.core.spec import Job, Periodic, PluginSpec
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
-from pelago.hostapp.api import Blueprint, LocalTime, MoneyString
+from pelago.hostapp.api import Blueprint, LocalTime, MoneyString, file_response
 from pelago.hostapp.api.imports import ImportDetail, upload_import
 from pelago.hostapp.api.schemas import NewLead as NewLeadSchema
 from pelago.hostapp.api.schemas import PageArgs as ListArgs
-from pelago.hostapp.auth import commit, requires, webhook_context
+from pelago.hostapp.auth import commit, enter_tenant, public_session, requires, webhook_context
 from pelago.hostapp.auth import ctx as current_context
 from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
@@ -153,6 +153,9 @@ __all__ = [
     "commit",
     "public_route",
     "webhook_context",
+    "public_session",
+    "enter_tenant",
+    "file_response",
     "ListArgs",
     "LocalTime",
     "MoneyString",

@@ -10,10 +10,12 @@ the document the fixture app serves.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -142,6 +144,7 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     pools = t.get("/api/v1/pool/pools")
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
+    ids.update(_seed_scheduling(t, lead["id"]))
     ids["assignee"] = [t.users["rep"]]
     _seed_settlement(t, ids, team["id"], lead["id"])
     _seed_sms(t, ids, lead["id"])
@@ -214,6 +217,40 @@ def _locked_period(t: TenantHandle, branch_id: int) -> int:
 
 MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports"),
              ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv")}
+
+
+_SEEDED_DAYS = itertools.count()
+
+
+def _seed_scheduling(t: TenantHandle, lead_id: int) -> dict[str, list[Any]]:
+    """Scheduling's objects where scheduling is on for ``t`` (elsewhere its routes are 404 whatever the id)."""
+    base = "/api/v1/scheduling"
+    if t.get(f"{base}/campuses").status_code != 200:
+        return {k: [1] for k in ("account_id", "class_id", "lesson_id", "trial_id", "feed_id")}
+    campus = _ok(t.post(f"{base}/campuses", json={"name": unique("campus")}), 201)
+    course = _ok(t.post(f"{base}/courses", json={"name": unique("course")}), 201)
+    _ok(t.post(f"{base}/teachers", json={"user_id": t.users["rep"]}), 201)
+    package = _ok(t.post(f"{base}/packages", json={"course_id": course["id"], "name": unique("package"),
+                                                   "hours": "10", "price": "100.00", "validity_days": 30}), 201)
+    klass = _ok(t.post(f"{base}/classes", json={"name": unique("class"), "kind": "class", "campus_id": campus["id"],
+                                                "course_id": course["id"], "teacher_id": t.users["rep"],
+                                                "capacity": 10, "online": True}), 201)
+    account = _ok(t.post(f"{base}/accounts", json={"lead_id": lead_id, "package_id": package["id"]}), 201)
+    _ok(t.post(f"{base}/classes/{klass['id']}/students", json={"lead_id": lead_id}), 201)
+    day = date(2030, 1, 1) + timedelta(days=next(_SEEDED_DAYS))  # one teacher: each seed its own day
+    lesson = _ok(t.post(f"{base}/lessons", json={"class_id": klass["id"], "starts_at": f"{day}T09:00:00+08:00",
+                                                 "ends_at": f"{day}T09:30:00+08:00"}), 201)
+    trial = _ok(t.post(f"{base}/trials", json={"lead_id": ids_lead_for_trial(t), "lesson_id": lesson["id"]}), 201)
+    feed = _ok(t.post(f"{base}/teachers/{t.users['rep']}/feed"), 201)
+    return {"account_id": [account["id"]], "class_id": [klass["id"]], "lesson_id": [lesson["id"]],
+            "trial_id": [trial["id"]], "feed_id": [feed["id"]]}
+
+
+def ids_lead_for_trial(t: TenantHandle) -> int:
+    return int(_ok(t.post("/api/v1/leads", json={"name": "Trial", "phone": phone()}))["id"])
+
+
+MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
 
 
 def multipart_body() -> dict[str, Any]:

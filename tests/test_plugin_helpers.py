@@ -91,3 +91,30 @@ def test_default_intake_team_is_the_tenants_routing_setting(app):
         assert default_intake_team(ctx) == t.team_id
     with tenant_context(other.runtime, other.id) as ctx:
         assert default_intake_team(ctx) is None
+
+
+def test_file_response_answers_a_file_not_json(app):
+    from pelago.plugin import file_response
+
+    with app.test_request_context():
+        r = file_response("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "text/calendar", 'feed "1"/../x.ics', max_age=300)
+        assert r.status_code == 200 and r.content_type == "text/calendar; charset=utf-8"
+        assert r.headers["Content-Disposition"] == 'attachment; filename="feed1..x.ics"'  # no quotes, no slashes
+        assert r.headers["Cache-Control"] == "private, max-age=300"
+        raw = file_response(b"a,b\n", "text/csv")
+        assert raw.get_data() == b"a,b\n" and "Content-Disposition" not in raw.headers
+        assert raw.headers["Cache-Control"] == "no-store"
+
+
+def test_a_public_plugin_route_is_gated_by_the_plugin_switch_once_it_enters_the_tenant(app, tenant):
+    """The scheduling feed: no API key needed, and a tenant with the plugin off answers 404 (enter_tenant(plugin=))."""
+    tenant.put("/api/v1/plugins/scheduling", json={"enabled": True})
+    c = tenant.post("/api/v1/scheduling/campuses", json={"name": "Main"}).get_json()
+    assert c["id"]
+    tenant.post("/api/v1/scheduling/teachers", json={"user_id": tenant.users["rep"]})
+    feed = tenant.post(f"/api/v1/scheduling/teachers/{tenant.users['rep']}/feed").get_json()
+    anonymous = tenant.client()
+    assert anonymous.get(feed["path"]).status_code == 200
+    tenant.put("/api/v1/plugins/scheduling", json={"enabled": False})
+    r = anonymous.get(feed["path"])
+    assert r.status_code == 404 and "scheduling" in r.get_json()["message"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_smorest import Blueprint as _Blueprint
 
 from ..errors import Parser
 
-__all__ = ["Blueprint", "LocalTime", "MoneyString", "core_blueprints"]
+__all__ = ["Blueprint", "LocalTime", "MoneyString", "core_blueprints", "file_response"]
 
 
 class Blueprint(_Blueprint):
@@ -16,6 +18,25 @@ class Blueprint(_Blueprint):
 
 
 from .schemas import LocalTime, MoneyString  # noqa: E402 - fields for plugins' schemas too
+
+
+def file_response(body: str | bytes, mimetype: str, filename: str | None = None, *, max_age: int = 0) -> Any:
+    """A non-JSON answer (an iCalendar feed, a CSV export): ``body`` as ``mimetype``, UTF-8 for text.
+
+    ``filename`` adds ``Content-Disposition: attachment``; ``max_age`` a
+    ``Cache-Control`` lifetime in seconds (0: ``no-store``). Document such a
+    route with ``@blp.doc(responses=...)``, as it has no response schema.
+    """
+    from flask import Response
+
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    kind = f"{mimetype}; charset=utf-8" if isinstance(body, str) else mimetype
+    response = Response(data, status=200, content_type=kind)
+    if filename:
+        safe = "".join(ch for ch in filename if ch.isalnum() or ch in "._-") or "download"
+        response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    response.headers["Cache-Control"] = f"private, max-age={max_age}" if max_age > 0 else "no-store"
+    return response
 
 
 def core_blueprints() -> list[_Blueprint]:

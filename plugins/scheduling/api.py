@@ -1,0 +1,530 @@
+"""``/api/v1/scheduling``: catalogue, accounts and their ledger, classes, series, lessons, attendance, trials.
+
+The host answers 404 (naming the plugin) for a tenant that has scheduling off,
+and another tenant's ids are simply not found (404). Bad input is a 422 with
+the fields named and nothing written; a clash with another lesson is a 409
+whose ``errors.conflicts`` name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from pelago.plugin import (
+    Blueprint,
+    InvalidInput,
+    NotFound,
+    User,
+    commit,
+    current_context,
+    paginate,
+    requires,
+)
+
+from . import attendance, booking, feeds, ledger, reports, sales, schedule, trials
+from . import schemas as s
+from .models import Account, Campus, Course, Entry, Klass, Lesson, Package, Room, Teacher, Trial
+
+blp = Blueprint("scheduling", __name__, description="K12 course scheduling (排课), attendance and class hours")
+
+
+def _page(c: Any, stmt: Any, col: Any, args: dict[str, Any], out: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    page = paginate(c.session, stmt, col, args.get("cursor"), args["limit"])
+    return {"items": [out(r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+def _cols(row: Any, *names: str) -> dict[str, Any]:
+    return {n: getattr(row, n) for n in names}
+
+
+# --- catalogue -----------------------------------------------------------------------------------
+
+def _campus(r: Campus) -> dict[str, Any]:
+    return _cols(r, "id", "name", "timezone")
+
+
+@blp.route("/campuses", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedCampus(many=True))
+def list_campuses(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return [_campus(r) for r in c.session.scalars(select(Campus).order_by(Campus.id).limit(args["limit"]))]
+
+
+@blp.route("/campuses", methods=["POST"])
+@blp.arguments(s.CampusIn)
+@blp.response(201, s.SchedCampus)
+@requires("manager")
+def create_campus(data: dict[str, Any]) -> Any:
+    c = current_context()
+    if c.session.scalar(select(Campus.id).where(Campus.name == data["name"])) is not None:
+        raise InvalidInput("name taken", {"name": ["a campus has this name"]})
+    row = Campus(created_at=c.now(), **data)
+    c.session.add(row)
+    c.session.flush()
+    out = _campus(row)
+    commit()
+    return out
+
+
+def _room(r: Room) -> dict[str, Any]:
+    return _cols(r, "id", "campus_id", "name", "capacity")
+
+
+@blp.route("/rooms", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedRoom(many=True))
+def list_rooms(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return [_room(r) for r in c.session.scalars(select(Room).order_by(Room.id).limit(args["limit"]))]
+
+
+@blp.route("/rooms", methods=["POST"])
+@blp.arguments(s.RoomIn)
+@blp.response(201, s.SchedRoom)
+@requires("manager")
+def create_room(data: dict[str, Any]) -> Any:
+    c = current_context()
+    schedule.get(c, Campus, data["campus_id"], "campus", field="campus_id")
+    if c.session.scalar(select(Room.id).where(Room.campus_id == data["campus_id"], Room.name == data["name"])):
+        raise InvalidInput("name taken", {"name": ["a room of this campus has this name"]})
+    row = Room(**data)
+    c.session.add(row)
+    c.session.flush()
+    out = _room(row)
+    commit()
+    return out
+
+
+def _teacher(c: Any, rows: list[Teacher]) -> list[dict[str, Any]]:
+    names = dict(c.session.execute(select(User.id, User.name).where(User.id.in_([r.user_id for r in rows]))).all())
+    return [{"user_id": r.user_id, "subjects": r.subjects, "active": r.active, "name": names.get(r.user_id, "")}
+            for r in rows]
+
+
+@blp.route("/teachers", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedTeacher(many=True))
+def list_teachers(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return _teacher(c, list(c.session.scalars(select(Teacher).order_by(Teacher.user_id).limit(args["limit"]))))
+
+
+@blp.route("/teachers", methods=["POST"])
+@blp.arguments(s.TeacherIn)
+@blp.response(201, s.SchedTeacher)
+@requires("manager")
+def add_teacher(data: dict[str, Any]) -> Any:
+    """Flag a user of the tenant as a teacher (or change the flag)."""
+    c = current_context()
+    out = _teacher(c, [schedule.add_teacher(c, data)])[0]
+    commit()
+    return out
+
+
+def _course(r: Course) -> dict[str, Any]:
+    return _cols(r, "id", "name", "subject")
+
+
+@blp.route("/courses", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedCourse(many=True))
+def list_courses(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return [_course(r) for r in c.session.scalars(select(Course).order_by(Course.id).limit(args["limit"]))]
+
+
+@blp.route("/courses", methods=["POST"])
+@blp.arguments(s.CourseIn)
+@blp.response(201, s.SchedCourse)
+@requires("manager")
+def create_course(data: dict[str, Any]) -> Any:
+    c = current_context()
+    if c.session.scalar(select(Course.id).where(Course.name == data["name"])) is not None:
+        raise InvalidInput("name taken", {"name": ["a course has this name"]})
+    row = Course(**data)
+    c.session.add(row)
+    c.session.flush()
+    out = _course(row)
+    commit()
+    return out
+
+
+def _package(r: Package) -> dict[str, Any]:
+    out = _cols(r, "id", "course_id", "name", "validity_days")
+    out |= {"hours": str(r.hours), "gift_hours": str(r.gift_hours), "price": str(r.price),
+            "product": sales.product_of(r)}
+    return out
+
+
+@blp.route("/packages", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedPackage(many=True))
+def list_packages(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return [_package(r) for r in c.session.scalars(select(Package).order_by(Package.id).limit(args["limit"]))]
+
+
+@blp.route("/packages", methods=["POST"])
+@blp.arguments(s.PackageIn)
+@blp.response(201, s.SchedPackage)
+@requires("manager")
+def create_package(data: dict[str, Any]) -> Any:
+    c = current_context()
+    schedule.get(c, Course, data["course_id"], "course", field="course_id")
+    if c.session.scalar(select(Package.id).where(Package.name == data["name"])) is not None:
+        raise InvalidInput("name taken", {"name": ["a package has this name"]})
+    row = Package(course_id=data["course_id"], name=data["name"], hours=Decimal(data["hours"]),
+                  gift_hours=Decimal(data["gift_hours"]), price=Decimal(data["price"]),
+                  validity_days=data["validity_days"])
+    c.session.add(row)
+    c.session.flush()
+    out = _package(row)
+    commit()
+    return out
+
+
+# --- accounts --------------------------------------------------------------------------------------
+
+def _account(c: Any, account_id: int) -> dict[str, Any]:
+    row = schedule.get(c, Account, account_id, "account")
+    c.session.refresh(row)
+    entries = list(c.session.scalars(select(Entry).where(Entry.account_id == account_id).order_by(Entry.id)))
+    return ledger.account_out(row, entries)
+
+
+@blp.route("/accounts", methods=["GET"])
+@blp.arguments(s.AccountArgs, location="query")
+@blp.response(200, s.SchedAccountPage)
+def list_accounts(args: dict[str, Any]) -> Any:
+    c = current_context()
+    q = select(Account)
+    if args.get("lead_id"):
+        q = q.where(Account.lead_id == args["lead_id"])
+    return _page(c, q, Account.id, args, ledger.account_out)
+
+
+@blp.route("/accounts", methods=["POST"])
+@blp.arguments(s.Purchase)
+@blp.response(201, s.SchedAccount)
+@requires("rep")
+def purchase(data: dict[str, Any]) -> Any:
+    """Sell a package to a lead: a core deal (stage won, ``deal_won``) and the account it opens."""
+    c = current_context()
+    from pelago.plugin import Lead
+
+    if c.session.scalar(select(Lead.id).where(Lead.id == data["lead_id"])) is None:
+        raise InvalidInput("unknown lead", {"lead_id": [f"no lead {data['lead_id']} in this tenant"]})
+    _, account_id = sales.sell(c, data["lead_id"], data["package_id"])
+    out = _account(c, account_id)
+    commit()
+    return out
+
+
+@blp.route("/accounts/<int:account_id>", methods=["GET"])
+@blp.response(200, s.SchedAccount)
+def show_account(account_id: int) -> Any:
+    """The account with its whole ledger, oldest line first."""
+    return _account(current_context(), account_id)
+
+
+@blp.route("/accounts/<int:account_id>/refund", methods=["POST"])
+@blp.arguments(s.RefundIn)
+@blp.response(200, s.SchedRefundOut)
+@requires("manager")
+def refund_account(data: dict[str, Any], account_id: int) -> Any:
+    """Refund the unconsumed purchased hours (a core refund of the deal) and close the account."""
+    c = current_context()
+    schedule.get(c, Account, account_id, "account")
+    amount, refund_id = ledger.refund(c, account_id, data["reason"])
+    out = {"account": _account(c, account_id), "amount": str(amount), "refund_id": refund_id}
+    commit()
+    return out
+
+
+# --- classes -------------------------------------------------------------------------------------
+
+def _class(c: Any, k: Klass) -> dict[str, Any]:
+    out = _cols(k, "id", "name", "kind", "campus_id", "course_id", "teacher_id", "room_id", "capacity", "online",
+                "trial")
+    return out | {"hours_per_lesson": str(k.hours_per_lesson), "students": schedule.class_students(c, k.id)}
+
+
+@blp.route("/classes", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedClassPage)
+def list_classes(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return _page(c, select(Klass), Klass.id, args, lambda k: _class(c, k))
+
+
+@blp.route("/classes", methods=["POST"])
+@blp.arguments(s.ClassIn)
+@blp.response(201, s.SchedClass)
+@requires("manager")
+def create_class(data: dict[str, Any]) -> Any:
+    c = current_context()
+    out = _class(c, schedule.create_class(c, data))
+    commit()
+    return out
+
+
+@blp.route("/classes/<int:class_id>", methods=["GET"])
+@blp.response(200, s.SchedClass)
+def show_class(class_id: int) -> Any:
+    c = current_context()
+    return _class(c, schedule.get(c, Klass, class_id, "class"))
+
+
+@blp.route("/classes/<int:class_id>/students", methods=["POST"])
+@blp.arguments(s.EnrolIn)
+@blp.response(201, s.SchedClass)
+@requires("manager")
+def enrol(data: dict[str, Any], class_id: int) -> Any:
+    """Enrol a student: busy in the class's future lessons (409 names a clash), within capacity."""
+    c = current_context()
+    schedule.enrol(c, class_id, data["lead_id"], data["account_id"])
+    out = _class(c, schedule.get(c, Klass, class_id, "class"))
+    commit()
+    return out
+
+
+@blp.route("/classes/<int:class_id>/transfer", methods=["POST"])
+@blp.arguments(s.TransferIn)
+@blp.response(200, s.SchedClass)
+@requires("manager")
+def transfer(data: dict[str, Any], class_id: int) -> Any:
+    """Move a student to another class with the same account (one balance)."""
+    c = current_context()
+    schedule.transfer(c, class_id, data["lead_id"], data["to_class_id"])
+    out = _class(c, schedule.get(c, Klass, data["to_class_id"], "class"))
+    commit()
+    return out
+
+
+# --- series and lessons ----------------------------------------------------------------------------
+
+@blp.route("/series/preview", methods=["POST"])
+@blp.arguments(s.SeriesIn)
+@blp.response(200, s.SchedPreview)
+def preview_series(data: dict[str, Any]) -> Any:
+    """What a series would be: each occurrence, its day (holiday, 调休, unknown …) and clashes; writes nothing."""
+    return schedule.preview(current_context(), data["class_id"], data)
+
+
+@blp.route("/series", methods=["POST"])
+@blp.arguments(s.SeriesIn)
+@blp.response(201, s.SchedSeriesOut)
+@requires("manager")
+def create_series(data: dict[str, Any]) -> Any:
+    """Generate a class's lessons from a weekly rule, as one batch checked once (409 names a clash)."""
+    c = current_context()
+    out = schedule.create_series(c, data)
+    commit()
+    return out
+
+
+def _lessons(c: Any, rows: list[Lesson]) -> list[dict[str, Any]]:
+    from .models import Participant
+
+    students = booking.students_of(c, rows)
+    makeups: dict[int, list[dict[str, int]]] = {}
+    for lesson_id, lead_id, missed in c.session.execute(
+        select(Participant.lesson_id, Participant.lead_id, Participant.makeup_of)
+        .where(Participant.lesson_id.in_([x.id for x in rows]), Participant.role == "makeup")
+    ):
+        makeups.setdefault(lesson_id, []).append({"lead_id": lead_id, "missed_lesson_id": missed})
+    return [schedule.lesson_out(x, students[x.id]) | {"makeups": makeups.get(x.id, [])} for x in rows]
+
+
+@blp.route("/lessons", methods=["GET"])
+@blp.arguments(s.LessonArgs, location="query")
+@blp.response(200, s.SchedLessonPage)
+def list_lessons(args: dict[str, Any]) -> Any:
+    """Lessons by teacher, room, student, class, campus and start time; newest id first."""
+    c = current_context()
+    page = paginate(c.session, schedule.list_lessons(c, args), Lesson.id, args.get("cursor"), args["limit"])
+    return {"items": _lessons(c, list(page.items)), "next_cursor": page.next_cursor}
+
+
+@blp.route("/lessons", methods=["POST"])
+@blp.arguments(s.LessonIn)
+@blp.response(201, s.SchedLesson)
+@requires("manager")
+def create_lesson(data: dict[str, Any]) -> Any:
+    """One lesson of a class (409 names the lesson it clashes with)."""
+    c = current_context()
+    out = _lessons(c, [schedule.create_lesson(c, data)])[0]
+    commit()
+    return out
+
+
+@blp.route("/lessons/<int:lesson_id>", methods=["GET"])
+@blp.response(200, s.SchedLesson)
+def show_lesson(lesson_id: int) -> Any:
+    c = current_context()
+    return _lessons(c, [schedule.get(c, Lesson, lesson_id, "lesson")])[0]
+
+
+@blp.route("/lessons/<int:lesson_id>", methods=["PATCH"])
+@blp.arguments(s.LessonEdit)
+@blp.response(200, s.SchedEditOut)
+@requires("manager")
+def edit_lesson(data: dict[str, Any], lesson_id: int) -> Any:
+    """Reschedule or re-staff this lesson, this and the following, or all future ones of its series."""
+    c = current_context()
+    out = {"lessons": _lessons(c, schedule.edit(c, lesson_id, data))}
+    commit()
+    return out
+
+
+@blp.route("/lessons/<int:lesson_id>/cancel", methods=["POST"])
+@blp.arguments(s.CancelIn)
+@blp.response(200, s.SchedLesson)
+@requires("manager")
+def cancel_lesson(data: dict[str, Any], lesson_id: int) -> Any:
+    """Cancel a lesson with a reason: its teacher, room and students are free again."""
+    c = current_context()
+    out = _lessons(c, [schedule.cancel(c, lesson_id, data["reason"])])[0]
+    commit()
+    return out
+
+
+@blp.route("/lessons/<int:lesson_id>/attendance", methods=["POST"])
+@blp.arguments(s.RollCall)
+@blp.response(200, s.SchedRollCallOut)
+def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
+    """Take, change or undo (status null) the roll-call; charges and reversals follow in the ledger."""
+    c = current_context()
+    out = {"items": attendance.mark(c, lesson_id, data["marks"])}
+    commit()
+    return out
+
+
+@blp.route("/lessons/<int:lesson_id>/leave", methods=["POST"])
+@blp.arguments(s.LeaveIn)
+@blp.response(200, s.SchedAttendanceOut)
+def ask_leave(data: dict[str, Any], lesson_id: int) -> Any:
+    """A leave request; not charged when asked ``leave_free_hours`` ahead."""
+    c = current_context()
+    out = attendance.ask_leave(c, lesson_id, data["lead_id"])
+    commit()
+    return out
+
+
+@blp.route("/makeups", methods=["POST"])
+@blp.arguments(s.MakeupIn)
+@blp.response(201, s.SchedLesson)
+@requires("manager")
+def book_makeup(data: dict[str, Any]) -> Any:
+    """Put a student who missed a lesson into another one (linked to the missed one)."""
+    c = current_context()
+    attendance.makeup(c, data["lead_id"], data["missed_lesson_id"], data["lesson_id"])
+    out = _lessons(c, [schedule.get(c, Lesson, data["lesson_id"], "lesson")])[0]
+    commit()
+    return out
+
+
+@blp.route("/free-slots", methods=["GET"])
+@blp.arguments(s.SlotArgs, location="query")
+@blp.response(200, s.SchedSlotList)
+def free_slots(args: dict[str, Any]) -> Any:
+    """Starts when the teacher, the student and the room are all free (for makeups and trials)."""
+    c = current_context()
+    return {"items": schedule.free_slots(c, args)}
+
+
+# --- trials ----------------------------------------------------------------------------------------
+
+@blp.route("/trials", methods=["GET"])
+@blp.arguments(s.PageArgs, location="query")
+@blp.response(200, s.SchedTrialPage)
+def list_trials(args: dict[str, Any]) -> Any:
+    c = current_context()
+    return _page(c, select(Trial), Trial.id, args, trials.trial_out)
+
+
+@blp.route("/trials", methods=["POST"])
+@blp.arguments(s.TrialIn)
+@blp.response(201, s.SchedTrial)
+def book_trial(data: dict[str, Any]) -> Any:
+    """A trial lesson for a lead: a seat in a lesson, or a new lesson of a trial class."""
+    c = current_context()
+    out = trials.trial_out(trials.book(c, data))
+    commit()
+    return out
+
+
+@blp.route("/trials/<int:trial_id>/outcome", methods=["POST"])
+@blp.arguments(s.TrialOutcomeIn)
+@blp.response(200, s.SchedTrial)
+def decide_trial(data: dict[str, Any], trial_id: int) -> Any:
+    """The outcome: written to the lead's history and stage; ``converted`` sells a package (a deal)."""
+    c = current_context()
+    out = trials.decide(c, trial_id, data["outcome"], data["package_id"], data["note"])
+    commit()
+    return out
+
+
+# --- reports and feeds -----------------------------------------------------------------------------
+
+@blp.route("/reports/consumption", methods=["GET"])
+@blp.arguments(s.MonthArgs, location="query")
+@blp.response(200, s.SchedMonthReport)
+def consumption_report(args: dict[str, Any]) -> Any:
+    """Hours consumed and revenue recognised, refunded and expired per month (the tenant's timezone)."""
+    c = current_context()
+    return {"items": reports.months(c, args["month_from"], args["month_to"])}
+
+
+@blp.route("/reports/trials", methods=["GET"])
+@blp.response(200, s.SchedConversionReport)
+def trial_report() -> Any:
+    """Trial-to-deal conversion by teacher, course and lead source."""
+    return {"items": trials.conversion(current_context())}
+
+
+@blp.route("/teachers/<int:user_id>/feed", methods=["POST"])
+@blp.response(201, s.SchedFeedOut)
+@requires("manager")
+def teacher_feed(user_id: int) -> Any:
+    """A new iCalendar feed token for a teacher (shown once)."""
+    c = current_context()
+    schedule.get(c, Teacher, user_id, "teacher")
+    out = feeds.issue(c, "teacher", user_id)
+    commit()
+    return out
+
+
+@blp.route("/students/<int:lead_id>/feed", methods=["POST"])
+@blp.response(201, s.SchedFeedOut)
+@requires("rep")
+def student_feed(lead_id: int) -> Any:
+    """A new iCalendar feed token for a student (shown once)."""
+    c = current_context()
+    from .models import Student
+
+    if c.session.get(Student, lead_id) is None:
+        raise NotFound(f"student {lead_id} not found")
+    out = feeds.issue(c, "student", lead_id)
+    commit()
+    return out
+
+
+@blp.route("/feeds/<int:feed_id>", methods=["DELETE"])
+@blp.response(204)
+@requires("manager")
+def revoke_feed(feed_id: int) -> Any:
+    """Revoke a feed token: its URL answers 404 from now on."""
+    c = current_context()
+    feeds.revoke(c, feed_id)
+    commit()
+    return ""
+
+
+feeds.route(blp)
+

@@ -1,0 +1,356 @@
+"""Roll-call, leave, makeups and automatic consumption: how attendance moves the ledger.
+
+Each (lesson, student) has one attendance record (unique). Present, late and
+absent are charged; leave is not when asked ``leave_free_hours`` before the
+lesson (a setting). The record's ``charged`` flag and ``generation`` say
+whether the consumption of ``(record, generation)`` stands: changing a
+charged record to something not charged, or undoing it, writes the reversal
+of that generation and moves to the next, so charge → reverse → charge
+again are three distinct, unique ledger lines. The automatic consumption
+after a lesson's end only fills in students with no record, so it and a
+teacher's roll-call never both charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, text, update
+
+from pelago.plugin import Conflict, HookContext, InvalidInput, among, dialect_name, insert_ignoring_conflict
+
+from . import booking, ledger
+from .models import Account, Attendance, Enrolment, Lesson, Participant
+
+PLUGIN = "scheduling"
+CHARGED = frozenset({"present", "late", "absent"})
+
+
+def charged(ctx: HookContext, status: str | None, leave_asked_at: datetime | None, lesson: Lesson) -> bool:
+    if status in CHARGED:
+        return True
+    if status == "leave":
+        ahead = timedelta(hours=ctx.settings(PLUGIN)["leave_free_hours"])
+        return leave_asked_at is None or leave_asked_at > lesson.starts_at - ahead
+    return False
+
+
+def _account_for(ctx: HookContext, lesson: Lesson, lead_id: int) -> int | None:
+    """The enrolment's account, else the student's open account that expires first with hours left."""
+    account_id = ctx.session.scalar(
+        select(Enrolment.account_id).where(Enrolment.class_id == lesson.class_id, Enrolment.lead_id == lead_id)
+    )
+    if account_id is not None:
+        return account_id  # type: ignore[no-any-return]
+    return ctx.session.scalar(  # type: ignore[no-any-return]
+        select(Account.id).where(
+            Account.lead_id == lead_id, Account.status == "open", Account.expires_at > ctx.now(),
+            Account.purchased_hours + Account.gift_hours - Account.consumed_purchased - Account.consumed_gift
+            >= lesson.hours,
+        ).order_by(Account.expires_at, Account.id).limit(1)
+    )
+
+
+def _record(ctx: HookContext, lesson: Lesson, lead_id: int) -> Attendance:
+    """The attendance record of (lesson, student), made once, locked for this transaction."""
+    insert_ignoring_conflict(ctx.session, Attendance.__table__, {
+        "tenant_id": ctx.tenant.id, "lesson_id": lesson.id, "lead_id": lead_id, "status": None,
+        "charged": False, "generation": 0, "marked_at": ctx.now(),
+    }, ["tenant_id", "lesson_id", "lead_id"], None)
+    row = ctx.session.scalars(
+        select(Attendance).where(Attendance.lesson_id == lesson.id, Attendance.lead_id == lead_id)
+        .with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return row
+
+
+def students(ctx: HookContext, lesson: Lesson) -> set[int]:
+    return set(booking.students_of(ctx, [lesson])[lesson.id])
+
+
+def mark(ctx: HookContext, lesson_id: int, marks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Take roll-call (or change or undo it) for some of a lesson's students; the ledger follows."""
+    from .schedule import get
+
+    lesson = get(ctx, Lesson, lesson_id, "lesson")
+    if lesson.status != "scheduled":
+        raise Conflict(f"lesson {lesson_id} is {lesson.status}")
+    if lesson.starts_at > ctx.now() + timedelta(hours=1):
+        raise InvalidInput("roll-call before the lesson", {"lesson_id": ["starts more than an hour from now"]})
+    members = students(ctx, lesson)
+    seen: set[int] = set()
+    for i, m in enumerate(marks):
+        if m["lead_id"] not in members:
+            raise InvalidInput("not in this lesson", {"marks": {str(i): {"lead_id": ["not a student of this lesson"]}}})
+        if m["lead_id"] in seen:
+            raise InvalidInput("marked twice", {"marks": {str(i): {"lead_id": ["marked twice"]}}})
+        seen.add(m["lead_id"])
+    trials = set(ctx.session.scalars(
+        select(Participant.lead_id).where(Participant.lesson_id == lesson.id, Participant.role == "trial")
+    ))
+    return settle(ctx, [Item(lesson, m["lead_id"], m["status"], m["lead_id"] in trials) for m in marks])
+
+
+@dataclass(frozen=True)
+class Item:
+    """One roll-call mark to settle."""
+
+    lesson: Lesson
+    lead_id: int
+    status: str | None
+    free: bool = False  # a trial seat: never charged
+
+
+def settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
+    """Roll-call marks of any number of lessons, set-based: a few statements for the whole batch.
+
+    Records are made (one INSERT … ON CONFLICT DO NOTHING) and locked in one
+    order; charges go through :func:`.ledger.consume_many` (one conditional
+    UPDATE per account, one INSERT of lines); reversals one by one (rare).
+    If an account changed between read and update, the batch is taken again
+    one mark at a time, which waits for the other writer.
+    """
+    if not items:
+        return []
+    try:
+        with ctx.session.begin_nested():
+            return _settle(ctx, items)
+    except ledger.Contended:
+        out = []
+        for i in sorted(items, key=lambda i: (i.lesson.id, i.lead_id)):
+            done = _apply(ctx, i.lesson, i.lead_id, i.status, free=i.free)
+            assert done is not None
+            out.append(done)
+        return out
+
+
+def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
+    session = ctx.session
+    t, now = ctx.tenant.id, ctx.now()
+    by = ctx.actor.user_id if ctx.actor else None
+    ordered = sorted(items, key=lambda i: (i.lesson.id, i.lead_id))
+    lesson_ids = sorted({i.lesson.id for i in items})
+    table = Attendance.__table__
+    existing = {(r.lesson_id, r.lead_id): r for r in session.execute(
+        select(table.c.id, table.c.lesson_id, table.c.lead_id, table.c.status, table.c.charged, table.c.generation,
+               table.c.leave_asked_at)
+        .where(table.c.tenant_id == t, among(session, table.c.lesson_id, lesson_ids))
+        .order_by(table.c.id).with_for_update()
+    )}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    charges: list[tuple[Item, int, int]] = []  # (item, attendance id, generation)
+    # new records (the usual case): written once, with their final status, in one statement
+    fresh = [i for i in ordered if (i.lesson.id, i.lead_id) not in existing]
+    if fresh:
+        wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
+        made = _insert_records(ctx, fresh, wants, by, now)
+        if len(made) != len(fresh):
+            raise ledger.Contended()  # someone made one of them meanwhile: take the careful path
+        for i in fresh:
+            key = (i.lesson.id, i.lead_id)
+            out[key] = {"id": made[key], "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+                        "charged": wants[key], "account_id": None, "remaining_hours": None}
+            if wants[key]:
+                charges.append((i, made[key], 0))
+    # records that exist: changed or undone roll-calls
+    changed = []
+    for i in ordered:
+        key = (i.lesson.id, i.lead_id)
+        row = existing.get(key)
+        if row is None:
+            continue
+        want = not i.free and charged(ctx, i.status, row.leave_asked_at, i.lesson)
+        generation, is_charged = row.generation, row.charged
+        account_id = remaining = None
+        if is_charged and not want:
+            back = ledger.reverse(ctx, row.id, generation, note=f"roll-call changed to {i.status or 'undone'}")
+            generation, is_charged = generation + 1, False
+            if back:
+                account_id, remaining = back.account_id, back.remaining
+        elif want and not is_charged:
+            charges.append((i, row.id, generation))
+            is_charged = True
+        changed.append({"rid": row.id, "status": i.status, "charged": is_charged, "generation": generation,
+                        "marked_at": now, "marked_by": by})
+        out[key] = {"id": row.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+                    "charged": is_charged, "account_id": account_id,
+                    "remaining_hours": None if remaining is None else str(remaining)}
+    if changed:
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("rid"))
+            .values(status=bindparam("status"), charged=bindparam("charged"), generation=bindparam("generation"),
+                    marked_at=bindparam("marked_at", type_=table.c.marked_at.type), marked_by=bindparam("marked_by")),
+            changed,
+        )
+    if charges:
+        accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i, _, _ in charges])
+        asked = []
+        for i, rid, generation in charges:
+            account_id = accounts.get((i.lesson.id, i.lead_id))
+            if account_id is None:
+                raise Conflict(f"student {i.lead_id} has no open account with {i.lesson.hours} hours for lesson "
+                               f"{i.lesson.id}", {"lead_id": ["no account with enough hours"]})
+            asked.append(ledger.Want(account_id, i.lesson.hours, rid, generation, i.lesson.id, i.status or ""))
+        for (i, _, _), got in zip(charges, ledger.consume_many(ctx, asked), strict=True):
+            out[(i.lesson.id, i.lead_id)] |= {"charged": True, "account_id": got.account_id,
+                                              "remaining_hours": str(got.remaining)}
+    result = [out[(i.lesson.id, i.lead_id)] for i in items]
+    for obj in list(session.identity_map.values()):  # written past the ORM: loaded copies are stale
+        if isinstance(obj, (Attendance, Account)):
+            session.expire(obj)
+    return result
+
+
+def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[int, int], bool], by: int | None,
+                    now: Any) -> dict[tuple[int, int], int]:
+    """New attendance records with their final status, one statement; their ids by (lesson, student).
+
+    On PostgreSQL the rows travel as arrays (``INSERT … SELECT FROM unnest``):
+    one short statement whatever the batch, instead of a VALUES list the
+    driver must rewrite per batch. Rows someone else made meanwhile are not
+    returned (``ON CONFLICT DO NOTHING``).
+    """
+    session = ctx.session
+    table = Attendance.__table__
+    if dialect_name(session) == "postgresql":
+        rows = session.execute(text(
+            "INSERT INTO scheduling_attendance (tenant_id, lesson_id, lead_id, status, charged, generation,"
+            " leave_asked_at, marked_by, marked_at)"
+            " SELECT :t, u.l, u.p, u.s, u.c, 0, NULL, :by, :now"
+            " FROM unnest(CAST(:lessons AS bigint[]), CAST(:leads AS bigint[]), CAST(:statuses AS text[]),"
+            "             CAST(:charged AS boolean[])) AS u(l, p, s, c)"
+            " ON CONFLICT (tenant_id, lesson_id, lead_id) DO NOTHING RETURNING id, lesson_id, lead_id"
+        ).bindparams(bindparam("now", type_=table.c.marked_at.type)), {
+            "t": ctx.tenant.id, "by": by, "now": now, "lessons": [i.lesson.id for i in fresh],
+            "leads": [i.lead_id for i in fresh], "statuses": [i.status for i in fresh],
+            "charged": [wants[(i.lesson.id, i.lead_id)] for i in fresh],
+        })
+    else:
+        ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])
+        rows = session.execute(ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id), [
+            {"tenant_id": ctx.tenant.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
+             "charged": wants[(i.lesson.id, i.lead_id)], "generation": 0, "leave_asked_at": None,
+             "marked_by": by, "marked_at": now} for i in fresh
+        ])
+    return {(r.lesson_id, r.lead_id): r.id for r in rows}
+
+
+def _insert(session: Any) -> Any:
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert
+
+
+def _accounts_for(ctx: HookContext, pairs: Sequence[tuple[Lesson, int]]) -> dict[tuple[int, int], int]:
+    """For each (lesson, student): the enrolment's account (one query), else :func:`_account_for`."""
+    class_ids = sorted({lesson.class_id for lesson, _ in pairs})
+    enrolled = {(c, lead): a for c, lead, a in ctx.session.execute(
+        select(Enrolment.class_id, Enrolment.lead_id, Enrolment.account_id)
+        .where(among(ctx.session, Enrolment.class_id, class_ids), Enrolment.account_id.is_not(None))
+    )}
+    out = {}
+    for lesson, lead_id in pairs:
+        account_id = enrolled.get((lesson.class_id, lead_id)) or _account_for(ctx, lesson, lead_id)
+        if account_id is not None:
+            out[(lesson.id, lead_id)] = account_id
+    return out
+
+
+def _apply(ctx: HookContext, lesson: Lesson, lead_id: int, status: str | None, *, free: bool = False,
+           actor: int | None = -1, only_unmarked: bool = False) -> dict[str, Any] | None:
+    row = _record(ctx, lesson, lead_id)
+    if only_unmarked and row.status is not None:
+        return None  # a person took the roll-call meanwhile: theirs stands
+    want = not free and charged(ctx, status, row.leave_asked_at, lesson)
+    account_id = None
+    remaining = None
+    if row.charged and not want:
+        back = ledger.reverse(ctx, row.id, row.generation, note=f"roll-call changed to {status or 'undone'}")
+        row.generation += 1
+        row.charged = False
+        if back:
+            account_id, remaining = back.account_id, back.remaining
+    elif want and not row.charged:
+        account_id = _account_for(ctx, lesson, lead_id)
+        if account_id is None:
+            raise Conflict(f"student {lead_id} has no open account with {lesson.hours} hours for lesson {lesson.id}",
+                           {"lead_id": ["no account with enough hours"]})
+        got = ledger.consume(ctx, account_id, lesson.hours, attendance_id=row.id, generation=row.generation,
+                             lesson_id=lesson.id, note=f"{status}")
+        row.charged = True
+        remaining = got.remaining
+    row.status = status
+    row.marked_at = ctx.now()
+    row.marked_by = ctx.actor.user_id if (actor == -1 and ctx.actor) else None
+    ctx.session.flush()
+    return {"id": row.id, "lesson_id": lesson.id, "lead_id": lead_id, "status": row.status, "charged": row.charged,
+            "account_id": account_id, "remaining_hours": None if remaining is None else str(remaining)}
+
+
+def ask_leave(ctx: HookContext, lesson_id: int, lead_id: int) -> dict[str, Any]:
+    """A leave request: recorded now, so its distance to the lesson decides whether it is charged."""
+    from .schedule import get
+
+    lesson = get(ctx, Lesson, lesson_id, "lesson")
+    if lead_id not in students(ctx, lesson):
+        raise InvalidInput("not in this lesson", {"lead_id": ["not a student of this lesson"]})
+    row = _record(ctx, lesson, lead_id)
+    if row.leave_asked_at is None:
+        row.leave_asked_at = ctx.now()
+    ctx.session.flush()
+    done = _apply(ctx, lesson, lead_id, "leave")
+    assert done is not None
+    return done
+
+
+def makeup(ctx: HookContext, lead_id: int, missed_id: int, lesson_id: int) -> dict[str, Any]:
+    """Book a student who missed ``missed_id`` into ``lesson_id`` (busy there; 409 on a clash)."""
+    from .schedule import get
+
+    missed = get(ctx, Lesson, missed_id, "lesson", field="missed_lesson_id")
+    target = get(ctx, Lesson, lesson_id, "lesson", field="lesson_id")
+    if lead_id not in students(ctx, missed):
+        raise InvalidInput("not in the missed lesson", {"lead_id": ["was not a student of the missed lesson"]})
+    if target.status != "scheduled":
+        raise Conflict(f"lesson {lesson_id} is {target.status}")
+    if lead_id in students(ctx, target):
+        raise Conflict(f"student {lead_id} is already in lesson {lesson_id}")
+    from sqlalchemy import insert
+
+    ctx.session.execute(insert(Participant), [{"tenant_id": ctx.tenant.id, "lesson_id": target.id,
+                                               "lead_id": lead_id, "role": "makeup", "makeup_of": missed.id}])
+    booking.add_students(ctx, [target.id], lead_id)
+    return {"lesson_id": target.id, "missed_lesson_id": missed.id, "lead_id": lead_id}
+
+
+def auto_consume(ctx: HookContext, limit: int = 200) -> int:
+    """Charge enrolled students with no roll-call as present, for lessons ended a while ago (a setting)."""
+    s = ctx.settings(PLUGIN)
+    if not s["auto_consume"]:
+        return 0
+    before = ctx.now() - timedelta(minutes=s["auto_consume_after_minutes"])
+    lessons = list(ctx.session.scalars(
+        select(Lesson).where(Lesson.status == "scheduled", Lesson.auto_consumed.is_(False), Lesson.ends_at <= before,
+                             Lesson.kind != "trial")
+        .order_by(Lesson.ends_at, Lesson.id).limit(limit)
+    ))
+    done = 0
+    for lesson in lessons:
+        marked = set(ctx.session.scalars(select(Attendance.lead_id).where(Attendance.lesson_id == lesson.id)))
+        for lead_id in sorted(students(ctx, lesson) - marked):
+            try:
+                with ctx.session.begin_nested():
+                    if _apply(ctx, lesson, lead_id, "present", actor=None, only_unmarked=True):
+                        done += 1
+            except Conflict:
+                pass  # no hours: left for a person to settle
+        ctx.session.execute(update(Lesson).where(Lesson.id == lesson.id).values(auto_consumed=True)
+                            .execution_options(synchronize_session=False))
+    return done
+
+
