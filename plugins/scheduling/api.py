@@ -51,6 +51,11 @@ def _campus(r: Campus) -> dict[str, Any]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedCampus(many=True))
 def list_campuses(args: dict[str, Any]) -> Any:
+    """List campuses.
+
+    Any user of the tenant (rep or higher). Returns the first `limit` campuses (default 50, at most 200) by id, each
+    with its IANA timezone, in which its lessons are planned; `cursor` is accepted but this list is not paged.
+    """
     c = current_context()
     return [_campus(r) for r in c.session.scalars(select(Campus).order_by(Campus.id).limit(args["limit"]))]
 
@@ -60,6 +65,11 @@ def list_campuses(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedCampus)
 @requires("manager")
 def create_campus(data: dict[str, Any]) -> Any:
+    """Create a campus.
+
+    Manager or higher. The timezone defaults to Asia/Shanghai; a name another campus has, or an unknown timezone, is
+    a 422 naming the field, and nothing is written.
+    """
     c = current_context()
     if c.session.scalar(select(Campus.id).where(Campus.name == data["name"])) is not None:
         raise InvalidInput("name taken", {"name": ["a campus has this name"]})
@@ -79,6 +89,11 @@ def _room(r: Room) -> dict[str, Any]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedRoom(many=True))
 def list_rooms(args: dict[str, Any]) -> Any:
+    """List rooms.
+
+    Any user of the tenant (rep or higher). Returns the first `limit` rooms (default 50, at most 200) of every
+    campus by id, with their seats; `cursor` is accepted but this list is not paged.
+    """
     c = current_context()
     return [_room(r) for r in c.session.scalars(select(Room).order_by(Room.id).limit(args["limit"]))]
 
@@ -88,6 +103,11 @@ def list_rooms(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedRoom)
 @requires("manager")
 def create_room(data: dict[str, Any]) -> Any:
+    """Create a room of a campus.
+
+    Manager or higher. An unknown `campus_id`, or a name another room of that campus has, is a 422 naming the field,
+    and nothing is written. A room's capacity limits the lessons held in it.
+    """
     c = current_context()
     schedule.get(c, Campus, data["campus_id"], "campus", field="campus_id")
     if c.session.scalar(select(Room.id).where(Room.campus_id == data["campus_id"], Room.name == data["name"])):
@@ -110,6 +130,11 @@ def _teacher(c: Any, rows: list[Teacher]) -> list[dict[str, Any]]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedTeacher(many=True))
 def list_teachers(args: dict[str, Any]) -> Any:
+    """List teachers.
+
+    Any user of the tenant (rep or higher). Returns the first `limit` teachers (default 50, at most 200) by user id,
+    with their name, subjects and whether they are active; `cursor` is accepted but this list is not paged.
+    """
     c = current_context()
     return _teacher(c, list(c.session.scalars(select(Teacher).order_by(Teacher.user_id).limit(args["limit"]))))
 
@@ -119,7 +144,11 @@ def list_teachers(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedTeacher)
 @requires("manager")
 def add_teacher(data: dict[str, Any]) -> Any:
-    """Flag a user of the tenant as a teacher (or change the flag)."""
+    """Flag a user of the tenant as a teacher (or change the flag).
+
+    Manager or higher. A teacher is a core user of the tenant with a scheduling row of its own; posting an existing
+    teacher updates its subjects and active flag. A user id not in the tenant is a 422 naming `user_id`.
+    """
     c = current_context()
     out = _teacher(c, [schedule.add_teacher(c, data)])[0]
     commit()
@@ -134,6 +163,11 @@ def _course(r: Course) -> dict[str, Any]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedCourse(many=True))
 def list_courses(args: dict[str, Any]) -> Any:
+    """List courses.
+
+    Any user of the tenant (rep or higher). Returns the first `limit` courses (default 50, at most 200) by id, with
+    their subject; `cursor` is accepted but this list is not paged.
+    """
     c = current_context()
     return [_course(r) for r in c.session.scalars(select(Course).order_by(Course.id).limit(args["limit"]))]
 
@@ -143,6 +177,11 @@ def list_courses(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedCourse)
 @requires("manager")
 def create_course(data: dict[str, Any]) -> Any:
+    """Create a course.
+
+    Manager or higher. A name another course has is a 422 naming `name`, and nothing is written. The subject marks
+    subject tutoring for the `no_subject_on_holidays` policy.
+    """
     c = current_context()
     if c.session.scalar(select(Course.id).where(Course.name == data["name"])) is not None:
         raise InvalidInput("name taken", {"name": ["a course has this name"]})
@@ -165,6 +204,12 @@ def _package(r: Package) -> dict[str, Any]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedPackage(many=True))
 def list_packages(args: dict[str, Any]) -> Any:
+    """List class-hour packages.
+
+    Any user of the tenant (rep or higher). Returns the first `limit` packages (default 50, at most 200) by id:
+    hours, gift hours and price as decimal strings, validity, and the `product` a CRM deal names to open an account
+    for it; `cursor` is accepted but this list is not paged.
+    """
     c = current_context()
     return [_package(r) for r in c.session.scalars(select(Package).order_by(Package.id).limit(args["limit"]))]
 
@@ -174,6 +219,11 @@ def list_packages(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedPackage)
 @requires("manager")
 def create_package(data: dict[str, Any]) -> Any:
+    """Create a class-hour package for a course.
+
+    Manager or higher. Hours, gift hours and price are decimal strings (a JSON number is a 422); an unknown
+    `course_id` or a name another package has is a 422 naming the field, and nothing is written.
+    """
     c = current_context()
     schedule.get(c, Course, data["course_id"], "course", field="course_id")
     if c.session.scalar(select(Package.id).where(Package.name == data["name"])) is not None:
@@ -201,6 +251,12 @@ def _account(c: Any, account_id: int) -> dict[str, Any]:
 @blp.arguments(s.AccountArgs, location="query")
 @blp.response(200, s.SchedAccountPage)
 def list_accounts(args: dict[str, Any]) -> Any:
+    """List class-hour accounts.
+
+    Any user of the tenant (rep or higher). Paged by cursor (`limit` default 50, at most 200), newest account first;
+    `lead_id` keeps one student's accounts. Each account shows its hours, money and status; its ledger lines are in
+    `GET /accounts/{id}`.
+    """
     c = current_context()
     q = select(Account)
     if args.get("lead_id"):
@@ -213,7 +269,12 @@ def list_accounts(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedAccount)
 @requires("rep")
 def purchase(data: dict[str, Any]) -> Any:
-    """Sell a package to a lead: a core deal (stage won, ``deal_won``) and the account it opens."""
+    """Sell a package to a lead: a core deal (stage won, ``deal_won``) and the account it opens.
+
+    Rep or higher. Records a core deal for the package (the lead goes to stage won and `deal_won` is sent) and opens
+    the student's account with its purchase line, in one transaction. An unknown lead or package, or a sale the
+    tenant's K12 policy refuses (`errors.policy`), is a 422 and nothing is written.
+    """
     c = current_context()
     from pelago.plugin import Lead
 
@@ -228,7 +289,11 @@ def purchase(data: dict[str, Any]) -> Any:
 @blp.route("/accounts/<int:account_id>", methods=["GET"])
 @blp.response(200, s.SchedAccount)
 def show_account(account_id: int) -> Any:
-    """The account with its whole ledger, oldest line first."""
+    """The account with its whole ledger, oldest line first.
+
+    Any user of the tenant (rep or higher). Purchased, gift and consumed hours, paid, recognised and refunded money,
+    expiry and every ledger line (purchase, consume, reversal, refund, expire). Another tenant's id is a 404.
+    """
     return _account(current_context(), account_id)
 
 
@@ -237,7 +302,12 @@ def show_account(account_id: int) -> Any:
 @blp.response(200, s.SchedRefundOut)
 @requires("manager")
 def refund_account(data: dict[str, Any], account_id: int) -> Any:
-    """Refund the unconsumed purchased hours (a core refund of the deal) and close the account."""
+    """Refund the unconsumed purchased hours (a core refund of the deal) and close the account.
+
+    Manager or higher. Unconsumed purchased hours are refunded at the unit price (gift hours are worth nothing) as a
+    core refund of the original deal, so settlement claws back proportionally, and a refund ledger line is written.
+    An account that is not open, e.g. refunded already, is a 409: nothing is refunded twice.
+    """
     c = current_context()
     schedule.get(c, Account, account_id, "account")
     amount, refund_id = ledger.refund(c, account_id, data["reason"])
@@ -258,6 +328,11 @@ def _class(c: Any, k: Klass) -> dict[str, Any]:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedClassPage)
 def list_classes(args: dict[str, Any]) -> Any:
+    """List classes.
+
+    Any user of the tenant (rep or higher). Paged by cursor (`limit` default 50, at most 200), newest class first;
+    each class with its teacher, room, capacity, hours per lesson and enrolled students.
+    """
     c = current_context()
     return _page(c, select(Klass), Klass.id, args, lambda k: _class(c, k))
 
@@ -267,6 +342,12 @@ def list_classes(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedClass)
 @requires("manager")
 def create_class(data: dict[str, Any]) -> Any:
+    """Create a class.
+
+    Manager or higher. A 1-on-1, small group or class with a course, an active teacher and, unless online, a room of
+    its campus. A user who is not an active teacher, a room of another campus or a capacity over the room's seats is
+    a 422 naming the field, and nothing is written.
+    """
     c = current_context()
     out = _class(c, schedule.create_class(c, data))
     commit()
@@ -276,6 +357,11 @@ def create_class(data: dict[str, Any]) -> Any:
 @blp.route("/classes/<int:class_id>", methods=["GET"])
 @blp.response(200, s.SchedClass)
 def show_class(class_id: int) -> Any:
+    """Show a class.
+
+    Any user of the tenant (rep or higher). The class with its teacher, room, capacity, hours per lesson and
+    enrolled students; another tenant's id is a 404.
+    """
     c = current_context()
     return _class(c, schedule.get(c, Klass, class_id, "class"))
 
@@ -285,7 +371,12 @@ def show_class(class_id: int) -> Any:
 @blp.response(201, s.SchedClass)
 @requires("manager")
 def enrol(data: dict[str, Any], class_id: int) -> Any:
-    """Enrol a student: busy in the class's future lessons (409 names a clash), within capacity."""
+    """Enrol a student: busy in the class's future lessons (409 names a clash), within capacity.
+
+    Manager or higher. The student is made busy in every future lesson of the class and consumes from the given
+    account. A student already enrolled or a full class is a 409, as is a clash with another of the student's
+    lessons (`errors.conflicts` names it); an account of another student is a 422. Nothing is written on an error.
+    """
     c = current_context()
     schedule.enrol(c, class_id, data["lead_id"], data["account_id"])
     out = _class(c, schedule.get(c, Klass, class_id, "class"))
@@ -298,7 +389,12 @@ def enrol(data: dict[str, Any], class_id: int) -> Any:
 @blp.response(200, s.SchedClass)
 @requires("manager")
 def transfer(data: dict[str, Any], class_id: int) -> Any:
-    """Move a student to another class with the same account (one balance)."""
+    """Move a student to another class with the same account (one balance).
+
+    Manager or higher. The student leaves this class's future lessons and joins those of `to_class_id`, keeping the
+    same account. A student not in this class is a 404; a clash in the new class is a 409 naming it, and nothing is
+    written.
+    """
     c = current_context()
     schedule.transfer(c, class_id, data["lead_id"], data["to_class_id"])
     out = _class(c, schedule.get(c, Klass, data["to_class_id"], "class"))
@@ -312,7 +408,13 @@ def transfer(data: dict[str, Any], class_id: int) -> Any:
 @blp.arguments(s.SeriesIn)
 @blp.response(200, s.SchedPreview)
 def preview_series(data: dict[str, Any]) -> Any:
-    """What a series would be: each occurrence, its day (holiday, 调休, unknown …) and clashes; writes nothing."""
+    """What a series would be: each occurrence, its day (holiday, 调休, unknown …) and clashes; writes nothing.
+
+    Any user of the tenant (rep or higher). Expands the RRULE in the campus's timezone and shows, for each
+    occurrence, its day (workday, weekend, holiday, 调休 makeup workday or unknown), whether it would be kept or
+    skipped, and the clashes it would have. An RRULE that never ends or exceeds `max_occurrences` is a 422 naming
+    `rrule`.
+    """
     return schedule.preview(current_context(), data["class_id"], data)
 
 
@@ -321,7 +423,12 @@ def preview_series(data: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedSeriesOut)
 @requires("manager")
 def create_series(data: dict[str, Any]) -> Any:
-    """Generate a class's lessons from a weekly rule, as one batch checked once (409 names a clash)."""
+    """Generate a class's lessons from a weekly rule, as one batch checked once (409 names a clash).
+
+    Manager or higher. Days are skipped or refused as the preview shows (a year not yet announced is refused by
+    default), and each lesson keeps its original start as `recurrence_id`. A clash is a 409 whose `errors.conflicts`
+    names the other lesson; bad input or a policy refusal is a 422. Either way no lesson of the batch is written.
+    """
     c = current_context()
     out = schedule.create_series(c, data)
     commit()
@@ -345,7 +452,12 @@ def _lessons(c: Any, rows: list[Lesson]) -> list[dict[str, Any]]:
 @blp.arguments(s.LessonArgs, location="query")
 @blp.response(200, s.SchedLessonPage)
 def list_lessons(args: dict[str, Any]) -> Any:
-    """Lessons by teacher, room, student, class, campus and start time; newest id first."""
+    """Lessons by teacher, room, student, class, campus and start time; newest id first.
+
+    Any user of the tenant (rep or higher). Filters: `teacher_id`, `room_id`, `lead_id` (a student's lessons),
+    `class_id`, `campus_id`, `starts_from`/`starts_before`; cancelled lessons only with `include_cancelled`. Paged
+    by cursor (`limit` default 50, at most 200); each lesson lists its students and makeups.
+    """
     c = current_context()
     page = paginate(c.session, schedule.list_lessons(c, args), Lesson.id, args.get("cursor"), args["limit"])
     return {"items": _lessons(c, list(page.items)), "next_cursor": page.next_cursor}
@@ -356,7 +468,12 @@ def list_lessons(args: dict[str, Any]) -> Any:
 @blp.response(201, s.SchedLesson)
 @requires("manager")
 def create_lesson(data: dict[str, Any]) -> Any:
-    """One lesson of a class (409 names the lesson it clashes with)."""
+    """One lesson of a class (409 names the lesson it clashes with).
+
+    Manager or higher. The lesson's teacher, room (unless online) and enrolled students are made busy over
+    `[starts_at, ends_at)`. A clash is a 409 naming the other lesson; `ends_at` before `starts_at`, a time without
+    its offset or a policy refusal is a 422. Nothing is written on an error.
+    """
     c = current_context()
     out = _lessons(c, [schedule.create_lesson(c, data)])[0]
     commit()
@@ -366,6 +483,11 @@ def create_lesson(data: dict[str, Any]) -> Any:
 @blp.route("/lessons/<int:lesson_id>", methods=["GET"])
 @blp.response(200, s.SchedLesson)
 def show_lesson(lesson_id: int) -> Any:
+    """Show a lesson.
+
+    Any user of the tenant (rep or higher). The lesson with its times, teacher, room, status, students and makeups;
+    another tenant's id is a 404.
+    """
     c = current_context()
     return _lessons(c, [schedule.get(c, Lesson, lesson_id, "lesson")])[0]
 
@@ -375,7 +497,14 @@ def show_lesson(lesson_id: int) -> Any:
 @blp.response(200, s.SchedEditOut)
 @requires("manager")
 def edit_lesson(data: dict[str, Any], lesson_id: int) -> Any:
-    """Reschedule or re-staff this lesson, this and the following, or all future ones of its series."""
+    """Reschedule or re-staff this lesson, this and the following, or all future ones of its series.
+
+    Manager or higher. `scope` is `this` (default), `following` or `all` future lessons: a new `starts_at` moves each
+    by the same wall-clock shift, `duration_minutes` changes their length, and `teacher_id` and `room_id` re-staff
+    them (a teacher change for `all` touches only lessons not yet started, so past attendance keeps its teacher). The
+    edit is checked for clashes as one batch: a clash is a 409 naming the other lesson, as is a lesson that is not
+    scheduled, and bad input is a 422; nothing is written then.
+    """
     c = current_context()
     out = {"lessons": _lessons(c, schedule.edit(c, lesson_id, data))}
     commit()
@@ -387,7 +516,11 @@ def edit_lesson(data: dict[str, Any], lesson_id: int) -> Any:
 @blp.response(200, s.SchedLesson)
 @requires("manager")
 def cancel_lesson(data: dict[str, Any], lesson_id: int) -> Any:
-    """Cancel a lesson with a reason: its teacher, room and students are free again."""
+    """Cancel a lesson with a reason: its teacher, room and students are free again.
+
+    Manager or higher. The lesson's busy rows go, so the slot is free at once, and the reason is kept (it shows in
+    the iCalendar feeds as a cancelled event). A lesson already cancelled is a 409.
+    """
     c = current_context()
     out = _lessons(c, [schedule.cancel(c, lesson_id, data["reason"])])[0]
     commit()
@@ -398,7 +531,14 @@ def cancel_lesson(data: dict[str, Any], lesson_id: int) -> Any:
 @blp.arguments(s.RollCall)
 @blp.response(200, s.SchedRollCallOut)
 def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
-    """Take, change or undo (status null) the roll-call; charges and reversals follow in the ledger."""
+    """Take, change or undo (status null) the roll-call; charges and reversals follow in the ledger.
+
+    Any user of the tenant (rep or higher). Marks are `present`, `late`, `leave`, `absent` or null to undo. Present,
+    late and absent are charged the class's hours per lesson, leave asked in time is not, and a trial seat never is;
+    each charge writes one consume line to the ledger and each change or undo one reversal, so the same roll-call
+    taken twice charges once. A student without enough hours makes it a 409 naming them, a student not in the lesson
+    or a roll-call over an hour before the start a 422, and nothing is written then.
+    """
     c = current_context()
     out = {"items": attendance.mark(c, lesson_id, data["marks"])}
     commit()
@@ -409,7 +549,12 @@ def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
 @blp.arguments(s.LeaveIn)
 @blp.response(200, s.SchedAttendanceOut)
 def ask_leave(data: dict[str, Any], lesson_id: int) -> Any:
-    """A leave request; not charged when asked ``leave_free_hours`` ahead."""
+    """A leave request; not charged when asked ``leave_free_hours`` ahead.
+
+    Any user of the tenant (rep or higher). Records the request now and marks the student `leave`; it is free when
+    asked at least `leave_free_hours` (default 24) before the lesson, otherwise charged like an absence in the
+    ledger. A lead who is not a student of the lesson is a 422.
+    """
     c = current_context()
     out = attendance.ask_leave(c, lesson_id, data["lead_id"])
     commit()
@@ -421,7 +566,12 @@ def ask_leave(data: dict[str, Any], lesson_id: int) -> Any:
 @blp.response(201, s.SchedLesson)
 @requires("manager")
 def book_makeup(data: dict[str, Any]) -> Any:
-    """Put a student who missed a lesson into another one (linked to the missed one)."""
+    """Put a student who missed a lesson into another one (linked to the missed one).
+
+    Manager or higher. The student becomes busy in the target lesson as a makeup participant linked to the missed
+    lesson. A student not in the missed lesson is a 422; a target lesson not scheduled, already holding the student,
+    or clashing with another of the student's lessons is a 409. Nothing is written on an error.
+    """
     c = current_context()
     attendance.makeup(c, data["lead_id"], data["missed_lesson_id"], data["lesson_id"])
     out = _lessons(c, [schedule.get(c, Lesson, data["lesson_id"], "lesson")])[0]
@@ -433,7 +583,12 @@ def book_makeup(data: dict[str, Any]) -> Any:
 @blp.arguments(s.SlotArgs, location="query")
 @blp.response(200, s.SchedSlotList)
 def free_slots(args: dict[str, Any]) -> Any:
-    """Starts when the teacher, the student and the room are all free (for makeups and trials)."""
+    """Starts when the teacher, the student and the room are all free (for makeups and trials).
+
+    Any user of the tenant (rep or higher). Required: `teacher_id`, `campus_id`, `date_from`, `date_to`; optional
+    `lead_id` and `room_id`. Suggests starts every `step_minutes` within `day_start`–`day_end` (campus time) where a
+    lesson of `duration_minutes` clashes with none of them, up to `limit` (default 20). Writes nothing.
+    """
     c = current_context()
     return {"items": schedule.free_slots(c, args)}
 
@@ -444,6 +599,11 @@ def free_slots(args: dict[str, Any]) -> Any:
 @blp.arguments(s.PageArgs, location="query")
 @blp.response(200, s.SchedTrialPage)
 def list_trials(args: dict[str, Any]) -> Any:
+    """List trial lessons.
+
+    Any user of the tenant (rep or higher). Paged by cursor (`limit` default 50, at most 200), newest trial first;
+    each trial with its lead, lesson and outcome.
+    """
     c = current_context()
     return _page(c, select(Trial), Trial.id, args, trials.trial_out)
 
@@ -452,7 +612,13 @@ def list_trials(args: dict[str, Any]) -> Any:
 @blp.arguments(s.TrialIn)
 @blp.response(201, s.SchedTrial)
 def book_trial(data: dict[str, Any]) -> Any:
-    """A trial lesson for a lead: a seat in a lesson, or a new lesson of a trial class."""
+    """A trial lesson for a lead: a seat in a lesson, or a new lesson of a trial class.
+
+    Any user of the tenant (rep or higher). With `lesson_id` the lead takes a seat in an existing lesson; with
+    `class_id`, `starts_at` and `ends_at` a new lesson of a trial class is made. The lead becomes a student, busy in
+    that lesson, and gets a "trial lesson booked" activity. An unknown lead is a 422; a full or cancelled lesson, a
+    lead already in it, or a clash is a 409, and nothing is written.
+    """
     c = current_context()
     out = trials.trial_out(trials.book(c, data))
     commit()
@@ -463,7 +629,12 @@ def book_trial(data: dict[str, Any]) -> Any:
 @blp.arguments(s.TrialOutcomeIn)
 @blp.response(200, s.SchedTrial)
 def decide_trial(data: dict[str, Any], trial_id: int) -> Any:
-    """The outcome: written to the lead's history and stage; ``converted`` sells a package (a deal)."""
+    """The outcome: written to the lead's history and stage; ``converted`` sells a package (a deal).
+
+    Any user of the tenant (rep or higher). `attended`, `no_show`, `not_interested` or `converted` writes an
+    automatic activity and a stage change to the lead through the core; `converted` with `package_id` records a core
+    deal for the package, which opens the account. A trial that already has an outcome is a 409.
+    """
     c = current_context()
     out = trials.decide(c, trial_id, data["outcome"], data["package_id"], data["note"])
     commit()
@@ -476,7 +647,12 @@ def decide_trial(data: dict[str, Any], trial_id: int) -> Any:
 @blp.arguments(s.MonthArgs, location="query")
 @blp.response(200, s.SchedMonthReport)
 def consumption_report(args: dict[str, Any]) -> Any:
-    """Hours consumed and revenue recognised, refunded and expired per month (the tenant's timezone)."""
+    """Hours consumed and revenue recognised, refunded and expired per month (the tenant's timezone).
+
+    Any user of the tenant (rep or higher). One row per month from `month_from` to `month_to` (`YYYY-MM`, both
+    required): hours and gift hours consumed, and money recognised, refunded and expired, in the tenant's timezone.
+    Read-only.
+    """
     c = current_context()
     return {"items": reports.months(c, args["month_from"], args["month_to"])}
 
@@ -484,7 +660,11 @@ def consumption_report(args: dict[str, Any]) -> Any:
 @blp.route("/reports/trials", methods=["GET"])
 @blp.response(200, s.SchedConversionReport)
 def trial_report() -> Any:
-    """Trial-to-deal conversion by teacher, course and lead source."""
+    """Trial-to-deal conversion by teacher, course and lead source.
+
+    Any user of the tenant (rep or higher). Trials booked, decided and converted, and the conversion rate, per
+    teacher, course and lead source. Read-only.
+    """
     return {"items": trials.conversion(current_context())}
 
 
@@ -492,7 +672,12 @@ def trial_report() -> Any:
 @blp.response(201, s.SchedFeedOut)
 @requires("manager")
 def teacher_feed(user_id: int) -> Any:
-    """A new iCalendar feed token for a teacher (shown once)."""
+    """A new iCalendar feed token for a teacher (shown once).
+
+    Manager or higher. Returns the token and the feed's path `/api/v1/scheduling/feeds/{token}.ics`; only the
+    token's SHA-256 is stored, so it cannot be shown again. A user who is not a teacher is a 404. Each call makes
+    another token; revoke old ones with `DELETE /feeds/{id}`.
+    """
     c = current_context()
     schedule.get(c, Teacher, user_id, "teacher")
     out = feeds.issue(c, "teacher", user_id)
@@ -504,7 +689,12 @@ def teacher_feed(user_id: int) -> Any:
 @blp.response(201, s.SchedFeedOut)
 @requires("rep")
 def student_feed(lead_id: int) -> Any:
-    """A new iCalendar feed token for a student (shown once)."""
+    """A new iCalendar feed token for a student (shown once).
+
+    Rep or higher. Returns the token and the feed's path `/api/v1/scheduling/feeds/{token}.ics`; only the token's
+    SHA-256 is stored, so it cannot be shown again. A lead who is not a student (no sale, enrolment or trial yet) is
+    a 404. Each call makes another token; revoke old ones with `DELETE /feeds/{id}`.
+    """
     c = current_context()
     from .models import Student
 
@@ -519,7 +709,11 @@ def student_feed(lead_id: int) -> Any:
 @blp.response(204)
 @requires("manager")
 def revoke_feed(feed_id: int) -> Any:
-    """Revoke a feed token: its URL answers 404 from now on."""
+    """Revoke a feed token: its URL answers 404 from now on.
+
+    Manager or higher. Marks the token revoked; calendar apps polling its URL get 404 from then on. An unknown or
+    already revoked feed is a 404.
+    """
     c = current_context()
     feeds.revoke(c, feed_id)
     commit()

@@ -138,6 +138,14 @@ def route(blp: Blueprint) -> None:
     )
     @public_route
     def feed(token: str) -> Any:
+        """A teacher's or student's lessons as iCalendar (no API key: the token is the credential).
+
+        Public: no API key, since a calendar app cannot send one; the token from `POST /teachers/{id}/feed` or
+        `/students/{lead_id}/feed` is the credential. Returns `text/calendar` (RFC 5545) with the owner's lessons
+        from a month ago to half a year ahead, one VEVENT each with a stable UID, RECURRENCE-ID for series lessons
+        and STATUS:CANCELLED for cancelled ones; cacheable for 5 minutes. An unknown or revoked token, or a tenant
+        with scheduling off, is a 404.
+        """
         session = public_session()
         if len(token) > 100:
             raise NotFound("no such feed")
