@@ -56,7 +56,12 @@ def _credits(c: Any, deal_id: int) -> dict[str, Any]:
 @blp.response(200, s.DealCredits)
 @requires("manager")
 def deal_credits(deal_id: int) -> Any:
-    """Every version of the deal's credits, newest first, with the inputs each rule used."""
+    """Every version of the deal's credits, newest first, with the inputs each rule used.
+
+    Managers (the deals credited to their branch) and admins. Each version shows its situation, rule and
+    method, its lines (branch, user, roles, percent, amount, commission) and whether it is current. A deal that
+    is unknown, not settled yet, or not credited to the manager's branch is a 404.
+    """
     c = current_context()
     return _credits(c, deal_id)
 
@@ -66,7 +71,12 @@ def deal_credits(deal_id: int) -> Any:
 @blp.response(201, s.DealCredits)
 @requires("admin")
 def override_credits(data: dict[str, Any], deal_id: int) -> Any:
-    """Override the deal's credits: a new version (lines by branch and user, percentages adding up to 100)."""
+    """Override the deal's credits: a new version (lines by branch and user, percentages adding up to 100).
+
+    Admins only, with a `reason`. The override is a new version, never an edit: the ledger reverses the current
+    lines and books the new ones in the current open period. An unknown deal is a 404; an unknown branch or
+    user in the lines, or percentages that do not add up to 100, a 422. Returns every version (201).
+    """
     c = current_context()
     if c.session.scalar(select(Deal.id).where(Deal.id == deal_id)) is None:
         raise NotFound(f"deal {deal_id} not found")

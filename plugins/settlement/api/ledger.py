@@ -40,7 +40,10 @@ def _period_out(p: Period) -> dict[str, Any]:
 @blp.arguments(s.EntryArgs, location="query")
 @blp.response(200, s.EntryPage)
 def list_entries(args: dict[str, Any]) -> Any:
-    """Ledger entries, newest first: by ``period`` (YYYY-MM), ``period_id``, ``branch_id``, ``user_id``, ``deal_id``."""
+    """Ledger entries, newest first: by ``period`` (YYYY-MM), ``period_id``, ``branch_id``, ``user_id``, ``deal_id``.
+
+    Admins see every entry, managers their branch's, reps only their own. `?limit=` and `?cursor=` page.
+    """
     c = current_context()
     stmt = select(Entry)
     assert c.actor is not None
@@ -71,7 +74,11 @@ def _keys(c: HookContext, ids: set[int]) -> dict[int, str]:
 @blp.response(200, s.PeriodPage)
 @requires("manager")
 def list_periods(args: dict[str, Any]) -> Any:
-    """Periods, newest first; managers see their branch's."""
+    """Periods, newest first; managers see their branch's.
+
+    Managers (their branch's) and admins. Filter by `key` (YYYY-MM), `branch_id` or `state` (open, locked,
+    paid); each period carries its totals and checksum once locked. `?limit=` and `?cursor=` page.
+    """
     c = current_context()
     stmt = select(Period)
     allowed = visible_branch_ids(c)
@@ -100,7 +107,14 @@ def periods_to_lock(c: HookContext, key: str, branch_id: int | None) -> list[Per
 @blp.response(200, s.PeriodList)
 @requires("admin")
 def lock_periods(data: dict[str, Any]) -> Any:
-    """Lock period ``YYYY-MM`` of every branch (or of ``branch_id``): all or none (409 listing differences)."""
+    """Lock period ``YYYY-MM`` of every branch (or of ``branch_id``): all or none (409 listing differences).
+
+    Admins only; only a period that has ended. Cumulative plans are trued up, then each branch's credited wins
+    and refunds are reconciled to the cent with the core's deals and refunds; any difference refuses the whole
+    lock with 409, listing each one, and so does a period not ended or not open. Otherwise the totals and their
+    checksum are stored and the periods never change again. A `branch_id` the caller cannot read is a 404; no such
+    period a 422.
+    """
     c = current_context()
     if data.get("branch_id") is not None:
         get_branch(c, data["branch_id"])
@@ -115,7 +129,11 @@ def lock_periods(data: dict[str, Any]) -> Any:
 @blp.response(200, s.SettlementPeriod)
 @requires("admin")
 def mark_paid(period_id: int) -> Any:
-    """Mark a locked period paid (409 unless locked)."""
+    """Mark a locked period paid (409 unless locked).
+
+    Admins only. The state moves to paid (with who and when); the totals, checksum and bounds stay as locked.
+    An unknown period is a 404; one that is open or already paid a 409.
+    """
     c = current_context()
     period = closing.mark_paid(c, closing.get_period(c, period_id), c.actor.user_id if c.actor else None)
     out = _period_out(period)
@@ -142,7 +160,12 @@ def _branch_period(c: HookContext, branch_id: int, key: str | None) -> Period:
 @blp.response(200, s.BranchStatement)
 @requires("manager")
 def branch_statement(args: dict[str, Any], branch_id: int) -> Any:
-    """The branch's statement for ``period``: its totals and each person's."""
+    """The branch's statement for ``period``: its totals and each person's.
+
+    Managers (their own branch) and admins. `?period=` (YYYY-MM) defaults to the period that contains now in
+    the branch's timezone; a locked or paid period shows the totals its lock stored, an open one is computed
+    now. A branch the caller may not read is a 404; no such period of the branch a 422.
+    """
     c = current_context()
     out = statements.branch_statement(c, _branch_period(c, branch_id, args["period"]))
     out["period"] = _period_out(out["period"])
@@ -154,6 +177,12 @@ def branch_statement(args: dict[str, Any], branch_id: int) -> Any:
 @blp.response(200, content_type="text/csv", description="UTF-8 with a BOM: the branch line, then one per person")
 @requires("manager")
 def branch_statement_csv(args: dict[str, Any], branch_id: int) -> Any:
+    """The branch's statement as CSV
+
+    The same statement as a CSV download (UTF-8 with a BOM, so Excel reads Chinese names; a cell that would
+    start a formula is quoted): a header line with the period's state and checksum, the branch line, then one
+    line per person. Managers (their own branch) and admins; same `?period=` and errors as the JSON.
+    """
     c = current_context()
     period = _branch_period(c, branch_id, args["period"])
     data = statements.branch_statement(c, period)
@@ -179,7 +208,12 @@ def _user_scope(c: HookContext, user_id: int) -> set[int] | None:
 @blp.arguments(s.StatementArgs, location="query")
 @blp.response(200, s.UserStatement)
 def user_statement(args: dict[str, Any], user_id: int) -> Any:
-    """A person's statement for ``period``: her entries in every branch and their sums (reps: their own)."""
+    """A person's statement for ``period``: her entries in every branch and their sums (reps: their own).
+
+    Reps read only their own (another person's is a 404), managers those of people with entries in their
+    branch, admins anyone's. `?period=` (YYYY-MM) defaults to the period that contains now; locked periods show
+    their stored totals. An unknown user is a 404.
+    """
     c = current_context()
     scope = _user_scope(c, user_id)
     out = statements.user_statement(c, user_id, args["period"] or _current_key(c, c.tenant.tz), scope)
@@ -191,6 +225,12 @@ def user_statement(args: dict[str, Any], user_id: int) -> Any:
 @blp.arguments(s.StatementArgs, location="query")
 @blp.response(200, content_type="text/csv", description="UTF-8 with a BOM: her entries, then her totals")
 def user_statement_csv(args: dict[str, Any], user_id: int) -> Any:
+    """A person's statement as CSV
+
+    The same statement as a CSV download (UTF-8 with a BOM; a cell that would start a formula is quoted): her
+    totals, then her entries. Reps read only their own (another person's is a 404), managers those of people
+    with entries in their branch, admins anyone's; same `?period=` as the JSON.
+    """
     c = current_context()
     scope = _user_scope(c, user_id)
     key = args["period"] or _current_key(c, c.tenant.tz)

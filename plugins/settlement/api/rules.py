@@ -35,7 +35,11 @@ def _plan_out(p: Plan) -> dict[str, Any]:
 @blp.response(200, s.RulePage)
 @requires("manager")
 def list_rules(args: dict[str, Any]) -> Any:
-    """Attribution rules, newest first (every version)."""
+    """Attribution rules, newest first (every version).
+
+    Managers and admins. Filter by `?situation=`; each version shows its method, splits and effective range.
+    `?limit=` and `?cursor=` page.
+    """
     c = current_context()
     stmt = select(Rule)
     if args.get("situation"):
@@ -49,7 +53,11 @@ def list_rules(args: dict[str, Any]) -> Any:
 @blp.response(201, s.AttributionRule)
 @requires("admin")
 def create_rule(data: dict[str, Any]) -> Any:
-    """A new version of a situation's rule, in effect from ``effective_from`` (422 if that overlaps)."""
+    """A new version of a situation's rule, in effect from ``effective_from`` (422 if that overlaps).
+
+    Admins only. A version is never edited: the new one closes the open version at its start. A start that is
+    not after every earlier version's is a 422; a concurrent second writer gets a 409, never an overlap.
+    """
     c = current_context()
     splits = [{"role": x["role"], "percent": str(x["percent"])} for x in data["splits"]]
     row = versions.append(
@@ -68,7 +76,11 @@ def create_rule(data: dict[str, Any]) -> Any:
 @blp.response(200, s.PlanPage)
 @requires("manager")
 def list_plans(args: dict[str, Any]) -> Any:
-    """Commission plans, newest first; managers see their branch's."""
+    """Commission plans, newest first; managers see their branch's.
+
+    Managers (their branch's) and admins. Filter by `?branch_id=` and `?role=`; each version shows its tiers,
+    mode, scope, base and effective range. `?limit=` and `?cursor=` page.
+    """
     c = current_context()
     stmt = select(Plan)
     allowed = visible_branch_ids(c)
@@ -87,7 +99,12 @@ def list_plans(args: dict[str, Any]) -> Any:
 @blp.response(201, s.CommissionPlan)
 @requires("admin")
 def create_plan(data: dict[str, Any]) -> Any:
-    """A new version of a branch's plan for a role, in effect from ``effective_from``."""
+    """A new version of a branch's plan for a role, in effect from ``effective_from``.
+
+    Admins only. A version is never edited: the new one closes the open version at its start. An unknown branch
+    is a 404; a start that is not after every earlier version's is a 422; a concurrent second writer gets a
+    409.
+    """
     c = current_context()
     if c.actor is None:  # pragma: no cover - requires() has an actor
         raise Forbidden("no actor")
