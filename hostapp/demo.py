@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -102,6 +102,9 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
         _sms(ctx)
         if "scheduling" in ctx.host.specs:
             _scheduling(ctx, people["repwa"].id)
+        if "settlement" in ctx.host.specs:
+            admin_ = people["admin"]
+            _settlement(replace(ctx, actor=Actor(admin_.id, "admin", tenant_id, admin_.team_id)))
 
 
 def _routing(ctx: HookContext) -> None:
@@ -182,3 +185,39 @@ def _scheduling(ctx: HookContext, teacher_id: int) -> None:
     first = min(ctx.session.scalars(schedule.list_lessons(ctx, {"class_id": klass.id})), key=lambda x: x.starts_at)
     trial_lead = ctx.session.scalars(select(Lead.id).where(Lead.name == "陈静")).one()
     trials.book(ctx, {"lead_id": trial_lead, "lesson_id": first.id})
+
+
+def _settlement(ctx: HookContext) -> None:
+    """Settlement: branches 上海 (Telesales, Customer care) and 武汉 (a small team 武汉电销 with one rep),
+    ``baidu`` leads divided 60/40 between them, and a rep commission plan in each branch.
+
+    Only ``baidu`` is divided, so the tenant's rule still sends ``douyin`` leads to Telesales and
+    the other sources still go to the default team. Deals need no attribution rule: without one the
+    plugin credits the owner at win. Written the way the plugin's routes write (their schemas and
+    functions), as the admin (``ctx``'s actor).
+    """
+    from pelago.plugins.settlement import schemas as s
+    from pelago.plugins.settlement.api.branches import make_branch, place_team
+    from pelago.plugins.settlement.api.policies import make_policy
+    from pelago.plugins.settlement.api.rules import make_plan
+
+    teams = {t.name: t.id for t in ctx.session.scalars(select(Team))}
+    wuhan_team = admin.create_team(ctx, {"name": "武汉电销", "description": "Wuhan branch intake"})
+    admin.create_user(ctx.session, tenant_id=ctx.tenant.id, email="chen@demo.pelago.dev", name="Chen Rep",
+                      role="rep", team_id=wuhan_team.id, password="pelago-demo", now=ctx.now())
+    shanghai = make_branch(ctx, s.BranchCreate().load({"name": "上海", "timezone": "Asia/Shanghai"}))
+    wuhan = make_branch(ctx, s.BranchCreate().load({"name": "武汉", "timezone": "Asia/Shanghai"}))
+    place_team(ctx, shanghai.id, teams["Telesales"])
+    place_team(ctx, shanghai.id, teams["Customer care"])
+    place_team(ctx, wuhan.id, wuhan_team.id)
+    make_policy(ctx, s.PolicyCreate().load({"source": "baidu", "note": "demo: baidu leads 60/40", "entries": [
+        {"branch_id": shanghai.id, "team_id": teams["Telesales"], "weight": 60},
+        {"branch_id": wuhan.id, "team_id": wuhan_team.id, "weight": 40},
+    ]}))
+    local = ctx.now().astimezone(ctx.tenant.tz)  # from the start of this month, so the seeded deals count
+    month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).isoformat()
+    for branch in (shanghai, wuhan):
+        make_plan(ctx, s.PlanCreate().load({
+            "branch_id": branch.id, "role": "rep", "mode": "marginal", "scope": "period", "effective_from": month,
+            "tiers": [{"up_to": "50000.00", "rate": "0.05"}, {"up_to": None, "rate": "0.08"}],
+        }))

@@ -105,13 +105,18 @@ def create_branch(data: dict[str, Any]) -> Any:
     (CNY when not given). Its name is unique in the tenant (409 otherwise). Admins only.
     """
     c = current_context()
+    out = _one(c, make_branch(c, data))
+    commit()
+    return out
+
+
+def make_branch(c: HookContext, data: dict[str, Any]) -> Branch:
+    """Write a branch from ``s.BranchCreate``-loaded data (409 for a name taken); the caller commits."""
     now = c.now()
     branch = Branch(tenant_id=c.tenant.id, created_at=now, updated_at=now, **data)
     c.session.add(branch)
     flush_or_conflict(c.session, f"a branch named {data['name']!r} exists", {"name": ["already taken"]})
-    out = _one(c, branch)
-    commit()
-    return out
+    return branch
 
 
 @blp.route("/branches/<int:branch_id>", methods=["GET"])
@@ -214,6 +219,14 @@ def put_team(branch_id: int, team_id: int) -> Any:
     must be the tenant's (404 otherwise). Admins only.
     """
     c = current_context()
+    row, name = place_team(c, branch_id, team_id)
+    out = _team_out(row, name)
+    commit()
+    return out
+
+
+def place_team(c: HookContext, branch_id: int, team_id: int) -> tuple[BranchTeam, str]:
+    """Put the tenant's team into the branch (moving it from another); the caller commits."""
     get_branch(c, branch_id)
     team = c.session.scalar(select(Team).where(Team.id == team_id))
     if team is None:
@@ -225,9 +238,7 @@ def put_team(branch_id: int, team_id: int) -> Any:
     elif row.branch_id != branch_id:
         row.branch_id, row.created_at = branch_id, c.now()
     flush_or_conflict(c.session, f"team {team_id} was put into a branch meanwhile; retry")
-    out = _team_out(row, team.name)
-    commit()
-    return out
+    return row, team.name
 
 
 @blp.route("/branches/<int:branch_id>/teams/<int:team_id>", methods=["DELETE"])

@@ -96,6 +96,17 @@ def create_policy(data: dict[str, Any]) -> Any:
     is a 422. Each version starts its round robin afresh. Admins only.
     """
     c = current_context()
+    policy = make_policy(c, data)
+    out = _out(c, [_policy(c, policy.id)])[0]
+    commit()
+    return out
+
+
+def make_policy(c: HookContext, data: dict[str, Any]) -> Policy:
+    """The next version of a source's policy from ``s.PolicyCreate``-loaded data; the caller commits.
+
+    422 for a past start, an overlap or a bad entry; 409 for a concurrent version.
+    """
     now = c.now()
     source = data["source"] or ""
     start = data["effective_from"] or now
@@ -128,9 +139,7 @@ def create_policy(data: dict[str, Any]) -> Any:
     c.session.add(DivisionState(tenant_id=c.tenant.id, policy_id=policy.id, current={}, seq=0, updated_at=now))
     flush_or_conflict(c.session, "a branch or team of the policy changed meanwhile; retry")
     c.session.expire_all()
-    out = _out(c, [_policy(c, policy.id)])[0]
-    commit()
-    return out
+    return policy
 
 
 @blp.route("/policies", methods=["GET"])

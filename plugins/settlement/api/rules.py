@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pelago.plugin import Forbidden, commit, current_context, paginate, requires
+from pelago.plugin import Forbidden, HookContext, commit, current_context, paginate, requires
 
 from .. import schemas as s
 from .. import versions
@@ -106,6 +106,13 @@ def create_plan(data: dict[str, Any]) -> Any:
     409.
     """
     c = current_context()
+    out = _plan_out(make_plan(c, data))
+    commit()
+    return out
+
+
+def make_plan(c: HookContext, data: dict[str, Any]) -> Plan:
+    """The next version of a branch's plan for a role from ``s.PlanCreate``-loaded data; the caller commits."""
     if c.actor is None:  # pragma: no cover - requires() has an actor
         raise Forbidden("no actor")
     get_branch(c, data["branch_id"])
@@ -117,6 +124,4 @@ def create_plan(data: dict[str, Any]) -> Any:
          "created_by": c.actor.user_id},
         f"{data['role']} plan of branch {data['branch_id']}",
     )
-    out = _plan_out(row)
-    commit()
-    return out
+    return row
