@@ -125,6 +125,9 @@ class Conversion(TenantScoped, Base):
     ``status`` moves forward only by conditional UPDATEs (see :mod:`.sending`):
     a worker claims a due row with a lease (``lease_token`` and
     ``lease_until``) and only the holder of that lease may record the answer.
+    ``dispatched_at`` is set (and committed) just before the request leaves:
+    a row whose lease ran out without it never reached the platform and is
+    simply sent again; with it, the platform may have it (``in_doubt``).
     ``value``: the deal's amount net of refunds at send time (``deal_won``).
     """
 
@@ -162,6 +165,7 @@ class Conversion(TenantScoped, Base):
     next_attempt_at: Mapped[datetime]
     lease_token: Mapped[str | None] = mapped_column(String(40))
     lease_until: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
     message: Mapped[str] = mapped_column(String(1000), default="")
     answer_status: Mapped[int | None] = mapped_column(Integer)
     sent_at: Mapped[datetime | None]

@@ -7,14 +7,16 @@ One round of :func:`send_due`:
    out — are locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (other workers
    skip them rather than wait), then moved to ``sending`` with a fresh lease
    token by a conditional UPDATE that repeats the due condition. A row whose
-   previous lease ran out was being sent by a worker that died: the platform
-   may or may not have it. Its account's ``in_doubt`` decides: ``hold`` moves
-   it to ``in_doubt`` for a user to check (never sent twice unchecked);
-   ``resend`` sends it again with the same idempotency key, for platforms
-   that deduplicate on it.
-2. **Send**, outside any transaction: the adapter (a hook) builds the
-   request, :func:`pelago.plugin.post_json` sends it through the outbound
-   guard, the adapter reads the answer.
+   previous lease ran out belonged to a worker that died. If it had not
+   dispatched the request yet (no ``dispatched_at``), it is simply claimed
+   again. If it had, the platform may or may not have it, and the account's
+   ``in_doubt`` decides: ``hold`` moves it to ``in_doubt`` for a user to
+   check (never sent twice unchecked); ``resend`` sends it again with the
+   same idempotency key, for platforms that deduplicate on it.
+2. **Send**: the adapter (a hook) builds the request; ``dispatched_at`` is
+   set under the lease and committed; :func:`pelago.plugin.post_json` sends
+   it through the outbound guard, outside any transaction; the adapter reads
+   the answer.
 3. **Record**: ``UPDATE … WHERE id = :id AND status = 'sending' AND
    lease_token = :token``. A worker that lost its lease (it was too slow and
    another took over) records nothing.
@@ -86,7 +88,7 @@ def claim(ctx: HookContext, limit: int, lease: timedelta) -> tuple[list[tuple[in
     """
     session = ctx.session
     now = ctx.now()
-    stmt = select(Conversion.id, Conversion.status, Conversion.lease_token, Account.in_doubt).join(
+    stmt = select(Conversion.id, Conversion.status, Conversion.dispatched_at, Account.in_doubt).join(
         Rule, and_(Rule.tenant_id == Conversion.tenant_id, Rule.id == Conversion.rule_id)
     ).join(Account, and_(Account.tenant_id == Rule.tenant_id, Account.id == Rule.account_id)).where(
         Conversion.tenant_id == ctx.tenant.id, _due(now)
@@ -94,7 +96,8 @@ def claim(ctx: HookContext, limit: int, lease: timedelta) -> tuple[list[tuple[in
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(of=Conversion.__table__, skip_locked=True)
     rows = session.execute(stmt).all()
-    held = [r.id for r in rows if r.status == "sending" and r.in_doubt == "hold"]
+    held = [r.id for r in rows
+            if r.status == "sending" and r.dispatched_at is not None and r.in_doubt == "hold"]
     if held:
         session.execute(
             update(Conversion).where(Conversion.id.in_(held), Conversion.status == "sending",
@@ -111,7 +114,7 @@ def claim(ctx: HookContext, limit: int, lease: timedelta) -> tuple[list[tuple[in
         token = uuid.uuid4().hex
         done = session.execute(
             update(Conversion).where(Conversion.id == r.id, _due(now))
-            .values(status="sending", lease_token=token, lease_until=now + lease,
+            .values(status="sending", lease_token=token, lease_until=now + lease, dispatched_at=None,
                     attempts=Conversion.attempts + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -188,6 +191,14 @@ def send_one(ctx: HookContext, conversion_id: int, token: str, timeout: int) -> 
         return _end(ctx, conversion_id, token, "failed", f"adapter {account.adapter!r} built no request")
     body = request["body"]
     raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    dispatched = ctx.session.execute(
+        update(Conversion).where(Conversion.id == conversion_id, Conversion.status == "sending",
+                                 Conversion.lease_token == token)
+        .values(dispatched_at=ctx.now()).execution_options(synchronize_session=False)
+    ).rowcount
+    ctx.session.commit()
+    if not dispatched:
+        return "lost"  # another worker took it over: it sends, not us
     try:
         answer = post_json(str(request["url"]), raw, headers=dict(request.get("headers") or {}), timeout=timeout)
     except OutboundRefused as exc:

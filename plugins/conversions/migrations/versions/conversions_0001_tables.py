@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('next_attempt_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('lease_token', sa.String(length=40), nullable=True),
     sa.Column('lease_until', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('dispatched_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('message', sa.String(length=1000), nullable=False),
     sa.Column('answer_status', sa.Integer(), nullable=True),
     sa.Column('sent_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
