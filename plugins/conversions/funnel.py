@@ -35,7 +35,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, select, type_coerce
+from sqlalchemy import Select, case, exists, func, literal_column, select, text, tuple_, type_coerce
 
 from pelago.plugin import Activity, Deal, HookContext, Money, StageChange, Touch, dialect_name
 
@@ -91,10 +91,10 @@ def cohort_statement(tenant_id: int, group_by: Sequence[str], lo: datetime, hi: 
     keys: list[Any] = [getattr(Touch, d) for d in group_by]
     grouping: Any = keys
     if with_median:  # PostgreSQL: the medians, and the whole range's row (GROUPING SETS) in the same pass
-        columns.append(func.percentile_disc(0.5).within_group(first_contact.c.at - Touch.received_at)
+        columns.append(func.percentile_disc(literal_column("0.5")).within_group(first_contact.c.at - Touch.received_at)
                        .label("median"))
         columns.append(func.grouping(*keys).label("is_total"))
-        grouping = [func.grouping_sets(func.tuple_(*keys), func.tuple_())]
+        grouping = [func.grouping_sets(tuple_(*keys), text("()"))]
     return (
         select(*columns)
         .select_from(Touch)

@@ -7,6 +7,7 @@ never reaches the database.
 from __future__ import annotations
 
 import copy
+from datetime import date
 from typing import Any
 
 from marshmallow import Schema, missing, ValidationError, fields, post_load, validate, validates_schema
@@ -211,9 +212,13 @@ class ConversionsDecision(Schema):
                                                       "the platform and it has the conversion"})
 
 
+def _day(**kw: Any) -> fields.Date:
+    return fields.Date(validate=validate.Range(min=date(1970, 1, 1), max=date(2999, 12, 31)), **kw)
+
+
 class ConversionsFunnelArgs(Schema):
-    start = fields.Date(required=True, metadata={"description": "first day, in the tenant's timezone"})
-    end = fields.Date(required=True, metadata={"description": "last day (included), in the tenant's timezone"})
+    start = _day(required=True, metadata={"description": "first day, in the tenant's timezone"})
+    end = _day(required=True, metadata={"description": "last day (included), in the tenant's timezone"})
     group_by = fields.String(
         load_default="channel", validate=validate.Length(min=1, max=200),
         metadata={"description": "comma-separated touch fields: " + ", ".join(DIMENSIONS)},
@@ -267,8 +272,8 @@ class ConversionsFunnel(Schema):
 
 
 class ConversionsSpendArgs(Schema):
-    start = fields.Date(required=True)
-    end = fields.Date(required=True)
+    start = _day(required=True)
+    end = _day(required=True)
     channel = fields.String(validate=validate.Length(min=1, max=100))
 
 
