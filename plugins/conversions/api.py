@@ -219,28 +219,28 @@ def create_rule(data: dict[str, Any]) -> Any:
     return out
 
 
-@blp.route("/rules/<int:rule_id>", methods=["GET"])
+@blp.route("/rules/<int:conversion_rule_id>", methods=["GET"])
 @blp.response(200, s.ConversionsRuleOut)
 @requires("manager")
-def show_rule(rule_id: int) -> Any:
+def show_rule(conversion_rule_id: int) -> Any:
     """Read one rule.
 
     Another tenant's rule is a 404.
     """
-    return _rule_out(_rule(current_context(), rule_id))
+    return _rule_out(_rule(current_context(), conversion_rule_id))
 
 
-@blp.route("/rules/<int:rule_id>", methods=["PATCH"])
+@blp.route("/rules/<int:conversion_rule_id>", methods=["PATCH"])
 @blp.arguments(s.ConversionsRulePatch)
 @blp.response(200, s.ConversionsRuleOut)
 @requires("admin")
-def patch_rule(data: dict[str, Any], rule_id: int) -> Any:
+def patch_rule(data: dict[str, Any], conversion_rule_id: int) -> Any:
     """Change a rule, or switch it off (`active: false`).
 
     Conversions already queued keep the event type they were queued with.
     """
     c = current_context()
-    r = _rule(c, rule_id)
+    r = _rule(c, conversion_rule_id)
     _check_rule(c, data, r.id)
     for k, v in data.items():
         setattr(r, k, v)
@@ -250,16 +250,16 @@ def patch_rule(data: dict[str, Any], rule_id: int) -> Any:
     return out
 
 
-@blp.route("/rules/<int:rule_id>", methods=["DELETE"])
+@blp.route("/rules/<int:conversion_rule_id>", methods=["DELETE"])
 @blp.response(204)
 @requires("admin")
-def delete_rule(rule_id: int) -> Any:
+def delete_rule(conversion_rule_id: int) -> Any:
     """Delete a rule and its conversions.
 
     To stop reporting but keep the history, switch it off instead.
     """
     c = current_context()
-    c.session.delete(_rule(c, rule_id))
+    c.session.delete(_rule(c, conversion_rule_id))
     commit()
     return None
 

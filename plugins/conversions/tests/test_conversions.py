@@ -279,7 +279,7 @@ def test_generated_requests(app, platform):
     acct = account(t, platform.url)
     ru = rule(t, acct["id"], "valid_lead", "form")
     check_routes(app, "/api/v1/conversions", t.headers("admin"),
-                 values={"account_id": [acct["id"]], "rule_id": [ru["id"]]}, max_examples=5)
+                 values={"account_id": [acct["id"]], "conversion_rule_id": [ru["id"]], "rule_id": [ru["id"]]}, max_examples=5)
 
 
 def test_rule_changes_and_deletes(app, platform):
