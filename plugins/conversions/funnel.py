@@ -21,9 +21,11 @@ them; what became of them is counted whenever it happened:
   ``cost_per_lead``, ``cost_per_deal`` and ``return_on_spend`` (revenue /
   spend), all decimal strings.
 
-The counts come from one grouped statement over the cohort's touches with
-the per-lead facts joined in, plus one for duplicates and one for spend; on
-SQLite, which has no ordered-set aggregate, the medians take one more query.
+The counts come from one grouped statement over the range's touches (a
+lead's creating touch counts the lead, a merged one a duplicate) with the
+per-lead facts joined in, and spend from one more; on PostgreSQL the medians
+and the whole range's median come from the same statement (``GROUPING
+SETS``), on SQLite, which has no ordered-set aggregate, from one more query.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, literal_column, select, text, tuple_, type_coerce
+from sqlalchemy import Select, case, func, literal_column, select, text, tuple_, type_coerce
 
 from pelago.plugin import Activity, Deal, HookContext, Money, StageChange, Touch, dialect_name
 
@@ -74,34 +76,42 @@ def cohort_statement(tenant_id: int, group_by: Sequence[str], lo: datetime, hi: 
             func.sum(case((Conversion.status == "accepted", 1), else_=0)).label("accepted"),
         ).where(Conversion.tenant_id == tenant_id).group_by(Conversion.lead_id).subquery("cv")
     )
-    qualified = exists().where(
-        StageChange.tenant_id == tenant_id, StageChange.lead_id == Touch.lead_id,
-        StageChange.new.in_(("qualified", "won")),
+    qualified = (
+        select(StageChange.lead_id).where(StageChange.tenant_id == tenant_id, StageChange.new.in_(("qualified", "won")))
+        .distinct().subquery("q")
     )
+    # One scan of the range's touches: a lead's creating touch counts it, a merged one is a duplicate.
+    created = Touch.merged.is_(False)
+
+    def of_leads(value: Any) -> Any:
+        return case((created, value))
+
     columns: list[Any] = [
         *dims,
-        func.count().label("leads"),
-        func.count(first_contact.c.at).label("contacted"),
-        func.sum(case((qualified, 1), else_=0)).label("qualified"),
-        func.count(deals.c.net).label("won"),
-        type_coerce(func.coalesce(func.sum(deals.c.net), 0), Money()).label("revenue"),
-        func.coalesce(func.sum(conv.c.reported), 0).label("reported"),
-        func.coalesce(func.sum(conv.c.accepted), 0).label("accepted"),
+        func.sum(case((created, 1), else_=0)).label("leads"),
+        func.sum(case((created, 0), else_=1)).label("duplicates"),
+        func.count(of_leads(first_contact.c.at)).label("contacted"),
+        func.count(of_leads(qualified.c.lead_id)).label("qualified"),
+        func.count(of_leads(deals.c.net)).label("won"),
+        type_coerce(func.coalesce(func.sum(of_leads(deals.c.net)), 0), Money()).label("revenue"),
+        func.coalesce(func.sum(of_leads(conv.c.reported)), 0).label("reported"),
+        func.coalesce(func.sum(of_leads(conv.c.accepted)), 0).label("accepted"),
     ]
     keys: list[Any] = [getattr(Touch, d) for d in group_by]
     grouping: Any = keys
     if with_median:  # PostgreSQL: the medians, and the whole range's row (GROUPING SETS) in the same pass
-        columns.append(func.percentile_disc(literal_column("0.5")).within_group(first_contact.c.at - Touch.received_at)
-                       .label("median"))
+        columns.append(func.percentile_disc(literal_column("0.5"))
+                       .within_group(of_leads(first_contact.c.at - Touch.received_at)).label("median"))
         columns.append(func.grouping(*keys).label("is_total"))
         grouping = [func.grouping_sets(tuple_(*keys), text("()"))]
     return (
         select(*columns)
         .select_from(Touch)
         .outerjoin(first_contact, first_contact.c.lead_id == Touch.lead_id)
+        .outerjoin(qualified, qualified.c.lead_id == Touch.lead_id)
         .outerjoin(deals, deals.c.lead_id == Touch.lead_id)
         .outerjoin(conv, conv.c.lead_id == Touch.lead_id)
-        .where(Touch.tenant_id == tenant_id, Touch.merged.is_(False), Touch.received_at >= lo, Touch.received_at < hi)
+        .where(Touch.tenant_id == tenant_id, Touch.received_at >= lo, Touch.received_at < hi)
         .group_by(*grouping)
     )
 
@@ -143,7 +153,7 @@ def report(ctx: HookContext, start: date, end: date, group_by: Sequence[str]) ->
             total_median = r.median
             continue
         g = row(tuple(r[:n]))
-        g.update(leads=r.leads, contacted=r.contacted, qualified=int(r.qualified or 0), won=r.won,
+        g.update(leads=int(r.leads), duplicates=int(r.duplicates), contacted=r.contacted, qualified=int(r.qualified or 0), won=r.won,
                  revenue=r.revenue if r.revenue is not None else ZERO, reported=int(r.reported),
                  accepted=int(r.accepted), median=r.median if pg else None)
     if not pg:
@@ -163,12 +173,6 @@ def report(ctx: HookContext, start: date, end: date, group_by: Sequence[str]) ->
         total_median = _median(every)
         for key, values in waits.items():
             row(key)["median"] = _median(values)
-    dims = [getattr(Touch, d) for d in group_by]
-    for r in session.execute(
-        select(*dims, func.count()).where(Touch.tenant_id == tid, Touch.merged.is_(True), Touch.received_at >= lo,
-                                          Touch.received_at < hi).group_by(*dims)
-    ):
-        row(tuple(r[:n]))["duplicates"] = r[n]
     with_spend = set(group_by) <= SPEND_DIMENSIONS
     if with_spend:
         spend_dims = [Spend.channel if d == "channel" else Spend.campaign for d in group_by]
