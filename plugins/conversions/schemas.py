@@ -10,7 +10,7 @@ import copy
 from datetime import date
 from typing import Any
 
-from marshmallow import Schema, missing, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from pelago.plugin import ListArgs, LocalTime, MoneyString, OutboundURL
 

@@ -17,11 +17,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from ad_platforms import Platform
 from sqlalchemy import text
 
 from pelago.testing import TenantHandle, new_tenant, run_periodic
-
-from ad_platforms import Platform
 
 PELAGO = str(Path(sys.executable).parent / "pelago")
 _phones = itertools.count(13600000000)
