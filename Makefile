@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-sqlite test-postgres venv clean bench
 
-$(STAMP): pyproject.toml examples/lead_score/pyproject.toml examples/sms_aliyun/pyproject.toml
+$(STAMP): pyproject.toml examples/lead_score/pyproject.toml examples/sms_aliyun/pyproject.toml \
+		examples/conversions_adapters/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]' -e examples/lead_score -e examples/sms_aliyun
+	$(BIN)/python -m pip install -q -e '.[test]' -e examples/lead_score -e examples/sms_aliyun \
+		-e examples/conversions_adapters
 	touch $(STAMP)
 
 venv: $(STAMP)

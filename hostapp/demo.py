@@ -105,6 +105,8 @@ def _populate(rt: Runtime, tenant_id: int) -> None:
         if "settlement" in ctx.host.specs:
             admin_ = people["admin"]
             _settlement(replace(ctx, actor=Actor(admin_.id, "admin", tenant_id, admin_.team_id)))
+        if "conversions" in ctx.host.specs:
+            _conversions(ctx)
 
 
 def _routing(ctx: HookContext) -> None:
@@ -221,3 +223,32 @@ def _settlement(ctx: HookContext) -> None:
             "branch_id": branch.id, "role": "rep", "mode": "marginal", "scope": "period", "effective_from": month,
             "tiers": [{"up_to": "50000.00", "rate": "0.05"}, {"up_to": None, "rate": "0.08"}],
         }))
+
+
+#: The demo's ad channel and where its conversions go (the generic adapter: any JSON endpoint).
+CONVERSIONS_CHANNEL = "douyin-ads"
+CONVERSIONS_URL = "https://hooks.example.com/pelago/conversions"
+
+
+def _conversions(ctx: HookContext) -> None:
+    """A channel whose payloads carry the click (``clickid``), and its deals reported on the generic adapter.
+
+    Nothing is sent at seed time: the demo's leads came in through another
+    channel. A lead posted to ``douyin-ads`` with a ``clickid`` and then won
+    queues one conversion for the account's endpoint (which the demo does
+    not own: it ends ``failed`` after its retries, visible per lead).
+    """
+    from pelago.core.services import channels
+    from pelago.plugins.conversions.models import Account, Rule
+
+    channels.create_channel(ctx, {"name": CONVERSIONS_CHANNEL, "source": "douyin", "mapping": {
+        "name": "name", "phone": "phone", "external_id": "clue_id", "click_id": "clickid",
+        "utm_campaign": "campaign"}})
+    account = Account(name="our receiver", adapter="generic", url=CONVERSIONS_URL, config={}, secret="",
+                      in_doubt="hold", created_at=ctx.now())
+    ctx.session.add(account)
+    ctx.session.flush()
+    ctx.session.add(Rule(name="douyin-ads deal won", account_id=account.id, match="channel",
+                         channel=CONVERSIONS_CHANNEL, moment="deal_won", event_type="active_pay", window_days=30,
+                         click_key="click_id", touch="last", send_value=True, active=True, created_at=ctx.now()))
+    ctx.session.flush()

@@ -44,8 +44,10 @@ from pelago.core.models import (
     Import,
     Lead,
     Refund,
+    StageChange,
     Team,
     Tenant,
+    Touch,
     User,
 )
 from pelago.core.money import split_money, to_money
@@ -178,6 +180,8 @@ __all__ = [
     "Deal",
     "Refund",
     "Import",
+    "Touch",
+    "StageChange",
     "STAGES",
     "ACTIVITY_KINDS",
     "ROLES",

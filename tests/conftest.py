@@ -28,7 +28,8 @@ TEST_PLUGINS = {
     "broken": "tests.plugins.broken:plugin",
 }
 #: every installed plugin that loads (``broken`` does not): the database is migrated with them
-ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "lead_score",
+ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "conversions", "lead_score",
+                    "conversions_adapters",
                     "recorder", "failing", "needs_recorder")
 
 

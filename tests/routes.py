@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.conftest import TenantHandle
 
-DEFAULT_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement")
+DEFAULT_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "conversions")
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -145,6 +145,7 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
     ids.update(_seed_scheduling(t, lead["id"]))
+    ids.update(_seed_conversions(t))
     ids["assignee"] = [t.users["rep"]]
     _seed_settlement(t, ids, team["id"], lead["id"])
     _seed_sms(t, ids, lead["id"])
@@ -250,6 +251,29 @@ def ids_lead_for_trial(t: TenantHandle) -> int:
     return int(_ok(t.post("/api/v1/leads", json={"name": "Trial", "phone": phone()}))["id"])
 
 
+def _seed_conversions(t: TenantHandle) -> dict[str, list[Any]]:
+    """Where ``conversions`` is on for ``t``: an account, a rule, and a conversion that failed.
+
+    The account's endpoint is under ``.invalid`` (never resolves), and at most
+    one attempt is made, so the lead's conversion ends ``failed`` at once: a
+    user may decide about it (the decision route's control call). Elsewhere
+    the plugin's routes are 404 whatever the id.
+    """
+    if t.get("/api/v1/conversions/rules").status_code != 200:
+        return {"account_id": [1], "conversion_rule_id": [1], "conversion_id": [1]}
+    _ok(t.put("/api/v1/plugins/conversions", json={"enabled": True, "settings": {"max_attempts": 1}}))
+    account = _ok(t.post("/api/v1/conversions/accounts", json={
+        "name": unique("acct"), "adapter": "generic", "url": "https://conversions.invalid/hook"}), 201)
+    source = unique("src")
+    rule = _ok(t.post("/api/v1/conversions/rules", json={
+        "name": unique("conv"), "account_id": account["id"], "match": "source", "channel": source,
+        "moment": "valid_lead", "event_type": "form"}), 201)
+    _ok(t.post("/api/v1/leads", json={"name": "Seeded", "phone": phone(), "source": source, "click_id": "seeded"}))
+    [conversion] = _ok(t.get("/api/v1/conversions/conversions", query_string={"rule_id": rule["id"]}))["items"]
+    assert conversion["status"] == "failed", conversion
+    return {"account_id": [account["id"]], "conversion_rule_id": [rule["id"]], "conversion_id": [conversion["id"]]}
+
+
 MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
 
 
@@ -299,6 +323,15 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("PATCH", "/api/v1/settlement/branches/{branch_id}"): lambda: {"name": unique("renamed")},
         ("POST", "/api/v1/settlement/policies"): lambda: {"source": unique("src"), "entries": [
             {"branch_id": branch, "team_id": team, "weight": 1} for branch, team in ids["policy_entry"][:1]]},
+        ("POST", "/api/v1/conversions/accounts"): lambda: {
+            "name": unique("acct"), "adapter": "generic", "url": "https://conversions.invalid/hook"},
+        ("PATCH", "/api/v1/conversions/accounts/{account_id}"): lambda: {"name": unique("acct")},
+        ("POST", "/api/v1/conversions/rules"): lambda: {
+            "name": unique("conv"), "account_id": ids["account_id"][0], "channel": "c", "moment": "qualified",
+            "event_type": "q"},
+        ("PATCH", "/api/v1/conversions/rules/{conversion_rule_id}"): lambda: {"name": unique("conv")},
+        ("POST", "/api/v1/conversions/conversions/{conversion_id}/decision"): lambda: {"decision": "accepted"},
+        ("POST", "/api/v1/conversions/spend"): lambda: None,  # multipart (plugins/conversions/tests/test_funnel.py)
     }
     if not op.has_body:
         return None

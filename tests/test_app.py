@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def test_health_lists_the_deployed_plugins(app):
     body = app.test_client().get("/healthz").get_json()
-    assert body["status"] == "ok" and body["plugins"] == ["pool", "scheduling", "sms_nurture", "settlement"]
+    assert body["status"] == "ok" and body["plugins"] == ["pool", "scheduling", "sms_nurture", "settlement",
+                                                           "conversions"]
 
 
 def test_docs_are_served_with_local_assets(app):
@@ -66,7 +67,7 @@ def test_not_ready_when_the_database_or_redis_does_not_answer(tmp_path, engine, 
     assert r.status_code == 503 and r.get_json()["problems"][0].startswith("database unreachable: ")
     assert "secret" not in r.get_data(as_text=True)
 
-    app, _ = _app_on(db_url, plugins=("pool", "scheduling", "sms_nurture", "settlement"),
+    app, _ = _app_on(db_url, plugins=("pool", "scheduling", "sms_nurture", "settlement", "conversions"),
                      redis_url="redis://:secret@127.0.0.1:1/0")
     r = app.test_client().get("/readyz")
     body = r.get_json()

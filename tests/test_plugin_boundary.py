@@ -89,7 +89,7 @@ def test_there_is_something_to_check():
     files = list(plugin_files())
     assert any(p.is_relative_to(ROOT / "examples/lead_score/pelago_lead_score") for p, _, _ in files)
     assert any(test for _, test, _ in files)
-    for name in ("scheduling", "settlement", "sms_nurture"):
+    for name in ("scheduling", "settlement", "sms_nurture", "conversions"):
         assert ROOT / "plugins" / name / "__init__.py" in [p for p, _, _ in files]
 
 

@@ -23,15 +23,15 @@ def _clear_calls():
 
 
 def test_bundled_plugins_are_entry_points_that_load():
-    host = PluginHost(("pool", "scheduling", "sms_nurture", "settlement"), strict=True)
-    assert list(host.specs) == ["pool", "scheduling", "sms_nurture", "settlement"]
+    host = PluginHost(("pool", "scheduling", "sms_nurture", "settlement", "conversions"), strict=True)
+    assert list(host.specs) == ["pool", "scheduling", "sms_nurture", "settlement", "conversions"]
     for name in host.specs:
         assert host.installed[name].startswith(f"pelago.plugins.{name}:")
 
 
 def test_default_deploys_every_installed_plugin_and_reports_broken_ones():
     host = PluginHost(None)
-    assert {"pool", "scheduling", "sms_nurture", "settlement", "recorder"} <= set(host.specs)
+    assert {"pool", "scheduling", "sms_nurture", "settlement", "conversions", "recorder"} <= set(host.specs)
     assert "broken" not in host.specs
     failure = host.failures["broken"]
     assert "ImportError" in failure.error and "dependency is missing" in failure.error

@@ -10,4 +10,4 @@ import pytest
 @pytest.fixture(scope="session")
 def pelago_plugins() -> Sequence[str]:
     """``make_app()``'s plugins: the pool and the other bundled ones, as a deployment has them."""
-    return ("pool", "scheduling", "sms_nurture", "settlement")
+    return ("pool", "scheduling", "sms_nurture", "settlement", "conversions")
