@@ -227,7 +227,8 @@ def _seed_scheduling(t: TenantHandle, lead_id: int) -> dict[str, list[Any]]:
     """Scheduling's objects where scheduling is on for ``t`` (elsewhere its routes are 404 whatever the id)."""
     base = "/api/v1/scheduling"
     if t.get(f"{base}/campuses").status_code != 200:
-        return {k: [1] for k in ("account_id", "class_id", "lesson_id", "trial_id", "feed_id")}
+        return {**{k: [1] for k in ("account_id", "class_id", "lesson_id", "trial_id", "feed_id")},
+                "token": ["not-a-feed-token"]}
     campus = _ok(t.post(f"{base}/campuses", json={"name": unique("campus")}), 201)
     course = _ok(t.post(f"{base}/courses", json={"name": unique("course")}), 201)
     _ok(t.post(f"{base}/teachers", json={"user_id": t.users["rep"]}), 201)
@@ -244,7 +245,7 @@ def _seed_scheduling(t: TenantHandle, lead_id: int) -> dict[str, list[Any]]:
     trial = _ok(t.post(f"{base}/trials", json={"lead_id": ids_lead_for_trial(t), "lesson_id": lesson["id"]}), 201)
     feed = _ok(t.post(f"{base}/teachers/{t.users['rep']}/feed"), 201)
     return {"account_id": [account["id"]], "class_id": [klass["id"]], "lesson_id": [lesson["id"]],
-            "trial_id": [trial["id"]], "feed_id": [feed["id"]]}
+            "trial_id": [trial["id"]], "feed_id": [feed["id"]], "token": [feed["token"]]}
 
 
 def ids_lead_for_trial(t: TenantHandle) -> int:
@@ -260,7 +261,7 @@ def _seed_conversions(t: TenantHandle) -> dict[str, list[Any]]:
     the plugin's routes are 404 whatever the id.
     """
     if t.get("/api/v1/conversions/rules").status_code != 200:
-        return {"account_id": [1], "conversion_rule_id": [1], "conversion_id": [1]}
+        return {"conversion_account_id": [1], "conversion_rule_id": [1], "conversion_id": [1]}
     _ok(t.put("/api/v1/plugins/conversions", json={"enabled": True, "settings": {"max_attempts": 1}}))
     account = _ok(t.post("/api/v1/conversions/accounts", json={
         "name": unique("acct"), "adapter": "generic", "url": "https://conversions.invalid/hook"}), 201)
@@ -271,7 +272,7 @@ def _seed_conversions(t: TenantHandle) -> dict[str, list[Any]]:
     _ok(t.post("/api/v1/leads", json={"name": "Seeded", "phone": phone(), "source": source, "click_id": "seeded"}))
     [conversion] = _ok(t.get("/api/v1/conversions/conversions", query_string={"rule_id": rule["id"]}))["items"]
     assert conversion["status"] == "failed", conversion
-    return {"account_id": [account["id"]], "conversion_rule_id": [rule["id"]], "conversion_id": [conversion["id"]]}
+    return {"conversion_account_id": [account["id"]], "conversion_rule_id": [rule["id"]], "conversion_id": [conversion["id"]]}
 
 
 MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
@@ -325,9 +326,9 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
             {"branch_id": branch, "team_id": team, "weight": 1} for branch, team in ids["policy_entry"][:1]]},
         ("POST", "/api/v1/conversions/accounts"): lambda: {
             "name": unique("acct"), "adapter": "generic", "url": "https://conversions.invalid/hook"},
-        ("PATCH", "/api/v1/conversions/accounts/{account_id}"): lambda: {"name": unique("acct")},
+        ("PATCH", "/api/v1/conversions/accounts/{conversion_account_id}"): lambda: {"name": unique("acct")},
         ("POST", "/api/v1/conversions/rules"): lambda: {
-            "name": unique("conv"), "account_id": ids["account_id"][0], "channel": "c", "moment": "qualified",
+            "name": unique("conv"), "account_id": ids["conversion_account_id"][0], "channel": "c", "moment": "qualified",
             "event_type": "q"},
         ("PATCH", "/api/v1/conversions/rules/{conversion_rule_id}"): lambda: {"name": unique("conv")},
         ("POST", "/api/v1/conversions/conversions/{conversion_id}/decision"): lambda: {"decision": "accepted"},

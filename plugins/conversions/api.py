@@ -116,18 +116,18 @@ def create_account(data: dict[str, Any]) -> Any:
     return out
 
 
-@blp.route("/accounts/<int:account_id>", methods=["PATCH"])
+@blp.route("/accounts/<int:conversion_account_id>", methods=["PATCH"])
 @blp.arguments(s.ConversionsAccountPatch)
 @blp.response(200, s.ConversionsAccountOut)
 @requires("admin")
-def patch_account(data: dict[str, Any], account_id: int) -> Any:
+def patch_account(data: dict[str, Any], conversion_account_id: int) -> Any:
     """Change an account: its name, endpoint, fields, token or in-doubt policy.
 
     Checked as a whole against its adapter after the change; a secret left
     out is kept. Another tenant's account is a 404.
     """
     c = current_context()
-    a = _account(c, account_id)
+    a = _account(c, conversion_account_id)
     merged = {"adapter": a.adapter, "url": a.url, "config": a.config, "secret": a.secret, **data}
     _check_account(c, merged)
     if "name" in data and c.session.scalar(
@@ -141,16 +141,16 @@ def patch_account(data: dict[str, Any], account_id: int) -> Any:
     return out
 
 
-@blp.route("/accounts/<int:account_id>", methods=["DELETE"])
+@blp.route("/accounts/<int:conversion_account_id>", methods=["DELETE"])
 @blp.response(204)
 @requires("admin")
-def delete_account(account_id: int) -> Any:
+def delete_account(conversion_account_id: int) -> Any:
     """Delete an account with its rules and their conversions.
 
     Refused (409) while one of its conversions is being sent.
     """
     c = current_context()
-    a = _account(c, account_id)
+    a = _account(c, conversion_account_id)
     busy = c.session.scalar(select(func.count()).select_from(Conversion).join(
         Rule, Rule.id == Conversion.rule_id).where(Rule.account_id == a.id, Conversion.status == "sending"))
     if busy:
