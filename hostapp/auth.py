@@ -193,6 +193,9 @@ def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
             context = g.pelago_ctx
             if context is None or plugin not in context.tenant.enabled:
                 abort(404, message=f"plugin {plugin!r} is not enabled for this tenant")
+        # End the credential's read before the view reads the body: on SQLite every transaction
+        # holds the write gate, which a slow upload must not keep (rows stay loaded: no expiry).
+        session.commit()
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:

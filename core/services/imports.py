@@ -618,8 +618,8 @@ def _finish(
     """End the import; with ``token``, only while this worker still holds its lease."""
     with runtime.tenant_session(tenant_id) as session:
         stmt = update(Import).where(Import.id == import_id)
-        if token is not None:
-            stmt = stmt.where((Import.lease_token == token) | (Import.lease_token.is_(None)))
+        if token is not None:  # only the worker holding the lease ends a running import
+            stmt = stmt.where(Import.lease_token == token, Import.status == "running")
         session.execute(stmt.values(
             status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
             lease_until=None, lease_token=None,
