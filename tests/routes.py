@@ -326,13 +326,13 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
         ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv"): lambda: None,  # multipart
         ("POST", "/api/v1/scheduling/classes/{class_id}/students"): lambda: {
-            "lead_id": ids["spare_lead"].pop() if len(ids["spare_lead"]) > 1 else ids["spare_lead"][0]},
+            "lead_id": _spare_lead(ids)},
         ("POST", "/api/v1/scheduling/classes/{class_id}/transfer"): lambda: {
-            "lead_id": ids["lead_id"][0], "to_class_id": ids["class_id"][-1]},
+            "lead_id": ids.get("lead_id", [1])[0], "to_class_id": ids.get("class_id", [1])[-1]},
         ("POST", "/api/v1/scheduling/lessons/{lesson_id}/attendance"): lambda: {
-            "marks": [{"lead_id": ids["lead_id"][0], "status": "present"}]},
+            "marks": [{"lead_id": ids.get("lead_id", [1])[0], "status": "present"}]},
         ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments"): lambda: {
-            "lead_ids": [ids["lead_id"][0]], "pass": unique("pass")},
+            "lead_ids": [ids.get("lead_id", [1])[0]], "pass": unique("pass")},
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
         ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
@@ -357,6 +357,14 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         return known[(op.method, op.path)]()
     body_schema = spec["paths"][op.path][op.method.lower()]["requestBody"]["content"]["application/json"]["schema"]
     return _minimal(spec, body_schema, ids)
+
+
+def _spare_lead(ids: dict[str, list[Any]]) -> Any:
+    """A lead in no class (one per enrolment, from the seed's ``spare_lead``), else the main lead."""
+    spare = ids.get("spare_lead")
+    if not spare:
+        return ids.get("lead_id", [1])[0]
+    return spare.pop() if len(spare) > 1 else spare[0]
 
 
 def _minimal(spec: dict[str, Any], schema: dict[str, Any], ids: dict[str, list[Any]], name: str = "") -> Any:
