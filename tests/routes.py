@@ -144,7 +144,7 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     pools = t.get("/api/v1/pool/pools")
     # The pool's default pool where the pool is on for t (elsewhere its routes are 404 whatever the id).
     ids["pool_id"] = [pools.get_json()["items"][0]["id"]] if pools.status_code == 200 else [1]
-    ids.update(_seed_scheduling(t, lead["id"]))
+    ids.update(_seed_scheduling(t, lead["id"], user["id"]))
     ids.update(_seed_conversions(t))
     ids["assignee"] = [t.users["rep"]]
     _seed_settlement(t, ids, team["id"], lead["id"])
@@ -223,19 +223,28 @@ MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports"),
 _SEEDED_DAYS = itertools.count()
 
 
-def _seed_scheduling(t: TenantHandle, lead_id: int) -> dict[str, list[Any]]:
-    """Scheduling's objects where scheduling is on for ``t`` (elsewhere its routes are 404 whatever the id)."""
+def _seed_scheduling(t: TenantHandle, lead_id: int, user_id: int) -> dict[str, list[Any]]:
+    """Scheduling's objects where scheduling is on for ``t`` (elsewhere its routes are 404 whatever the id).
+
+    ``user_id`` (the first seeded user, what ``{user_id}`` names) is made a teacher, for the teacher feed;
+    a second class is where the seeded student is transferred to; ``spare_lead`` are leads in no class,
+    one per enrolment (popped by the enrolment's known body).
+    """
     base = "/api/v1/scheduling"
     if t.get(f"{base}/campuses").status_code != 200:
         return {**{k: [1] for k in ("account_id", "class_id", "lesson_id", "trial_id", "feed_id")},
-                "token": ["not-a-feed-token"]}
+                "token": ["not-a-feed-token"], "spare_lead": [1] * 8}
     campus = _ok(t.post(f"{base}/campuses", json={"name": unique("campus")}), 201)
     course = _ok(t.post(f"{base}/courses", json={"name": unique("course")}), 201)
     _ok(t.post(f"{base}/teachers", json={"user_id": t.users["rep"]}), 201)
+    _ok(t.post(f"{base}/teachers", json={"user_id": user_id}), 201)
     package = _ok(t.post(f"{base}/packages", json={"course_id": course["id"], "name": unique("package"),
                                                    "hours": "10", "price": "100.00", "validity_days": 30}), 201)
     klass = _ok(t.post(f"{base}/classes", json={"name": unique("class"), "kind": "class", "campus_id": campus["id"],
                                                 "course_id": course["id"], "teacher_id": t.users["rep"],
+                                                "capacity": 10, "online": True}), 201)
+    other = _ok(t.post(f"{base}/classes", json={"name": unique("class"), "kind": "class", "campus_id": campus["id"],
+                                                "course_id": course["id"], "teacher_id": user_id,
                                                 "capacity": 10, "online": True}), 201)
     account = _ok(t.post(f"{base}/accounts", json={"lead_id": lead_id, "package_id": package["id"]}), 201)
     _ok(t.post(f"{base}/classes/{klass['id']}/students", json={"lead_id": lead_id}), 201)
@@ -244,8 +253,9 @@ def _seed_scheduling(t: TenantHandle, lead_id: int) -> dict[str, list[Any]]:
                                                  "ends_at": f"{day}T09:30:00+08:00"}), 201)
     trial = _ok(t.post(f"{base}/trials", json={"lead_id": ids_lead_for_trial(t), "lesson_id": lesson["id"]}), 201)
     feed = _ok(t.post(f"{base}/teachers/{t.users['rep']}/feed"), 201)
-    return {"account_id": [account["id"]], "class_id": [klass["id"]], "lesson_id": [lesson["id"]],
-            "trial_id": [trial["id"]], "feed_id": [feed["id"]], "token": [feed["token"]]}
+    spare = [ids_lead_for_trial(t) for _ in range(8)]
+    return {"account_id": [account["id"]], "class_id": [klass["id"], other["id"]], "lesson_id": [lesson["id"]],
+            "trial_id": [trial["id"]], "feed_id": [feed["id"]], "token": [feed["token"]], "spare_lead": spare}
 
 
 def ids_lead_for_trial(t: TenantHandle) -> int:
@@ -275,13 +285,12 @@ def _seed_conversions(t: TenantHandle) -> dict[str, list[Any]]:
     return {"conversion_account_id": [account["id"]], "conversion_rule_id": [rule["id"]], "conversion_id": [conversion["id"]]}
 
 
-MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports")}
-
-
-def multipart_body() -> dict[str, Any]:
-    """A form with a small valid CSV, for the operations in :data:`MULTIPART`."""
-    import io
-
+def multipart_body(op: Operation | None = None, ids: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """A form with a small valid CSV, for the operations in :data:`MULTIPART` (for the caller owning ``ids``)."""
+    if op is not None and ids is not None and op.path.endswith("/enrolments/csv"):
+        # sms_nurture enrols leads by id; once per (lead, sequence, pass): a new pass each call
+        csv = f"lead_id\n{ids['lead_id'][0]}\n".encode()
+        return {"file": (io.BytesIO(csv), "enrol.csv"), "pass": unique("pass")}
     return {"file": (io.BytesIO(f"name,phone\nx,{phone()}\n".encode()), "x.csv")}
 
 
@@ -316,6 +325,14 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         ("POST", "/api/v1/imports"): lambda: None,  # multipart, not JSON: its own tests upload files
         ("POST", "/api/v1/pool/pools/{pool_id}/imports"): lambda: None,  # multipart too (plugins/pool/tests/test_pool.py)
         ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv"): lambda: None,  # multipart
+        ("POST", "/api/v1/scheduling/classes/{class_id}/students"): lambda: {
+            "lead_id": _spare_lead(ids)},
+        ("POST", "/api/v1/scheduling/classes/{class_id}/transfer"): lambda: {
+            "lead_id": ids.get("lead_id", [1])[0], "to_class_id": ids.get("class_id", [1])[-1]},
+        ("POST", "/api/v1/scheduling/lessons/{lesson_id}/attendance"): lambda: {
+            "marks": [{"lead_id": ids.get("lead_id", [1])[0], "status": "present"}]},
+        ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments"): lambda: {
+            "lead_ids": [ids.get("lead_id", [1])[0]], "pass": unique("pass")},
         ("POST", "/api/v1/pool/pools"): lambda: {"name": unique("pool")},
         ("POST", "/api/v1/pool/pools/{pool_id}/leads"): lambda: {"name": "x", "phone": phone()},
         ("POST", "/api/v1/settlement/deals/{deal_id}/credits"): lambda: {
@@ -340,6 +357,14 @@ def valid_body(op: Operation, ids: dict[str, list[Any]], spec: dict[str, Any]) -
         return known[(op.method, op.path)]()
     body_schema = spec["paths"][op.path][op.method.lower()]["requestBody"]["content"]["application/json"]["schema"]
     return _minimal(spec, body_schema, ids)
+
+
+def _spare_lead(ids: dict[str, list[Any]]) -> Any:
+    """A lead in no class (one per enrolment, from the seed's ``spare_lead``), else the main lead."""
+    spare = ids.get("spare_lead")
+    if not spare:
+        return ids.get("lead_id", [1])[0]
+    return spare.pop() if len(spare) > 1 else spare[0]
 
 
 def _minimal(spec: dict[str, Any], schema: dict[str, Any], ids: dict[str, list[Any]], name: str = "") -> Any:

@@ -154,7 +154,8 @@ def _is_page(spec: dict[str, Any], op: Operation) -> bool:
     while "$ref" in body:
         body = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
     params = {p["name"] for p in spec["paths"][op.path][op.method.lower()].get("parameters", [])}
-    return "items" in body.get("properties", {}) and "limit" in params
+    # a page is paginated (limit and cursor): free-slots' computed suggestions (a limit, no cursor) are not
+    return "items" in body.get("properties", {}) and {"limit", "cursor"} <= params
 
 
 def request(caller: TenantHandle, op: Operation, ids: dict[str, list[Any]], body_ids: dict[str, list[Any]],
@@ -164,7 +165,7 @@ def request(caller: TenantHandle, op: Operation, ids: dict[str, list[Any]], body
     body = valid_body(op, body_ids, spec)
     kw: dict[str, Any] = {"headers": headers or {}}
     if (op.method, op.path) in MULTIPART:
-        kw.update(data=multipart_body(), content_type="multipart/form-data")
+        kw.update(data=multipart_body(op, body_ids), content_type="multipart/form-data")
     elif body is not None:
         kw["json"] = body
     return caller.call(op.method, url, who, **kw)
@@ -187,7 +188,9 @@ def test_discovered_id_routes() -> None:
         assert expected in labels, expected
     # Every path parameter is an object id that tests/routes.seed creates, or a listed non-object.
     seeded = {"lead_id", "deal_id", "user_id", "team_id", "key_id", "channel_id", "import_id", "pool_id", "rule_id",
-              "branch_id", "policy_id", "conversion_account_id", "conversion_rule_id", "conversion_id"}
+              "branch_id", "policy_id", "conversion_account_id", "conversion_rule_id", "conversion_id",
+              "account_id", "class_id", "lesson_id", "trial_id", "feed_id", "token", "template_id", "sequence_id",
+              "step_id", "enrolment_id", "period_id", "tenant", "provider"}
     for spec in SPECS.values():
         for op in path_operations(spec):
             for param in op.params:
@@ -386,6 +389,10 @@ def test_rep_does_not_see_another_reps_objects(make_world: Callable[[str], World
     lead = a.lead(phone(), who="rep", name="mine")
     assert lead["owner_id"] == a.users["rep"]
     own["lead_id"] = [lead["id"]]
+    if "/api/v1/scheduling/students/{lead_id}/feed" in w.spec["paths"]:
+        # her lead is a student too (enrolled in the seeded class), for scheduling's student routes
+        r = a.post(f"/api/v1/scheduling/classes/{own['class_id'][0]}/students", json={"lead_id": lead["id"]})
+        assert r.status_code == 201, r.get_json()
     deal = a.post(f"/api/v1/leads/{lead['id']}/deals", "rep", json={"amount": "50.00"})
     assert deal.status_code == 201, deal.get_json()
     own["deal_id"] = [deal.get_json()["id"]]

@@ -17,12 +17,14 @@ from sqlalchemy import select
 from pelago.plugin import (
     Blueprint,
     InvalidInput,
+    Lead,
     NotFound,
     User,
     commit,
     current_context,
     paginate,
     requires,
+    visible_leads,
 )
 
 from . import attendance, booking, feeds, ledger, reports, sales, schedule, trials
@@ -30,6 +32,11 @@ from . import schemas as s
 from .models import Account, Campus, Course, Entry, Klass, Lesson, Package, Room, Teacher, Trial
 
 blp = Blueprint("scheduling", __name__, description="K12 course scheduling (排课), attendance and class hours")
+
+
+def _visible_lead(c: Any, lead_id: int) -> bool:
+    """Whether the caller may see the lead (a rep only her own: the core's rule)."""
+    return c.session.scalar(visible_leads(c).with_only_columns(Lead.id).where(Lead.id == lead_id)) is not None
 
 
 def _page(c: Any, stmt: Any, col: Any, args: dict[str, Any], out: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
@@ -276,7 +283,6 @@ def purchase(data: dict[str, Any]) -> Any:
     tenant's K12 policy refuses (`errors.policy`), is a 422 and nothing is written.
     """
     c = current_context()
-    from pelago.plugin import Lead
 
     if c.session.scalar(select(Lead.id).where(Lead.id == data["lead_id"])) is None:
         raise InvalidInput("unknown lead", {"lead_id": [f"no lead {data['lead_id']} in this tenant"]})
@@ -698,7 +704,7 @@ def student_feed(lead_id: int) -> Any:
     c = current_context()
     from .models import Student
 
-    if c.session.get(Student, lead_id) is None:
+    if c.session.get(Student, lead_id) is None or not _visible_lead(c, lead_id):
         raise NotFound(f"student {lead_id} not found")
     out = feeds.issue(c, "student", lead_id)
     commit()
