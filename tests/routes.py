@@ -9,13 +9,14 @@ the document the fixture app serves.
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ MULTIPART = {("POST", "/api/v1/pool/pools/{pool_id}/imports"),
              ("POST", "/api/v1/sms_nurture/sequences/{sequence_id}/enrolments/csv")}
 
 
-_SEEDED_DAYS = itertools.count()
+_SEEDED_SLOTS: collections.defaultdict[int, Iterator[int]] = collections.defaultdict(itertools.count)
 
 
 def _seed_scheduling(t: TenantHandle, lead_id: int, user_id: int) -> dict[str, list[Any]]:
@@ -248,9 +249,11 @@ def _seed_scheduling(t: TenantHandle, lead_id: int, user_id: int) -> dict[str, l
                                                 "capacity": 10, "online": True}), 201)
     account = _ok(t.post(f"{base}/accounts", json={"lead_id": lead_id, "package_id": package["id"]}), 201)
     _ok(t.post(f"{base}/classes/{klass['id']}/students", json={"lead_id": lead_id}), 201)
-    day = date(2030, 1, 1) + timedelta(days=next(_SEEDED_DAYS))  # one teacher: each seed its own day
-    lesson = _ok(t.post(f"{base}/lessons", json={"class_id": klass["id"], "starts_at": f"{day}T09:00:00+08:00",
-                                                 "ends_at": f"{day}T09:30:00+08:00"}), 201)
+    # One teacher, so each seed of a tenant its own slot; the first starts within the hour, when a
+    # roll-call may be taken (the attendance route's control call).
+    starts = t.runtime.clock() + timedelta(minutes=10 + 40 * next(_SEEDED_SLOTS[t.id]))
+    lesson = _ok(t.post(f"{base}/lessons", json={"class_id": klass["id"], "starts_at": starts.isoformat(),
+                                                 "ends_at": (starts + timedelta(minutes=30)).isoformat()}), 201)
     trial = _ok(t.post(f"{base}/trials", json={"lead_id": ids_lead_for_trial(t), "lesson_id": lesson["id"]}), 201)
     feed = _ok(t.post(f"{base}/teachers/{t.users['rep']}/feed"), 201)
     spare = [ids_lead_for_trial(t) for _ in range(8)]

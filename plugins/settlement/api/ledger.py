@@ -146,12 +146,19 @@ def _current_key(c: HookContext, zone: ZoneInfo) -> str:
 
 
 def _branch_period(c: HookContext, branch_id: int, key: str | None) -> Period:
+    """The branch's period ``key``; without one, the current period, which before the branch's first
+    entry of the month is not stored yet: then an empty open period (not saved), so its statement is zeros."""
     branch = get_branch(c, branch_id)
-    key = key or _current_key(c, ZoneInfo(branch.timezone))
-    period = c.session.scalar(select(Period).where(Period.branch_id == branch_id, Period.key == key))
+    zone = ZoneInfo(branch.timezone)
+    wanted = key or _current_key(c, zone)
+    period = c.session.scalar(select(Period).where(Period.branch_id == branch_id, Period.key == wanted))
+    if period is None and key is None:
+        bounds = periods.period_of(c.now(), zone, ledger.months(c))
+        return Period(branch_id=branch_id, key=bounds.key, starts_at=bounds.starts_at, ends_at=bounds.ends_at,
+                      state="open")
     if period is None:
-        raise InvalidInput(f"no period {key} of branch {branch_id}", {"period": [f"no period {key} of this branch"]},
-                           location="query")
+        raise InvalidInput(f"no period {wanted} of branch {branch_id}",
+                           {"period": [f"no period {wanted} of this branch"]}, location="query")
     return period
 
 
@@ -164,7 +171,8 @@ def branch_statement(args: dict[str, Any], branch_id: int) -> Any:
 
     Managers (their own branch) and admins. `?period=` (YYYY-MM) defaults to the period that contains now in
     the branch's timezone; a locked or paid period shows the totals its lock stored, an open one is computed
-    now. A branch the caller may not read is a 404; no such period of the branch a 422.
+    now. A branch the caller may not read is a 404; a `?period=` the branch does not have a 422 (the current
+    period before its first entry answers an empty statement).
     """
     c = current_context()
     out = statements.branch_statement(c, _branch_period(c, branch_id, args["period"]))
