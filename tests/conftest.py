@@ -9,6 +9,7 @@ file installs the fake test plugins and chooses the plugin sets.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,13 +34,26 @@ ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "conversi
                     "recorder", "failing", "needs_recorder")
 
 
+def _write_once(path: Path, text: str) -> None:
+    """Write ``path`` atomically, and only when it differs: pytest-xdist's workers configure at once."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sweep: a sweep of every route (tenant isolation); scripts/test runs it once, in the PostgreSQL "
+                   "pass when there is one",
+    )
     dist = Path(config.rootpath) / ".pytest_plugins_dist"
     info = dist / "pelago_test_plugins-0.0.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pelago-test-plugins\nVersion: 0.0.0\n")
     lines = ["[pelago.plugins]", *(f"{k} = {v}" for k, v in TEST_PLUGINS.items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    _write_once(info / "METADATA", "Metadata-Version: 2.1\nName: pelago-test-plugins\nVersion: 0.0.0\n")
+    _write_once(info / "entry_points.txt", "\n".join(lines) + "\n")
     if str(dist) not in sys.path:
         sys.path.append(str(dist))
     if str(config.rootpath) not in sys.path:

@@ -45,6 +45,9 @@ from tests.routes import (
     valid_body,
 )
 
+#: a sweep over every route: its logic does not depend on the database, so scripts/test runs it once
+pytestmark = pytest.mark.sweep
+
 #: the core app (like make_app()), and one deploying every good plugin
 DEPLOYMENTS: dict[str, tuple[str, ...]] = {"core": DEFAULT_PLUGINS, "plugins": ALL_GOOD_PLUGINS}
 SPECS = {name: load_spec(plugins) for name, plugins in DEPLOYMENTS.items()}
