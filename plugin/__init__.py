@@ -28,6 +28,7 @@ from pelago.core.db import (
     flush_or_conflict,
     insert_ignoring_conflict,
     per_transaction,
+    tenant_key,
     upsert,
 )
 from pelago.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed
@@ -88,6 +89,7 @@ from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
+from pelago.core.tenant_keys import migrate_to_tenant_keys
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
 from pelago.core.spec import Job, Periodic, PluginSpec
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
@@ -167,6 +169,8 @@ __all__ = [
     # tables: the plugin's own, and the core's to read and point foreign keys at
     "Base",
     "TenantScoped",
+    "tenant_key",
+    "migrate_to_tenant_keys",
     "BigId",
     "Money",
     "UtcDateTime",

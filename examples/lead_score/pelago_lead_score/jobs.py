@@ -95,7 +95,7 @@ def _upsert(ctx: HookContext, lead_ids: list[int], *, lock: bool = True) -> None
         ["tenant_id", "lead_id", "score", "activities", "oldest_activity_at", "updated_at"], rows
     )
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.lead_id],
+        index_elements=[table.c.tenant_id, table.c.lead_id],
         set_={
             "score": stmt.excluded.score,
             "activities": stmt.excluded.activities,
