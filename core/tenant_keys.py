@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from .db import Base
 
@@ -114,8 +114,34 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
         )
 
 
-def problems(engine: Engine, prefixes: Sequence[str] | None = None) -> list[str]:
-    """Where ``engine``'s migrated schema could not be distributed by ``tenant_id``; empty when it can.
+def tenant_key_as_migrated(columns: Sequence[str], table: str, *, name: str | None = None,
+                           ondelete: str | None = None) -> Any:
+    """In a revision written before the tenant keys: the key onto ``table`` as the database being migrated allows.
+
+    A :func:`~pelago.core.db.tenant_key` when ``table`` already has its tenant
+    key there (a new database: the core is upgraded first), else the key on
+    ``columns`` alone that the revision made when it was written (an existing
+    database, upgraded through it to the revision that re-keys it). Either
+    way the database ends in the same shape.
+    """
+    from alembic import op
+    from sqlalchemy import ForeignKeyConstraint
+
+    from .db import tenant_key
+
+    insp = inspect(op.get_bind())
+    key = [c for c in insp.get_pk_constraint(table)["constrained_columns"] if c != "tenant_id"]
+    keyed = ["tenant_id", *key]
+    has_key = insp.get_pk_constraint(table)["constrained_columns"] == keyed or any(
+        list(ix["column_names"]) == keyed for ix in [*insp.get_unique_constraints(table), *insp.get_indexes(table)]
+        if ix.get("unique", True))
+    if has_key:
+        return tenant_key(list(columns), table, ondelete=ondelete, name=name, key=key[0] if len(key) == 1 else "id")
+    return ForeignKeyConstraint(list(columns), [f"{table}.{c}" for c in key], name=name, ondelete=ondelete)
+
+
+def problems(bind: Engine | Connection, prefixes: Sequence[str] | None = None) -> list[str]:
+    """Where the migrated schema of ``bind`` (an engine, or a connection to look inside its transaction) could not be distributed by ``tenant_id``; empty when it can.
 
     Looks at the tables the loaded models know (``prefixes`` narrows them,
     e.g. ``("pool_",)``). Every table that is not a declared reference table
@@ -125,11 +151,14 @@ def problems(engine: Engine, prefixes: Sequence[str] | None = None) -> list[str]
     ``tenant_id``). On SQLite the primary and foreign keys are not looked at
     (see :func:`migrate_to_tenant_keys`).
     """
-    insp = inspect(engine)
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return problems(conn, prefixes)
+    insp = inspect(bind)
     known = set(Base.metadata.tables)
     names = sorted(t for t in insp.get_table_names() if t in known and (not prefixes or t.startswith(tuple(prefixes))))
     reference = reference_tables()
-    postgresql = engine.dialect.name == "postgresql"
+    postgresql = bind.dialect.name == "postgresql"
     found: list[str] = []
 
     def is_distributed(t: str) -> bool:
@@ -164,12 +193,11 @@ def problems(engine: Engine, prefixes: Sequence[str] | None = None) -> list[str]
                 found.append(f"{t}: foreign key {fk['name']} {tuple(fk['constrained_columns'])} onto {onto} "
                              "does not go through tenant_id")
     if postgresql and names:
-        with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT c.conrelid::regclass::text, c.conname, "
-                "EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.conrelid "
-                "AND a.attnum = ANY (c.conkey) AND a.attname = 'tenant_id') "
-                "FROM pg_constraint c WHERE c.contype = 'x' AND c.conrelid::regclass::text = ANY (:names)"
-            ), {"names": [t for t in names if t not in reference]}).all()
+        rows = bind.execute(text(
+            "SELECT c.conrelid::regclass::text, c.conname, "
+            "EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.conrelid "
+            "AND a.attnum = ANY (c.conkey) AND a.attname = 'tenant_id') "
+            "FROM pg_constraint c WHERE c.contype = 'x' AND c.conrelid::regclass::text = ANY (:names)"
+        ), {"names": [t for t in names if t not in reference]}).all()
         found += [f"{t}: exclusion constraint {name} lacks tenant_id" for t, name, has in rows if not has]
     return found

@@ -89,7 +89,7 @@ from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
-from pelago.core.tenant_keys import migrate_to_tenant_keys
+from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
 from pelago.core.spec import Job, Periodic, PluginSpec
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
@@ -171,6 +171,7 @@ __all__ = [
     "TenantScoped",
     "tenant_key",
     "migrate_to_tenant_keys",
+    "tenant_key_as_migrated",
     "BigId",
     "Money",
     "UtcDateTime",

@@ -1,11 +1,12 @@
 """The scheduling tables: catalogue, classes and lessons, the busy-resource table, attendance and the ledger.
 
-Every table is the tenant's (``TenantScoped``). Foreign keys among the
-plugin's own tables carry ``tenant_id`` (a composite key onto
-``(tenant_id, id)``), so a row can never point at another tenant's row even
-through a hand-written statement; keys onto core tables (leads, users, deals)
-are single-column, like the pool's. No core table is altered: a teacher is a
-core user with a row here, a student a core lead with a row here.
+Every table is the tenant's (``TenantScoped``: its primary key starts with
+``tenant_id``). Foreign keys onto tenant tables, the plugin's own and the
+core's leads and deals, carry ``tenant_id`` (``(tenant_id, x_id) ->
+(tenant_id, id)``), so a row can never point at another tenant's row even
+through a hand-written statement; keys onto core users (a reference table)
+are single-column. No core table is altered: a teacher is a core user with
+a row here, a student a core lead with a row here.
 
 Hours are kept with the ``Money`` column type: an exact two-place decimal
 (``NUMERIC(18, 2)`` on PostgreSQL, integer hundredths on SQLite), so hour

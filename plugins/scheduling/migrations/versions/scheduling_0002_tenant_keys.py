@@ -4,6 +4,11 @@ So the schema can be distributed by ``tenant_id`` (docs/operations.md): see
 ``pelago.plugin.migrate_to_tenant_keys`` (ALTERs on PostgreSQL; on SQLite a
 UNIQUE ``(tenant_id, <key>)`` index beside each key).
 
+``scheduling_busy_no_overlap`` gets ``tenant_id WITH =`` first: Citus
+enforces an exclusion constraint only when it includes the distribution
+column with ``=``. The meaning is unchanged (resource ids are unique across
+tenants).
+
 Revision ID: scheduling_0002
 Revises: scheduling_0001
 Create Date: 2026-12-05 23:00:00
@@ -43,6 +48,12 @@ REFERENCE = ('scheduling_feed_token',)
 
 def upgrade() -> None:
     migrate_to_tenant_keys(TABLES, REFERENCE)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE scheduling_busy DROP CONSTRAINT scheduling_busy_no_overlap")
+        op.execute(
+            "ALTER TABLE scheduling_busy ADD CONSTRAINT scheduling_busy_no_overlap EXCLUDE USING gist "
+            "(tenant_id WITH =, resource_id WITH =, resource WITH =, tstzrange(starts_at, ends_at, '[)') WITH &&)"
+        )
 
 
 def downgrade() -> None:
