@@ -37,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateColumn
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -48,6 +47,7 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
@@ -66,7 +66,7 @@ def _fk_column(constraint: Any, _table: Any) -> str:
     return str(keys[0])
 
 
-NAMING = {
+NAMING: dict[str, Any] = {
     "fk_column": _fk_column,
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -397,10 +397,30 @@ def insert_ignoring_conflict(
     stmt = (
         insert(table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
+        .on_conflict_do_nothing(index_elements=conflict_key(session, table, index_elements), index_where=index_where)
         .returning(table.c.id)
     )
     return session.execute(stmt).scalar()
+
+
+def conflict_key(session: Session, table: Any, columns: Sequence[Any]) -> list[Any]:
+    """The ``ON CONFLICT (…)`` target for ``columns`` of ``table`` (a model or a ``Table``) on this database.
+
+    ``columns`` (names or columns) as given, except on SQLite for a table's
+    tenant key over an integer key (``["tenant_id", "lead_id"]`` of a table
+    keyed by ``lead_id``): SQLite keeps that key as ``INTEGER PRIMARY KEY``
+    and no conflict target can name the UNIQUE ``(tenant_id, lead_id)``
+    beside it (SQLite matches no index that holds the rowid), so the target
+    is the key alone, the same rows (ids are unique across tenants).
+    """
+    names = [c if isinstance(c, str) else c.name for c in columns]
+    table = getattr(table, "__table__", table)
+    identity = table.info.get("identity")
+    if (dialect_name(session) == "sqlite" and identity is not None and len(identity) == 1
+            and names == ["tenant_id", *identity]
+            and isinstance(table.c[identity[0]].type, (Integer, BigInteger))):
+        return [table.c[identity[0]]]
+    return [table.c[n] for n in names]
 
 
 def flush_or_conflict(session: Session, message: str, errors: dict[str, Any] | None = None) -> None:
@@ -498,11 +518,12 @@ def upsert(
         c for c in values[0] if c not in key and c != "tenant_id"]
     if columns:
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(key), index_where=index_where, set_={c: stmt.excluded[c] for c in columns},
+            index_elements=conflict_key(session, table, key), index_where=index_where,
+            set_={c: stmt.excluded[c] for c in columns},
             where=(table.c.tenant_id == stmt.excluded.tenant_id) if scoped else None,
         )
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict_key(session, table, key), index_where=index_where)
     # preserve_rowcount: SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is -1 otherwise).
     return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount or 0)  # type: ignore[attr-defined]
 

@@ -32,7 +32,7 @@ def reference_tables() -> dict[str, str]:
     }
 
 
-def _tenant_column(columns: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _tenant_column(columns: Sequence[Any]) -> Any:
     return next((c for c in columns if c["name"] == "tenant_id"), None)
 
 
@@ -78,7 +78,7 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
         tenant = _tenant_column(columns[t])
         return t not in reference and tenant is not None and not tenant["nullable"]
 
-    remake: list[tuple[str, dict[str, Any]]] = []
+    remake: list[tuple[str, Any]] = []
     for t in sorted(existing):
         for fk in insp.get_foreign_keys(t):
             onto = fk["referred_table"]
@@ -88,18 +88,18 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
                     raise RuntimeError(f"{t}.{fk['constrained_columns']} points at {onto} but {t} has no tenant_id")
                 remake.append((t, fk))
     for t, fk in remake:
-        op.drop_constraint(fk["name"], t, type_="foreignkey")
+        op.drop_constraint(str(fk["name"]), t, type_="foreignkey")
     for t in targets:
-        pk = keys[t]
+        pk: Any = keys[t]
         cols = ["tenant_id", *pk["constrained_columns"]]
         op.drop_constraint(pk["name"], t, type_="primary")
         op.create_primary_key(pk["name"] or f"pk_{t}", t, cols)
         for uq in insp.get_unique_constraints(t):
             if list(uq["column_names"]) == cols:
-                op.drop_constraint(uq["name"], t, type_="unique")
+                op.drop_constraint(str(uq["name"]), t, type_="unique")
         for ix in insp.get_indexes(t):
             if ix.get("unique") and list(ix["column_names"]) == cols and not ix.get("dialect_options"):
-                op.drop_index(ix["name"], t)
+                op.drop_index(str(ix["name"]), t)
     for t, fk in remake:
         local = [c for c in fk["constrained_columns"] if c != "tenant_id"]
         remote = [c for c in fk["referred_columns"] if c != "tenant_id"]
@@ -133,8 +133,8 @@ def tenant_key_as_migrated(columns: Sequence[str], table: str, *, name: str | No
     key = [c for c in insp.get_pk_constraint(table)["constrained_columns"] if c != "tenant_id"]
     keyed = ["tenant_id", *key]
     has_key = insp.get_pk_constraint(table)["constrained_columns"] == keyed or any(
-        list(ix["column_names"]) == keyed for ix in [*insp.get_unique_constraints(table), *insp.get_indexes(table)]
-        if ix.get("unique", True))
+        list(ix["column_names"]) == keyed  # type: ignore[call-overload]
+        for ix in [*insp.get_unique_constraints(table), *insp.get_indexes(table)] if ix.get("unique", True))
     if has_key:
         return tenant_key(list(columns), table, ondelete=ondelete, name=name, key=key[0] if len(key) == 1 else "id")
     return ForeignKeyConstraint(list(columns), [f"{table}.{c}" for c in key], name=name, ondelete=ondelete)

@@ -24,6 +24,7 @@ from pelago.core.db import (
     TenantScoped,
     UtcDateTime,
     among,
+    conflict_key,
     dialect_name,
     flush_or_conflict,
     insert_ignoring_conflict,
@@ -89,9 +90,9 @@ from pelago.core.scheduler import tenants_with
 from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
-from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
 from pelago.core.spec import Job, Periodic, PluginSpec
+from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
 from pelago.hostapp.api import Blueprint, LocalTime, MoneyString, file_response
 from pelago.hostapp.api.imports import ImportDetail, upload_import
@@ -170,6 +171,7 @@ __all__ = [
     "Base",
     "TenantScoped",
     "tenant_key",
+    "conflict_key",
     "migrate_to_tenant_keys",
     "tenant_key_as_migrated",
     "BigId",

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Date,
-    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,

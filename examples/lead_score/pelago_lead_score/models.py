@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer
+from sqlalchemy import Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pelago.plugin import Base, BigId, TenantScoped, tenant_key

@@ -13,8 +13,8 @@ Create Date: 2026-12-05 23:00:00
 """
 
 import importlib.util
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 

@@ -11,8 +11,6 @@ Create Date: 2026-12-05 23:00:00
 
 from collections.abc import Sequence
 
-from alembic import op
-
 from pelago.plugin import migrate_to_tenant_keys
 
 revision: str = 'sms_nurture_0003'
