@@ -26,6 +26,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -175,7 +176,10 @@ class TenantScoped(TenantKeyed):
     marks ``primary_key=True`` (``(tenant_id, id)``), so the schema can be
     distributed by tenant (Citus, docs/operations.md). The ORM identity stays
     the model's own key: ``session.get(Model, id)`` and the code keep working,
-    and ids stay globally unique (one sequence per table). On SQLite the
+    and ids stay globally unique (one sequence per table). The identity keeps
+    a plain index (``ix_<table>_id``) for the ORM's UPDATE and DELETE by id.
+    A model with ``__mapper_args__`` of its own adds ``"primary_key": [id]``
+    to them. On SQLite the
     migrations keep ``id INTEGER PRIMARY KEY`` (SQLite only auto-increments
     that exact form) with a UNIQUE ``(tenant_id, id)`` beside it.
 
@@ -201,6 +205,14 @@ def key_by_tenant(table: Table) -> None:
         pk[0].autoincrement = True  # still the sequence's (no longer implied once the key is composite)
     table.c.tenant_id.primary_key = True
     table.append_constraint(PrimaryKeyConstraint(table.c.tenant_id, *pk))
+    # The ORM finds, updates and deletes a row by its identity alone: an index for that,
+    # which (tenant_id, id) is not (the SQLite migrations leave it out: there the identity is the key).
+    Index(identity_index(table.name, [c.name for c in pk]), *pk)
+
+
+def identity_index(table: str, identity: Sequence[str]) -> str:
+    """The name of the plain index on a tenant-keyed table's ORM identity (``ix_<table>_<columns>``)."""
+    return f"ix_{table}_{'_'.join(identity)}"
 
 
 def tenant_key(columns: Sequence[str], table: str, *, ondelete: str | None = None,

@@ -173,7 +173,8 @@ def _sqlite_tenant_keys(differences: list[Any]) -> list[Any]:
     A key through the tenant the database holds on its own columns (made
     before revision 0010, or a ``SET NULL`` one), and the UNIQUE
     ``(tenant_id, <key>)`` that stands beside SQLite's ``INTEGER PRIMARY
-    KEY`` for a table keyed ``(tenant_id, <key>)`` in the models.
+    KEY`` for a table keyed ``(tenant_id, <key>)`` in the models; and the
+    plain index on the ORM identity, which is SQLite's key itself.
     """
     from sqlalchemy import ForeignKeyConstraint, Index, UniqueConstraint
 
@@ -186,7 +187,7 @@ def _sqlite_tenant_keys(differences: list[Any]) -> list[Any]:
 
     added = {shape(d[1]) for d in differences if isinstance(d, tuple) and d[0] == "add_fk" and tenant_fk(d[1])}
     removed = {shape(d[1]) for d in differences if isinstance(d, tuple) and d[0] == "remove_fk"}
-    from .db import Base
+    from .db import Base, identity_index
 
     def stand_in(obj: Any) -> bool:
         if not isinstance(obj, (Index, UniqueConstraint)) or obj.table is None:
@@ -197,11 +198,20 @@ def _sqlite_tenant_keys(differences: list[Any]) -> list[Any]:
         key = [c.name for c in model.primary_key.columns]
         return key[:1] == ["tenant_id"] and [c.name for c in obj.columns] == key
 
+    def identity_index_of(obj: Any) -> bool:
+        if not isinstance(obj, Index) or obj.table is None:
+            return False
+        model = Base.metadata.tables.get(obj.table.name)
+        identity = model.info.get("identity") if model is not None else None
+        return identity is not None and obj.name == identity_index(obj.table.name, identity)
+
     kept = []
     for d in differences:
         if isinstance(d, tuple) and d[0] in ("add_fk", "remove_fk") and shape(d[1]) in added & removed:
             continue
         if isinstance(d, tuple) and d[0] in ("remove_index", "remove_constraint") and stand_in(d[1]):
+            continue
+        if isinstance(d, tuple) and d[0] == "add_index" and identity_index_of(d[1]):
             continue
         kept.append(d)
     return kept

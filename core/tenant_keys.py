@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from .db import Base
+from .db import Base, identity_index
 
 
 def reference_tables() -> dict[str, str]:
@@ -42,8 +42,10 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
     On PostgreSQL, for each of ``tables`` whose primary key does not start
     with ``tenant_id``: every foreign key onto it (from any table, a plugin's
     too) and every single-column key from it onto another tenant table is
-    dropped; its primary key becomes ``(tenant_id, <key>)`` (a UNIQUE
-    ``(tenant_id, <key>)`` made redundant by it is dropped); then the keys
+    dropped; its primary key becomes ``(tenant_id, <key>)`` (a UNIQUE or
+    plain index on ``(tenant_id, <key>)`` made redundant by it is dropped,
+    and a plain index on ``<key>`` is made for the lookups by the ORM
+    identity that the old key served); then the keys
     are made again through ``tenant_id``, with their names, ``ON DELETE``
     and ``ON UPDATE`` (``SET NULL`` clears only the pointing column). The
     rows are not rewritten; adding a primary key builds its index.
@@ -51,7 +53,8 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
     On SQLite (never distributed; it cannot alter a key without rebuilding
     the table, and a rebuild would fire ``ON DELETE CASCADE`` with foreign
     keys on) the primary key and foreign keys stay; a UNIQUE
-    ``(tenant_id, <key>)`` index is added so that keys through the tenant
+    ``(tenant_id, <key>)`` index is added (a plain one on the same columns is
+    dropped) so that keys through the tenant
     (:func:`~pelago.core.db.tenant_key`) can point at the table.
 
     ``reference``: tables with a ``tenant_id`` that stay reference tables
@@ -70,6 +73,9 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
         for t in targets:
             cols = ["tenant_id", *keys[t]["constrained_columns"]]
             op.create_index(f"uq_{t}_{'_'.join(cols)}", t, cols, unique=True, if_not_exists=True)
+            for ix in insp.get_indexes(t):  # the unique pair covers these
+                if list(ix["column_names"]) == cols and not ix.get("unique"):
+                    op.drop_index(str(ix["name"]), t)
         return
 
     columns = {t: insp.get_columns(t) for t in existing}
@@ -97,9 +103,11 @@ def migrate_to_tenant_keys(tables: Sequence[str], reference: Iterable[str] = ())
         for uq in insp.get_unique_constraints(t):
             if list(uq["column_names"]) == cols:
                 op.drop_constraint(str(uq["name"]), t, type_="unique")
-        for ix in insp.get_indexes(t):
-            if ix.get("unique") and list(ix["column_names"]) == cols and not ix.get("dialect_options"):
+        for ix in insp.get_indexes(t):  # the new key covers these (a list's order, say)
+            if list(ix["column_names"]) == cols and not ix.get("dialect_options", {}).get("postgresql_where"):
                 op.drop_index(str(ix["name"]), t)
+        identity = pk["constrained_columns"]
+        op.create_index(identity_index(t, identity), t, identity)
     for t, fk in remake:
         local = [c for c in fk["constrained_columns"] if c != "tenant_id"]
         remote = [c for c in fk["referred_columns"] if c != "tenant_id"]

@@ -25,7 +25,6 @@ class Deal(TenantScoped, Base):
     __table_args__ = (
         tenant_key(["lead_id"], "core_lead", ondelete="RESTRICT"),
         tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
-        Index("ix_core_deal_list", "tenant_id", "id"),
         Index("ix_core_deal_lead", "tenant_id", "lead_id"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("refunded >= 0 AND refunded <= amount", name="refund_within_amount"),

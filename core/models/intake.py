@@ -52,7 +52,6 @@ class Import(TenantScoped, Base):
 
     __tablename__ = "core_import"
     __table_args__ = (
-        Index("ix_core_import_list", "tenant_id", "id"),
         Index("ix_core_import_stalled", "lease_until", postgresql_where=text("status = 'running'"),
               sqlite_where=text("status = 'running'")),
         CheckConstraint("status IN ('queued','running','done','failed')", name="status"),

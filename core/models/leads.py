@@ -62,7 +62,6 @@ class Lead(TenantScoped, Base):
             sqlite_where=text("phone IS NULL AND email IS NOT NULL"),
         ),
         Index("ix_core_lead_email", "tenant_id", "email"),
-        Index("ix_core_lead_list", "tenant_id", "id"),
         Index("ix_core_lead_owner", "tenant_id", "owner_id", "id"),
         # open leads per rep (load balancing, hold caps) as an index-only count
         Index("ix_core_lead_owner_stage", "tenant_id", "owner_id", "stage"),

@@ -17,8 +17,7 @@ class OutboxEvent(TenantScoped, Base):
     """An event, written in the transaction of the change it describes."""
 
     __tablename__ = "core_event"
-    __table_args__ = (Index("ix_core_event_tenant", "tenant_id", "id"),)
-
+    
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column()

@@ -139,7 +139,6 @@ class Conversion(TenantScoped, Base):
         ),
         Index("ix_conversions_conversion_due", "tenant_id", "status", "next_attempt_at"),
         Index("ix_conversions_conversion_lead", "tenant_id", "lead_id"),
-        Index("ix_conversions_conversion_list", "tenant_id", "id"),
         CheckConstraint(
             "status IN ('queued','sending','sent','accepted','rejected','expired','in_doubt','failed')",
             name="status",

@@ -30,7 +30,6 @@ class Pool(TenantScoped, Base):
     __table_args__ = (
         tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
         UniqueConstraint("tenant_id", "name"),
-        Index("ix_pool_pool_list", "tenant_id", "id"),
         Index(
             "uq_pool_pool_default", "tenant_id", unique=True,
             postgresql_where=text("is_default"), sqlite_where=text("is_default"),
@@ -125,8 +124,7 @@ class Sweep(TenantScoped, Base):
     """One run of the sweep: when, what it released and reminded, by rule."""
 
     __tablename__ = "pool_sweep"
-    __table_args__ = (Index("ix_pool_sweep_list", "tenant_id", "id"),)
-
+    
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     trigger: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="running")

@@ -182,7 +182,6 @@ class Klass(TenantScoped, Base):
         _own(["course_id"], "scheduling_course", ondelete=None),
         _own(["teacher_id"], "scheduling_teacher", ondelete=None),
         _own(["room_id"], "scheduling_room", ondelete=None),
-        Index("ix_scheduling_class_list", "tenant_id", "id"),
         CheckConstraint("capacity > 0 AND hours_per_lesson > 0", name="sizes"),
     )
 
@@ -387,7 +386,6 @@ class Trial(TenantScoped, Base):
         UniqueConstraint("tenant_id", "lesson_id", "lead_id"),
         _own(["lesson_id"], "scheduling_lesson"),
         _own(["lead_id"], "scheduling_student"),
-        Index("ix_scheduling_trial_list", "tenant_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

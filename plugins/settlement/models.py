@@ -206,7 +206,6 @@ class Allocation(TenantScoped, Base):
             ondelete="RESTRICT",
         ),
         Index("ix_settlement_allocation_key", "tenant_id", "lead_key"),
-        Index("ix_settlement_allocation_list", "tenant_id", "id"),
         {"postgresql_with": {"fillfactor": 80}},  # room on each page for the HOT fill-in of lead_id
     )
 
