@@ -171,7 +171,6 @@ __all__ = [
     "Base",
     "TenantScoped",
     "tenant_key",
-    "conflict_key",
     "migrate_to_tenant_keys",
     "tenant_key_as_migrated",
     "BigId",
@@ -199,6 +198,7 @@ __all__ = [
     "per_transaction",
     "among",
     "dialect_name",
+    "conflict_key",
     # pagination and visibility
     "Page",
     "paginate",
