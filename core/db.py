@@ -25,14 +25,19 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
+    Table,
     create_engine,
     event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -43,17 +48,31 @@ from sqlalchemy.orm import (
     sessionmaker,
     with_loader_criteria,
 )
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
-NAMING = {
+
+
+def _fk_column(constraint: Any, _table: Any) -> str:
+    """The column a foreign key is named after: its first one, skipping the ``tenant_id`` of a tenant key.
+
+    So ``(tenant_id, lead_id) -> core_lead`` is named ``fk_<table>_lead_id_core_lead``, as the
+    single-column key it replaced was, and two tenant keys of one table onto one table differ.
+    """
+    keys = [k for k in constraint.column_keys if k != "tenant_id"] or list(constraint.column_keys)
+    return str(keys[0])
+
+
+NAMING: dict[str, Any] = {
+    "fk_column": _fk_column,
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "fk": "fk_%(table_name)s_%(fk_column)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
 
@@ -126,14 +145,93 @@ class Base(DeclarativeBase):
     }
 
 
-class TenantScoped:
-    """Mixin for every tenant-owned table: a ``tenant_id`` the session filters on."""
+class TenantKeyed:
+    """Mixin making a table's primary key ``(tenant_id, <its key>)`` while the ORM identity stays its key.
+
+    Part of :class:`TenantScoped`; alone for a table with a ``tenant_id`` the
+    session must not filter (the scheduler's per-tenant runs).
+    """
+
+    @classmethod
+    def __table_cls__(cls, name: str, metadata: MetaData, *args: Any, **kw: Any) -> Table:
+        table = Table(name, metadata, *args, **kw)
+        reason = getattr(cls, "__tenant_reference__", None)
+        if reason:
+            table.info["tenant_reference"] = reason
+        else:
+            key_by_tenant(table)
+        return table
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        table: Table = cls.__table__  # type: ignore[attr-defined]
+        identity = table.info.get("identity")
+        return {"primary_key": [table.c[n] for n in identity]} if identity else {}
+
+
+class TenantScoped(TenantKeyed):
+    """Mixin for every tenant-owned table: a ``tenant_id`` the session filters on, leading its primary key.
+
+    The table's primary key is ``tenant_id`` followed by the columns the model
+    marks ``primary_key=True`` (``(tenant_id, id)``), so the schema can be
+    distributed by tenant (Citus, docs/operations.md). The ORM identity stays
+    the model's own key: ``session.get(Model, id)`` and the code keep working,
+    and ids stay globally unique (one sequence per table). The identity keeps
+    a plain index (``ix_<table>_id``) for the ORM's UPDATE and DELETE by id.
+    A model with ``__mapper_args__`` of its own adds ``"primary_key": [id]``
+    to them. On SQLite the
+    migrations keep ``id INTEGER PRIMARY KEY`` (SQLite only auto-increments
+    that exact form) with a UNIQUE ``(tenant_id, id)`` beside it.
+
+    A table read before the tenant is known (by a secret token, say) sets
+    ``__tenant_reference__ = "why"``: it keeps its own key and globally unique
+    indexes, and would be a Citus reference table.
+    """
 
     @declared_attr
     def tenant_id(cls) -> Mapped[int]:
         return mapped_column(
             BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), nullable=False
         )
+
+
+def key_by_tenant(table: Table) -> None:
+    """Make ``table``'s primary key ``(tenant_id, <its key>)``, remembering its key as the ORM identity."""
+    pk = list(table.primary_key.columns)
+    if not pk or "tenant_id" not in table.c or table.c.tenant_id in pk:
+        return
+    table.info["identity"] = [c.name for c in pk]
+    if len(pk) == 1 and pk[0].autoincrement == "auto" and not pk[0].foreign_keys:
+        pk[0].autoincrement = True  # still the sequence's (no longer implied once the key is composite)
+    table.c.tenant_id.primary_key = True
+    table.append_constraint(PrimaryKeyConstraint(table.c.tenant_id, *pk))
+    # The ORM finds, updates and deletes a row by its identity alone: an index for that,
+    # which (tenant_id, id) is not (the SQLite migrations leave it out: there the identity is the key).
+    Index(identity_index(table.name, [c.name for c in pk]), *pk)
+
+
+def identity_index(table: str, identity: Sequence[str]) -> str:
+    """The name of the plain index on a tenant-keyed table's ORM identity (``ix_<table>_<columns>``)."""
+    return f"ix_{table}_{'_'.join(identity)}"
+
+
+def tenant_key(columns: Sequence[str], table: str, *, ondelete: str | None = None,
+               key: str = "id", name: str | None = None) -> ForeignKeyConstraint:
+    """A foreign key onto another tenant table through its tenant: ``(tenant_id, *columns) -> table (tenant_id, key)``.
+
+    For ``__table_args__`` of a :class:`TenantScoped` model, instead of a
+    column's ``ForeignKey``: the row can only point at a row of its own
+    tenant, and the key still holds when the tables are distributed by
+    tenant. ``ondelete="SET NULL"`` becomes ``SET NULL (<columns>)``
+    (PostgreSQL 15+): only the pointing columns are cleared, never
+    ``tenant_id``. ``key`` is the referenced table's own key column (for a
+    table keyed by a core id, e.g. ``"lead_id"``).
+    """
+    if ondelete == "SET NULL":
+        ondelete = f"SET NULL ({', '.join(columns)})"
+    return ForeignKeyConstraint(
+        ["tenant_id", *columns], [f"{table}.tenant_id", f"{table}.{key}"], ondelete=ondelete, name=name
+    )
 
 
 class TenantSession(Session):
@@ -311,10 +409,30 @@ def insert_ignoring_conflict(
     stmt = (
         insert(table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
+        .on_conflict_do_nothing(index_elements=conflict_key(session, table, index_elements), index_where=index_where)
         .returning(table.c.id)
     )
     return session.execute(stmt).scalar()
+
+
+def conflict_key(session: Session, table: Any, columns: Sequence[Any]) -> list[Any]:
+    """The ``ON CONFLICT (…)`` target for ``columns`` of ``table`` (a model or a ``Table``) on this database.
+
+    ``columns`` (names or columns) as given, except on SQLite for a table's
+    tenant key over an integer key (``["tenant_id", "lead_id"]`` of a table
+    keyed by ``lead_id``): SQLite keeps that key as ``INTEGER PRIMARY KEY``
+    and no conflict target can name the UNIQUE ``(tenant_id, lead_id)``
+    beside it (SQLite matches no index that holds the rowid), so the target
+    is the key alone, the same rows (ids are unique across tenants).
+    """
+    names = [c if isinstance(c, str) else c.name for c in columns]
+    table = getattr(table, "__table__", table)
+    identity = table.info.get("identity")
+    if (dialect_name(session) == "sqlite" and identity is not None and len(identity) == 1
+            and names == ["tenant_id", *identity]
+            and isinstance(table.c[identity[0]].type, (Integer, BigInteger))):
+        return [table.c[identity[0]]]
+    return [table.c[n] for n in names]
 
 
 def flush_or_conflict(session: Session, message: str, errors: dict[str, Any] | None = None) -> None:
@@ -412,10 +530,66 @@ def upsert(
         c for c in values[0] if c not in key and c != "tenant_id"]
     if columns:
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(key), index_where=index_where, set_={c: stmt.excluded[c] for c in columns},
+            index_elements=conflict_key(session, table, key), index_where=index_where,
+            set_={c: stmt.excluded[c] for c in columns},
             where=(table.c.tenant_id == stmt.excluded.tenant_id) if scoped else None,
         )
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict_key(session, table, key), index_where=index_where)
     # preserve_rowcount: SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is -1 otherwise).
     return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+@compiles(ForeignKeyConstraint, "sqlite")
+def _sqlite_tenant_key(constraint: ForeignKeyConstraint, compiler: Any, **kw: Any) -> str:
+    """On SQLite a ``SET NULL (<columns>)`` tenant key is made on its own columns alone.
+
+    SQLite has no column list after ``SET NULL`` and would clear ``tenant_id``
+    too (refused: it is NOT NULL); its tables are never distributed, and ids
+    are unique across tenants, so the key on the id alone keeps the meaning.
+    """
+    ondelete = constraint.ondelete or ""
+    if not ondelete.upper().startswith("SET NULL (") or constraint.column_keys[:1] != ["tenant_id"]:
+        return compiler.visit_foreign_key_constraint(constraint, **kw)  # type: ignore[no-any-return]
+    local = constraint.column_keys[1:]
+    remote = [e.target_fullname.split(".")[-1] for e in constraint.elements[1:]]
+    target = constraint.elements[0].target_fullname.rsplit(".", 1)[0]
+    name = f"CONSTRAINT {compiler.preparer.format_constraint(constraint)} " if constraint.name else ""
+    return (f"{name}FOREIGN KEY({', '.join(local)}) REFERENCES {target} ({', '.join(remote)}) "
+            "ON DELETE SET NULL")
+
+
+def _sqlite_rowid_key(constraint: PrimaryKeyConstraint) -> Any:
+    """The id of a ``(tenant_id, id)`` key whose id comes from a sequence, else None."""
+    cols = list(constraint.columns)
+    if len(cols) == 2 and cols[0].name == "tenant_id" and cols[1].autoincrement is True:
+        return cols[1]
+    return None
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_sequence_column(create: CreateColumn, compiler: Any, **kw: Any) -> str:
+    """An id whose table key is ``(tenant_id, id)`` is SQLite's ``INTEGER PRIMARY KEY`` (see below)."""
+    column = create.element
+    if column.autoincrement is True and column.table is not None and len(column.table.primary_key.columns) > 1:
+        column.autoincrement = "auto"
+        try:
+            return compiler.visit_create_column(create, **kw)  # type: ignore[no-any-return]
+        finally:
+            column.autoincrement = True
+    return compiler.visit_create_column(create, **kw)  # type: ignore[no-any-return]
+
+
+@compiles(PrimaryKeyConstraint, "sqlite")
+def _sqlite_tenant_primary_key(constraint: PrimaryKeyConstraint, compiler: Any, **kw: Any) -> str:
+    """On SQLite a ``(tenant_id, id)`` key is ``PRIMARY KEY (id)`` with ``UNIQUE (tenant_id, id)``.
+
+    SQLite only hands out ids for an ``INTEGER PRIMARY KEY`` (the rowid); the
+    unique pair lets keys through the tenant point at the table.
+    """
+    rowid = _sqlite_rowid_key(constraint)
+    if rowid is None:
+        return compiler.visit_primary_key_constraint(constraint, **kw)  # type: ignore[no-any-return]
+    table = constraint.table.name
+    return (f"PRIMARY KEY ({compiler.preparer.quote(rowid.name)}), "
+            f"CONSTRAINT uq_{table}_tenant_id_{rowid.name} UNIQUE (tenant_id, {compiler.preparer.quote(rowid.name)})")

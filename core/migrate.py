@@ -161,7 +161,60 @@ def diff(engine: Engine, host: PluginHost) -> list[Any]:
         ctx = MigrationContext.configure(
             conn, opts={"include_object": include, "compare_type": True}
         )
-        return list(compare_metadata(ctx, Base.metadata))
+        differences = list(compare_metadata(ctx, Base.metadata))
+    if engine.dialect.name == "sqlite":
+        differences = _sqlite_tenant_keys(differences)
+    return differences
+
+
+def _sqlite_tenant_keys(differences: list[Any]) -> list[Any]:
+    """Leave out what SQLite keeps otherwise on purpose (``pelago.core.tenant_keys``).
+
+    A key through the tenant the database holds on its own columns (made
+    before revision 0010, or a ``SET NULL`` one), and the UNIQUE
+    ``(tenant_id, <key>)`` that stands beside SQLite's ``INTEGER PRIMARY
+    KEY`` for a table keyed ``(tenant_id, <key>)`` in the models; and the
+    plain index on the ORM identity, which is SQLite's key itself.
+    """
+    from sqlalchemy import ForeignKeyConstraint, Index, UniqueConstraint
+
+    def shape(fk: ForeignKeyConstraint) -> tuple[str, tuple[str, ...], str]:
+        local = tuple(c for c in fk.column_keys if c != "tenant_id")
+        return fk.parent.name, local, fk.referred_table.name  # type: ignore[attr-defined]
+
+    def tenant_fk(fk: Any) -> bool:
+        return isinstance(fk, ForeignKeyConstraint) and fk.column_keys[:1] == ["tenant_id"] and len(fk.column_keys) > 1
+
+    added = {shape(d[1]) for d in differences if isinstance(d, tuple) and d[0] == "add_fk" and tenant_fk(d[1])}
+    removed = {shape(d[1]) for d in differences if isinstance(d, tuple) and d[0] == "remove_fk"}
+    from .db import Base, identity_index
+
+    def stand_in(obj: Any) -> bool:
+        if not isinstance(obj, (Index, UniqueConstraint)) or obj.table is None:
+            return False
+        model = Base.metadata.tables.get(obj.table.name)
+        if model is None:
+            return False
+        key = [c.name for c in model.primary_key.columns]
+        return key[:1] == ["tenant_id"] and [c.name for c in obj.columns] == key
+
+    def identity_index_of(obj: Any) -> bool:
+        if not isinstance(obj, Index) or obj.table is None:
+            return False
+        model = Base.metadata.tables.get(obj.table.name)
+        identity = model.info.get("identity") if model is not None else None
+        return identity is not None and obj.name == identity_index(obj.table.name, identity)
+
+    kept = []
+    for d in differences:
+        if isinstance(d, tuple) and d[0] in ("add_fk", "remove_fk") and shape(d[1]) in added & removed:
+            continue
+        if isinstance(d, tuple) and d[0] in ("remove_index", "remove_constraint") and stand_in(d[1]):
+            continue
+        if isinstance(d, tuple) and d[0] == "add_index" and identity_index_of(d[1]):
+            continue
+        kept.append(d)
+    return kept
 
 
 # --- writing a plugin's revisions --------------------------------------------------------
@@ -282,6 +335,7 @@ def revision(
             try:
                 with engine.begin() as conn:
                     cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "core@head")  # first: plugins' first revisions key onto its tables
                     command.upgrade(cfg, "heads")
                 with engine.begin() as conn:
                     cfg.attributes["connection"] = conn

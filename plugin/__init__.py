@@ -24,10 +24,12 @@ from pelago.core.db import (
     TenantScoped,
     UtcDateTime,
     among,
+    conflict_key,
     dialect_name,
     flush_or_conflict,
     insert_ignoring_conflict,
     per_transaction,
+    tenant_key,
     upsert,
 )
 from pelago.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PelagoError, Vetoed
@@ -90,6 +92,7 @@ from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
 from pelago.core.spec import Job, Periodic, PluginSpec
+from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
 from pelago.hostapp.api import Blueprint, LocalTime, MoneyString, file_response
 from pelago.hostapp.api.imports import ImportDetail, upload_import
@@ -167,6 +170,9 @@ __all__ = [
     # tables: the plugin's own, and the core's to read and point foreign keys at
     "Base",
     "TenantScoped",
+    "tenant_key",
+    "migrate_to_tenant_keys",
+    "tenant_key_as_migrated",
     "BigId",
     "Money",
     "UtcDateTime",
@@ -192,6 +198,7 @@ __all__ = [
     "per_transaction",
     "among",
     "dialect_name",
+    "conflict_key",
     # pagination and visibility
     "Page",
     "paginate",

@@ -14,6 +14,7 @@ from ._jobs import run_periodic as run_periodic
 from ._jobs import scheduler_tick as scheduler_tick
 from ._routes import check_routes as check_routes
 from ._schema import assert_models_match_migrations as assert_models_match_migrations
+from ._schema import assert_tenant_distributable as assert_tenant_distributable
 from ._tenants import TenantHandle as TenantHandle
 from ._tenants import new_tenant as new_tenant
 
@@ -28,5 +29,6 @@ __all__ = [
     "invoke_cli",
     # checks
     "assert_models_match_migrations",
+    "assert_tenant_distributable",
     "check_routes",
 ]

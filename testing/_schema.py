@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,3 +58,23 @@ def _where(kind: str) -> str:
 
 def _columns(obj: Any) -> str:
     return "(" + ", ".join(c.name for c in getattr(obj, "columns", ())) + ")"
+
+
+def assert_tenant_distributable(engine: Engine, prefixes: Sequence[str] | None = None) -> None:
+    """Fail, listing each problem, unless ``engine``'s migrated tables could be distributed by ``tenant_id``.
+
+    Every table the loaded models know (``prefixes`` narrows them, e.g.
+    ``("myplugin_",)``) must have a NOT NULL ``tenant_id`` in every unique
+    index and constraint and, on PostgreSQL, in its primary key, its
+    exclusion constraints and every foreign key onto another tenant table
+    (``tenant_key``), unless its model declares it a reference table with a
+    reason (``__tenant_reference__``). docs/operations.md says why.
+    """
+    from pelago.core.tenant_keys import problems
+
+    found = problems(engine, prefixes)
+    if found:
+        raise AssertionError(
+            "these tables could not be distributed by tenant_id (TenantScoped keys them; "
+            "tenant_key() makes keys onto other tenant tables):\n" + "\n".join(f"  - {p}" for p in found)
+        )

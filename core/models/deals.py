@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantScoped, tenant_key
 
 DEAL_KINDS = ("first_purchase", "repurchase")
 
@@ -23,7 +23,8 @@ class Deal(TenantScoped, Base):
 
     __tablename__ = "core_deal"
     __table_args__ = (
-        Index("ix_core_deal_list", "tenant_id", "id"),
+        tenant_key(["lead_id"], "core_lead", ondelete="RESTRICT"),
+        tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
         Index("ix_core_deal_lead", "tenant_id", "lead_id"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("refunded >= 0 AND refunded <= amount", name="refund_within_amount"),
@@ -31,13 +32,11 @@ class Deal(TenantScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="RESTRICT"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     owner_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("core_user.id", ondelete="SET NULL")
     )
-    team_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
-    )
+    team_id: Mapped[int | None] = mapped_column(BigId)
     amount: Mapped[Decimal]
     refunded: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     currency: Mapped[str] = mapped_column(String(3))
@@ -52,12 +51,13 @@ class Refund(TenantScoped, Base):
 
     __tablename__ = "core_refund"
     __table_args__ = (
+        tenant_key(["deal_id"], "core_deal", ondelete="RESTRICT"),
         Index("ix_core_refund_deal", "tenant_id", "deal_id", "id"),
         CheckConstraint("amount > 0", name="amount_positive"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    deal_id: Mapped[int] = mapped_column(BigId)
     amount: Mapped[Decimal]
     reason: Mapped[str] = mapped_column(String(500))
     created_by: Mapped[int | None] = mapped_column(BigId)

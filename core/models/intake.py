@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from ..crypto import EncryptedString
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantScoped, tenant_key
 
 IMPORT_STATES = ("queued", "running", "done", "failed")
 
@@ -34,6 +34,7 @@ class Channel(TenantScoped, Base):
     """
 
     __tablename__ = "core_channel"
+    __tenant_reference__ = "a webhook finds its channel by the globally unique key in its URL, before the tenant is known"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -51,7 +52,6 @@ class Import(TenantScoped, Base):
 
     __tablename__ = "core_import"
     __table_args__ = (
-        Index("ix_core_import_list", "tenant_id", "id"),
         Index("ix_core_import_stalled", "lease_until", postgresql_where=text("status = 'running'"),
               sqlite_where=text("status = 'running'")),
         CheckConstraint("status IN ('queued','running','done','failed')", name="status"),
@@ -89,10 +89,10 @@ class ImportError_(TenantScoped, Base):
     """One refused row of an import: row number (1 = first data row), field, message."""
 
     __tablename__ = "core_import_error"
-    __table_args__ = (Index("ix_core_import_error_import", "tenant_id", "import_id", "id"),)
+    __table_args__ = (tenant_key(["import_id"], "core_import", ondelete="CASCADE"), Index("ix_core_import_error_import", "tenant_id", "import_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    import_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_import.id", ondelete="CASCADE"))
+    import_id: Mapped[int] = mapped_column(BigId)
     row: Mapped[int] = mapped_column(Integer)
     field: Mapped[str] = mapped_column(String(100))
     message: Mapped[str] = mapped_column(String(500))

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantScoped, tenant_key
 
 STAGES = ("new", "contacted", "qualified", "won", "lost")
 #: The stage machine: where ``POST /leads/{id}/stage`` may move a lead from each stage. Forward
@@ -44,6 +44,7 @@ class Lead(TenantScoped, Base):
 
     __tablename__ = "core_lead"
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
         Index(
             "uq_core_lead_phone",
             "tenant_id",
@@ -61,7 +62,6 @@ class Lead(TenantScoped, Base):
             sqlite_where=text("phone IS NULL AND email IS NOT NULL"),
         ),
         Index("ix_core_lead_email", "tenant_id", "email"),
-        Index("ix_core_lead_list", "tenant_id", "id"),
         Index("ix_core_lead_owner", "tenant_id", "owner_id", "id"),
         # open leads per rep (load balancing, hold caps) as an index-only count
         Index("ix_core_lead_owner_stage", "tenant_id", "owner_id", "stage"),
@@ -91,9 +91,7 @@ class Lead(TenantScoped, Base):
     owner_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("core_user.id", ondelete="SET NULL")
     )
-    team_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
-    )
+    team_id: Mapped[int | None] = mapped_column(BigId)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
@@ -103,7 +101,8 @@ class Lead(TenantScoped, Base):
     last_activity_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
-    __mapper_args__ = {"version_id_col": version}
+    # The ORM identity stays ``id`` (the table's key is (tenant_id, id): TenantScoped).
+    __mapper_args__ = {"version_id_col": version, "primary_key": [id]}
 
 
 class Touch(TenantScoped, Base):
@@ -115,6 +114,7 @@ class Touch(TenantScoped, Base):
 
     __tablename__ = "core_touch"
     __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         Index("ix_core_touch_lead", "tenant_id", "lead_id", "id"),
         Index(
             "uq_core_touch_idempotency",
@@ -127,7 +127,7 @@ class Touch(TenantScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     channel: Mapped[str | None] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(String(100))
@@ -147,6 +147,7 @@ class Activity(TenantScoped, Base):
 
     __tablename__ = "core_activity"
     __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         Index("ix_core_activity_lead", "tenant_id", "lead_id", "id"),
         CheckConstraint(
             "kind IN ('call','note','visit','wechat','sms','meeting','email')", name="kind"
@@ -154,7 +155,7 @@ class Activity(TenantScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     user_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("core_user.id", ondelete="SET NULL")
     )
@@ -176,12 +177,13 @@ class OwnershipChange(TenantScoped, Base):
 
     __tablename__ = "core_ownership_change"
     __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         Index("ix_core_ownership_change_lead", "tenant_id", "lead_id", "id"),
         Index("ix_core_ownership_change_to", "tenant_id", "to_user_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     from_user_id: Mapped[int | None] = mapped_column(BigId)
     to_user_id: Mapped[int | None] = mapped_column(BigId)
     from_team_id: Mapped[int | None] = mapped_column(BigId)
@@ -198,10 +200,10 @@ class StageChange(TenantScoped, Base):
     """Append-only history of stage moves."""
 
     __tablename__ = "core_stage_change"
-    __table_args__ = (Index("ix_core_stage_change_lead", "tenant_id", "lead_id", "id"),)
+    __table_args__ = (tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"), Index("ix_core_stage_change_lead", "tenant_id", "lead_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     old: Mapped[str | None] = mapped_column(String(16))
     new: Mapped[str] = mapped_column(String(16))
     lost_reason: Mapped[str | None] = mapped_column(String(500))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantKeyed, TenantScoped, tenant_key
 
 DELIVERY_STATES = ("pending", "delivered", "failed", "skipped")
 
@@ -17,8 +17,7 @@ class OutboxEvent(TenantScoped, Base):
     """An event, written in the transaction of the change it describes."""
 
     __tablename__ = "core_event"
-    __table_args__ = (Index("ix_core_event_tenant", "tenant_id", "id"),)
-
+    
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column()
@@ -35,13 +34,14 @@ class Delivery(TenantScoped, Base):
 
     __tablename__ = "core_event_delivery"
     __table_args__ = (
-        UniqueConstraint("event_id", "plugin"),
+        tenant_key(["event_id"], "core_event", ondelete="CASCADE"),
+        UniqueConstraint("tenant_id", "event_id", "plugin"),
         Index("ix_core_event_delivery_due", "state", "next_attempt_at"),
         Index("ix_core_event_delivery_tenant", "tenant_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_event.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigId)
     plugin: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -50,7 +50,7 @@ class Delivery(TenantScoped, Base):
     delivered_at: Mapped[datetime | None]
 
 
-class PeriodicRun(Base):
+class PeriodicRun(TenantKeyed, Base):
     """The last due time each periodic job was started, per tenant.
 
     Claimed by a conditional UPDATE, so two schedulers never start the same

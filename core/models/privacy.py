@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, String
+from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId, JsonDoc, TenantScoped
@@ -25,7 +25,6 @@ class PrivacyAudit(TenantScoped, Base):
 
     __tablename__ = "core_privacy_audit"
     __table_args__ = (
-        Index("ix_core_privacy_audit_list", "tenant_id", "id"),
         CheckConstraint("action IN ('export','erase')", name="action"),
         CheckConstraint("subject_kind IN ('phone','email')", name="subject_kind"),
     )

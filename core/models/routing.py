@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantScoped, tenant_key
 
 RULE_FIELDS = ("channel", "source", "region", "product")
 
@@ -17,18 +17,15 @@ class RoutingSettings(TenantScoped, Base):
     """One row per tenant; no row means the defaults (everything off)."""
 
     __tablename__ = "core_routing_settings"
+    __table_args__ = (tenant_key(["default_team_id"], "core_team", ondelete="SET NULL"), tenant_key(["repurchase_team_id"], "core_team", ondelete="SET NULL"),)
 
     tenant_id: Mapped[int] = mapped_column(  # type: ignore[assignment]
         BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), primary_key=True
     )
     auto_routing: Mapped[bool] = mapped_column(Boolean, default=False)
-    default_team_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
-    )
+    default_team_id: Mapped[int | None] = mapped_column(BigId)
     handoff_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    repurchase_team_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
-    )
+    repurchase_team_id: Mapped[int | None] = mapped_column(BigId)
     updated_at: Mapped[datetime]
 
 
@@ -42,6 +39,7 @@ class RoutingRule(TenantScoped, Base):
 
     __tablename__ = "core_routing_rule"
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="CASCADE"),
         UniqueConstraint("tenant_id", "name"),
         Index("ix_core_routing_rule_order", "tenant_id", "priority", "id"),
     )
@@ -51,5 +49,5 @@ class RoutingRule(TenantScoped, Base):
     priority: Mapped[int] = mapped_column(Integer, default=100)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     match: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    team_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_team.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(BigId)
     created_at: Mapped[datetime]

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, BigId, TenantScoped
+from ..db import Base, BigId, TenantScoped, tenant_key
 
 ROLES = ("operator", "admin", "manager", "rep")
 STRATEGIES = ("round_robin", "load_balanced", "weighted")
@@ -32,6 +32,7 @@ class Tenant(Base):
     """
 
     __tablename__ = "core_tenant"
+    __table_args__ = ({"info": {"tenant_reference": "the tenants themselves: every tenant table's tenant_id points here"}},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -74,7 +75,12 @@ class User(TenantScoped, Base):
     """A person. Operators belong to no tenant (``tenant_id`` NULL)."""
 
     __tablename__ = "core_user"
+    __tenant_reference__ = (
+        "operators belong to no tenant (tenant_id NULL, which a distribution column cannot be); "
+        "read on every request to authenticate, before the tenant is known; a few rows per tenant"
+    )
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
         UniqueConstraint("tenant_id", "email"),
         CheckConstraint(
             "(role = 'operator') = (tenant_id IS NULL)", name="operator_has_no_tenant"
@@ -99,9 +105,7 @@ class User(TenantScoped, Base):
     email: Mapped[str] = mapped_column(String(254))
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))
-    team_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="SET NULL")
-    )
+    team_id: Mapped[int | None] = mapped_column(BigId)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     on_leave: Mapped[bool] = mapped_column(Boolean, default=False)
     # Routing: leads per day at most (None = no cap), share under "weighted",
@@ -121,7 +125,10 @@ class ApiKey(Base):
     """
 
     __tablename__ = "core_api_key"
-    __table_args__ = (Index("ix_core_api_key_user", "user_id"),)
+    __table_args__ = (
+        Index("ix_core_api_key_user", "user_id"),
+        {"info": {"tenant_reference": "found by its prefix before the tenant is known; operators' keys have no tenant"}},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(

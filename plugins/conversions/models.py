@@ -22,7 +22,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, EncryptedString, TenantScoped
+from pelago.plugin import Base, BigId, EncryptedString, TenantScoped, tenant_key
 
 #: The lifecycle moments a rule may report. ``valid_lead``: a lead created (a
 #: submission merged into an existing lead is a duplicate and never counts);
@@ -63,7 +62,6 @@ class Account(TenantScoped, Base):
 
     __tablename__ = "conversions_account"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "name"),
         CheckConstraint("in_doubt IN ('hold','resend')", name="in_doubt"),
     )
@@ -91,7 +89,6 @@ class Rule(TenantScoped, Base):
 
     __tablename__ = "conversions_rule"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "name"),
         ForeignKeyConstraint(
             ["tenant_id", "account_id"], ["conversions_account.tenant_id", "conversions_account.id"],
@@ -133,14 +130,15 @@ class Conversion(TenantScoped, Base):
 
     __tablename__ = "conversions_conversion"
     __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
+        tenant_key(["touch_id"], "core_touch", ondelete="SET NULL"),
+        tenant_key(["deal_id"], "core_deal", ondelete="SET NULL"),
         UniqueConstraint("tenant_id", "rule_id", "lead_id"),
-        UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(
             ["tenant_id", "rule_id"], ["conversions_rule.tenant_id", "conversions_rule.id"], ondelete="CASCADE",
         ),
         Index("ix_conversions_conversion_due", "tenant_id", "status", "next_attempt_at"),
         Index("ix_conversions_conversion_lead", "tenant_id", "lead_id"),
-        Index("ix_conversions_conversion_list", "tenant_id", "id"),
         CheckConstraint(
             "status IN ('queued','sending','sent','accepted','rejected','expired','in_doubt','failed')",
             name="status",
@@ -149,9 +147,9 @@ class Conversion(TenantScoped, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     rule_id: Mapped[int] = mapped_column(BigId)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
-    touch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_touch.id", ondelete="SET NULL"))
-    deal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="SET NULL"))
+    lead_id: Mapped[int] = mapped_column(BigId)
+    touch_id: Mapped[int | None] = mapped_column(BigId)
+    deal_id: Mapped[int | None] = mapped_column(BigId)
     channel: Mapped[str] = mapped_column(String(100))
     moment: Mapped[str] = mapped_column(String(16))
     event_type: Mapped[str] = mapped_column(String(100))

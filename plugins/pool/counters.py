@@ -1,6 +1,6 @@
 """Per user and day counters, raised by conditional upserts the database decides.
 
-``INSERT … ON CONFLICT (user_id, day) DO UPDATE SET claims = claims + n
+``INSERT … ON CONFLICT (tenant_id, user_id, day) DO UPDATE SET claims = claims + n
 WHERE claims + n <= limit RETURNING claims``: the row lock makes concurrent
 claims of one user take turns, and the ``WHERE`` re-reads the latest count, so
 no interleaving can pass the limit (no read-then-write). The same row is the
@@ -45,7 +45,7 @@ def _upsert(ctx: HookContext, user_id: int, column: str, n: int, limit: int | No
     stmt = insert(T).values(**values)
     grown = T.c[column] + stmt.excluded[column]
     stmt = stmt.on_conflict_do_update(
-        index_elements=[T.c.user_id, T.c.day],
+        index_elements=[T.c.tenant_id, T.c.user_id, T.c.day],
         set_={column: grown},
         where=(grown <= limit) if limit is not None else None,
     ).returning(T.c[column])

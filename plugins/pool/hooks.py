@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from pelago.plugin import Event, HookContext, Lead, hookimpl
+from pelago.plugin import Event, HookContext, Lead, conflict_key, hookimpl
 
 from . import caps, counters, pools, privacy, service, webhooks
 from .models import PoolEntry
@@ -98,4 +98,4 @@ def _absorb(ctx: HookContext, event: Event, items: Sequence[Mapping[str, object]
          "from_user_id": by_lead[r.id].get("from_user_id"), "released_at": event.created_at,
          "hidden_until": None, "note": ""}
         for r in rows
-    ]).on_conflict_do_nothing(index_elements=["lead_id"]))
+    ]).on_conflict_do_nothing(index_elements=conflict_key(ctx.session, PoolEntry, ["tenant_id", "lead_id"])))

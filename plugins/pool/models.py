@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, TenantScoped, tenant_key
 
 
 class Pool(TenantScoped, Base):
@@ -28,8 +28,8 @@ class Pool(TenantScoped, Base):
 
     __tablename__ = "pool_pool"
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="SET NULL"),
         UniqueConstraint("tenant_id", "name"),
-        Index("ix_pool_pool_list", "tenant_id", "id"),
         Index(
             "uq_pool_pool_default", "tenant_id", unique=True,
             postgresql_where=text("is_default"), sqlite_where=text("is_default"),
@@ -43,7 +43,7 @@ class Pool(TenantScoped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(1000), default="")
-    team_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_team.id", ondelete="SET NULL"))
+    team_id: Mapped[int | None] = mapped_column(BigId)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
@@ -54,10 +54,10 @@ class PoolMember(TenantScoped, Base):
     """A user named on a pool: ``member`` (may see and claim) or ``admin`` (may also distribute)."""
 
     __tablename__ = "pool_member"
-    __table_args__ = (Index("ix_pool_member_user", "tenant_id", "user_id"),)
+    __table_args__ = (tenant_key(["pool_id"], "pool_pool", ondelete="CASCADE"), Index("ix_pool_member_user", "tenant_id", "user_id"),)
 
     pool_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("pool_pool.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        BigId, primary_key=True, autoincrement=False
     )
     user_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("core_user.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
@@ -69,12 +69,12 @@ class PoolEntry(TenantScoped, Base):
     """A lead in a pool. ``from_user_id``/``released_at``: its last owner, for the cooldown."""
 
     __tablename__ = "pool_entry"
-    __table_args__ = (Index("ix_pool_entry_pool", "tenant_id", "pool_id", "lead_id"),)
+    __table_args__ = (tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"), tenant_key(["pool_id"], "pool_pool", ondelete="CASCADE"), Index("ix_pool_entry_pool", "tenant_id", "pool_id", "lead_id"),)
 
     lead_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_lead.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        BigId, primary_key=True, autoincrement=False
     )
-    pool_id: Mapped[int] = mapped_column(BigId, ForeignKey("pool_pool.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(BigId)
     entered_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(String(32))
     rule: Mapped[str | None] = mapped_column(String(100))
@@ -107,12 +107,13 @@ class Reminder(TenantScoped, Base):
 
     __tablename__ = "pool_reminder"
     __table_args__ = (
-        UniqueConstraint("lead_id", "owner_id", "due_at"),
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
+        UniqueConstraint("tenant_id", "lead_id", "owner_id", "due_at"),
         Index("ix_pool_reminder_lead", "tenant_id", "lead_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     owner_id: Mapped[int] = mapped_column(BigId)
     due_at: Mapped[datetime]
     rule: Mapped[str] = mapped_column(String(32))
@@ -123,8 +124,7 @@ class Sweep(TenantScoped, Base):
     """One run of the sweep: when, what it released and reminded, by rule."""
 
     __tablename__ = "pool_sweep"
-    __table_args__ = (Index("ix_pool_sweep_list", "tenant_id", "id"),)
-
+    
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     trigger: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="running")

@@ -48,6 +48,7 @@ from pelago.plugin import (
     User,
     UserInfo,
     Vetoed,
+    conflict_key,
     decode_cursor,
     dialect_name,
     encode_cursor,
@@ -352,7 +353,7 @@ INSERT INTO pool_entry (tenant_id, lead_id, pool_id, entered_at, reason, rule, f
 SELECT CAST(:tenant_id AS bigint), u.lead_id, u.pool_id, CAST(:now AS timestamptz), CAST(:reason AS text), u.rule,
        u.from_user_id, CAST(:now AS timestamptz), NULL, CAST(:note AS text)
 FROM json_to_recordset(CAST(:rows AS json)) AS u(lead_id bigint, pool_id bigint, rule text, from_user_id bigint)
-ON CONFLICT (lead_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in ENTRY_UPDATE)}
+ON CONFLICT (tenant_id, lead_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in ENTRY_UPDATE)}
 """)
 
 
@@ -371,7 +372,7 @@ def _enter(ctx: HookContext, rows: Sequence[tuple[int, int, str | None, int]], *
         })
         return
     stmt = counters.dialect_insert(ctx.session)(E)
-    stmt = stmt.on_conflict_do_update(index_elements=[E.c.lead_id],
+    stmt = stmt.on_conflict_do_update(index_elements=conflict_key(ctx.session, E, ["tenant_id", "lead_id"]),
                                       set_={c: stmt.excluded[c] for c in ENTRY_UPDATE})
     ctx.session.execute(stmt, [
         {"tenant_id": ctx.tenant.id, "lead_id": lid, "pool_id": pid, "entered_at": now, "reason": reason,
@@ -530,7 +531,8 @@ def take_imported(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
              "reason": "imported", "rule": f"import:{import_id}", "from_user_id": None, "released_at": None,
              "hidden_until": None, "note": ""}
             for lid in unowned
-        ]).on_conflict_do_nothing(index_elements=["lead_id"]).returning(E.c.lead_id)))
+        ]).on_conflict_do_nothing(index_elements=conflict_key(ctx.session, E, ["tenant_id", "lead_id"]))
+          .returning(E.c.lead_id)))
         explain_unowned(ctx, done, reason="imported", rule=f"pool:{pool.id}", now=now, detail={
             "pool_id": pool.id, "import_id": import_id,
             "owner": {"user_id": None, "reason": f"imported into the pool {pool.name!r}"}})

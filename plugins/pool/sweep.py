@@ -220,7 +220,7 @@ def _remind(ctx: HookContext, p: Plan, rows: list[Any]) -> int:
     insert_ = counters.dialect_insert(ctx.session)
     pool_of = {v["lead_id"]: v.pop("_pool") for v in values}
     sent = ctx.session.execute(
-        insert_(R).on_conflict_do_nothing(index_elements=[R.c.lead_id, R.c.owner_id, R.c.due_at])
+        insert_(R).on_conflict_do_nothing(index_elements=[R.c.tenant_id, R.c.lead_id, R.c.owner_id, R.c.due_at])
         .returning(R.c.lead_id, R.c.owner_id, R.c.due_at, R.c.rule),
         values,
     ).all()

@@ -58,7 +58,7 @@ def ensure_student(ctx: HookContext, lead_id: int) -> None:
     if ctx.session.scalar(select(Lead.id).where(Lead.id == lead_id)) is None:
         raise NotFound(f"lead {lead_id} not found")
     upsert(ctx.session, Student, [{"tenant_id": ctx.tenant.id, "lead_id": lead_id, "created_at": ctx.now()}],
-           key=["lead_id"], update=[])
+           key=["tenant_id", "lead_id"], update=[])
 
 
 def open_account(ctx: HookContext, lead_id: int, package: Package, *, paid: Decimal, deal_id: int | None,

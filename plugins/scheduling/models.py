@@ -1,11 +1,12 @@
 """The scheduling tables: catalogue, classes and lessons, the busy-resource table, attendance and the ledger.
 
-Every table is the tenant's (``TenantScoped``). Foreign keys among the
-plugin's own tables carry ``tenant_id`` (a composite key onto
-``(tenant_id, id)``), so a row can never point at another tenant's row even
-through a hand-written statement; keys onto core tables (leads, users, deals)
-are single-column, like the pool's. No core table is altered: a teacher is a
-core user with a row here, a student a core lead with a row here.
+Every table is the tenant's (``TenantScoped``: its primary key starts with
+``tenant_id``). Foreign keys onto tenant tables, the plugin's own and the
+core's leads and deals, carry ``tenant_id`` (``(tenant_id, x_id) ->
+(tenant_id, id)``), so a row can never point at another tenant's row even
+through a hand-written statement; keys onto core users (a reference table)
+are single-column. No core table is altered: a teacher is a core user with
+a row here, a student a core lead with a row here.
 
 Hours are kept with the ``Money`` column type: an exact two-place decimal
 (``NUMERIC(18, 2)`` on PostgreSQL, integer hundredths on SQLite), so hour
@@ -31,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, Money, TenantScoped
+from pelago.plugin import Base, BigId, Money, TenantScoped, tenant_key
 
 #: lesson participants' attendance states; leave is not charged when asked early enough
 ATTENDANCE = ("present", "late", "leave", "absent")
@@ -51,7 +52,7 @@ class Campus(TenantScoped, Base):
     """A campus (校区): lessons there are planned in its timezone."""
 
     __tablename__ = "scheduling_campus"
-    __table_args__ = (UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "name"))
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -63,8 +64,7 @@ class Room(TenantScoped, Base):
     """A room of a campus, with the number of seats."""
 
     __tablename__ = "scheduling_room"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "campus_id", "name"),
+    __table_args__ = (UniqueConstraint("tenant_id", "campus_id", "name"),
         _own(["campus_id"], "scheduling_campus"),
         CheckConstraint("capacity > 0", name="capacity"),
     )
@@ -79,7 +79,6 @@ class Teacher(TenantScoped, Base):
     """A core user who teaches (the teacher flag lives here, not on ``core_user``)."""
 
     __tablename__ = "scheduling_teacher"
-    __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
 
     user_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("core_user.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
@@ -92,7 +91,7 @@ class Course(TenantScoped, Base):
     """What is taught. ``subject``: subject tutoring (学科类), which the K12 policy restricts."""
 
     __tablename__ = "scheduling_course"
-    __table_args__ = (UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "name"))
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -103,8 +102,7 @@ class Package(TenantScoped, Base):
     """A class-hour package (课时包): hours, gift hours, price, validity; sold as a core deal."""
 
     __tablename__ = "scheduling_package"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "name"),
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),
         _own(["course_id"], "scheduling_course"),
         CheckConstraint("hours > 0 AND gift_hours >= 0 AND price >= 0 AND validity_days > 0", name="amounts"),
     )
@@ -122,10 +120,10 @@ class Student(TenantScoped, Base):
     """A core lead (or customer) who takes lessons."""
 
     __tablename__ = "scheduling_student"
-    __table_args__ = (UniqueConstraint("tenant_id", "lead_id"),)
+    __table_args__ = (tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),)
 
     lead_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_lead.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        BigId, primary_key=True, autoincrement=False
     )
     created_at: Mapped[datetime]
 
@@ -143,7 +141,7 @@ class Account(TenantScoped, Base):
 
     __tablename__ = "scheduling_account"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        tenant_key(["deal_id"], "core_deal", ondelete="SET NULL"),
         _own(["lead_id"], "scheduling_student"),  # (tenant_id, lead_id) → scheduling_student
         _own(["package_id"], "scheduling_package", ondelete=None),
         Index("uq_scheduling_account_deal", "tenant_id", "deal_id", unique=True,
@@ -160,7 +158,7 @@ class Account(TenantScoped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     lead_id: Mapped[int] = mapped_column(BigId)
     package_id: Mapped[int] = mapped_column(BigId)
-    deal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="SET NULL"))
+    deal_id: Mapped[int | None] = mapped_column(BigId)
     purchased_hours: Mapped[Decimal] = mapped_column(Money)
     gift_hours: Mapped[Decimal] = mapped_column(Money)
     consumed_purchased: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
@@ -180,12 +178,10 @@ class Klass(TenantScoped, Base):
 
     __tablename__ = "scheduling_class"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         _own(["campus_id"], "scheduling_campus", ondelete=None),
         _own(["course_id"], "scheduling_course", ondelete=None),
         _own(["teacher_id"], "scheduling_teacher", ondelete=None),
         _own(["room_id"], "scheduling_room", ondelete=None),
-        Index("ix_scheduling_class_list", "tenant_id", "id"),
         CheckConstraint("capacity > 0 AND hours_per_lesson > 0", name="sizes"),
     )
 
@@ -229,7 +225,7 @@ class Series(TenantScoped, Base):
     """
 
     __tablename__ = "scheduling_series"
-    __table_args__ = (UniqueConstraint("tenant_id", "id"), _own(["class_id"], "scheduling_class"))
+    __table_args__ = (_own(["class_id"], "scheduling_class"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     class_id: Mapped[int] = mapped_column(BigId)
@@ -246,7 +242,6 @@ class Lesson(TenantScoped, Base):
 
     __tablename__ = "scheduling_lesson"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "series_id", "recurrence_id"),
         _own(["class_id"], "scheduling_class"),
         _own(["series_id"], "scheduling_series", ondelete=None),
@@ -325,7 +320,6 @@ class Attendance(TenantScoped, Base):
 
     __tablename__ = "scheduling_attendance"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "lesson_id", "lead_id"),
         _own(["lesson_id"], "scheduling_lesson"),
         _own(["lead_id"], "scheduling_student"),
@@ -354,7 +348,6 @@ class Entry(TenantScoped, Base):
 
     __tablename__ = "scheduling_entry"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         _own(["account_id"], "scheduling_account"),
         _own(["attendance_id"], "scheduling_attendance", ondelete=None),
         _own(["lesson_id"], "scheduling_lesson", ondelete=None),
@@ -390,11 +383,9 @@ class Trial(TenantScoped, Base):
 
     __tablename__ = "scheduling_trial"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "lesson_id", "lead_id"),
         _own(["lesson_id"], "scheduling_lesson"),
         _own(["lead_id"], "scheduling_student"),
-        Index("ix_scheduling_trial_list", "tenant_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -414,7 +405,8 @@ class FeedToken(TenantScoped, Base):
     """
 
     __tablename__ = "scheduling_feed_token"
-    __table_args__ = (UniqueConstraint("token_hash"), Index("ix_scheduling_feed_owner", "tenant_id", "kind", "owner_id"))
+    __tenant_reference__ = "the feed URL carries only the token: its row is found by the token's hash, before the tenant"
+    __table_args__ = (UniqueConstraint("token_hash"), Index("ix_scheduling_feed_owner", "tenant_id", "kind", "owner_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))  # teacher, student

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, JsonDoc, Money, TenantScoped
+from pelago.plugin import Base, BigId, JsonDoc, Money, TenantScoped, tenant_key
 
 
 class Branch(TenantScoped, Base):
@@ -44,7 +44,6 @@ class Branch(TenantScoped, Base):
 
     __tablename__ = "settlement_branch"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "name"),
     )
 
@@ -62,6 +61,7 @@ class BranchTeam(TenantScoped, Base):
 
     __tablename__ = "settlement_branch_team"
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="CASCADE"),
         ForeignKeyConstraint(
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
             ondelete="CASCADE",  # deleting a branch frees its teams
@@ -73,7 +73,7 @@ class BranchTeam(TenantScoped, Base):
         BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     team_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_team.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        BigId, primary_key=True, autoincrement=False
     )
     branch_id: Mapped[int] = mapped_column(BigId)
     created_at: Mapped[datetime]
@@ -93,7 +93,6 @@ class Policy(TenantScoped, Base):
 
     __tablename__ = "settlement_policy"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "source", "version"),
         Index(
             "uq_settlement_policy_open", "tenant_id", "source", unique=True,
@@ -118,6 +117,7 @@ class PolicyEntry(TenantScoped, Base):
 
     __tablename__ = "settlement_policy_entry"
     __table_args__ = (
+        tenant_key(["team_id"], "core_team", ondelete="RESTRICT"),
         ForeignKeyConstraint(
             ["tenant_id", "policy_id"], ["settlement_policy.tenant_id", "settlement_policy.id"], ondelete="CASCADE",
         ),
@@ -125,7 +125,6 @@ class PolicyEntry(TenantScoped, Base):
             ["tenant_id", "branch_id"], ["settlement_branch.tenant_id", "settlement_branch.id"],
             ondelete="RESTRICT",
         ),
-        UniqueConstraint("tenant_id", "policy_id", "branch_id"),
         Index("ix_settlement_policy_entry_branch", "tenant_id", "branch_id"),
         CheckConstraint("weight > 0", name="weight"),
         CheckConstraint("daily_cap IS NULL OR daily_cap > 0", name="daily_cap"),
@@ -133,7 +132,7 @@ class PolicyEntry(TenantScoped, Base):
 
     policy_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     branch_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
-    team_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_team.id", ondelete="RESTRICT"))
+    team_id: Mapped[int] = mapped_column(BigId)
     weight: Mapped[int] = mapped_column(Integer)
     daily_cap: Mapped[int | None] = mapped_column(Integer)
 
@@ -207,7 +206,6 @@ class Allocation(TenantScoped, Base):
             ondelete="RESTRICT",
         ),
         Index("ix_settlement_allocation_key", "tenant_id", "lead_key"),
-        Index("ix_settlement_allocation_list", "tenant_id", "id"),
         {"postgresql_with": {"fillfactor": 80}},  # room on each page for the HOT fill-in of lead_id
     )
 
@@ -259,7 +257,6 @@ class Rule(TenantScoped, Base):
 
     __tablename__ = "settlement_rule"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "situation", "version"),
         Index(
             "uq_settlement_rule_open", "tenant_id", "situation", unique=True,
@@ -294,7 +291,6 @@ class Plan(TenantScoped, Base):
 
     __tablename__ = "settlement_plan"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "branch_id", "role", "version"),
         _fk("settlement_plan", ["branch_id"], "settlement_branch"),
         Index(
@@ -335,13 +331,14 @@ class SettledDeal(TenantScoped, Base):
 
     __tablename__ = "settlement_deal"
     __table_args__ = (
+        tenant_key(["deal_id"], "core_deal", ondelete="RESTRICT"),
         UniqueConstraint("tenant_id", "deal_id"),
         _fk("settlement_deal", ["won_period_id"], "settlement_period"),
         Index("ix_settlement_deal_won_period", "tenant_id", "won_period_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    deal_id: Mapped[int] = mapped_column(BigId)
     amount: Mapped[Decimal]
     refunded: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     current_set: Mapped[int] = mapped_column(Integer, default=1)
@@ -356,7 +353,7 @@ class CreditSet(TenantScoped, Base):
 
     __tablename__ = "settlement_credit_set"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        tenant_key(["deal_id"], "core_deal", ondelete="RESTRICT"),
         UniqueConstraint("tenant_id", "deal_id", "version"),
         _fk("settlement_credit_set", ["rule_id"], "settlement_rule"),
         CheckConstraint("version > 0", name="version"),
@@ -364,7 +361,7 @@ class CreditSet(TenantScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    deal_id: Mapped[int] = mapped_column(BigId)
     version: Mapped[int] = mapped_column(Integer)
     situation: Mapped[str] = mapped_column(String(16))
     rule_id: Mapped[int | None] = mapped_column(BigId)
@@ -381,7 +378,6 @@ class CreditLine(TenantScoped, Base):
 
     __tablename__ = "settlement_credit_line"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         _fk("settlement_credit_line", ["set_id"], "settlement_credit_set"),
         _fk("settlement_credit_line", ["branch_id"], "settlement_branch"),
         _fk("settlement_credit_line", ["plan_id"], "settlement_plan"),
@@ -406,14 +402,16 @@ class Refunded(TenantScoped, Base):
 
     __tablename__ = "settlement_refund"
     __table_args__ = (
+        tenant_key(["refund_id"], "core_refund", ondelete="RESTRICT"),
+        tenant_key(["deal_id"], "core_deal", ondelete="RESTRICT"),
         UniqueConstraint("tenant_id", "refund_id"),
         _fk("settlement_refund", ["period_id"], "settlement_period"),
         Index("ix_settlement_refund_period", "tenant_id", "period_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    refund_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_refund.id", ondelete="RESTRICT"))
-    deal_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    refund_id: Mapped[int] = mapped_column(BigId)
+    deal_id: Mapped[int] = mapped_column(BigId)
     amount: Mapped[Decimal]
     before: Mapped[Decimal]
     #: where its clawbacks landed, when they are all in one branch (so one period)
@@ -430,7 +428,6 @@ class Period(TenantScoped, Base):
 
     __tablename__ = "settlement_period"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "branch_id", "key"),
         _fk("settlement_period", ["branch_id"], "settlement_branch"),
         Index("ix_settlement_period_list", "tenant_id", "key", "branch_id"),
@@ -467,7 +464,7 @@ class Entry(TenantScoped, Base):
 
     __tablename__ = "settlement_entry"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        tenant_key(["deal_id"], "core_deal", ondelete="RESTRICT"),
         UniqueConstraint("tenant_id", "key"),
         _fk("settlement_entry", ["period_id"], "settlement_period"),
         _fk("settlement_entry", ["branch_id"], "settlement_branch"),
@@ -489,7 +486,7 @@ class Entry(TenantScoped, Base):
     period_id: Mapped[int] = mapped_column(BigId)
     branch_id: Mapped[int] = mapped_column(BigId)
     user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_user.id", ondelete="RESTRICT"))
-    deal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_deal.id", ondelete="RESTRICT"))
+    deal_id: Mapped[int | None] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(10))
     origin: Mapped[str] = mapped_column(String(10))
     origin_id: Mapped[int] = mapped_column(BigInteger)

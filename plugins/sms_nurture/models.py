@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Date,
-    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, JsonDoc, TenantScoped
+from pelago.plugin import Base, BigId, JsonDoc, TenantScoped, tenant_key
 
 #: statuses of an outbox row and their rank: a status only ever moves to a higher rank
 RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "skipped": 3, "dropped": 3}
@@ -40,7 +39,7 @@ class Template(TenantScoped, Base):
     """A message text with ``{variables}``; ``provider_template_id`` for gateways that need approved templates."""
 
     __tablename__ = "sms_nurture_template"
-    __table_args__ = (UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "name"))
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -55,7 +54,6 @@ class SmsSequence(TenantScoped, Base):
 
     __tablename__ = "sms_nurture_sequence"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "name"),
         Index("ix_sms_nurture_sequence_trigger", "tenant_id", "status", "trigger"),
     )
@@ -75,7 +73,6 @@ class Step(TenantScoped, Base):
 
     __tablename__ = "sms_nurture_step"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
         UniqueConstraint("tenant_id", "sequence_id", "position"),
         ForeignKeyConstraint(["tenant_id", "sequence_id"], ["sms_nurture_sequence.tenant_id", "sms_nurture_sequence.id"],
                              ondelete="CASCADE"),
@@ -99,7 +96,7 @@ class Enrolment(TenantScoped, Base):
 
     __tablename__ = "sms_nurture_enrolment"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         UniqueConstraint("tenant_id", "lead_id", "sequence_id", "pass_key", name="uq_sms_nurture_enrolment_pass"),
         Index("uq_sms_nurture_enrolment_active", "tenant_id", "lead_id", "sequence_id", unique=True,
               postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
@@ -111,7 +108,7 @@ class Enrolment(TenantScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     sequence_id: Mapped[int] = mapped_column(BigId)
     pass_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | exited | completed
@@ -133,7 +130,7 @@ class Message(TenantScoped, Base):
 
     __tablename__ = "sms_nurture_message"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         UniqueConstraint("tenant_id", "enrolment_id", "step_id"),
         UniqueConstraint("tenant_id", "our_id"),
         Index("ix_sms_nurture_message_due", "tenant_id", "due_at",
@@ -155,7 +152,7 @@ class Message(TenantScoped, Base):
     enrolment_id: Mapped[int] = mapped_column(BigId)
     step_id: Mapped[int] = mapped_column(BigId)
     sequence_id: Mapped[int] = mapped_column(BigId)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     phone: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     rank: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -16,7 +16,16 @@ from typing import Any
 
 from sqlalchemy import case, func, literal, or_, select
 
-from pelago.plugin import Activity, BigId, HookContext, JobContext, Lead, UtcDateTime, dialect_name
+from pelago.plugin import (
+    Activity,
+    BigId,
+    HookContext,
+    JobContext,
+    Lead,
+    UtcDateTime,
+    conflict_key,
+    dialect_name,
+)
 
 from .models import LeadScore
 
@@ -95,7 +104,7 @@ def _upsert(ctx: HookContext, lead_ids: list[int], *, lock: bool = True) -> None
         ["tenant_id", "lead_id", "score", "activities", "oldest_activity_at", "updated_at"], rows
     )
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.lead_id],
+        index_elements=conflict_key(ctx.session, table, ["tenant_id", "lead_id"]),
         set_={
             "score": stmt.excluded.score,
             "activities": stmt.excluded.activities,

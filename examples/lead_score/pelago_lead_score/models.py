@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer
+from sqlalchemy import Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, TenantScoped, tenant_key
 
 
 class LeadScore(TenantScoped, Base):
@@ -26,6 +26,7 @@ class LeadScore(TenantScoped, Base):
 
     __tablename__ = "lead_score_score"
     __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
         # GET /top: WHERE tenant_id = ? ORDER BY score DESC, lead_id DESC LIMIT n
         Index("ix_lead_score_score_top", "tenant_id", "score", "lead_id"),
         # the decay job: WHERE tenant_id = ? AND oldest_activity_at < ?
@@ -33,7 +34,7 @@ class LeadScore(TenantScoped, Base):
     )
 
     lead_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("core_lead.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        BigId, primary_key=True, autoincrement=False
     )
     score: Mapped[int] = mapped_column(Integer)
     activities: Mapped[int] = mapped_column(Integer, default=0)

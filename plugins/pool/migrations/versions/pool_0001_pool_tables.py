@@ -55,7 +55,7 @@ def upgrade() -> None:
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_pool_pool_team_id_core_team'), ondelete='SET NULL'),
+    pelago.plugin.tenant_key_as_migrated(['team_id'], 'core_team', name=op.f('fk_pool_pool_team_id_core_team'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_pool_pool_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pool_pool')),
     sa.UniqueConstraint('tenant_id', 'name', name=op.f('uq_pool_pool_tenant_id_name'))
@@ -99,7 +99,7 @@ def upgrade() -> None:
     sa.Column('hidden_until', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('note', sa.String(length=500), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_pool_entry_lead_id_core_lead'), ondelete='CASCADE'),
+    pelago.plugin.tenant_key_as_migrated(['lead_id'], 'core_lead', name=op.f('fk_pool_entry_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['pool_id'], ['pool_pool.id'], name=op.f('fk_pool_entry_pool_id_pool_pool'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_pool_entry_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('lead_id', name=op.f('pk_pool_entry'))
@@ -115,7 +115,7 @@ def upgrade() -> None:
     sa.Column('rule', sa.String(length=32), nullable=False),
     sa.Column('sent_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_pool_reminder_lead_id_core_lead'), ondelete='CASCADE'),
+    pelago.plugin.tenant_key_as_migrated(['lead_id'], 'core_lead', name=op.f('fk_pool_reminder_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_pool_reminder_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pool_reminder')),
     sa.UniqueConstraint('lead_id', 'owner_id', 'due_at', name=op.f('uq_pool_reminder_lead_id_owner_id_due_at'))

@@ -137,7 +137,7 @@ def upgrade() -> None:
     sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_scheduling_student_lead_id_core_lead'), ondelete='CASCADE'),
+    pelago.plugin.tenant_key_as_migrated(['lead_id'], 'core_lead', name=op.f('fk_scheduling_student_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_scheduling_student_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('lead_id', name=op.f('pk_scheduling_student')),
     sa.UniqueConstraint('tenant_id', 'lead_id', name=op.f('uq_scheduling_student_tenant_id_lead_id'))
@@ -161,7 +161,7 @@ def upgrade() -> None:
     sa.Column('closed_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.CheckConstraint('consumed_purchased >= 0 AND consumed_gift >= 0 AND consumed_purchased <= purchased_hours AND consumed_gift <= gift_hours AND recognised >= 0 AND refunded >= 0 AND recognised + refunded <= paid', name=op.f('ck_scheduling_account_balance')),
-    sa.ForeignKeyConstraint(['deal_id'], ['core_deal.id'], name=op.f('fk_scheduling_account_deal_id_core_deal'), ondelete='SET NULL'),
+    pelago.plugin.tenant_key_as_migrated(['deal_id'], 'core_deal', name=op.f('fk_scheduling_account_deal_id_core_deal'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['tenant_id', 'lead_id'], ['scheduling_student.tenant_id', 'scheduling_student.lead_id'], name=op.f('fk_scheduling_account_tenant_id_scheduling_student'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id', 'package_id'], ['scheduling_package.tenant_id', 'scheduling_package.id'], name=op.f('fk_scheduling_account_tenant_id_scheduling_package')),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_scheduling_account_tenant_id_core_tenant'), ondelete='CASCADE'),

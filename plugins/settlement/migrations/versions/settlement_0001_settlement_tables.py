@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('team_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('branch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('created_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_settlement_branch_team_team_id_core_team'), ondelete='CASCADE'),
+    pelago.plugin.tenant_key_as_migrated(['team_id'], 'core_team', name=op.f('fk_settlement_branch_team_team_id_core_team'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_branch_team_tenant_id_settlement_branch'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_branch_team_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', 'team_id', name=op.f('pk_settlement_branch_team'))
@@ -110,7 +110,7 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.CheckConstraint('daily_cap IS NULL OR daily_cap > 0', name=op.f('ck_settlement_policy_entry_daily_cap')),
     sa.CheckConstraint('weight > 0', name=op.f('ck_settlement_policy_entry_weight')),
-    sa.ForeignKeyConstraint(['team_id'], ['core_team.id'], name=op.f('fk_settlement_policy_entry_team_id_core_team'), ondelete='RESTRICT'),
+    pelago.plugin.tenant_key_as_migrated(['team_id'], 'core_team', name=op.f('fk_settlement_policy_entry_team_id_core_team'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id', 'branch_id'], ['settlement_branch.tenant_id', 'settlement_branch.id'], name=op.f('fk_settlement_policy_entry_tenant_id_settlement_branch'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['tenant_id', 'policy_id'], ['settlement_policy.tenant_id', 'settlement_policy.id'], name=op.f('fk_settlement_policy_entry_tenant_id_settlement_policy'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_settlement_policy_entry_tenant_id_core_tenant'), ondelete='CASCADE'),

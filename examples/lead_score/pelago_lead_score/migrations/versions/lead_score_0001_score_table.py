@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.Column('oldest_activity_at', pelago.plugin.UtcDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', pelago.plugin.UtcDateTime(timezone=True), nullable=False),
     sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['lead_id'], ['core_lead.id'], name=op.f('fk_lead_score_score_lead_id_core_lead'), ondelete='CASCADE'),
+    pelago.plugin.tenant_key_as_migrated(['lead_id'], 'core_lead', name=op.f('fk_lead_score_score_lead_id_core_lead'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['core_tenant.id'], name=op.f('fk_lead_score_score_tenant_id_core_tenant'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('lead_id', name=op.f('pk_lead_score_score'))
     )
