@@ -9,9 +9,10 @@ come from the environment:
   new-key`` makes one). The first encrypts; every one decrypts. Rotation:
   put a new key first, keep the old ones after it, run ``pelago secrets
   rotate`` (re-encrypts everything with the first key), then drop the old keys.
-* Unset, the embedded mode keeps a key in ``$PELAGO_INSTANCE_DIR/secret.key``
-  (made on first use, mode 0600) beside the SQLite file. A production
-  deployment sets ``PELAGO_SECRET_KEYS`` on every process.
+* Unset, the embedded mode (SQLite) keeps a key in ``$PELAGO_INSTANCE_DIR/secret.key``
+  (made on first use, mode 0600) beside the SQLite file. On PostgreSQL
+  (production) that fallback is refused (:func:`refuse_key_file`): every
+  process must have ``PELAGO_SECRET_KEYS``.
 
 A value without the prefix is one stored before encryption: it is read as
 it is, and ``pelago secrets rotate`` encrypts it.
@@ -44,10 +45,31 @@ def new_key() -> str:
     return Fernet.generate_key().decode()
 
 
+_key_file_refused: str | None = None
+
+
+def refuse_key_file(why: str) -> None:
+    """Refuse the key file fallback in this process from now on (``make_engine`` does for PostgreSQL).
+
+    A key file is right for the embedded demo (one process, its SQLite file
+    beside it) and wrong for production: each host would make its own key,
+    and a process with another key cannot read what the others encrypted.
+    So on PostgreSQL a missing ``PELAGO_SECRET_KEYS`` is an error, not a new key.
+    """
+    global _key_file_refused
+    _key_file_refused = why
+
+
 def _configured() -> str:
     keys = os.environ.get(KEYS_ENV, "").strip()
     if keys:
         return keys
+    if _key_file_refused is not None:
+        raise SecretKeyError(
+            f"{KEYS_ENV} is not set: {_key_file_refused} needs the same keys on every process, from the "
+            f"environment (`pelago secrets new-key` makes one; see docs/operations.md, 'Secrets at rest'). "
+            "The key file in the instance folder is only for the embedded SQLite demo."
+        )
     path = Path(os.environ.get("PELAGO_INSTANCE_DIR", "instance")).resolve() / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

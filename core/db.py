@@ -30,6 +30,7 @@ from sqlalchemy import (
     Numeric,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -299,6 +300,10 @@ def make_engine(url: str, *, write_wait: float = 30.0, **kwargs: Any) -> Engine:
             gate.release(dbapi_conn)
 
         return engine
+    from . import crypto
+
+    # Production: secrets at rest need PELAGO_SECRET_KEYS, never a key file made on one host.
+    crypto.refuse_key_file(f"a {make_url(url).get_backend_name()} database")
     kwargs.setdefault("pool_pre_ping", True)
     # A host that does not answer fails a connection in 10 s (the readiness probe, a request) instead of hanging.
     kwargs.setdefault("connect_args", {"connect_timeout": 10})

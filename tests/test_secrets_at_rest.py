@@ -93,3 +93,24 @@ def test_a_dropped_key_is_a_clear_error_not_garbage(monkeypatch):
     monkeypatch.setenv("PELAGO_SECRET_KEYS", "not-a-key")
     with pytest.raises(crypto.SecretKeyError, match="malformed"):
         crypto.encrypt("x")
+
+
+def test_the_key_file_is_for_the_embedded_demo_only_postgresql_needs_the_environment(monkeypatch, tmp_path):
+    """Without PELAGO_SECRET_KEYS: SQLite makes a key file; once the process uses PostgreSQL, a clear error."""
+    from pelago.core.db import make_engine
+
+    monkeypatch.setattr(crypto, "_key_file_refused", None)
+    monkeypatch.delenv("PELAGO_SECRET_KEYS", raising=False)
+    monkeypatch.setenv("PELAGO_INSTANCE_DIR", str(tmp_path))
+    make_engine(f"sqlite:///{tmp_path / 'demo.db'}").dispose()
+    token = crypto.encrypt("whsec_demo")
+    assert (tmp_path / "secret.key").exists() and crypto.decrypt(token) == "whsec_demo"
+
+    make_engine("postgresql://postgres@127.0.0.1:5432/test").dispose()
+    with pytest.raises(crypto.SecretKeyError, match="PELAGO_SECRET_KEYS is not set: a postgresql database") as err:
+        crypto.encrypt("whsec_prod")
+    assert "only for the embedded SQLite demo" in str(err.value)
+    with pytest.raises(crypto.SecretKeyError):
+        crypto.decrypt(token)
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", crypto.new_key())
+    assert crypto.decrypt(crypto.encrypt("whsec_prod")) == "whsec_prod"
