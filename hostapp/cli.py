@@ -541,7 +541,9 @@ def secrets_rotate(obj: dict[str, Any]) -> None:
         except SecretKeyError as exc:
             raise click.ClickException(str(exc)) from None
         session.commit()
-    click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings")
+    others = "".join(f"; {n} in {name}" for name, n in sorted(counts["columns"].items())
+                     if name != "core_channel.secret")
+    click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings{others}")
 
 
 @main.group()
