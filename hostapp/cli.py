@@ -123,6 +123,9 @@ def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
         info = seed(rt)
         click.echo(info.banner(f"http://{host}:{port}"))
     app = create_app(settings, runtime=rt)
+    if settings.redis_url is None:
+        # The in-memory queue of the last run died with it: its queued imports go on this one.
+        rt.queue.enqueue("resume_imports", lost_queue=True)
     if settings.redis_url is None and settings.embedded_scheduler:
         BackgroundScheduler(rt, settings.scheduler_interval).start()
     app.run(host=host, port=port, threaded=True, use_reloader=False)

@@ -140,3 +140,47 @@ def test_a_worker_killed_with_sigkill_mid_import(tenant, db_url, clock):
     scheduler_tick(tenant.runtime, tenant.id)
     assert state(tenant, import_id) == {"status": "done", "processed": 23, "created": 23, "resume_after": 23,
                                         "attempts": 2, "error": None, "leads": 23}
+
+
+def test_a_queued_import_whose_job_was_lost_is_queued_again(tenant, clock):
+    """Issue 14 review: the embedded server's in-memory queue dies with it; its queued imports did too.
+
+    ``new_import`` stores a queued import and enqueues nothing: the job that
+    would have run it is gone, as after the embedded server stopped first.
+    """
+    lost = new_import(tenant, csv_of(3, "1390017"))
+    scheduler_tick(tenant.runtime, tenant.id)  # within its hand-off lease: a worker may be about to take it
+    assert state(tenant, lost)["status"] == "queued"
+    clock.advance(minutes=6)
+    scheduler_tick(tenant.runtime, tenant.id)  # the lease passed: handed to the queue again, and run
+    assert state(tenant, lost) == {"status": "done", "processed": 3, "created": 3, "resume_after": 3,
+                                   "attempts": 1, "error": None, "leads": 3}
+    # The embedded server, starting, hands over every queued import at once (its queue is new).
+    second = new_import(tenant, csv_of(2, "1390018"))
+    assert svc.resume_stalled(tenant.runtime, lost_queue=True) >= 1
+    assert state(tenant, second)["status"] == "done" and state(tenant, second)["created"] == 2
+
+
+def test_a_queued_import_is_handed_over_once_per_lease(tenant, clock):
+    """Two schedulers' ticks in one lease hand a lost queued import over once (a conditional update)."""
+    from pelago.core.jobs import InlineQueue
+
+    handed: list[dict] = []
+
+    class Recording(InlineQueue):
+        def enqueue(self, name, **kwargs):
+            if name == "import":
+                handed.append(kwargs)
+                return None
+            return super().enqueue(name, **kwargs)
+
+    lost = new_import(tenant, csv_of(1, "1390019"))
+    clock.advance(minutes=6)
+    rt = tenant.runtime
+    original, rt.queue = rt.queue, Recording(rt)
+    try:
+        svc.resume_stalled(rt)
+        svc.resume_stalled(rt)
+    finally:
+        rt.queue = original
+    assert [h for h in handed if h["import_id"] == lost] == [{"tenant_id": tenant.id, "import_id": lost}]

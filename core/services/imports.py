@@ -278,6 +278,9 @@ def create_import(
                  "delimiter": delimiter, "route": opts["route"], "targets": opts["targets"]},
         status="queued", processed_rows=0, created_leads=0, merged_rows=0, skipped_rows=0, failed_rows=0,
         resume_after_row=0, attempts=0, created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
+        # A queued import's lease is its hand-off: a worker claims it by then, or the job
+        # that would have run it was lost (with the embedded server) and it is queued again.
+        lease_until=ctx.now() + LEASE,
     )
     ctx.session.add(imp)
     ctx.session.flush()
@@ -395,21 +398,46 @@ class LeaseLost(Exception):
     """This worker's lease on an import ran out and another worker took it: stop, write nothing."""
 
 
-def resume_stalled(runtime: Runtime) -> int:
-    """Hand every import whose worker died (``running``, lease expired) to the queue again.
+def resume_stalled(runtime: Runtime, *, lost_queue: bool = False) -> int:
+    """Hand the imports whose job or worker is gone to the queue again; returns how many.
+
+    * ``running`` with its lease expired: its worker died; the job goes on
+      after its last committed batch.
+    * ``queued`` with its hand-off lease expired (:data:`LEASE` after it was
+      queued, or again after it was last handed over): the job that would
+      have run it is gone, e.g. with the embedded server's in-memory queue
+      when the server stopped first. Its lease moves on by :data:`LEASE`
+      (a conditional update: one scheduler hands it over per lease).
+    * ``lost_queue``: every ``queued`` import, whatever its lease (the
+      embedded server at start, whose queue is new and empty).
 
     The scheduler's tick enqueues this; the import job itself claims the
-    import (one winner) and goes on after its last committed batch.
+    import (one winner, so a job handed over twice runs it once).
     """
+    now = runtime.clock()
+    queued_due = Import.status == "queued"
+    if not lost_queue:
+        queued_due = queued_due & (Import.lease_until.is_(None) | (Import.lease_until < now))
     with runtime.sessions() as session:
         stalled = session.execute(
-            select(Import.tenant_id, Import.id)
-            .where(Import.status == "running", Import.lease_until < runtime.clock())
+            select(Import.tenant_id, Import.id, Import.status)
+            .where(((Import.status == "running") & (Import.lease_until < now)) | queued_due)
             .order_by(Import.id).execution_options(all_tenants=True)
         ).all()
-    for tenant_id, import_id in stalled:
+        handed: list[tuple[int, int]] = []
+        for tenant_id, import_id, status in stalled:
+            if status == "queued":  # the hand-off lease moves on: one scheduler hands it over
+                won = session.execute(  # type: ignore[attr-defined]  # a CursorResult
+                    update(Import).where(Import.id == import_id, queued_due)
+                    .values(lease_until=now + LEASE).execution_options(synchronize_session=False)
+                ).rowcount
+                if not won:
+                    continue
+            handed.append((tenant_id, import_id))
+        session.commit()
+    for tenant_id, import_id in handed:
         runtime.queue.enqueue("import", tenant_id=tenant_id, import_id=import_id)
-    return len(stalled)
+    return len(handed)
 
 
 def _claim(runtime: Runtime, tenant_id: int, import_id: int, token: str) -> bool:
