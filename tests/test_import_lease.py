@@ -184,3 +184,58 @@ def test_a_queued_import_is_handed_over_once_per_lease(tenant, clock):
     finally:
         rt.queue = original
     assert [h for h in handed if h["import_id"] == lost] == [{"tenant_id": tenant.id, "import_id": lost}]
+
+
+def test_an_import_waits_out_a_busy_database_instead_of_failing(tenant, monkeypatch, pelago_db):
+    """Issue 14 review: the embedded mode's write gate full past its wait (``Busy``) failed the import.
+
+    Another writer holds SQLite's write gate longer than the gate lets a
+    transaction wait; the import's write finds the database busy, pauses
+    (the pause is where the other writer finishes) and goes on.
+    """
+    import pytest
+    from sqlalchemy import text
+
+    from pelago.core.db import gate_of
+
+    if pelago_db != "sqlite":
+        pytest.skip("the write gate is the embedded mode's (SQLite)")
+    import_id = new_import(tenant, csv_of(5, "1390021"))
+    gate = gate_of(tenant.runtime.engine)
+    monkeypatch.setattr(gate, "wait", 0.2)
+    holder = tenant.runtime.engine.connect()
+    holder.execute(text("SELECT 1"))  # a transaction: the gate is held
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the other writer finishes while the import waits its second pause
+            holder.rollback()
+            holder.close()
+
+    monkeypatch.setattr(svc, "_pause", pause)
+    try:
+        summary = svc.run_import(tenant.runtime, tenant.id, import_id)
+    finally:
+        holder.close()
+    assert pauses == list(svc.BUSY_BACKOFF[:2])
+    assert summary["status"] == "done" and summary["created_leads"] == 5, summary
+
+
+def test_an_import_gives_up_on_a_database_busy_for_good(tenant, monkeypatch, pelago_db):
+    """Bounded: past ``BUSY_BACKOFF`` (some 15 s of pauses) the ``Busy`` stands and the import fails with it."""
+    import pytest
+
+    from pelago.core.errors import Busy
+
+    if pelago_db != "sqlite":
+        pytest.skip("the write gate is the embedded mode's (SQLite)")
+    calls: list[float] = []
+    monkeypatch.setattr(svc, "_pause", calls.append)
+
+    def always_busy():
+        raise Busy("the database is busy")
+
+    with pytest.raises(Busy):
+        svc._when_free(tenant.runtime, "a test", always_busy)
+    assert calls == list(svc.BUSY_BACKOFF)

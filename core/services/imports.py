@@ -31,7 +31,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import func, insert, select, update
 
 from ..context import Actor, HookContext
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Busy, Conflict, InvalidInput, NotFound
 from ..models import Import, ImportError_, User
 from ..pagination import Page, paginate
 from .intake import Outcome, Submission, ingest
@@ -51,6 +51,9 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
 #: how many errors an import's read shows
 SHOWN_ERRORS = 100
+#: Pauses (seconds) before each retry of an import's write that found the database busy
+#: (SQLite's write gate past its wait): the import waits its turn behind API writers, bounded.
+BUSY_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_CHANNEL = "import"
 DELIMITERS = (",", "\t", ";", "|")
 LEAD_FIELDS = ("name", "phone", "email", "source", "region", "product")
@@ -394,6 +397,32 @@ def run_import(
     return _summary(runtime, tenant_id, import_id)
 
 
+def _pause(seconds: float) -> None:
+    """Wait before a retry (tests replace it)."""
+    import time
+
+    time.sleep(seconds)
+
+
+def _when_free(runtime: Runtime, what: str, write: Callable[[], Any]) -> Any:
+    """``write()`` (one transaction), again after a pause each time it finds the database busy.
+
+    An import is background work: a ``Busy`` (the embedded mode's write gate
+    full of API writers past ``PELAGO_SQLITE_WRITE_WAIT``) means "later", not
+    "fail the import". Bounded by :data:`BUSY_BACKOFF`; the transaction that
+    was refused wrote nothing, so a retry is safe.
+    """
+    for pause in (*BUSY_BACKOFF, None):
+        try:
+            return write()
+        except Busy:
+            if pause is None:
+                raise
+            runtime.log.info("import: database busy during %s; retrying in %.1f s", what, pause)
+            _pause(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class LeaseLost(Exception):
     """This worker's lease on an import ran out and another worker took it: stop, write nothing."""
 
@@ -471,7 +500,7 @@ def _claim(runtime: Runtime, tenant_id: int, import_id: int, token: str) -> bool
 def _run(
     runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | None, token: str
 ) -> dict[str, Any]:
-    if not _claim(runtime, tenant_id, import_id, token):
+    if not _when_free(runtime, "its claim", lambda: _claim(runtime, tenant_id, import_id, token)):
         return _summary(runtime, tenant_id, import_id)
     with runtime.tenant_session(tenant_id) as session:
         imp = session.get(Import, import_id)
@@ -502,9 +531,12 @@ def _run(
             _finish(runtime, tenant_id, import_id, "failed",
                     f"row {row + 1} is not valid CSV ({_csv_problem(exc)}); nothing was imported", token)
             return _summary(runtime, tenant_id, import_id)
-        with runtime.tenant_session(tenant_id) as session:
-            session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
-            session.commit()
+        def count() -> None:
+            with runtime.tenant_session(tenant_id) as session:
+                session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
+                session.commit()
+
+        _when_free(runtime, "its count", count)
     if progress:
         progress(done_before, total)
 
@@ -590,13 +622,16 @@ def _apply(
     A batch that lost a race on an idempotency key (the same file being
     imported twice at once) is retried once: the retry replays those rows.
     """
+    def write() -> None:
+        with runtime.tenant_context(tenant_id, actor) as ctx:
+            outcomes = ingest(
+                ctx, batch.subs, routing=route, origin={"import_id": import_id}
+            ) if batch.subs else []
+            _record(ctx, import_id, batch, outcomes, state)
+
     for attempt in (1, 2):
         try:
-            with runtime.tenant_context(tenant_id, actor) as ctx:
-                outcomes = ingest(
-                    ctx, batch.subs, routing=route, origin={"import_id": import_id}
-                ) if batch.subs else []
-                _record(ctx, import_id, batch, outcomes, state)
+            _when_free(runtime, f"rows {batch.first_row}-{batch.last_row}", write)
             break
         except Conflict:
             if attempt == 2:
@@ -644,15 +679,19 @@ def _finish(
     runtime: Runtime, tenant_id: int, import_id: int, status: str, error: str | None, token: str | None = None
 ) -> None:
     """End the import; with ``token``, only while this worker still holds its lease."""
-    with runtime.tenant_session(tenant_id) as session:
-        stmt = update(Import).where(Import.id == import_id)
-        if token is not None:  # only the worker holding the lease ends a running import
-            stmt = stmt.where(Import.lease_token == token, Import.status == "running")
-        session.execute(stmt.values(
-            status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
-            lease_until=None, lease_token=None,
-        ))
-        session.commit()
+
+    def write() -> None:
+        with runtime.tenant_session(tenant_id) as session:
+            stmt = update(Import).where(Import.id == import_id)
+            if token is not None:  # only the worker holding the lease ends a running import
+                stmt = stmt.where(Import.lease_token == token, Import.status == "running")
+            session.execute(stmt.values(
+                status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
+                lease_until=None, lease_token=None,
+            ))
+            session.commit()
+
+    _when_free(runtime, "its end", write)
 
 
 def _summary(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
