@@ -32,6 +32,12 @@ def _retry_deliveries(runtime: Runtime) -> dict[str, int]:
     return retry_due(runtime)
 
 
+def _send_posts(runtime: Runtime, ids: list[int] | None = None) -> dict[str, int]:
+    from .posts import send_posts
+
+    return send_posts(runtime, ids)
+
+
 def _periodic(runtime: Runtime, tenant_id: int, plugin: str, job: str) -> str:
     from .scheduler import run_periodic
 
@@ -63,6 +69,7 @@ def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, An
 JOBS: dict[str, JobFunc] = {
     "deliver": _deliver,
     "retry_deliveries": _retry_deliveries,
+    "send_posts": _send_posts,
     "periodic": _periodic,
     "resume_imports": _resume_imports,
     "import": _import,

@@ -43,6 +43,6 @@ def core_blueprints() -> list[_Blueprint]:
     from . import admin, channels, deals, imports, intake, leads, plugins, privacy, routing, tenants
 
     return [
-        leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, plugins.blp,
-        tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
+        leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, admin.posts,
+        plugins.blp, tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
     ]
