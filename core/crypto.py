@@ -9,9 +9,10 @@ come from the environment:
   new-key`` makes one). The first encrypts; every one decrypts. Rotation:
   put a new key first, keep the old ones after it, run ``pelago secrets
   rotate`` (re-encrypts everything with the first key), then drop the old keys.
-* Unset, the embedded mode keeps a key in ``$PELAGO_INSTANCE_DIR/secret.key``
-  (made on first use, mode 0600) beside the SQLite file. A production
-  deployment sets ``PELAGO_SECRET_KEYS`` on every process.
+* Unset, the embedded mode (SQLite) keeps a key in ``$PELAGO_INSTANCE_DIR/secret.key``
+  (made on first use, mode 0600) beside the SQLite file. On PostgreSQL
+  (production) that fallback is refused (:func:`refuse_key_file`): every
+  process must have ``PELAGO_SECRET_KEYS``.
 
 A value without the prefix is one stored before encryption: it is read as
 it is, and ``pelago secrets rotate`` encrypts it.
@@ -32,7 +33,7 @@ PREFIX = "enc:v1:"
 KEYS_ENV = "PELAGO_SECRET_KEYS"
 
 _lock = threading.Lock()
-_cache: tuple[str, MultiFernet] | None = None
+_cache: tuple[str, MultiFernet, Fernet] | None = None
 
 
 class SecretKeyError(RuntimeError):
@@ -44,10 +45,31 @@ def new_key() -> str:
     return Fernet.generate_key().decode()
 
 
+_key_file_refused: str | None = None
+
+
+def refuse_key_file(why: str) -> None:
+    """Refuse the key file fallback in this process from now on (``make_engine`` does for PostgreSQL).
+
+    A key file is right for the embedded demo (one process, its SQLite file
+    beside it) and wrong for production: each host would make its own key,
+    and a process with another key cannot read what the others encrypted.
+    So on PostgreSQL a missing ``PELAGO_SECRET_KEYS`` is an error, not a new key.
+    """
+    global _key_file_refused
+    _key_file_refused = why
+
+
 def _configured() -> str:
     keys = os.environ.get(KEYS_ENV, "").strip()
     if keys:
         return keys
+    if _key_file_refused is not None:
+        raise SecretKeyError(
+            f"{KEYS_ENV} is not set: {_key_file_refused} needs the same keys on every process, from the "
+            f"environment (`pelago secrets new-key` makes one; see docs/operations.md, 'Secrets at rest'). "
+            "The key file in the instance folder is only for the embedded SQLite demo."
+        )
     path = Path(os.environ.get("PELAGO_INSTANCE_DIR", "instance")).resolve() / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +79,8 @@ def _configured() -> str:
     return path.read_text().strip()
 
 
-def _fernet() -> MultiFernet:
-    """The keyring, rebuilt when the configured keys change (a test, a reload)."""
+def _keyring() -> tuple[MultiFernet, Fernet]:
+    """The keyring and its first key, rebuilt when the configured keys change (a test, a reload)."""
     global _cache
     raw = _configured()
     with _lock:
@@ -67,8 +89,14 @@ def _fernet() -> MultiFernet:
                 fernets = [Fernet(k.strip().encode()) for k in raw.split(",") if k.strip()]
             except ValueError as exc:
                 raise SecretKeyError(f"{KEYS_ENV} holds a malformed key: {exc}") from None
-            _cache = (raw, MultiFernet(fernets))
-        return _cache[1]
+            if not fernets:
+                raise SecretKeyError(f"{KEYS_ENV} holds no key")
+            _cache = (raw, MultiFernet(fernets), fernets[0])
+        return _cache[1], _cache[2]
+
+
+def _fernet() -> MultiFernet:
+    return _keyring()[0]
 
 
 def encrypt(value: str) -> str:
@@ -93,8 +121,7 @@ def rotated(stored: str) -> str | None:
     """``stored`` re-encrypted under the first key, or ``None`` if it already is."""
     clear = decrypt(stored)
     if stored.startswith(PREFIX):
-        fernet = _fernet()
-        first = fernet._fernets[0]  # noqa: SLF001 - which key encrypted it
+        first = _keyring()[1]  # which key encrypted it
         try:
             first.decrypt(stored[len(PREFIX):].encode())
             return None
@@ -107,40 +134,72 @@ def is_encrypted(stored: Any) -> bool:
     return isinstance(stored, str) and stored.startswith(PREFIX)
 
 
-def rotate_stored(session: Any, host: Any) -> dict[str, int]:
+def encrypted_columns(metadata: Any = None) -> list[Any]:
+    """Every :class:`EncryptedString` column of the core's and the loaded plugins' tables.
+
+    Found in the models' metadata (one ``Base`` for the core and every
+    plugin), so a plugin's secret column is rotated without the core naming it.
+    """
+    if metadata is None:
+        from .db import Base
+
+        metadata = Base.metadata
+    return [column for table in metadata.sorted_tables for column in table.columns
+            if isinstance(column.type, EncryptedString)]
+
+
+def rotate_stored(session: Any, host: Any) -> dict[str, Any]:
     """Re-encrypt every stored secret under the first key, in ``session`` (the caller commits).
 
-    Channel secrets and plugins' secret settings of every tenant; values
-    already under the first key are left alone. Returns what changed.
+    Every ``EncryptedString`` column of the core and of the installed
+    plugins (channel secrets, the conversions plugin's account secrets, …),
+    of every tenant, and plugins' secret settings; values already under the
+    first key are left alone. Returns what changed: ``channels`` (the core's
+    channel secrets), ``settings`` (plugin settings rows) and ``columns``
+    (``"table.column"`` → rows re-encrypted, for every encrypted column).
     """
-    from sqlalchemy import select, text
+    from sqlalchemy import inspect, select, type_coerce, update
 
+    from . import models  # noqa: F401 - the core's tables in the metadata
     from .models import TenantPlugin
 
-    channels = 0
-    for channel_id, stored in session.execute(text("SELECT id, secret FROM core_channel")).all():
-        new = rotated(stored) if stored else None
-        if new is not None:
-            session.execute(text("UPDATE core_channel SET secret = :s WHERE id = :id"), {"s": new, "id": channel_id})
-            channels += 1
+    present = set(inspect(session.connection()).get_table_names())
+    columns: dict[str, int] = {}
+    for column in encrypted_columns():
+        table = column.table
+        if table.name not in present:
+            continue  # a plugin installed whose migrations have not run
+        key = list(table.primary_key.columns)
+        raw = type_coerce(column, Text)  # the stored token, not the clear value
+        changed = 0
+        for row in session.execute(select(*key, raw.label("stored")).where(column.is_not(None))).all():
+            stored = row.stored
+            new = rotated(stored) if stored else None
+            if new is not None:
+                session.execute(
+                    update(table).where(*(c == row._mapping[c.name] for c in key))
+                    .values({column.name: type_coerce(new, Text)})
+                )
+                changed += 1
+        columns[f"{table.name}.{column.name}"] = changed
     settings = 0
     rows = session.scalars(select(TenantPlugin).execution_options(all_tenants=True)).all()
     for row in rows:
         spec = host.specs.get(row.plugin)
         if spec is None or not row.settings:
             continue
-        changed = dict(row.settings)
-        for key in spec.secret_fields():
-            value = changed.get(key)
+        changed_settings = dict(row.settings)
+        for name in spec.secret_fields():
+            value = changed_settings.get(name)
             if isinstance(value, str) and value:
                 new = rotated(value)
                 if new is not None:
-                    changed[key] = new
-        if changed != row.settings:
-            row.settings = changed
+                    changed_settings[name] = new
+        if changed_settings != row.settings:
+            row.settings = changed_settings
             settings += 1
     session.flush()
-    return {"channels": channels, "settings": settings}
+    return {"channels": columns.get("core_channel.secret", 0), "settings": settings, "columns": columns}
 
 
 class EncryptedString(TypeDecorator[str]):

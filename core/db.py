@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -380,9 +381,27 @@ def make_engine(url: str, *, write_wait: float = 30.0, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "checkin")
         def _sqlite_checkin(dbapi_conn: Any, _record: Any) -> None:
-            gate.release(dbapi_conn)  # a connection returned mid-transaction (invalidated, say)
+            gate.release(dbapi_conn)  # a connection returned mid-transaction
+
+        # A connection invalidated (a lost or broken one, ``Connection.invalidate()``)
+        # or closed mid-transaction ends it without a commit or rollback event, and
+        # its checkin names no DBAPI connection any more: release the gate here,
+        # or every later transaction would queue behind a holder that is gone.
+        @event.listens_for(engine, "invalidate")
+        @event.listens_for(engine, "soft_invalidate")
+        def _sqlite_invalidated(dbapi_conn: Any, _record: Any, _exc: Any) -> None:
+            gate.release(dbapi_conn)
+
+        @event.listens_for(engine, "close")
+        @event.listens_for(engine, "detach")
+        def _sqlite_closed(dbapi_conn: Any, _record: Any) -> None:
+            gate.release(dbapi_conn)
 
         return engine
+    from . import crypto
+
+    # Production: secrets at rest need PELAGO_SECRET_KEYS, never a key file made on one host.
+    crypto.refuse_key_file(f"a {make_url(url).get_backend_name()} database")
     kwargs.setdefault("pool_pre_ping", True)
     # A host that does not answer fails a connection in 10 s (the readiness probe, a request) instead of hanging.
     kwargs.setdefault("connect_args", {"connect_timeout": 10})

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from .hookspecs import TO_ALL_PLUGINS
 from .models import Delivery, OutboxEvent, Tenant
+from .outbound import no_calls
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
@@ -284,7 +285,7 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
         tenant=state, session=session, actor=None, host=runtime.host, clock=runtime.clock, event_id=row.id
     )
     try:
-        with session.begin_nested():
+        with session.begin_nested(), no_calls(f"plugin {delivery.plugin}'s {row.name} handler"):
             runtime.host.single(row.name, delivery.plugin)(ctx=ctx, event=event)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, not raised
         delivery.state = "failed"

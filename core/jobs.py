@@ -32,6 +32,12 @@ def _retry_deliveries(runtime: Runtime) -> dict[str, int]:
     return retry_due(runtime)
 
 
+def _send_posts(runtime: Runtime, ids: list[int] | None = None) -> dict[str, int]:
+    from .posts import send_posts
+
+    return send_posts(runtime, ids)
+
+
 def _periodic(runtime: Runtime, tenant_id: int, plugin: str, job: str) -> str:
     from .scheduler import run_periodic
 
@@ -44,10 +50,10 @@ def _import(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:
     return run_import(runtime, tenant_id, import_id)
 
 
-def _resume_imports(runtime: Runtime) -> int:
+def _resume_imports(runtime: Runtime, lost_queue: bool = False) -> int:
     from .services.imports import resume_stalled
 
-    return resume_stalled(runtime)
+    return resume_stalled(runtime, lost_queue=lost_queue)
 
 
 def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, Any]) -> Any:
@@ -63,6 +69,7 @@ def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, An
 JOBS: dict[str, JobFunc] = {
     "deliver": _deliver,
     "retry_deliveries": _retry_deliveries,
+    "send_posts": _send_posts,
     "periodic": _periodic,
     "resume_imports": _resume_imports,
     "import": _import,
@@ -147,7 +154,9 @@ class ThreadQueue:
     so a slow webhook or a big import never holds a caller. Jobs run one at
     a time, in order. A job lost with the process is not lost work: its
     events stay pending in the outbox, and the scheduler's retry job
-    delivers them; an import's rows are in its table.
+    delivers them; a queued import is queued again when the embedded
+    server starts (``resume_imports`` with ``lost_queue``) and by the
+    scheduler once its hand-off lease passed.
     """
 
     def __init__(self, runtime: Runtime) -> None:

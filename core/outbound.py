@@ -25,7 +25,10 @@ import http.client
 import ipaddress
 import os
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -138,6 +141,23 @@ def _guarded_connect(address: tuple[str, int], timeout: Any = None, source_addre
     raise last or OSError(f"{host} did not resolve")
 
 
+_in_transaction: ContextVar[str | None] = ContextVar("pelago_outbound_in_transaction", default=None)
+
+
+@contextmanager
+def no_calls(where: str) -> Iterator[None]:
+    """Refuse :func:`post_json` while this block runs (the core wraps event handlers in it).
+
+    A call made inside a transaction holds the transaction for as long as the
+    receiver takes; on SQLite that is the write lock every API caller needs.
+    """
+    token = _in_transaction.set(where)
+    try:
+        yield
+    finally:
+        _in_transaction.reset(token)
+
+
 def sign(secret: str, body: bytes) -> str:
     """The value of ``X-Pelago-Signature``: ``sha256=<hex HMAC-SHA256 of the raw body>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -156,21 +176,60 @@ def post_json(
     Returns the answer whatever its status (the caller decides what a
     failure is). Raises :class:`OutboundRefused` for a refused target and
     ``OSError`` when the receiver cannot be reached; redirects are answers,
-    not followed.
+    not followed. ``timeout`` bounds the **whole** call (connecting, sending,
+    and reading the answer), not each socket operation: a receiver that
+    answers a byte at a time cannot hold the caller past it
+    (``TimeoutError``, an ``OSError``).
     """
+    where = _in_transaction.get()
+    if where is not None:
+        raise RuntimeError(
+            f"post_json called in {where}, whose transaction would stay open while {url} answers: "
+            "queue the POST with queue_post(ctx, ...) instead (sent after the commit)"
+        )
     scheme, host, port, path = check_url(url)
     sent = {"Content-Type": "application/json", "User-Agent": "pelago", **(headers or {})}
     if secret:
         sent[SIGNATURE_HEADER] = sign(secret, body)
     conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     conn = conn_class(host, port, timeout=timeout)
-    conn._create_connection = _guarded_connect  # type: ignore[attr-defined]
+    opened: list[socket.socket] = []
+
+    def connect(address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
+        sock = _guarded_connect(address, timeout, source_address)
+        opened.append(sock)  # kept: http.client lets go of it once the answer owns it
+        return sock
+
+    conn._create_connection = connect  # type: ignore[attr-defined]
+    expired = threading.Event()
+
+    def cut() -> None:
+        # The deadline passed: wake whatever socket call is blocked (the caller raises).
+        expired.set()
+        for sock in opened:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, cut)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("POST", path, body=body, headers=sent)
+        if conn.sock is not None:
+            opened.append(conn.sock)  # HTTPS: the TLS socket (the plain one it wrapped is detached)
         answer = conn.getresponse()
         data = answer.read(MAX_BODY)
+        if expired.is_set():
+            raise TimeoutError(f"{host} did not answer in full within {timeout:g} s")
         return OutboundResponse(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise TimeoutError(f"{host} did not answer in full within {timeout:g} s") from exc
+        raise
     finally:
+        watchdog.cancel()
         conn.close()
 
 

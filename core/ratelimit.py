@@ -60,23 +60,42 @@ def _window(now: datetime, rate: Rate) -> tuple[int, int]:
 
 
 class MemoryLimiter:
-    """Counts in this process (the embedded mode, tests). Old windows are dropped as new ones start."""
+    """Counts in this process (the embedded mode, tests), one bucket of counts per window.
+
+    Counts are kept by window (``(seconds, number)`` → key → count). A hit
+    drops the buckets of windows that have ended, which costs one look at
+    each *bucket* (there are as many as distinct rates times two at most),
+    never a pass over every key: expiry is amortised, each count is dropped
+    once, with its whole window. ``dropped`` counts the counts dropped so
+    (tests check the bound on that work).
+    """
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
-        self._counts: dict[tuple[str, int], int] = {}
+        self._buckets: dict[tuple[int, int], dict[str, int]] = {}
         self._lock = threading.Lock()
+        self.dropped = 0
 
     def hit(self, key: str, rate: Rate) -> Verdict:
         if rate.limit == 0:
             return Verdict(True, 0)
         number, left = _window(self.clock(), rate)
         with self._lock:
-            if len(self._counts) > 100_000:  # bounded: forget windows that have ended
-                self._counts = {k: v for k, v in self._counts.items() if k[1] >= number}
-            count = self._counts.get((key, number), 0) + 1
-            self._counts[(key, number)] = count
+            bucket = self._buckets.get((rate.seconds, number))
+            if bucket is None:
+                # A new window of this length began: its ended ones go, whole.
+                for window in [w for w in self._buckets if w[0] == rate.seconds and w[1] < number]:
+                    self.dropped += len(self._buckets.pop(window))
+                bucket = self._buckets[(rate.seconds, number)] = {}
+            count = bucket.get(key, 0) + 1
+            bucket[key] = count
         return Verdict(count <= rate.limit, 0 if count <= rate.limit else left)
+
+    @property
+    def size(self) -> int:
+        """Counts held (live windows only, once a hit has seen their end)."""
+        with self._lock:
+            return sum(len(b) for b in self._buckets.values())
 
 
 class RedisLimiter:

@@ -25,6 +25,7 @@ from .events import take_pending
 from .host import PluginHost
 from .jobs import drop_deferred, find, take_deferred
 from .models import Tenant
+from .posts import take_pending as take_posts
 
 _current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
 
@@ -82,6 +83,12 @@ class Runtime:
                 self.queue.enqueue("deliver", event_ids=ids)
             except Exception:  # noqa: BLE001 - the change is committed; retries will deliver
                 self.log.exception("could not hand events %s to the queue; the retry job will", ids)
+        posts = take_posts(session)
+        if posts:
+            try:
+                self.queue.enqueue("send_posts", ids=posts)
+            except Exception:  # noqa: BLE001 - the posts are in their table; the scheduler's tick sends them
+                self.log.exception("could not hand posts %s to the queue; the scheduler's tick will", posts)
         for job in take_deferred(session):
             try:
                 self.queue.enqueue("plugin_job", **job)
@@ -95,6 +102,7 @@ class Runtime:
         # Jobs have no row to find: those of a rolled back SAVEPOINT go too.
         if previous.parent is None:
             take_pending(session)
+            take_posts(session)
         drop_deferred(session, previous)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:

@@ -118,6 +118,7 @@ def tick(runtime: Runtime) -> list[Started]:
                         raise
                     started.append(Started(tenant_id, spec.name, periodic.name))
     runtime.queue.enqueue("retry_deliveries")
+    runtime.queue.enqueue("send_posts")  # queued posts whose hand-off was lost, and retries
     runtime.queue.enqueue("resume_imports")  # imports whose worker died
     return started
 

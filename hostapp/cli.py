@@ -123,6 +123,9 @@ def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
         info = seed(rt)
         click.echo(info.banner(f"http://{host}:{port}"))
     app = create_app(settings, runtime=rt)
+    if settings.redis_url is None:
+        # The in-memory queue of the last run died with it: its queued imports go on this one.
+        rt.queue.enqueue("resume_imports", lost_queue=True)
     if settings.redis_url is None and settings.embedded_scheduler:
         BackgroundScheduler(rt, settings.scheduler_interval).start()
     app.run(host=host, port=port, threaded=True, use_reloader=False)
@@ -541,7 +544,9 @@ def secrets_rotate(obj: dict[str, Any]) -> None:
         except SecretKeyError as exc:
             raise click.ClickException(str(exc)) from None
         session.commit()
-    click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings")
+    others = "".join(f"; {n} in {name}" for name, n in sorted(counts["columns"].items())
+                     if name != "core_channel.secret")
+    click.echo(f"re-encrypted {counts['channels']} channel secrets and {counts['settings']} plugin settings{others}")
 
 
 @main.group()

@@ -14,7 +14,7 @@
 | ``PELAGO_INTAKE_RATE_ADDRESS`` | ``600/60`` | webhook requests one client address may send per window, signed or not |
 | ``PELAGO_PROXY_COUNT`` | ``0`` | reverse proxies in front whose ``X-Forwarded-For`` is trusted for the client address |
 | ``PELAGO_SQLITE_WRITE_WAIT`` | ``15`` | seconds a request queues for SQLite's write lock before a 503 |
-| ``PELAGO_SECRET_KEYS`` | key file | comma-separated Fernet keys encrypting secrets at rest (``pelago.core.crypto``); unset: ``$PELAGO_INSTANCE_DIR/secret.key`` |
+| ``PELAGO_SECRET_KEYS`` | key file | comma-separated Fernet keys encrypting secrets at rest (``pelago.core.crypto``); unset: ``$PELAGO_INSTANCE_DIR/secret.key`` (SQLite only; required on PostgreSQL) |
 | ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
 """
 

@@ -83,6 +83,7 @@ from pelago.core.payloads import (
     PluginSettingsChanged,
     PluginSwitched,
 )
+from pelago.core.posts import queue_post
 from pelago.core.records import NewActivity, change_stage, log_activities, record_deal, refund_deal
 from pelago.core.routing import Assignment, OwnerChoice, TeamChoice, day_start, default_intake_team
 from pelago.core.runtime import Runtime, find_tenant, tenant_context
@@ -239,6 +240,7 @@ __all__ = [
     "refund_deal",
     # calling out to URLs a tenant chose (webhooks, gateways), guarded against internal targets
     "post_json",
+    "queue_post",
     "sign_body",
     "OutboundURL",
     "OutboundResponse",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -178,3 +179,43 @@ def test_an_email_only_submission_racing_a_phone_one_never_misses_it(tenant):
         assert len(with_phone) == 1 and len(email_only) <= 1, rows
         if email_only:
             assert email_only[0] < with_phone[0], f"{email}: an email-only lead made after the phone lead"
+
+
+def test_an_email_set_by_an_edit_is_seen_by_a_racing_email_only_submission(tenant):
+    """Issue 14 review: ``update_lead`` set an email without intake's email lock.
+
+    A rep's edit gives a lead (with a phone) the email X and has not committed
+    yet; an email-only submission with X arrives meanwhile, on its own
+    thread. It must wait for the edit and merge into that lead: without the
+    lock it found no lead with X and made a second one.
+    """
+    from pelago.core.services.leads import get_lead, update_lead
+
+    lead_id = tenant.post("/api/v1/leads", json={"name": "Li", "phone": "13800138955"}).get_json()["id"]
+    email = "edit-race@example.com"
+    answer: dict = {}
+
+    def submit() -> None:
+        answer["response"] = tenant.post("/api/v1/leads", json={"name": "Li", "email": email})
+
+    def waiting_or_done(conn, thread) -> bool:
+        waiting = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' "
+            "AND datname = current_database()").scalar()
+        return bool(waiting) or not thread.is_alive()
+
+    with tenant.runtime.tenant_context(tenant.id) as ctx, tenant.runtime.engine.connect() as watcher:
+        update_lead(ctx, get_lead(ctx, lead_id), {"email": email})  # flushed, not committed
+        racer = threading.Thread(target=submit)
+        racer.start()
+        deadline = time.monotonic() + 30
+        while not waiting_or_done(watcher, racer):  # the submission blocks on the lock (or, unlocked, finishes)
+            watcher.rollback()
+            assert time.monotonic() < deadline, "the submission neither finished nor waited"
+    racer.join(timeout=30)
+    assert not racer.is_alive()
+    r = answer["response"]
+    assert r.status_code in (200, 201), r.get_json()
+    with tenant.runtime.sessions() as s:
+        ids = s.scalars(select(Lead.id).where(Lead.tenant_id == tenant.id, Lead.email == email)).all()
+    assert ids == [lead_id], f"two leads with {email}: {ids}"

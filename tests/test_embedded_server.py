@@ -35,10 +35,11 @@ class Served:
 
 
 @contextmanager
-def embedded(tmp_path, *, write_wait: float = 15.0, extra: tuple[PluginSpec, ...] = ()) -> Iterator[Served]:
+def embedded(tmp_path, *, write_wait: float = 15.0, extra: tuple[PluginSpec, ...] = (),
+             plugins: tuple[str, ...] = ()) -> Iterator[Served]:
     """``pelago serve``'s setup: SQLite with the write gate, jobs on a background thread."""
     url = f"sqlite:///{tmp_path}/embedded.db"
-    host = PluginHost(tuple(s.name for s in extra), strict=True, extra=extra)
+    host = PluginHost((*plugins, *(s.name for s in extra)), strict=True, extra=extra)
     engine = make_engine(url, write_wait=write_wait)
     migrate.upgrade(engine, host)
     runtime = Runtime(host, engine, background=True)
@@ -56,9 +57,10 @@ def embedded(tmp_path, *, write_wait: float = 15.0, extra: tuple[PluginSpec, ...
         engine.dispose()
 
 
-def post(served: Served, path: str, body: dict[str, Any], who: str = "admin") -> tuple[int, dict[str, str], Any]:
+def post(served: Served, path: str, body: dict[str, Any] | None, who: str = "admin",
+         method: str = "POST") -> tuple[int, dict[str, str], Any]:
     request = urllib.request.Request(
-        served.url + path, data=json.dumps(body).encode(), method="POST",
+        served.url + path, data=None if body is None else json.dumps(body).encode(), method=method,
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {served.tenant.keys[who]}"},
     )
     try:
@@ -168,3 +170,57 @@ def _waiting(engine) -> int:
     from pelago.core.db import gate_of
 
     return gate_of(engine).waiting
+
+
+def test_a_slow_tenant_webhook_does_not_block_api_callers(tmp_path, monkeypatch):
+    """Issue 14 review (finding 5 on SQLite): the pool's webhook was sent inside its delivery's
+    transaction, which holds SQLite's write gate: while a receiver took its time, every API
+    write queued behind it (here: past the 2 s wait, a 503). Now the POST is queued in that
+    transaction and sent after it commits, so a claim and a release answer while it is pending.
+    """
+    import http.server
+
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
+    entered, let_go = threading.Event(), threading.Event()
+    got: list[str] = []
+
+    class SlowReceiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["event"])
+            entered.set()
+            let_go.wait(timeout=30)  # a receiver that takes its time (bounded)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        with embedded(tmp_path, write_wait=2.0, plugins=("pool",)) as served:
+            status, _, _ = post(served, "/api/v1/plugins/pool", {"enabled": True, "settings": {
+                "webhook_url": f"http://127.0.0.1:{receiver.server_address[1]}/hook"}}, method="PUT")
+            assert status == 200
+            _, _, pools = post(served, "/api/v1/pool/pools", None, method="GET")
+            pool_id = next(p["id"] for p in pools["items"] if p["is_default"])
+            status, _, lead = post(served, f"/api/v1/pool/pools/{pool_id}/leads",
+                                   {"name": "Slow", "phone": "+86 139 0000 0003"})
+            assert status == 201
+            status, _, body = post(served, "/api/v1/pool/claim", {"lead_ids": [lead["id"]]}, who="rep")
+            assert status == 200, body
+            assert entered.wait(timeout=30)  # the receiver has the claim and is taking its time
+            # Writes while the webhook is pending: answered, not queued behind it.
+            status, _, body = post(served, "/api/v1/pool/release", {"lead_ids": [lead["id"]], "reason": "x"},
+                                   who="rep")
+            assert status == 200, body
+            status, _, body = post(served, "/api/v1/pool/claim", {"lead_ids": [lead["id"]]}, who="rep2")
+            assert status == 200, body
+            assert got == ["pool.claimed"] and not let_go.is_set()
+            let_go.set()
+            served.runtime.queue.join()
+            assert got == ["pool.claimed", "pool.released", "pool.claimed"]
+    finally:
+        let_go.set()
+        receiver.shutdown()
+        receiver.server_close()

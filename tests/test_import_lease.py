@@ -140,3 +140,102 @@ def test_a_worker_killed_with_sigkill_mid_import(tenant, db_url, clock):
     scheduler_tick(tenant.runtime, tenant.id)
     assert state(tenant, import_id) == {"status": "done", "processed": 23, "created": 23, "resume_after": 23,
                                         "attempts": 2, "error": None, "leads": 23}
+
+
+def test_a_queued_import_whose_job_was_lost_is_queued_again(tenant, clock):
+    """Issue 14 review: the embedded server's in-memory queue dies with it; its queued imports did too.
+
+    ``new_import`` stores a queued import and enqueues nothing: the job that
+    would have run it is gone, as after the embedded server stopped first.
+    """
+    lost = new_import(tenant, csv_of(3, "1390017"))
+    scheduler_tick(tenant.runtime, tenant.id)  # within its hand-off lease: a worker may be about to take it
+    assert state(tenant, lost)["status"] == "queued"
+    clock.advance(minutes=6)
+    scheduler_tick(tenant.runtime, tenant.id)  # the lease passed: handed to the queue again, and run
+    assert state(tenant, lost) == {"status": "done", "processed": 3, "created": 3, "resume_after": 3,
+                                   "attempts": 1, "error": None, "leads": 3}
+    # The embedded server, starting, hands over every queued import at once (its queue is new).
+    second = new_import(tenant, csv_of(2, "1390018"))
+    assert svc.resume_stalled(tenant.runtime, lost_queue=True) >= 1
+    assert state(tenant, second)["status"] == "done" and state(tenant, second)["created"] == 2
+
+
+def test_a_queued_import_is_handed_over_once_per_lease(tenant, clock):
+    """Two schedulers' ticks in one lease hand a lost queued import over once (a conditional update)."""
+    from pelago.core.jobs import InlineQueue
+
+    handed: list[dict] = []
+
+    class Recording(InlineQueue):
+        def enqueue(self, name, **kwargs):
+            if name == "import":
+                handed.append(kwargs)
+                return None
+            return super().enqueue(name, **kwargs)
+
+    lost = new_import(tenant, csv_of(1, "1390019"))
+    clock.advance(minutes=6)
+    rt = tenant.runtime
+    original, rt.queue = rt.queue, Recording(rt)
+    try:
+        svc.resume_stalled(rt)
+        svc.resume_stalled(rt)
+    finally:
+        rt.queue = original
+    assert [h for h in handed if h["import_id"] == lost] == [{"tenant_id": tenant.id, "import_id": lost}]
+
+
+def test_an_import_waits_out_a_busy_database_instead_of_failing(tenant, monkeypatch, pelago_db):
+    """Issue 14 review: the embedded mode's write gate full past its wait (``Busy``) failed the import.
+
+    Another writer holds SQLite's write gate longer than the gate lets a
+    transaction wait; the import's write finds the database busy, pauses
+    (the pause is where the other writer finishes) and goes on.
+    """
+    import pytest
+    from sqlalchemy import text
+
+    from pelago.core.db import gate_of
+
+    if pelago_db != "sqlite":
+        pytest.skip("the write gate is the embedded mode's (SQLite)")
+    import_id = new_import(tenant, csv_of(5, "1390021"))
+    gate = gate_of(tenant.runtime.engine)
+    monkeypatch.setattr(gate, "wait", 0.2)
+    holder = tenant.runtime.engine.connect()
+    holder.execute(text("SELECT 1"))  # a transaction: the gate is held
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the other writer finishes while the import waits its second pause
+            holder.rollback()
+            holder.close()
+
+    monkeypatch.setattr(svc, "_pause", pause)
+    try:
+        summary = svc.run_import(tenant.runtime, tenant.id, import_id)
+    finally:
+        holder.close()
+    assert pauses == list(svc.BUSY_BACKOFF[:2])
+    assert summary["status"] == "done" and summary["created_leads"] == 5, summary
+
+
+def test_an_import_gives_up_on_a_database_busy_for_good(tenant, monkeypatch, pelago_db):
+    """Bounded: past ``BUSY_BACKOFF`` (some 15 s of pauses) the ``Busy`` stands and the import fails with it."""
+    import pytest
+
+    from pelago.core.errors import Busy
+
+    if pelago_db != "sqlite":
+        pytest.skip("the write gate is the embedded mode's (SQLite)")
+    calls: list[float] = []
+    monkeypatch.setattr(svc, "_pause", calls.append)
+
+    def always_busy():
+        raise Busy("the database is busy")
+
+    with pytest.raises(Busy):
+        svc._when_free(tenant.runtime, "a test", always_busy)
+    assert calls == list(svc.BUSY_BACKOFF)

@@ -95,3 +95,96 @@ def test_post_json_signs_the_body_and_does_not_follow_redirects(server, monkeypa
     server["state"]["status"] = 302
     answer = post_json(f"http://127.0.0.1:{server['port']}/in", body)
     assert answer.status == 302 and not answer.ok and len(server["got"]) == 2  # the 302 was not followed
+
+
+def test_post_json_has_a_deadline_for_the_whole_call_not_each_read(monkeypatch):
+    """Issue 14 review: a receiver answering a byte at a time held the caller for as long as it liked.
+
+    The per-socket timeout restarts with every byte; the deadline does not.
+    The receiver here would take 10 s (a byte every 0.1 s); the call's
+    ``timeout`` of 1 s ends it.
+    """
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
+    stop, dripped = threading.Event(), []
+
+    class Dripping(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                if stop.wait(0.1):  # a slow receiver's pace (and the test's end stops it)
+                    return
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                dripped.append(1)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(TimeoutError, match="within 1 s"):
+            post_json(f"http://127.0.0.1:{srv.server_address[1]}/slow", b"{}", timeout=1)
+        assert len(dripped) < 100  # cut off, not read to the end
+    finally:
+        stop.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_an_event_handler_may_not_call_out_inside_its_transaction_it_queues_the_post(make_app, monkeypatch):
+    """Issue 14 review: a handler's ``post_json`` held its delivery's transaction (SQLite: the write lock)
+    open while the receiver answered. It is refused there (the delivery fails, saying what to do);
+    ``queue_post`` in the same handler sends after the commit."""
+    from pelago.plugin import PluginSpec, hookimpl, queue_post
+    from pelago.testing import new_tenant
+
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
+    mode = {"call": "post_json"}
+    got: list[bytes] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+
+    class Hooks:
+        @staticmethod
+        @hookimpl
+        def lead_created(ctx, event):
+            body = b'{"lead":%d}' % event.items[0]["lead_id"]
+            if mode["call"] == "post_json":
+                post_json(url, body)
+            else:
+                queue_post(ctx, url, body, plugin="caller")
+
+    spec = PluginSpec(name="caller", title="Caller", description="calls out on new leads", version="0.1.0",
+                      core=">=0.1", hooks=Hooks, default_enabled=True)
+    app = make_app(plugins=["caller"], extra=(spec,))
+    t = new_tenant(app)
+    try:
+        lead = t.post("/api/v1/leads", json={"name": "A", "phone": "13800138771"}).get_json()
+        failed = t.get("/api/v1/deliveries?plugin=caller&state=failed").get_json()["items"]
+        assert len(failed) == 1 and "queue_post" in failed[0]["last_error"] and not got
+        mode["call"] = "queue_post"
+        lead = t.post("/api/v1/leads", json={"name": "B", "phone": "13800138772"}).get_json()
+        assert got == [b'{"lead":%d}' % lead["id"]]
+        (sent,) = t.get("/api/v1/posts?plugin=caller").get_json()["items"]
+        assert (sent["status"], sent["answer_status"], sent["attempts"]) == ("sent", 204, 1)
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -104,6 +104,10 @@ def test_file_response_answers_a_file_not_json(app):
         raw = file_response(b"a,b\n", "text/csv")
         assert raw.get_data() == b"a,b\n" and "Content-Disposition" not in raw.headers
         assert raw.headers["Cache-Control"] == "no-store"
+        # bom: the UTF-8 byte order mark spreadsheet programs need for a CSV's Chinese text (once)
+        sheet = file_response("姓名,手机\r\n", "text/csv", "leads.csv", bom=True)
+        assert sheet.get_data() == "\ufeff姓名,手机\r\n".encode() and sheet.content_type == "text/csv; charset=utf-8"
+        assert file_response("\ufeffa\r\n", "text/csv", bom=True).get_data() == "\ufeffa\r\n".encode()
 
 
 def test_a_public_plugin_route_is_gated_by_the_plugin_switch_once_it_enters_the_tenant(app, tenant):

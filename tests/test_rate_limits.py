@@ -89,3 +89,26 @@ def test_rates_parse_and_zero_is_off(clock):
             Rate.parse(bad)
     env = Settings.from_env({"PELAGO_INTAKE_RATE_CHANNEL": "10/1", "PELAGO_PROXY_COUNT": "1"})
     assert (env.intake_rate_channel, env.proxy_count) == ("10/1", 1)
+
+
+def test_memory_limiter_forgets_ended_windows_without_a_pass_over_every_key(clock):
+    """Expiry drops whole windows: its work is bounded by the counts ever made, never keys x hits."""
+    limiter = MemoryLimiter(clock)
+    minute = Rate(5, 60)
+    for i in range(3000):
+        assert limiter.hit(f"address-{i}", minute).allowed
+    assert limiter.size == 3000 and limiter.dropped == 0
+    # Many hits within the window never look at the other keys (nothing is dropped twice).
+    for _ in range(2000):
+        limiter.hit("address-1", minute)
+    assert limiter.dropped == 0 and limiter.size == 3000
+    clock.advance(seconds=60)
+    assert limiter.hit("address-1", minute).allowed  # a new window: the counts start again
+    assert limiter.size == 1 and limiter.dropped == 3000
+    # A rate of another length keeps its own windows.
+    hour = Rate(1, 3600)
+    assert limiter.hit("signin", hour).allowed and not limiter.hit("signin", hour).allowed
+    clock.advance(seconds=60)
+    limiter.hit("address-2", minute)
+    assert not limiter.hit("signin", hour).allowed and limiter.size == 2
+    assert limiter.dropped == 3001

@@ -59,11 +59,24 @@ def test_a_plugin_secret_setting_is_stored_encrypted_and_read_in_clear(make_app,
     assert crypto.decrypt(stored_settings(t, "pool")["webhook_secret"]) == "other"
 
 
+def stored_account_secret(t, account_id: int) -> str:
+    with t.runtime.engine.connect() as conn:
+        return conn.execute(text("SELECT secret FROM conversions_account WHERE id = :id"),
+                            {"id": account_id}).scalar_one()
+
+
 def test_rotation_re_encrypts_under_the_new_key_and_old_keys_can_go(make_app, monkeypatch):
-    app = make_app()
+    app = make_app(plugins=["pool", "conversions"])
     t = new_tenant(app)
     created = t.post("/api/v1/channels", json={"name": "baidu"}).get_json()
     t.put("/api/v1/plugins/pool", json={"enabled": True, "settings": {"webhook_secret": "s3cret"}})
+    # A plugin's EncryptedString column (the conversions plugin's account secret) is rotated too.
+    t.put("/api/v1/plugins/conversions", json={"enabled": True})
+    account = t.post("/api/v1/conversions/accounts", json={
+        "name": "ocean", "adapter": "generic", "url": "https://ads.example.com/conv", "secret": "acct-s3cret"})
+    assert account.status_code == 201, account.get_json()
+    account_id = account.get_json()["id"]
+    assert stored_account_secret(t, account_id).startswith("enc:v1:")
     # A value stored before encryption existed is read as it is, and rotation encrypts it.
     legacy = t.post("/api/v1/channels", json={"name": "legacy"}).get_json()
     with t.runtime.engine.begin() as conn:
@@ -79,10 +92,12 @@ def test_rotation_re_encrypts_under_the_new_key_and_old_keys_can_go(make_app, mo
     assert crypto.decrypt(stored_secret(t, legacy["id"])) == legacy["secret"]
     assert stored_secret(t, legacy["id"]).startswith("enc:v1:")
     assert crypto.decrypt(stored_settings(t, "pool")["webhook_secret"]) == "s3cret"
+    assert "1 in conversions_account.secret" in result.output
+    assert crypto.decrypt(stored_account_secret(t, account_id)) == "acct-s3cret"  # under the new key alone
     r = post_signed(t, created["key"], created["secret"], {"name": "B", "phone": "13800138602"})
     assert r.status_code == 201
     again = invoke_cli(t.runtime, "secrets", "rotate", env={"PELAGO_SECRET_KEYS": new})
-    assert "re-encrypted 0 channel secrets and 0 plugin settings" in again.output
+    assert "re-encrypted 0 channel secrets and 0 plugin settings; 0 in conversions_account.secret" in again.output
 
 
 def test_a_dropped_key_is_a_clear_error_not_garbage(monkeypatch):
@@ -93,3 +108,24 @@ def test_a_dropped_key_is_a_clear_error_not_garbage(monkeypatch):
     monkeypatch.setenv("PELAGO_SECRET_KEYS", "not-a-key")
     with pytest.raises(crypto.SecretKeyError, match="malformed"):
         crypto.encrypt("x")
+
+
+def test_the_key_file_is_for_the_embedded_demo_only_postgresql_needs_the_environment(monkeypatch, tmp_path):
+    """Without PELAGO_SECRET_KEYS: SQLite makes a key file; once the process uses PostgreSQL, a clear error."""
+    from pelago.core.db import make_engine
+
+    monkeypatch.setattr(crypto, "_key_file_refused", None)
+    monkeypatch.delenv("PELAGO_SECRET_KEYS", raising=False)
+    monkeypatch.setenv("PELAGO_INSTANCE_DIR", str(tmp_path))
+    make_engine(f"sqlite:///{tmp_path / 'demo.db'}").dispose()
+    token = crypto.encrypt("whsec_demo")
+    assert (tmp_path / "secret.key").exists() and crypto.decrypt(token) == "whsec_demo"
+
+    make_engine("postgresql://postgres@127.0.0.1:5432/test").dispose()
+    with pytest.raises(crypto.SecretKeyError, match="PELAGO_SECRET_KEYS is not set: a postgresql database") as err:
+        crypto.encrypt("whsec_prod")
+    assert "only for the embedded SQLite demo" in str(err.value)
+    with pytest.raises(crypto.SecretKeyError):
+        crypto.decrypt(token)
+    monkeypatch.setenv("PELAGO_SECRET_KEYS", crypto.new_key())
+    assert crypto.decrypt(crypto.encrypt("whsec_prod")) == "whsec_prod"

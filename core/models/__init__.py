@@ -13,7 +13,7 @@ from .leads import (
     StageChange,
     Touch,
 )
-from .outbox import DELIVERY_STATES, Delivery, OutboxEvent, PeriodicRun
+from .outbox import DELIVERY_STATES, POST_STATES, Delivery, OutboundPost, OutboxEvent, PeriodicRun
 from .privacy import PRIVACY_ACTIONS, PrivacyAudit
 from .routing import RULE_FIELDS, RoutingRule, RoutingSettings
 from .tenancy import ROLE_RANK, ROLES, STRATEGIES, ApiKey, Team, Tenant, TenantPlugin, User
@@ -37,6 +37,8 @@ __all__ = [
     "Deal",
     "Delivery",
     "Import",
+    "OutboundPost",
+    "POST_STATES",
     "ImportError_",
     "Lead",
     "OutboxEvent",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId, TenantKeyed, TenantScoped, tenant_key
 
 DELIVERY_STATES = ("pending", "delivered", "failed", "skipped")
+POST_STATES = ("queued", "sending", "sent", "failed")
 
 
 class OutboxEvent(TenantScoped, Base):
@@ -64,3 +65,40 @@ class PeriodicRun(TenantKeyed, Base):
     tenant_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"))
     job: Mapped[str] = mapped_column(String(128))
     last_run_at: Mapped[datetime]
+
+
+class OutboundPost(TenantScoped, Base):
+    """An HTTP POST to a URL a tenant chose, queued in a transaction and sent after it commits.
+
+    Written by :func:`pelago.core.posts.queue_post` (``pelago.plugin.queue_post``)
+    in the caller's transaction (an event handler's, typically), so the POST
+    is made exactly when the change it reports committed, and never while a
+    transaction (on SQLite: the one write lock) waits for a receiver. A
+    sender claims a row with a lease (``lease_token``, ``lease_until``) and
+    records the answer only under it; a row whose lease ran out is sent
+    again (at least once: receivers dedupe, e.g. on the pool's ``event_id``).
+    """
+
+    __tablename__ = "core_outbound_post"
+    __table_args__ = (
+        Index("ix_core_outbound_post_due", "status", "next_attempt_at"),
+        Index("ix_core_outbound_post_tenant", "tenant_id", "id"),
+        CheckConstraint("status IN ('queued','sending','sent','failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    plugin: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2000))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column()
+    timeout: Mapped[int] = mapped_column(Integer, default=10)
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None]
+    answer_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -31,7 +31,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import func, insert, select, update
 
 from ..context import Actor, HookContext
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Busy, Conflict, InvalidInput, NotFound
 from ..models import Import, ImportError_, User
 from ..pagination import Page, paginate
 from .intake import Outcome, Submission, ingest
@@ -51,6 +51,9 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
 #: how many errors an import's read shows
 SHOWN_ERRORS = 100
+#: Pauses (seconds) before each retry of an import's write that found the database busy
+#: (SQLite's write gate past its wait): the import waits its turn behind API writers, bounded.
+BUSY_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_CHANNEL = "import"
 DELIMITERS = (",", "\t", ";", "|")
 LEAD_FIELDS = ("name", "phone", "email", "source", "region", "product")
@@ -278,6 +281,9 @@ def create_import(
                  "delimiter": delimiter, "route": opts["route"], "targets": opts["targets"]},
         status="queued", processed_rows=0, created_leads=0, merged_rows=0, skipped_rows=0, failed_rows=0,
         resume_after_row=0, attempts=0, created_by=ctx.actor.user_id if ctx.actor else None, created_at=ctx.now(),
+        # A queued import's lease is its hand-off: a worker claims it by then, or the job
+        # that would have run it was lost (with the embedded server) and it is queued again.
+        lease_until=ctx.now() + LEASE,
     )
     ctx.session.add(imp)
     ctx.session.flush()
@@ -391,25 +397,76 @@ def run_import(
     return _summary(runtime, tenant_id, import_id)
 
 
+def _pause(seconds: float) -> None:
+    """Wait before a retry (tests replace it)."""
+    import time
+
+    time.sleep(seconds)
+
+
+def _when_free(runtime: Runtime, what: str, write: Callable[[], Any]) -> Any:
+    """``write()`` (one transaction), again after a pause each time it finds the database busy.
+
+    An import is background work: a ``Busy`` (the embedded mode's write gate
+    full of API writers past ``PELAGO_SQLITE_WRITE_WAIT``) means "later", not
+    "fail the import". Bounded by :data:`BUSY_BACKOFF`; the transaction that
+    was refused wrote nothing, so a retry is safe.
+    """
+    for pause in (*BUSY_BACKOFF, None):
+        try:
+            return write()
+        except Busy:
+            if pause is None:
+                raise
+            runtime.log.info("import: database busy during %s; retrying in %.1f s", what, pause)
+            _pause(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class LeaseLost(Exception):
     """This worker's lease on an import ran out and another worker took it: stop, write nothing."""
 
 
-def resume_stalled(runtime: Runtime) -> int:
-    """Hand every import whose worker died (``running``, lease expired) to the queue again.
+def resume_stalled(runtime: Runtime, *, lost_queue: bool = False) -> int:
+    """Hand the imports whose job or worker is gone to the queue again; returns how many.
+
+    * ``running`` with its lease expired: its worker died; the job goes on
+      after its last committed batch.
+    * ``queued`` with its hand-off lease expired (:data:`LEASE` after it was
+      queued, or again after it was last handed over): the job that would
+      have run it is gone, e.g. with the embedded server's in-memory queue
+      when the server stopped first. Its lease moves on by :data:`LEASE`
+      (a conditional update: one scheduler hands it over per lease).
+    * ``lost_queue``: every ``queued`` import, whatever its lease (the
+      embedded server at start, whose queue is new and empty).
 
     The scheduler's tick enqueues this; the import job itself claims the
-    import (one winner) and goes on after its last committed batch.
+    import (one winner, so a job handed over twice runs it once).
     """
+    now = runtime.clock()
+    queued_due = Import.status == "queued"
+    if not lost_queue:
+        queued_due = queued_due & (Import.lease_until.is_(None) | (Import.lease_until < now))
     with runtime.sessions() as session:
         stalled = session.execute(
-            select(Import.tenant_id, Import.id)
-            .where(Import.status == "running", Import.lease_until < runtime.clock())
+            select(Import.tenant_id, Import.id, Import.status)
+            .where(((Import.status == "running") & (Import.lease_until < now)) | queued_due)
             .order_by(Import.id).execution_options(all_tenants=True)
         ).all()
-    for tenant_id, import_id in stalled:
+        handed: list[tuple[int, int]] = []
+        for tenant_id, import_id, status in stalled:
+            if status == "queued":  # the hand-off lease moves on: one scheduler hands it over
+                won = session.execute(  # type: ignore[attr-defined]  # a CursorResult
+                    update(Import).where(Import.id == import_id, queued_due)
+                    .values(lease_until=now + LEASE).execution_options(synchronize_session=False)
+                ).rowcount
+                if not won:
+                    continue
+            handed.append((tenant_id, import_id))
+        session.commit()
+    for tenant_id, import_id in handed:
         runtime.queue.enqueue("import", tenant_id=tenant_id, import_id=import_id)
-    return len(stalled)
+    return len(handed)
 
 
 def _claim(runtime: Runtime, tenant_id: int, import_id: int, token: str) -> bool:
@@ -443,7 +500,7 @@ def _claim(runtime: Runtime, tenant_id: int, import_id: int, token: str) -> bool
 def _run(
     runtime: Runtime, tenant_id: int, import_id: int, progress: Progress | None, token: str
 ) -> dict[str, Any]:
-    if not _claim(runtime, tenant_id, import_id, token):
+    if not _when_free(runtime, "its claim", lambda: _claim(runtime, tenant_id, import_id, token)):
         return _summary(runtime, tenant_id, import_id)
     with runtime.tenant_session(tenant_id) as session:
         imp = session.get(Import, import_id)
@@ -474,9 +531,12 @@ def _run(
             _finish(runtime, tenant_id, import_id, "failed",
                     f"row {row + 1} is not valid CSV ({_csv_problem(exc)}); nothing was imported", token)
             return _summary(runtime, tenant_id, import_id)
-        with runtime.tenant_session(tenant_id) as session:
-            session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
-            session.commit()
+        def count() -> None:
+            with runtime.tenant_session(tenant_id) as session:
+                session.execute(update(Import).where(Import.id == import_id).values(total_rows=total))
+                session.commit()
+
+        _when_free(runtime, "its count", count)
     if progress:
         progress(done_before, total)
 
@@ -562,13 +622,16 @@ def _apply(
     A batch that lost a race on an idempotency key (the same file being
     imported twice at once) is retried once: the retry replays those rows.
     """
+    def write() -> None:
+        with runtime.tenant_context(tenant_id, actor) as ctx:
+            outcomes = ingest(
+                ctx, batch.subs, routing=route, origin={"import_id": import_id}
+            ) if batch.subs else []
+            _record(ctx, import_id, batch, outcomes, state)
+
     for attempt in (1, 2):
         try:
-            with runtime.tenant_context(tenant_id, actor) as ctx:
-                outcomes = ingest(
-                    ctx, batch.subs, routing=route, origin={"import_id": import_id}
-                ) if batch.subs else []
-                _record(ctx, import_id, batch, outcomes, state)
+            _when_free(runtime, f"rows {batch.first_row}-{batch.last_row}", write)
             break
         except Conflict:
             if attempt == 2:
@@ -616,15 +679,19 @@ def _finish(
     runtime: Runtime, tenant_id: int, import_id: int, status: str, error: str | None, token: str | None = None
 ) -> None:
     """End the import; with ``token``, only while this worker still holds its lease."""
-    with runtime.tenant_session(tenant_id) as session:
-        stmt = update(Import).where(Import.id == import_id)
-        if token is not None:  # only the worker holding the lease ends a running import
-            stmt = stmt.where(Import.lease_token == token, Import.status == "running")
-        session.execute(stmt.values(
-            status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
-            lease_until=None, lease_token=None,
-        ))
-        session.commit()
+
+    def write() -> None:
+        with runtime.tenant_session(tenant_id) as session:
+            stmt = update(Import).where(Import.id == import_id)
+            if token is not None:  # only the worker holding the lease ends a running import
+                stmt = stmt.where(Import.lease_token == token, Import.status == "running")
+            session.execute(stmt.values(
+                status=status, error=error[:1000] if error else None, finished_at=runtime.clock(),
+                lease_until=None, lease_token=None,
+            ))
+            session.commit()
+
+    _when_free(runtime, "its end", write)
 
 
 def _summary(runtime: Runtime, tenant_id: int, import_id: int) -> dict[str, Any]:

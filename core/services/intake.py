@@ -210,7 +210,7 @@ def ingest(
             email = r.values.get("email")
             if email:
                 by_email.setdefault(email, r)
-    _lock_emails(ctx, [r.values["email"] for r in fresh if r.values.get("email")])
+    lock_emails(ctx, [r.values["email"] for r in fresh if r.values.get("email")])
     existing = _existing_leads(ctx, list(primary) + [r.dedupe for r in by_email_only])
     to_create = [r for d, r in primary.items() if d not in existing]
     for r in [*primary.values(), *by_email_only]:
@@ -256,7 +256,7 @@ def ingest(
 EMAIL_BUCKETS = 64
 
 
-def _lock_emails(ctx: HookContext, emails: list[str]) -> None:
+def lock_emails(ctx: HookContext, emails: list[str]) -> None:
     """Serialise intake per email (PostgreSQL): the match of an email-only submission cannot race.
 
     An email-only submission merges into a lead with that email, which may
@@ -267,6 +267,8 @@ def _lock_emails(ctx: HookContext, emails: list[str]) -> None:
     duplicates, and holds it to commit: a submission then sees every lead a
     concurrent one made with its email. Bounded: at most 64 locks per
     transaction, one statement per batch. SQLite runs one writer at a time.
+    Every other writer of a lead's email (``update_lead``) takes the same
+    lock, or intake could miss the email it is setting.
     """
     if not emails or not _postgres(ctx.session):
         return

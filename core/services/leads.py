@@ -20,7 +20,7 @@ from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
 from ..routing import LeadInfo
 from ..vetoes import refuse_if_vetoed
-from .intake import Submission, ingest
+from .intake import Submission, ingest, lock_emails
 
 CONTACT_FIELDS = ("name", "email", "source", "region", "product")
 
@@ -182,6 +182,12 @@ def update_lead(ctx: HookContext, lead: Lead, data: Mapping[str, Any]) -> Lead:
         raise Forbidden("only a manager can lock or unlock a lead")
     if data.get("phone") is None and "phone" in data and not (data.get("email") or lead.email):
         raise InvalidInput("a lead needs a phone or an email", {"phone": ["cannot remove the only contact"]})
+    email = data.get("email", lead.email)
+    if email and (("email" in data and data["email"] != lead.email) or ("phone" in data and data["phone"] is None)):
+        # The email intake matches on changes (or the lead becomes email-only): take
+        # intake's lock on it first, so a concurrent email-only submission either
+        # sees this lead with its email or is seen by it, never neither.
+        lock_emails(ctx, [email])
     for field in (*CONTACT_FIELDS, "phone", "locked"):
         if field in data:
             setattr(lead, field, data[field])

@@ -20,15 +20,21 @@ class Blueprint(_Blueprint):
 from .schemas import LocalTime, MoneyString  # noqa: E402 - fields for plugins' schemas too
 
 
-def file_response(body: str | bytes, mimetype: str, filename: str | None = None, *, max_age: int = 0) -> Any:
+def file_response(
+    body: str | bytes, mimetype: str, filename: str | None = None, *, max_age: int = 0, bom: bool = False
+) -> Any:
     """A non-JSON answer (an iCalendar feed, a CSV export): ``body`` as ``mimetype``, UTF-8 for text.
 
     ``filename`` adds ``Content-Disposition: attachment``; ``max_age`` a
-    ``Cache-Control`` lifetime in seconds (0: ``no-store``). Document such a
+    ``Cache-Control`` lifetime in seconds (0: ``no-store``). ``bom`` starts
+    a text body with the UTF-8 byte order mark, which spreadsheet programs
+    (Excel) need to read a CSV's Chinese text as UTF-8. Document such a
     route with ``@blp.doc(responses=...)``, as it has no response schema.
     """
     from flask import Response
 
+    if bom and isinstance(body, str) and not body.startswith("\ufeff"):
+        body = "\ufeff" + body
     data = body.encode("utf-8") if isinstance(body, str) else body
     kind = f"{mimetype}; charset=utf-8" if isinstance(body, str) else mimetype
     response = Response(data, status=200, content_type=kind)
@@ -43,6 +49,6 @@ def core_blueprints() -> list[_Blueprint]:
     from . import admin, channels, deals, imports, intake, leads, plugins, privacy, routing, tenants
 
     return [
-        leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, plugins.blp,
-        tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
+        leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, admin.posts,
+        plugins.blp, tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
     ]

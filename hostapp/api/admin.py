@@ -1,4 +1,4 @@
-"""Tenant administration: ``/api/v1/users``, ``/teams``, ``/api-keys``, ``/deliveries``."""
+"""Tenant administration: ``/api/v1/users``, ``/teams``, ``/api-keys``, ``/deliveries``, ``/posts``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from pelago.core.errors import Forbidden, NotFound
-from pelago.core.models import ApiKey, Delivery, OutboxEvent, Team, User
+from pelago.core.models import ApiKey, Delivery, OutboundPost, OutboxEvent, Team, User
 from pelago.core.pagination import paginate
 from pelago.core.services import admin as svc
 
@@ -21,6 +21,11 @@ keys = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys", descriptio
 deliveries = Blueprint(
     "deliveries", __name__, url_prefix="/api/v1/deliveries",
     description="Event deliveries to plugins: which failed, why, how often",
+)
+
+posts = Blueprint(
+    "posts", __name__, url_prefix="/api/v1/posts",
+    description="Webhooks plugins queued to the tenant's URLs: sent, waiting, failed, and why",
 )
 
 
@@ -222,3 +227,30 @@ def list_deliveries(args: dict[str, Any]) -> Any:
         for d in page.items
     ]
     return {"items": items, "next_cursor": page.next_cursor}
+
+
+# --- outbound posts ---------------------------------------------------------------
+
+
+@posts.route("", methods=["GET"])
+@posts.arguments(s.PostFilter, location="query")
+@posts.response(200, s.OutboundPostPage)
+@requires("admin")
+def list_posts(args: dict[str, Any]) -> Any:
+    """List the webhooks plugins queued to the tenant's URLs (admins): sent, waiting, failed, and why.
+
+    A plugin's event handler queues its POST (the pool's webhook, say) and
+    it is sent after the handler's transaction commits, retried with
+    backoff while the receiver fails. Each has its plugin, URL, event,
+    status (`queued`, `sending`, `sent`, `failed`), attempts, the
+    receiver's last `answer_status`, `last_error` and next attempt.
+    Filters: `status`, `plugin`. Newest first.
+    """
+    c = ctx()
+    stmt = select(OutboundPost)
+    if args.get("status"):
+        stmt = stmt.where(OutboundPost.status == args["status"])
+    if args.get("plugin"):
+        stmt = stmt.where(OutboundPost.plugin == args["plugin"])
+    page = paginate(c.session, stmt, OutboundPost.id, args.get("cursor"), args["limit"])
+    return {"items": page.items, "next_cursor": page.next_cursor}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import request
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from pelago.core.services import imports as svc
 
 from .. import strict_input
 from ..auth import commit, ctx, requires, runtime
-from . import Blueprint
+from . import Blueprint, file_response
 from .schemas import LocalTime, PageArgs, page_of
 
 #: the largest upload: the file's limit plus room for the multipart envelope and form fields
@@ -256,7 +256,4 @@ def errors_csv(import_id: int) -> Any:
     imp = svc.get_import(c, import_id)
     # At most MAX_STORED_ERRORS lines (about a megabyte): built whole, so the
     # request's transaction ends before the body is sent.
-    body = "\ufeff" + "".join(svc.errors_csv(c, imp))
-    return Response(body.encode("utf-8"), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="import-{imp.id}-errors.csv"',
-    })
+    return file_response("".join(svc.errors_csv(c, imp)), "text/csv", f"import-{imp.id}-errors.csv", bom=True)

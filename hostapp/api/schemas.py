@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, ROLES, STAGES, STRATEGIES
+from pelago.core.models import ACTIVITY_KINDS, DEAL_KINDS, DELIVERY_STATES, POST_STATES, ROLES, STAGES, STRATEGIES
 from pelago.core.money import currency_code
 from pelago.core.pagination import MAX_LIMIT
 from pelago.core.services.admin import SLUG, SLUG_RULE
@@ -477,6 +477,28 @@ class Delivery(Schema):
 
 
 DeliveryPage = page_of(Delivery)
+
+
+class PostFilter(PageArgs):
+    status = fields.String(validate=validate.OneOf(POST_STATES))
+    plugin = fields.String(validate=validate.Length(max=64))
+
+
+class OutboundPost(Schema):
+    id = fields.Integer(required=True)
+    plugin = fields.String(required=True)
+    url = fields.String(required=True)
+    event_id = fields.Integer(allow_none=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    answer_status = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = LocalTime(allow_none=True)
+    created_at = LocalTime(required=True)
+    sent_at = LocalTime(allow_none=True)
+
+
+OutboundPostPage = page_of(OutboundPost)
 
 
 # --- routing ----------------------------------------------------------------------

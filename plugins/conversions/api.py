@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, request
+from flask import request
 from sqlalchemy import func, select, update
 
 from pelago.plugin import (
@@ -21,6 +21,7 @@ from pelago.plugin import (
     NotFound,
     commit,
     current_context,
+    file_response,
     paginate,
     requires,
 )
@@ -392,10 +393,8 @@ def funnel_csv(args: dict[str, Any]) -> Any:
     then one column per figure, and a last `total` line.
     """
     doc = funnel.report(current_context(), args["start"], args["end"], args["group_by"])
-    body = "\ufeff" + "".join(funnel.to_csv(doc))
     name = f"funnel-{args['start'].isoformat()}-{args['end'].isoformat()}.csv"
-    return Response(body.encode("utf-8"), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return file_response("".join(funnel.to_csv(doc)), "text/csv", name, bom=True)
 
 
 UPLOAD_DOC = {

@@ -65,7 +65,8 @@ def user_statement(ctx: HookContext, user_id: int, key: str, branch_ids: set[int
             "entries": [entry_out(e, keys) for e in entries]}
 
 
-def csv_bytes(header: list[list[str]], columns: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
+def csv_text(header: list[list[str]], columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """The statement as CSV text (the route sends it with a BOM, for spreadsheet programs)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for line in header:
@@ -73,7 +74,7 @@ def csv_bytes(header: list[list[str]], columns: tuple[str, ...], rows: list[dict
     writer.writerow(columns)
     for row in rows:
         writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in columns])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return out.getvalue()
 
 
 NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

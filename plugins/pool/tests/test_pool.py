@@ -25,7 +25,7 @@ from sqlalchemy import inspect, select
 
 from pelago.plugin import Lead
 from pelago.plugins.pool.models import PoolEntry, RepDay
-from pelago.testing import assert_models_match_migrations, deliver_events, run_periodic
+from pelago.testing import assert_models_match_migrations, run_periodic, scheduler_tick
 from tests.routes import load_spec
 
 from .pool_helpers import (
@@ -551,16 +551,23 @@ def test_pool_events_reach_the_tenants_webhook_signed(make_app, receiver, clock)
     assert body["tenant"] == t.slug and body["items"][0]["lead_id"] == lead and body["event_id"]
     assert first["headers"]["X-Pelago-Event-Id"] == str(body["event_id"])
 
-    # A failing receiver: the delivery is marked failed and retried later by the outbox.
+    # A failing receiver: the event is delivered (the post was queued in its transaction), the post
+    # is queued again with backoff, shown to admins, and sent by a later scheduler tick.
     receiver["state"]["fail"] = True
     claim(t, "rep2", lead)
-    (state,) = core_rows(t, "SELECT state, attempts FROM core_event_delivery WHERE tenant_id = :t AND plugin = 'pool' "
+    (state,) = core_rows(t, "SELECT state FROM core_event_delivery WHERE tenant_id = :t AND plugin = 'pool' "
                             "ORDER BY id DESC LIMIT 1")
-    assert tuple(state) == ("failed", 1)
+    assert tuple(state) == ("delivered",)
+    (post,) = t.get("/api/v1/posts?status=queued").get_json()["items"]
+    assert (post["plugin"], post["attempts"], post["answer_status"]) == ("pool", 1, 500)
+    assert post["last_error"].endswith("answered 500") and post["url"] == receiver["url"]
     receiver["state"]["fail"] = False
+    scheduler_tick(t.runtime, t.id)  # not due yet: backoff
+    assert len(receiver["got"]) == 3
     clock.advance(minutes=1)
-    assert deliver_events(t.runtime, t.id)["delivered"] == 1
-    assert json.loads(receiver["got"][-1]["body"])["event"] == "pool.claimed"
+    scheduler_tick(t.runtime, t.id)
+    assert len(receiver["got"]) == 4 and json.loads(receiver["got"][-1]["body"])["event"] == "pool.claimed"
+    assert t.get("/api/v1/posts?status=sent&plugin=pool").get_json()["items"][0]["id"] == post["id"]
 
     # The sweep's reminders and recycles go there too.
     set_pool(t, default_pool(t)["id"], recycle={"no_followup": {"days": 7}}, remind_days_before=2)

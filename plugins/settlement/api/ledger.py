@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Response
 from sqlalchemy import select
 
 from pelago.plugin import (
@@ -20,6 +19,7 @@ from pelago.plugin import (
     User,
     commit,
     current_context,
+    file_response,
     paginate,
     requires,
 )
@@ -196,7 +196,7 @@ def branch_statement_csv(args: dict[str, Any], branch_id: int) -> Any:
     data = statements.branch_statement(c, period)
     head = [["branch", str(branch_id), "period", period.key, "state", period.state, "checksum", period.checksum or ""]]
     rows = [{"user_id": "branch", **data["branch"]}, *data["users"]]
-    return _csv(statements.csv_bytes(head, statements.COLUMNS, rows), f"statement-{branch_id}-{period.key}.csv")
+    return _csv(statements.csv_text(head, statements.COLUMNS, rows), f"statement-{branch_id}-{period.key}.csv")
 
 
 def _user_scope(c: HookContext, user_id: int) -> set[int] | None:
@@ -245,11 +245,9 @@ def user_statement_csv(args: dict[str, Any], user_id: int) -> Any:
     data = statements.user_statement(c, user_id, key, scope)
     head = [["user", str(user_id), "period", key],
             ["totals", *(f"{k}={v}" for k, v in data["totals"].items())]]
-    return _csv(statements.csv_bytes(head, statements.ENTRY_COLUMNS, data["entries"]),
+    return _csv(statements.csv_text(head, statements.ENTRY_COLUMNS, data["entries"]),
                 f"statement-user-{user_id}-{key}.csv")
 
 
-def _csv(body: bytes, name: str) -> Response:
-    return Response(body, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Content-Type": "text/csv; charset=utf-8",
-    })
+def _csv(body: str, name: str) -> Any:
+    return file_response(body, "text/csv", name, bom=True)
