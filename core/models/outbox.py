@@ -82,7 +82,6 @@ class OutboundPost(TenantScoped, Base):
     __tablename__ = "core_outbound_post"
     __table_args__ = (
         Index("ix_core_outbound_post_due", "status", "next_attempt_at"),
-        Index("ix_core_outbound_post_tenant", "tenant_id", "id"),
         CheckConstraint("status IN ('queued','sending','sent','failed')", name="status"),
     )
 

@@ -6,7 +6,7 @@ handler used to send inside its delivery transaction, where a slow
 receiver held that transaction (on SQLite, the one write lock) open.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-05 22:20:00
 """
 
@@ -17,9 +17,10 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import pelago.core.db
+from pelago.core.tenant_keys import migrate_to_tenant_keys
 
 revision: str = '0011'
-down_revision: str | Sequence[str] | None = '0008'
+down_revision: str | Sequence[str] | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -52,11 +53,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('core_outbound_post', schema=None) as batch_op:
         batch_op.create_index('ix_core_outbound_post_due', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index('ix_core_outbound_post_tenant', ['tenant_id', 'id'], unique=False)
+    migrate_to_tenant_keys(("core_outbound_post",))  # (tenant_id, id), as every tenant table (0010)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('core_outbound_post', schema=None) as batch_op:
-        batch_op.drop_index('ix_core_outbound_post_tenant')
         batch_op.drop_index('ix_core_outbound_post_due')
     op.drop_table('core_outbound_post')
