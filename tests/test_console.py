@@ -135,3 +135,91 @@ def test_plugin_pages_follow_the_switch(make_app) -> None:  # type: ignore[no-un
     other.put("/api/v1/plugins/recorder", json={"enabled": True})
     assert ConsoleClient(other, "rep").get("/console/p/recorder/").status_code == 200
     assert c.get("/console/p/recorder/").status_code == 404
+
+
+def test_leads_list_and_search(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    mine = tenant.lead("13800138001", who="rep", name="Wang Mine")
+    theirs = tenant.lead("13800138002", who="rep2", name="Li Theirs")
+    rep = ConsoleClient(tenant, "rep")
+    html = rep.get("/console/leads").get_data(as_text=True)
+    assert "Wang Mine" in html and "Li Theirs" not in html
+    # a phone in another format finds it
+    found = rep.get("/console/leads", query_string={"q": "+86 138-0013-8001"}).get_data(as_text=True)
+    assert "Wang Mine" in found
+    manager = ConsoleClient(tenant, "manager")
+    html = manager.get("/console/leads", query_string={"owner_id": str(tenant.users["rep2"])}).get_data(as_text=True)
+    assert "Li Theirs" in html and "Wang Mine" not in html
+    assert rep.get(f"/console/leads/{mine['id']}").status_code == 200
+    assert rep.get(f"/console/leads/{theirs['id']}").status_code == 404
+    bad = manager.get("/console/leads", query_string={"stage": "nonsense"})
+    assert bad.status_code == 200 and 'role="alert">stage' in bad.get_data(as_text=True)
+
+
+def test_cursor_paging(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    for i in range(30):
+        tenant.lead(f"1390000{i:04d}", name=f"Paged {i}")
+    c = ConsoleClient(tenant, "admin")
+    first = c.get("/console/leads").get_data(as_text=True)
+    assert first.count("Paged ") == 25 and 'id="next-page"' in first
+    import re
+
+    link = re.search(r'href="([^"]*cursor=[^"]*)" id="next-page"', first)
+    assert link
+    second = c.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert second.count("Paged ") == 5 and 'id="next-page"' not in second
+
+
+def test_other_tenants_lead_is_a_404_page(app: Flask, tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    other = new_tenant(app)
+    lead = other.lead("13800138009")
+    r = ConsoleClient(tenant, "admin").get(f"/console/leads/{lead['id']}")
+    assert r.status_code == 404 and "text/html" in r.content_type
+
+
+def test_create_lead_merge_and_collision(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    rep = ConsoleClient(tenant, "rep")
+    r = rep.post("/console/leads/new", {"name": "Zhou", "phone": "138 0013 8111", "source": "walk-in"})
+    assert r.status_code == 302
+    lead_id = int(r.headers["Location"].rsplit("/", 1)[1])
+    page = rep.get(f"/console/leads/{lead_id}").get_data(as_text=True)
+    assert "Zhou" in page and "+8613800138111" in page
+    again = rep.post("/console/leads/new", {"phone": "+86 13800138111", "email": "zhou@example.com"})
+    assert again.status_code == 302 and again.headers["Location"].endswith(f"/{lead_id}")
+    assert "已合并" in rep.get(again.headers["Location"]).get_data(as_text=True)
+    # a colleague's duplicate: the collision, nothing of the lead
+    rep2 = ConsoleClient(tenant, "rep2")
+    clash = rep2.post("/console/leads/new", {"phone": "13800138111"})
+    assert clash.status_code == 409 or clash.status_code == 422
+    assert str(lead_id) in clash.get_data(as_text=True) and "Zhou" not in clash.get_data(as_text=True)
+    empty = rep.post("/console/leads/new", {"name": "nobody"})
+    assert empty.status_code == 422 and 'aria-invalid="true"' in empty.get_data(as_text=True)
+
+
+def test_lead_actions(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    lead = tenant.lead("13800138222", who="rep", name="Acting")
+    rep = ConsoleClient(tenant, "rep")
+    url = f"/console/leads/{lead['id']}"
+    assert rep.post(url + "/activity", {"kind": "call", "note": "rang back"}).status_code == 302
+    assert "rang back" in rep.get(url).get_data(as_text=True)
+    lost = rep.post(url + "/stage", {"stage": "lost"})
+    assert lost.status_code == 422 and 'aria-invalid="true"' in lost.get_data(as_text=True)
+    assert rep.post(url + "/stage", {"stage": "contacted"}).status_code == 302
+    assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["stage"] == "contacted"
+    assert rep.post(url + "/assign", {"user_id": str(tenant.users["rep2"])}).status_code == 403
+    assert rep.post(url + "/deal", {"amount": "lots"}).status_code == 422
+    assert rep.post(url + "/deal", {"amount": "1999.00", "product": "course"}).status_code == 302
+    deal = tenant.get("/api/v1/deals", query_string={"lead_id": lead["id"]}).get_json()["items"][0]
+    assert rep.post(url + f"/deals/{deal['id']}/refund", {"amount": "99999", "reason": "x"}).status_code in (409, 422)
+    assert rep.post(url + f"/deals/{deal['id']}/refund", {"amount": "100", "reason": "partial"}).status_code == 302
+    manager = ConsoleClient(tenant, "manager")
+    assert manager.post(url + "/assign", {"user_id": str(tenant.users["rep2"]), "note": "cover"}).status_code == 302
+    assert rep.get(url).status_code == 404  # no longer hers
+    assert manager.post(url + "/assign", {"user_id": ""}).status_code == 302
+    assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["owner_id"] is None
+    assert manager.post(url + "/lock", {"locked": "1"}).status_code == 302
+    assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["locked"] is True

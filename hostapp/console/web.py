@@ -107,6 +107,15 @@ def _(message: str, **values: Any) -> str:
     return i18n.translate(locale(), message, **values)
 
 
+def local_time(at: Any) -> str:
+    """``at`` in the signed-in tenant's timezone, to the minute (a template filter: ``x|local``)."""
+    if at is None:
+        return ""
+    c = g.get("pelago_ctx")
+    tz = c.tenant.tz if c is not None else None
+    return str(at.astimezone(tz).strftime("%Y-%m-%d %H:%M"))
+
+
 def render_page(template: str, **context: Any) -> str:
     """Render a console template (a core one or a plugin's) with the layout's context.
 
