@@ -223,3 +223,26 @@ def test_lead_actions(tenant: TenantHandle) -> None:
     assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["owner_id"] is None
     assert manager.post(url + "/lock", {"locked": "1"}).status_code == 302
     assert tenant.get(f"/api/v1/leads/{lead['id']}").get_json()["locked"] is True
+
+
+def test_import_with_a_bad_row(tenant: TenantHandle) -> None:
+    import io
+
+    set_passwords(tenant)
+    c = ConsoleClient(tenant, "manager")
+    body = "姓名,手机号\n张三,13800138333\n李四,not-a-phone\n".encode("gb18030")
+    r = c.post("/console/imports", {"file": (io.BytesIO(body), "leads.csv")}, content_type="multipart/form-data")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    page = c.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'id="failed-rows">1<' in page and "done" in page
+    csv_url = r.headers["Location"] + "/errors.csv"
+    report = c.get(csv_url)
+    assert report.status_code == 200 and report.mimetype == "text/csv"
+    lines = report.get_data().decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("row,") and lines[1].startswith("2,")
+    progress = c.get(r.headers["Location"] + "/progress", query_string={"was": "running"})
+    assert progress.headers.get("HX-Refresh") == "true"
+    assert ConsoleClient(tenant, "rep").get("/console/imports").status_code == 403
+    empty = c.post("/console/imports", {}, content_type="multipart/form-data")
+    assert empty.status_code == 422 and 'aria-invalid="true"' in empty.get_data(as_text=True) or \
+        "f-file-error" in empty.get_data(as_text=True)
