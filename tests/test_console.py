@@ -246,3 +246,85 @@ def test_import_with_a_bad_row(tenant: TenantHandle) -> None:
     empty = c.post("/console/imports", {}, content_type="multipart/form-data")
     assert empty.status_code == 422 and 'aria-invalid="true"' in empty.get_data(as_text=True) or \
         "f-file-error" in empty.get_data(as_text=True)
+
+
+def test_plugins_page_switch_and_refusal(make_app) -> None:  # type: ignore[no-untyped-def]
+    app: Flask = make_app(plugins=("pool", "recorder", "needs_recorder"))
+    tenant = new_tenant(app)
+    set_passwords(tenant)
+    c = ConsoleClient(tenant, "admin")
+    page = c.get("/console/plugins").get_data(as_text=True)
+    assert 'id="plugin-recorder"' in page and "Records hook calls for the tests." in page
+    refused = c.post("/console/plugins/needs_recorder/switch", {"enabled": "1"})
+    assert refused.status_code == 409 and "recorder" in refused.get_data(as_text=True)
+    assert c.post("/console/plugins/recorder/switch", {"enabled": "1"}).status_code == 302
+    assert c.post("/console/plugins/needs_recorder/switch", {"enabled": "1"}).status_code == 302
+    # switching recorder off while needs_recorder is on is refused with the reason
+    assert c.post("/console/plugins/recorder/switch", {"enabled": "0"}).status_code == 409
+    assert ConsoleClient(tenant, "manager").get("/console/plugins").status_code == 403
+
+
+def test_plugin_settings_form(make_app) -> None:  # type: ignore[no-untyped-def]
+    app: Flask = make_app(plugins=("pool", "recorder"))
+    tenant = new_tenant(app)
+    set_passwords(tenant)
+    tenant.put("/api/v1/plugins/recorder", json={"enabled": True, "settings": {"token": "s3cret"}})
+    c = ConsoleClient(tenant, "admin")
+    page = c.get("/console/plugins/recorder").get_data(as_text=True)
+    assert 'name="s.threshold"' in page and 'value="10"' in page
+    assert "s3cret" not in page and 'value="********"' in page
+    bad = c.post("/console/plugins/recorder", {"s.threshold": "500", "s.token": "********"})
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and 'id="s-threshold-error"' in html and 'value="500"' in html
+    ok = c.post("/console/plugins/recorder", {"s.threshold": "20", "s.token": "********", "s.team_id": ""})
+    assert ok.status_code == 302
+    stored = tenant.get("/api/v1/plugins/recorder").get_json()["settings"]
+    assert stored["threshold"] == 20 and stored["token"] == "********"
+    with tenant.runtime.sessions() as session:
+        from pelago.core.models import TenantPlugin
+
+        row = session.get(TenantPlugin, (tenant.id, "recorder"))
+        assert row is not None and row.settings["token"] not in ("", "********")  # the mask kept the secret
+
+
+def test_generated_form_round_trip() -> None:
+    """Nested lists of rules, choices, dicts and numbers survive describe → form → parse, errors find their field."""
+    from marshmallow import Schema, ValidationError, fields, validate
+    from werkzeug.datastructures import MultiDict
+
+    from pelago.hostapp.console import settings_form as sf
+
+    class Rule(Schema):
+        field = fields.String(required=True, validate=validate.OneOf(("source", "region")))
+        value = fields.String(required=True)
+        points = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=100))
+
+    class Settings(Schema):
+        rules = fields.List(fields.Nested(Rule), load_default=list)
+        channels = fields.List(fields.String(validate=validate.OneOf(("sms", "wechat"))), load_default=list)
+        extra = fields.Dict(load_default=dict)
+        on = fields.Boolean(load_default=True)
+
+    values = {"rules": [{"field": "source", "value": "baidu", "points": 5}], "channels": ["sms"],
+              "extra": {"a": 1}, "on": True}
+    tree = sf.describe(Settings(), values)
+    rules = next(f for f in tree if f.name == "rules")
+    assert len(rules.items) == 2  # the stored rule and a blank one to add
+    form = MultiDict([("s.rules.0.field", "source"), ("s.rules.0.value", "baidu"), ("s.rules.0.points", "5"),
+                      ("s.rules.1.field", "region"), ("s.rules.1.value", "武汉"), ("s.rules.1.points", "300"),
+                      ("s.rules.2.field", ""), ("s.rules.2.value", ""), ("s.rules.2.points", ""),
+                      ("s.channels.present", "1"), ("s.channels", "wechat"), ("s.extra", '{"b": 2}'),
+                      ("s.on.present", "1")])
+    parsed = sf.parse(Settings(), form)
+    assert parsed == {"rules": [{"field": "source", "value": "baidu", "points": 5},
+                                {"field": "region", "value": "武汉", "points": 300}],
+                      "channels": ["wechat"], "extra": {"b": 2}, "on": False}
+    try:
+        Settings().load(parsed)
+    except ValidationError as exc:
+        assert sf.flatten(exc.messages) == {"rules.1.points": ["Must be greater than or equal to 0 and less than "
+                                                               "or equal to 100."]}
+    else:
+        raise AssertionError("300 points must be refused")
+    form.setlist("s.rules.0.remove", ["on"])
+    assert [r["value"] for r in sf.parse(Settings(), form)["rules"]] == ["武汉"]

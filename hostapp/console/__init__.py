@@ -56,7 +56,7 @@ def error_page(code: int, message: str = "") -> Response:
 
 def install(app: Flask, runtime: Runtime) -> None:
     """Register the console's pages, every deployed plugin's console pages, and the sign-in guard."""
-    from . import pages_auth, pages_dashboard, pages_imports, pages_leads  # noqa: F401 - routes
+    from . import pages_auth, pages_dashboard, pages_imports, pages_leads, pages_plugins  # noqa: F401 - routes
 
     app.register_blueprint(bp)
     plugin_pages: dict[str, str] = {}
