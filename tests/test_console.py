@@ -328,3 +328,28 @@ def test_generated_form_round_trip() -> None:
         raise AssertionError("300 points must be refused")
     form.setlist("s.rules.0.remove", ["on"])
     assert [r["value"] for r in sf.parse(Settings(), form)["rules"]] == ["武汉"]
+
+
+def test_pool_pages_claim_refusal_and_release(app: Flask, tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    assert tenant.put("/api/v1/plugins/pool", json={"enabled": True}).status_code == 200
+    lead = tenant.lead("13800138444", who="rep", name="Pooled")
+    rep = ConsoleClient(tenant, "rep")
+    home = rep.get("/console/p/pool/").get_data(as_text=True)
+    assert "Pooled" in home  # her held lead, with its days left
+    r = rep.post("/console/p/pool/release", {"lead_ids": str(lead["id"]), "reason": "no answer"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    pools = tenant.get("/api/v1/pool/pools").get_json()["items"]
+    pool_id = pools[0]["id"]
+    page = rep.get(f"/console/p/pool/{pool_id}").get_data(as_text=True)
+    assert f'value="{lead["id"]}"' in page
+    rep2 = ConsoleClient(tenant, "rep2")
+    assert rep2.post("/console/p/pool/claim", {"lead_ids": str(lead["id"]),
+                                               "pool_id": str(pool_id)}).status_code == 302
+    again = rep.post("/console/p/pool/claim", {"lead_ids": str(lead["id"]), "pool_id": str(pool_id)})
+    assert again.status_code == 409 and 'id="refusals"' in again.get_data(as_text=True)
+    assert rep.get("/console/p/pool/sweep").status_code == 403
+    assert ConsoleClient(tenant, "manager").get("/console/p/pool/sweep").status_code == 200
+    assert tenant.put("/api/v1/plugins/pool", json={"enabled": False}).status_code == 200
+    assert rep.get("/console/p/pool/").status_code == 404
+    assert "/console/p/pool/" not in rep.get("/console/").get_data(as_text=True)
