@@ -99,6 +99,7 @@ from pelago.hostapp.auth import commit, enter_tenant, public_session, requires, 
 from pelago.hostapp.auth import ctx as current_context
 from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
+from pelago.hostapp.console.forms import read as console_form
 from pelago.hostapp.console.web import _ as console_text
 from pelago.hostapp.console.web import back as console_redirect
 from pelago.hostapp.console.web import console_requires, render_page
@@ -176,6 +177,7 @@ __all__ = [
     "console_redirect",
     "console_notice",
     "console_text",
+    "console_form",
     # tables: the plugin's own, and the core's to read and point foreign keys at
     "Base",
     "TenantScoped",
