@@ -69,6 +69,8 @@ ZH: dict[str, str] = {
     "Create lead": "创建线索",
     "Note": "备注",
     "Company": "公司",
+    "Product": "产品",
+    "Skip to content": "跳到正文",
     "City": "城市",
     "Lead created.": "线索已创建。",
     "This lead already existed: the submission was merged into it.": "线索已存在：本次提交已合并到该线索。",
