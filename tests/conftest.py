@@ -34,6 +34,7 @@ ALL_GOOD_PLUGINS = ("pool", "scheduling", "sms_nurture", "settlement", "conversi
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives headless Chromium (tests/test_console_browser.py)")
     dist = Path(config.rootpath) / ".pytest_plugins_dist"
     info = dist / "pelago_test_plugins-0.0.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)

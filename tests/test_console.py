@@ -353,3 +353,71 @@ def test_pool_pages_claim_refusal_and_release(app: Flask, tenant: TenantHandle) 
     assert tenant.put("/api/v1/plugins/pool", json={"enabled": False}).status_code == 200
     assert rep.get("/console/p/pool/").status_code == 404
     assert "/console/p/pool/" not in rep.get("/console/").get_data(as_text=True)
+
+
+def test_admin_pages(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    admin = ConsoleClient(tenant, "admin")
+    for path in ("/console/users", "/console/teams", "/console/routing", "/console/channels", "/console/api-keys",
+                 "/console/deliveries"):
+        assert admin.get(path).status_code == 200, path
+    rep = ConsoleClient(tenant, "rep")
+    assert rep.get("/console/users").status_code == 403 and rep.get("/console/api-keys").status_code == 200
+    # users: create with a team, a bad capacity shown at its field, working hours and a password reset
+    r = admin.post("/console/users", {"s.email": "new@x.test", "s.name": "New", "s.role": "rep",
+                                      "s.team_id": str(tenant.team_id), "s.password": "long enough pw"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    user_url = r.headers["Location"]
+    bad = admin.post(user_url, {"s.daily_capacity": "-1"})
+    assert bad.status_code == 422 and 'id="s-daily_capacity-error"' in bad.get_data(as_text=True)
+    ok = admin.post(user_url, {"s.daily_capacity": "20", "s.on_leave.present": "1", "s.on_leave": "on",
+                               "s.active.present": "1", "s.active": "on", "s.working_hours.days": "1\n2\n3",
+                               "s.working_hours.start": "09:00", "s.working_hours.end": "18:00",
+                               "s.password": "another password"})
+    assert ok.status_code == 302, ok.get_data(as_text=True)
+    user_id = int(user_url.rsplit("/", 1)[1])
+    got = tenant.get(f"/api/v1/users/{user_id}").get_json()
+    assert got["daily_capacity"] == 20 and got["on_leave"] is True
+    assert got["working_hours"] == {"days": [1, 2, 3], "start": "09:00", "end": "18:00"}
+    # teams and their strategy
+    assert admin.post("/console/teams", {"s.name": "华东", "s.strategy": "weighted"}).status_code == 302
+    team = [t for t in tenant.get("/api/v1/teams").get_json()["items"] if t["name"] == "华东"][0]
+    assert team["strategy"] == "weighted"
+    assert admin.post(f"/console/teams/{team['id']}", {"s.strategy": "nonsense"}).status_code == 422
+    # a routing rule, then the preview explains where a lead would go
+    r = admin.post("/console/routing", {"action": "create", "s.name": "baidu to east", "s.priority": "10",
+                                        "s.team_id": str(team["id"]), "s.match.source": "baidu",
+                                        "s.active.present": "1", "s.active": "on"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    preview = admin.post("/console/routing", {"action": "preview", "p.phone": "13800138999", "p.source": "baidu"})
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and 'id="preview-result"' in html and "baidu to east" in html
+    # a channel: its secret once, with the signing example
+    ch = admin.post("/console/channels", {"s.name": "landing page", "s.active.present": "1", "s.active": "on"})
+    html = ch.get_data(as_text=True)
+    assert ch.status_code == 200 and 'id="secret-value"' in html and "X-Pelago-Signature: sha256=" in html
+    assert 'id="secret-value"' not in admin.get("/console/channels").get_data(as_text=True)
+    # API keys: a rep's own, shown once, then revoked
+    made = rep.post("/console/api-keys", {"name": "laptop"}).get_data(as_text=True)
+    assert 'id="key-value">pk_' in made
+    key_id = tenant.get("/api/v1/api-keys", who="rep").get_json()["items"][-1]["id"]
+    assert rep.post(f"/console/api-keys/{key_id}/revoke").status_code == 302
+
+
+def test_failed_delivery_retried(make_app, test_plugins_forget) -> None:  # type: ignore[no-untyped-def]
+    from tests.plugins import failing
+
+    app: Flask = make_app(plugins=("pool", "recorder", "failing"))
+    tenant = new_tenant(app)
+    set_passwords(tenant)
+    tenant.put("/api/v1/plugins/failing", json={"enabled": True})
+    tenant.lead("13800138123")
+    admin = ConsoleClient(tenant, "admin")
+    page = admin.get("/console/deliveries").get_data(as_text=True)
+    assert "failing" in page
+    failed = tenant.get("/api/v1/deliveries", query_string={"state": "failed"}).get_json()["items"]
+    assert failed
+    failing.ATTEMPTS.clear()
+    r = admin.post(f"/console/deliveries/{failed[0]['id']}/retry")
+    assert r.status_code == 302
+    assert failing.ATTEMPTS  # ran again

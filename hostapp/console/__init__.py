@@ -56,7 +56,7 @@ def error_page(code: int, message: str = "") -> Response:
 
 def install(app: Flask, runtime: Runtime) -> None:
     """Register the console's pages, every deployed plugin's console pages, and the sign-in guard."""
-    from . import pages_auth, pages_dashboard, pages_imports, pages_leads, pages_plugins  # noqa: F401 - routes
+    from . import pages_admin, pages_auth, pages_dashboard, pages_imports, pages_leads, pages_plugins  # noqa: F401 - routes
 
     app.register_blueprint(bp)
     plugin_pages: dict[str, str] = {}
@@ -69,6 +69,7 @@ def install(app: Flask, runtime: Runtime) -> None:
         i18n.merge(spec.console.messages)
     web.install_guard(app, plugin_pages)
     app.jinja_env.filters["local"] = web.local_time
+    app.jinja_env.filters["zip_self"] = lambda values: [(v, v) for v in values]
     app.jinja_env.globals.update(_=web._, csrf_field=csrf_field, htmx_installed=htmx_installed,
                                  current_app=app)
 

@@ -32,9 +32,10 @@ def imports() -> Any:
     errors: dict[str, Any] = {}
     error = None
     if request.method == "POST":
-        # The API's upload reads every form field as an import option: the CSRF token (checked already) is not one.
+        # The API's upload reads every form field as an import option: the CSRF token (checked already) is not
+        # one, and an input left empty is an option not given.
         request.form = ImmutableMultiDict(  # type: ignore[misc]
-            [(k, v) for k, v in request.form.items(multi=True) if k != "csrf_token"])
+            [(k, v) for k, v in request.form.items(multi=True) if k != "csrf_token" and v.strip()])
         try:
             out, _status, _headers = upload_import()
         except InvalidInput as exc:

@@ -38,6 +38,7 @@ class Field:
     description: str = ""
     required: bool = False
     choices: list[str] = field(default_factory=list)
+    options: list[tuple[str, str]] = field(default_factory=list)  # (value, label) of a select, when given
     children: list[Field] = field(default_factory=list)
     items: list[list[Field]] = field(default_factory=list)  # list_nested: one row of fields per item
 
@@ -83,18 +84,24 @@ def defaults(schema: Schema) -> dict[str, Any]:
         return {}
 
 
-def describe(schema: Schema, values: Mapping[str, Any], prefix: str = PREFIX) -> list[Field]:
+def describe(schema: Schema, values: Mapping[str, Any], prefix: str = PREFIX,
+             options: Mapping[str, list[tuple[str, str]]] | None = None) -> list[Field]:
+    """The form's fields; ``options``: labelled choices for top-level fields (``team_id``: the teams)."""
     out: list[Field] = []
     for name, f in schema.fields.items():
         if f.dump_only:
             continue
         path = f"{prefix}.{name}"
-        kind = _kind(f)
+        kind = "password" if name == "password" else _kind(f)
+        if options and name in options:
+            kind = "select"
         value = values.get(name) if isinstance(values, Mapping) else None
         item = Field(name=name, path=path, kind=kind, label=name.replace("_", " "),
                      description=str(f.metadata.get("description", "")), required=f.required)
         if kind == "select":
             item.choices = _choices(f)
+            if options and name in options:
+                item.options = list(options[name])
         if kind == "choices":
             item.choices = _choices(f.inner)  # type: ignore[attr-defined]
         if kind == "nested":
@@ -112,6 +119,8 @@ def describe(schema: Schema, values: Mapping[str, Any], prefix: str = PREFIX) ->
             item.value = "\n".join(str(v) for v in (value or []))
         elif kind == "secret":
             item.value = MASK if value not in (None, "") else ""
+        elif kind == "password":
+            item.value = ""
         else:
             item.value = value
         out.append(item)
@@ -134,12 +143,17 @@ def parse(schema: Schema, form: Any, prefix: str = PREFIX) -> dict[str, Any]:
         if f.dump_only:
             continue
         path = f"{prefix}.{name}"
-        kind = _kind(f)
+        kind = "password" if name == "password" else _kind(f)
         if kind == "checkbox":
             if f"{path}.present" in form:
                 out[name] = path in form
             continue
         if kind == "nested":
+            keys = [k for k in form if k.startswith(f"{path}.") and not k.endswith(".present")]
+            if f.allow_none and not any(str(form.get(k, "")).strip() for k in keys):
+                if keys:
+                    out[name] = None  # an optional group left empty: none (working hours: none)
+                continue
             try:
                 out[name] = parse(_schema_of(f), form, path)
             except FormProblem as exc:
@@ -167,8 +181,13 @@ def parse(schema: Schema, form: Any, prefix: str = PREFIX) -> dict[str, Any]:
         if path not in form:
             continue
         raw = str(form.get(path, "")).strip()
+        if kind == "password" and raw == "":
+            continue  # no new password
         if kind == "lines":
-            out[name] = [line.strip() for line in raw.splitlines() if line.strip()]
+            lines = [line.strip() for line in raw.splitlines() if line.strip()]
+            needs_one = any(isinstance(v, validate.Length) and (v.min or 0) > 0 for v in f.validators)
+            if lines or not needs_one:  # an empty list where one is not allowed: the key not given
+                out[name] = lines
         elif kind == "json":
             try:
                 out[name] = json.loads(raw) if raw else {}
