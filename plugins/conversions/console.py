@@ -37,6 +37,9 @@ from .models import MOMENTS, STATUSES, Account, Conversion, Rule
 pages = flask.Blueprint("conversions_pages", __name__, template_folder="templates")
 
 PAGE = 50
+#: the moments' labels (translated in MESSAGES)
+MOMENT_LABELS = {"valid_lead": "Valid lead", "first_contact": "First contact", "qualified": "Qualified lead",
+                 "deal_won": "Deal won"}
 FIX = "Please correct the fields marked below."
 
 
@@ -106,7 +109,7 @@ def rule_list(*, errors: dict[str, Any] | None = None, error: str | None = None,
     rules = [api._rule_out(r) for r in c.session.scalars(select(Rule).order_by(Rule.id))]
     names = dict(c.session.execute(select(Account.id, Account.name)).all())
     return render_page("conversions/rules.html", rules=rules, accounts=sorted(names.items()), account_names=names,
-                       moments=MOMENTS, errors=errors or {}, error=error, form=request.form), status
+                       moments=MOMENTS, moment_labels=MOMENT_LABELS, errors=errors or {}, error=error, form=request.form), status
 
 
 @pages.post("/rules")
@@ -149,7 +152,7 @@ def conversion_list() -> Any:
     rules = dict(c.session.execute(select(Rule.id, Rule.name)).all())
     filters = {k: request.args.get(k, "") for k in ("lead_id", "rule_id", "channel", "status")}
     return render_page("conversions/sent.html", items=items, next_cursor=next_cursor, errors=errors,
-                       statuses=STATUSES, rules=sorted(rules.items()), rule_names=rules, filters=filters)
+                       statuses=STATUSES, moment_labels=MOMENT_LABELS, rules=sorted(rules.items()), rule_names=rules, filters=filters)
 
 
 @pages.get("/funnel")
@@ -192,10 +195,12 @@ MESSAGES = {"zh-CN": {
     "source": "来源",
     "Channel": "渠道",
     "Moment": "时机",
-    "valid_lead": "有效线索",
-    "first_contact": "首次联系",
-    "qualified": "合格线索",
-    "deal_won": "成交",
+    "Valid lead": "有效线索",
+    "First contact": "首次联系",
+    "Qualified lead": "合格线索",
+    "Deal won": "成交",
+    "Rule name": "规则名称",
+    "Account name": "账户名称",
     "Event type": "事件类型",
     "Window (days)": "归因窗口（天）",
     "Click key": "点击标识字段",

@@ -289,6 +289,7 @@ MESSAGES = {"zh-CN": {
     "refund": "退费",
     "expire": "过期",
     "Filter": "筛选",
+    "Date": "日期",
     "Lead": "线索",
     "Please correct the fields marked below.": "请更正下面标出的字段。",
 }}
