@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import select
 
 from pelago.core.clock import FrozenClock
 from pelago.testing import TenantHandle, new_tenant
@@ -79,6 +80,13 @@ def test_session_expires(tenant: TenantHandle, clock: FrozenClock) -> None:
     assert c.get("/console/").status_code == 200
     clock.advance(hours=13)
     assert c.get("/console/").status_code == 302
+    # the next sign-in deletes the expired row
+    from pelago.core.models import ConsoleSession
+
+    ConsoleClient(tenant, "admin")
+    with tenant.runtime.sessions() as session:
+        rows = session.scalars(select(ConsoleSession).where(ConsoleSession.tenant_id == tenant.id)).all()
+        assert [r.user_id for r in rows] == [tenant.users["admin"]]
 
 
 def test_new_password_ends_sessions(tenant: TenantHandle, pelago_cli) -> None:  # type: ignore[no-untyped-def]
@@ -421,3 +429,21 @@ def test_failed_delivery_retried(make_app, test_plugins_forget) -> None:  # type
     r = admin.post(f"/console/deliveries/{failed[0]['id']}/retry")
     assert r.status_code == 302
     assert failing.ATTEMPTS  # ran again
+
+
+def test_demo_credentials_sign_in(app: Flask) -> None:
+    """`make run` prints these: each demo user signs in to the console with them."""
+    from pelago.hostapp.demo import PASSWORD as DEMO_PASSWORD
+    from pelago.hostapp.demo import PEOPLE, seed
+
+    info = seed(app.extensions["pelago"])
+    banner = info.banner("http://127.0.0.1:5000")
+    assert "http://127.0.0.1:5000/console" in banner and DEMO_PASSWORD in banner
+    for email, _name, _role in PEOPLE:
+        assert email in banner
+        client = app.test_client()
+        token = _sign_in_form(client)
+        r = client.post("/console/sign-in", data={"csrf_token": token, "email": email, "password": DEMO_PASSWORD,
+                                                  "tenant": "demo"})
+        assert r.status_code == 302, email
+        assert client.get("/console/leads").status_code == 200
