@@ -72,7 +72,8 @@ def _seed(t: TenantHandle) -> dict[str, int]:
     return ids
 
 
-def test_plugin_pages_in_zh_cn(browser: Any, serve: Callable[[Flask], str], make_app: Callable[..., Flask]) -> None:
+def test_plugin_pages_in_zh_cn(browser: Any, serve: Callable[[Flask], str],  # noqa: F811 - the fixtures
+                               make_app: Callable[..., Flask]) -> None:
     app = make_app(plugins=PLUGINS)
     tenant = new_tenant(app)
     _named(tenant, "示例教育")

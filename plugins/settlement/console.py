@@ -253,6 +253,8 @@ def statement(*, error: str | None = None, errors: dict[str, Any] | None = None,
     args, arg_errors = console_form(s.StatementArgs(), request.args)
     chosen = request.args.get("branch_id", "")
     branch_id = int(chosen) if chosen.isdigit() else (branches[0].id if branches else None)
+    if branch_id is not None and branch_id not in {b.id for b in branches}:
+        raise NotFound(f"branch {branch_id} not found")  # another tenant's, or not the manager's branch
     out = None
     if branch_id is not None and not arg_errors:
         try:

@@ -85,6 +85,9 @@ def test_statement_lock_and_credits(app, clock):
     page = manager.text(f"{P}/statements", query_string={"branch_id": b, "period": "2026-03"})
     assert "1000.00" in page and "100.00" in page and 'id="lock"' not in page
     assert manager.post(f"{P}/periods/lock", {"period": "2026-03"}).status_code == 403
+    other = branch(t, "Beijing", team_id=team(t, "North"))  # not the manager's branch
+    assert manager.get(f"{P}/statements", query_string={"branch_id": other, "period": "2026-13"}).status_code == 404
+    assert admin.get(f"{P}/statements", query_string={"branch_id": other}).status_code == 200
     bad = manager.get(f"{P}/statements", query_string={"branch_id": b, "period": "2026-13"})
     assert bad.status_code == 200 and 'id="f-period-error"' in bad.get_data(as_text=True)
     early = admin.post(f"{P}/periods/lock", {"period": "2026-03"})  # not ended yet
