@@ -514,3 +514,18 @@ def test_every_plugins_settings_form_posts_back(app: Flask, tenant: TenantHandle
         assert r.status_code == 302, (name, r.get_data(as_text=True)[-3000:])
         checked.append(name)
     assert "pool" in checked and len(checked) >= 3
+
+
+def test_dashboard_numbers(tenant: TenantHandle) -> None:
+    set_passwords(tenant)
+    tenant.put("/api/v1/plugins/pool", json={"enabled": True})
+    tenant.lead("13800138501", who="rep", source="baidu")
+    tenant.lead("13800138502", who="rep2", source="baidu")
+    released = tenant.lead("13800138503", who="rep", source="douyin")
+    tenant.post("/api/v1/pool/release", who="rep", json={"lead_ids": [released["id"]], "reason": "x"})
+    manager = ConsoleClient(tenant, "manager").get("/console/").get_data(as_text=True)
+    assert "<th>baidu</th><td>2</td>" in manager and 'id="unowned-count"' in manager
+    assert 'id="pool-flows"' in manager and "流入公海: 1" in manager.replace("：", ": ")
+    rep = ConsoleClient(tenant, "rep").get("/console/").get_data(as_text=True)
+    assert "<th>baidu</th><td>1</td>" in rep  # her own leads only
+    assert 'id="my-open">1<' in rep and 'id="pool-flows"' not in rep
