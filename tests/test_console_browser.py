@@ -125,7 +125,7 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     from selenium.webdriver.common.by import By
 
     app = make_app(plugins=("pool",))
-    tenant = new_tenant(app)
+    tenant = new_tenant(app, slug="shili-rep")  # fixed: the screenshots stay the same from run to run
     _named(tenant, "示例教育")
     set_passwords(tenant)
     tenant.put("/api/v1/plugins/pool", json={"enabled": True})
@@ -198,7 +198,7 @@ def test_admin_imports_and_plugins(browser: Any, serve: Callable[[Flask], str], 
     from selenium.webdriver.common.by import By
 
     app = make_app(plugins=("pool",))
-    tenant = new_tenant(app)
+    tenant = new_tenant(app, slug="shili-admin")
     _named(tenant, "示例教育")
     set_passwords(tenant)
     tenant.put("/api/v1/plugins/pool", json={"enabled": True})

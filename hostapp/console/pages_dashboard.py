@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from pelago.core.models import STAGES, Activity, Deal, Lead, Team
+from pelago.core.models import STAGES, Activity, Deal, Lead, OwnershipChange, Team
 from pelago.core.routing import day_start
 from pelago.core.services import leads as lead_svc
 
@@ -21,6 +21,32 @@ def _bars(rows: list[tuple[str, int]], width: int = 320) -> dict[str, Any]:
     top = max((n for _label, n in rows), default=0) or 1
     return {"rows": [(label, n, round(n / top * (width - 140))) for label, n in rows],
             "height": 22 * len(rows) + 4, "width": width}
+
+
+def _flows(c: Any, today: Any, days: int = 30) -> dict[str, Any]:
+    """Leads that lost their owner (into the pool) and that got one back from nobody, per day for ``days`` days.
+
+    Read from the core's ownership ledger, so it counts releases, recycles,
+    claims and distributions alike; a manager's or admin's view (reps see only their own leads).
+    """
+    since = today - timedelta(days=days - 1)
+    rows = c.session.execute(
+        select(OwnershipChange.at, OwnershipChange.from_user_id, OwnershipChange.to_user_id)
+        .where(OwnershipChange.at >= since,
+               (OwnershipChange.from_user_id.is_(None)) != (OwnershipChange.to_user_id.is_(None)))
+    ).all()
+    tz = c.tenant.tz
+    start = since.date()
+    inflow = [0] * days
+    outflow = [0] * days
+    for at, from_user, _to_user in rows:
+        i = (at.astimezone(tz).date() - start).days
+        if 0 <= i < days:
+            (inflow if from_user is not None else outflow)[i] += 1
+    top = max([*inflow, *outflow, 1])
+    bars = [(start + timedelta(days=i), inflow[i], outflow[i], round(inflow[i] / top * 80), round(outflow[i] / top * 80))
+            for i in range(days)]
+    return {"bars": bars, "total_in": sum(inflow), "total_out": sum(outflow)}
 
 
 @bp.get("/")
@@ -56,4 +82,5 @@ def dashboard() -> Any:
         unowned=unowned,
         funnel=_bars([(s, funnel.get(s, 0)) for s in STAGES]),
         mine=mine,
+        flows=_flows(c, today) if "pool" in c.tenant.enabled and console().at_least("manager") else None,
     )

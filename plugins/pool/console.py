@@ -118,6 +118,9 @@ def sweep_preview() -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "Public pool (公海)": "公海",
+    "Unworked leads return to a pool by rule; others claim them, one winner per lead.":
+        "未跟进的线索按规则回到公海，其他人领取，每条线索只有一个领取者。",
     "Pool": "公海",
     "Pools": "公海",
     "Sweep preview": "回收预览",
