@@ -247,7 +247,6 @@ MESSAGES = {"zh-CN": {
     "Step added.": "已添加步骤。",
     "Sequence {name} created.": "已创建序列 {name}。",
     "Template {name} saved.": "已保存模板 {name}。",
-    "active": "进行中",
     "paused": "已暂停",
     "Enrolled": "已加入",
     "Sent": "已发送",
