@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The console's htmx, from the npm registry into the virtualenv (never fetched at run time, not in the repo).
+HTMX_VERSION := 2.0.11
+HTMX := $(VENV)/share/pelago-npm/node_modules/htmx.org/dist/htmx.min.js
 
 .PHONY: run test test-sqlite test-postgres venv clean bench
 
@@ -15,12 +18,17 @@ $(STAMP): pyproject.toml examples/lead_score/pyproject.toml examples/sms_aliyun/
 		-e examples/conversions_adapters
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(HTMX):
+	@if command -v npm >/dev/null; then \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/share/pelago-npm htmx.org@$(HTMX_VERSION); \
+	else echo "npm not found: the console works without htmx (no live progress, full page loads)"; fi
 
-run: $(STAMP)
+venv: $(STAMP) $(HTMX)
+
+run: $(STAMP) $(HTMX)
 	$(BIN)/pelago serve --demo --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
 
-test: $(STAMP)
+test: $(STAMP) $(HTMX)
 	scripts/test
 
 test-sqlite: $(STAMP)

@@ -50,6 +50,14 @@ class Verdict:
 class Limiter(Protocol):
     def hit(self, key: str, rate: Rate) -> Verdict: ...
 
+    def peek(self, key: str, rate: Rate) -> Verdict:
+        """Whether ``key`` is already past ``rate`` in this window, without counting a hit.
+
+        For limits on failures (the console's sign-in): a refused key is
+        answered before the work, and only a failure is counted.
+        """
+        ...
+
 
 def _window(now: datetime, rate: Rate) -> tuple[int, int]:
     """``(window number, seconds left in it)`` at ``now``."""
@@ -97,6 +105,14 @@ class MemoryLimiter:
         with self._lock:
             return sum(len(b) for b in self._buckets.values())
 
+    def peek(self, key: str, rate: Rate) -> Verdict:
+        if rate.limit == 0:
+            return Verdict(True, 0)
+        number, left = _window(self.clock(), rate)
+        with self._lock:
+            count = self._buckets.get((rate.seconds, number), {}).get(key, 0)
+        return Verdict(count < rate.limit, 0 if count < rate.limit else left)
+
 
 class RedisLimiter:
     """Counts in Redis: one ``INCR`` and ``EXPIRE`` per hit, in one round trip.
@@ -126,3 +142,13 @@ class RedisLimiter:
             logging.getLogger("pelago").warning("rate limit %s not checked: Redis did not answer", key)
             return Verdict(True, 0)
         return Verdict(count <= rate.limit, 0 if count <= rate.limit else left)
+
+    def peek(self, key: str, rate: Rate) -> Verdict:
+        if rate.limit == 0:
+            return Verdict(True, 0)
+        number, left = _window(self.clock(), rate)
+        try:
+            count = int(self.redis.get(f"{self.prefix}:{key}:{number}") or 0)
+        except Exception:  # noqa: BLE001 - fail open, as hit() does
+            return Verdict(True, 0)
+        return Verdict(count < rate.limit, 0 if count < rate.limit else left)

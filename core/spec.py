@@ -7,8 +7,8 @@ the host attribute every route, job and table to the plugin that owns it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +18,7 @@ from marshmallow import Schema
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
+    import flask
     from flask_smorest import Blueprint
 
     from .context import JobContext
@@ -59,13 +60,52 @@ class Job:
 
 
 @dataclass(frozen=True)
+class MenuEntry:
+    """One entry of the console's menu, pointing at a view of the plugin's console blueprint.
+
+    ``label`` is English; the console shows it translated through
+    :attr:`ConsolePages.messages`. ``endpoint`` is the view's name within the
+    blueprint (``"pools"`` for ``@bp.get("/")`` on ``def pools()``). ``role``:
+    the lowest role that sees the entry (the view checks it too, with
+    :func:`pelago.plugin.console_requires`).
+    """
+
+    label: str
+    endpoint: str
+    role: str = "rep"
+
+
+@dataclass(frozen=True)
+class ConsolePages:
+    """A plugin's pages in the web console (``/console/p/<plugin>/...``).
+
+    ``blueprint`` is a plain :class:`flask.Blueprint` whose ``template_folder``
+    is in the plugin's package (keep templates under a folder named after the
+    plugin, ``templates/<plugin>/...``, and extend ``console/base.html``). The
+    console signs the user in, checks the CSRF token of every form post, and
+    answers 404 for every page of the blueprint to a tenant that has the
+    plugin off; its menu entries are then not shown either. Views use
+    :func:`pelago.plugin.current_context` as API views do, and
+    :func:`pelago.plugin.render_page` to render.
+
+    ``messages``: translations of the plugin's labels and template strings,
+    ``{"zh-CN": {"Pools": "公海"}}``, keyed by the English text.
+    """
+
+    blueprint: flask.Blueprint
+    menu: Sequence[MenuEntry] = ()
+    messages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PluginSpec:
     """The static half of a plugin, named by its ``pelago.plugins`` entry point.
 
     ``name`` is also the table prefix (``<name>_*``) and the URL segment
     (``/api/v1/<name>/``). ``settings`` is a marshmallow schema class whose
     ``load({})`` gives the defaults; fields with ``metadata={"secret": True}``
-    are masked whenever settings are shown.
+    are masked whenever settings are shown. ``console``: the plugin's pages
+    and menu entries in the web console (:class:`ConsolePages`).
     """
 
     name: str
@@ -83,6 +123,7 @@ class PluginSpec:
     hooks: ModuleType | object | None = None
     hookspecs: ModuleType | object | None = None
     default_enabled: bool = False
+    console: ConsolePages | None = None
 
     def secret_fields(self) -> frozenset[str]:
         """Names of settings fields that must never be shown in clear."""

@@ -14,7 +14,7 @@ from pelago.core.db import make_engine
 from pelago.core.host import PluginHost
 from pelago.core.runtime import Runtime
 
-from . import auth, errors, limits
+from . import auth, console, errors, limits
 from .api import core_blueprints
 from .config import Settings
 
@@ -25,6 +25,11 @@ class PelagoApi(Api):
     """flask-smorest's Api; every error body also carries a ``message``."""
 
     def handle_http_exception(self, error: Any) -> Any:
+        from .console import html_error
+
+        page = html_error(error)
+        if page is not None:  # the console answers with a page, not a JSON body
+            return page
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = "invalid input" if code == 422 else (error.description or error.name)
@@ -139,6 +144,7 @@ def create_app(
             plugin_blueprints[spec.blueprint.name] = spec.name
     errors.register(app)
     auth.install(app, plugin_blueprints)
+    console.install(app, runtime)
     limits.install(app, runtime, settings)
 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 张伟, not \u5f20\u4f1f

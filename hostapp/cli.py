@@ -305,6 +305,27 @@ def users_create(
         click.echo(f"user {user.email} ({user.role}) created (id {user.id})")
 
 
+@users.command("set-password")
+@click.argument("email")
+@click.option("--tenant", "slug", required=True, help="the user's tenant")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="the new password (asked for when not given)")
+@click.pass_obj
+def users_set_password(obj: dict[str, Any], email: str, slug: str, password: str) -> None:
+    """Set a user's console password (stored as a PBKDF2 hash): the first admin's way into the console.
+
+    Signs the user out of every console session, so an old password's sessions end.
+    """
+    from pelago.core.services.admin import set_password
+
+    rt = _runtime(obj)
+    tenant = rt.tenant_by_slug(slug)
+    with rt.sessions() as session:
+        user = set_password(session, tenant_id=tenant.id, email=email, password=password)
+        session.commit()
+        click.echo(f"password of {user.email} ({slug}) set")
+
+
 @users.command("activate")
 @click.argument("email")
 @click.option("--tenant", "slug", required=True, help="the user's tenant")

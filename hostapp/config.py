@@ -43,6 +43,8 @@ class Settings:
     intake_rate_channel: str = "3000/60"
     intake_rate_address: str = "600/60"
     proxy_count: int = 0
+    console_session_hours: float = 12.0
+    console_signin_rate: str = "5/300"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,4 +73,6 @@ class Settings:
             intake_rate_channel=env.get("PELAGO_INTAKE_RATE_CHANNEL", "3000/60"),
             intake_rate_address=env.get("PELAGO_INTAKE_RATE_ADDRESS", "600/60"),
             proxy_count=int(env.get("PELAGO_PROXY_COUNT", "0")),
+            console_session_hours=float(env.get("PELAGO_CONSOLE_SESSION_HOURS", "12")),
+            console_signin_rate=env.get("PELAGO_CONSOLE_SIGNIN_RATE", "5/300"),
         )

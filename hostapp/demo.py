@@ -15,6 +15,8 @@ from pelago.core.services import admin, deals, leads, routing
 from pelago.core.services.plugins import configure
 
 SLUG = "demo"
+#: every demo user's console password (printed by `make run`)
+PASSWORD = "pelago-demo"
 PEOPLE = [
     ("admin@demo.pelago.dev", "Ada Admin", "admin"),
     ("manager@demo.pelago.dev", "Mei Manager", "manager"),
@@ -39,6 +41,8 @@ class DemoInfo:
         return "\n".join([
             "",
             "Pelago demo is ready.",
+            f"  console:    {base}/console   (sign in as admin@demo.pelago.dev, manager@demo.pelago.dev,",
+            f"              li@demo.pelago.dev or wang@demo.pelago.dev; password: {PASSWORD})",
             f"  API docs:   {base}/api/docs   (OpenAPI: {base}/api/openapi.json)",
             f"  tenant:     {self.tenant}",
             f"  admin key:  {self.admin_key}",
@@ -65,7 +69,7 @@ def seed(rt: Runtime) -> DemoInfo:
             session.flush()
             for email, name, role in PEOPLE:
                 admin.create_user(session, tenant_id=tenant.id, email=email, name=name, role=role,
-                                  team_id=team.id, password="pelago-demo", now=now)
+                                  team_id=team.id, password=PASSWORD, now=now)
             session.commit()
             _populate(rt, tenant.id)
         users = {u.email: u for u in session.scalars(select(User).where(User.tenant_id == tenant.id))}
@@ -114,7 +118,7 @@ def _routing(ctx: HookContext) -> None:
     telesales = ctx.session.scalars(select(Team).where(Team.name == "Telesales")).one()
     care = admin.create_team(ctx, {"name": "Customer care", "description": "repurchases"})
     admin.create_user(ctx.session, tenant_id=ctx.tenant.id, email="zhao@demo.pelago.dev", name="Zhao Care",
-                      role="rep", team_id=care.id, password="pelago-demo", now=ctx.now())
+                      role="rep", team_id=care.id, password=PASSWORD, now=ctx.now())
     routing.save_rule(ctx, {"name": "douyin ads", "priority": 10, "team_id": telesales.id,
                             "match": {"source": ["douyin"]}})
     routing.update_settings(ctx, {"auto_routing": True, "default_team_id": telesales.id,
@@ -206,7 +210,7 @@ def _settlement(ctx: HookContext) -> None:
     teams = {t.name: t.id for t in ctx.session.scalars(select(Team))}
     wuhan_team = admin.create_team(ctx, {"name": "武汉电销", "description": "Wuhan branch intake"})
     admin.create_user(ctx.session, tenant_id=ctx.tenant.id, email="chen@demo.pelago.dev", name="Chen Rep",
-                      role="rep", team_id=wuhan_team.id, password="pelago-demo", now=ctx.now())
+                      role="rep", team_id=wuhan_team.id, password=PASSWORD, now=ctx.now())
     shanghai = make_branch(ctx, s.BranchCreate().load({"name": "上海", "timezone": "Asia/Shanghai"}))
     wuhan = make_branch(ctx, s.BranchCreate().load({"name": "武汉", "timezone": "Asia/Shanghai"}))
     place_team(ctx, shanghai.id, teams["Telesales"])

@@ -93,6 +93,11 @@ def transient(err: OperationalError) -> str | None:
 def register(app: Flask) -> None:
     @app.errorhandler(PelagoError)
     def _domain(err: PelagoError) -> Any:
+        from .console import html_error
+
+        page = html_error(err)
+        if page is not None:  # a console page gets an HTML error page
+            return page
         errors: Any = err.errors or None
         if isinstance(err, InvalidInput) and errors:
             errors = {err.location: errors}

@@ -92,7 +92,7 @@ from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
-from pelago.core.spec import Job, Periodic, PluginSpec
+from pelago.core.spec import ConsolePages, Job, MenuEntry, Periodic, PluginSpec
 from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
 from pelago.hostapp.api import Blueprint, LocalTime, MoneyString, file_response
@@ -103,6 +103,11 @@ from pelago.hostapp.auth import commit, enter_tenant, public_session, requires, 
 from pelago.hostapp.auth import ctx as current_context
 from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
+from pelago.hostapp.console.forms import read as console_form
+from pelago.hostapp.console.web import _ as console_text
+from pelago.hostapp.console.web import back as console_redirect
+from pelago.hostapp.console.web import console_requires, render_page
+from pelago.hostapp.console.web import notify as console_notice
 
 __all__ = [
     # declaring a plugin
@@ -168,6 +173,15 @@ __all__ = [
     "NewLeadSchema",
     "ImportDetail",
     "upload_import",
+    # console pages (docs/console.md, "Adding a page")
+    "ConsolePages",
+    "MenuEntry",
+    "render_page",
+    "console_requires",
+    "console_redirect",
+    "console_notice",
+    "console_text",
+    "console_form",
     # tables: the plugin's own, and the core's to read and point foreign keys at
     "Base",
     "TenantScoped",

@@ -9,6 +9,8 @@ below. docs/testing.md describes the fixtures and options.
 from __future__ import annotations
 
 from ._cli import invoke_cli as invoke_cli
+from ._console import ConsoleClient as ConsoleClient
+from ._console import csrf_of as csrf_of
 from ._jobs import deliver_events as deliver_events
 from ._jobs import run_periodic as run_periodic
 from ._jobs import scheduler_tick as scheduler_tick
@@ -22,6 +24,9 @@ __all__ = [
     # tenants and their clients
     "new_tenant",
     "TenantHandle",
+    # the web console, signed in
+    "ConsoleClient",
+    "csrf_of",
     # running now what a worker, the scheduler or a shell would run
     "deliver_events",
     "run_periodic",

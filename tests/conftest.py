@@ -48,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "sweep: a sweep of every route (tenant isolation); scripts/test runs it once, in the PostgreSQL "
                    "pass when there is one",
     )
+    config.addinivalue_line("markers", "browser: drives headless Chromium (tests/test_console_browser.py)")
     dist = Path(config.rootpath) / ".pytest_plugins_dist"
     info = dist / "pelago_test_plugins-0.0.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ REFERENCE = {
     "core_api_key",  # found by its prefix before the tenant is known
     "core_channel",  # a webhook finds its channel by the key in its URL
     "scheduling_feed_token",  # a feed URL carries only its token
+    "core_console_session",  # found by its cookie's token before the tenant is known
 }
 
 

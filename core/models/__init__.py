@@ -1,6 +1,7 @@
 """The core's tables. Plugins add their own (``<plugin>_*``) on the same ``Base``."""
 
 from ..db import Base, TenantScoped
+from .console import ConsoleSession
 from .deals import DEAL_KINDS, Deal, Refund
 from .intake import IMPORT_STATES, Channel, Import, ImportError_
 from .leads import (
@@ -34,6 +35,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Channel",
+    "ConsoleSession",
     "Deal",
     "Delivery",
     "Import",

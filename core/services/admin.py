@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..context import Actor, HookContext
 from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
-from ..models import ROLE_RANK, ApiKey, Team, Tenant, User
+from ..models import ROLE_RANK, ApiKey, ConsoleSession, Team, Tenant, User
 from ..money import currency_code
 from ..security import hash_password, new_api_key
 
@@ -102,7 +102,35 @@ def update_user(ctx: HookContext, user: User, data: Mapping[str, Any]) -> User:
             setattr(user, field, data[field])
     if data.get("password"):
         user.password_hash = hash_password(data["password"])
+        # a new password ends the console sessions signed in with the old one
+        ctx.session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
+    if data.get("active") is False:
+        ctx.session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
     ctx.session.flush()
+    return user
+
+
+MIN_PASSWORD = 8
+
+
+def check_new_password(password: str) -> None:
+    """A console password: at least 8 characters (a longer one is the user's choice)."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput("password too short", {"password": [f"at least {MIN_PASSWORD} characters"]})
+    if len(password) > 200:
+        raise InvalidInput("password too long", {"password": ["at most 200 characters"]})
+
+
+def set_password(session: Session, *, tenant_id: int, email: str, password: str) -> User:
+    """Set the console password of ``email`` in ``tenant_id`` and end that user's console sessions."""
+    check_new_password(password)
+    user = session.scalars(select(User).where(User.tenant_id == tenant_id, User.email == email.strip().lower())
+                           ).first()
+    if user is None:
+        raise NotFound(f"no user {email!r} in this tenant")
+    user.password_hash = hash_password(password)
+    session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
+    session.flush()
     return user
 
 

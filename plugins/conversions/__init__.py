@@ -10,9 +10,9 @@ See docs/plugins/conversions.md.
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.plugin import Job, Periodic, PluginSpec
+from pelago.plugin import ConsolePages, Job, MenuEntry, Periodic, PluginSpec
 
-from . import api, cli, hooks, hookspecs, jobs, models, schemas
+from . import api, cli, console, hooks, hookspecs, jobs, models, schemas
 
 plugin = PluginSpec(
     name="conversions",
@@ -29,6 +29,12 @@ plugin = PluginSpec(
     hooks=hooks,
     hookspecs=hookspecs,
     default_enabled=False,
+    console=ConsolePages(
+        console.pages,
+        menu=(MenuEntry("Conversions", "rule_list", role="manager"),
+              MenuEntry("Channel funnel", "funnel_page", role="manager")),
+        messages=console.MESSAGES,
+    ),
 )
 
 __all__ = ["models", "plugin"]

@@ -106,15 +106,20 @@ def create_account(data: dict[str, Any]) -> Any:
     the field, nothing written); the token is encrypted at rest.
     """
     c = current_context()
+    out = _account_out(make_account(c, data))
+    commit()
+    return out
+
+
+def make_account(c: Any, data: dict[str, Any]) -> Account:
+    """A new account from ``ConversionsAccountIn``-loaded data (422 naming the field); the caller commits."""
     _check_account(c, data)
     if c.session.scalar(select(Account.id).where(Account.name == data["name"])) is not None:
         raise InvalidInput("name taken", {"name": ["another account has this name"]})
     a = Account(**data, created_at=c.now())
     c.session.add(a)
     c.session.flush()
-    out = _account_out(a)
-    commit()
-    return out
+    return a
 
 
 @blp.route("/accounts/<int:conversion_account_id>", methods=["PATCH"])
@@ -211,13 +216,18 @@ def create_rule(data: dict[str, Any]) -> Any:
     under a day or another tenant's account is a 422, nothing written.
     """
     c = current_context()
+    out = _rule_out(make_rule(c, data))
+    commit()
+    return out
+
+
+def make_rule(c: Any, data: dict[str, Any]) -> Rule:
+    """A new rule from ``ConversionsRuleIn``-loaded data (422 naming the field); the caller commits."""
     _check_rule(c, data)
     r = Rule(**data, created_at=c.now())
     c.session.add(r)
     c.session.flush()
-    out = _rule_out(r)
-    commit()
-    return out
+    return r
 
 
 @blp.route("/rules/<int:conversion_rule_id>", methods=["GET"])

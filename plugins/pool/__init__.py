@@ -8,9 +8,9 @@ See docs/plugins/pool.md.
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.plugin import Periodic, PluginSpec
+from pelago.plugin import ConsolePages, MenuEntry, Periodic, PluginSpec
 
-from . import api, cli, hooks, hookspecs, jobs, schemas
+from . import api, cli, console, hooks, hookspecs, jobs, schemas
 
 plugin = PluginSpec(
     name="pool",
@@ -26,4 +26,9 @@ plugin = PluginSpec(
     hooks=hooks,
     hookspecs=hookspecs,
     default_enabled=False,
+    console=ConsolePages(
+        console.pages,
+        menu=(MenuEntry("Pool", "pool_list"), MenuEntry("Sweep preview", "sweep_preview", role="manager")),
+        messages=console.MESSAGES,
+    ),
 )

@@ -11,9 +11,9 @@ See docs/plugins/scheduling.md.
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.plugin import Periodic, PluginSpec
+from pelago.plugin import ConsolePages, MenuEntry, Periodic, PluginSpec
 
-from . import api, cli, hooks, hookspecs, jobs, schemas
+from . import api, cli, console, hooks, hookspecs, jobs, schemas
 
 plugin = PluginSpec(
     name="scheduling",
@@ -32,4 +32,9 @@ plugin = PluginSpec(
     hooks=hooks,
     hookspecs=hookspecs,
     default_enabled=False,
+    console=ConsolePages(
+        console.pages,
+        menu=(MenuEntry("Timetable", "week"), MenuEntry("Student accounts", "account_list")),
+        messages=console.MESSAGES,
+    ),
 )

@@ -8,9 +8,9 @@ docs/plugins/settlement.md.
 
 from pathlib import Path
 
-from pelago.plugin import PluginSpec
+from pelago.plugin import ConsolePages, MenuEntry, PluginSpec
 
-from . import api, cli, hooks, schemas
+from . import api, cli, console, hooks, schemas
 
 plugin = PluginSpec(
     name="settlement",
@@ -24,4 +24,11 @@ plugin = PluginSpec(
     migrations=Path(__file__).parent / "migrations",
     hooks=hooks,
     default_enabled=False,
+    console=ConsolePages(
+        console.pages,
+        menu=(MenuEntry("Branches", "branch_list"),
+              MenuEntry("Distribution policy", "policy_list", role="manager"),
+              MenuEntry("Statements", "statement", role="manager")),
+        messages=console.MESSAGES,
+    ),
 )

@@ -10,9 +10,9 @@ See docs/plugins/sms_nurture.md.
 from datetime import timedelta
 from pathlib import Path
 
-from pelago.plugin import Job, Periodic, PluginSpec
+from pelago.plugin import ConsolePages, Job, MenuEntry, Periodic, PluginSpec
 
-from . import api, cli, hooks, hookspecs, jobs, schemas
+from . import api, cli, console, hooks, hookspecs, jobs, schemas
 
 plugin = PluginSpec(
     name="sms_nurture",
@@ -32,4 +32,10 @@ plugin = PluginSpec(
     hooks=hooks,
     hookspecs=hookspecs,
     default_enabled=False,
+    console=ConsolePages(
+        console.pages,
+        menu=(MenuEntry("SMS sequences", "sequence_list"), MenuEntry("SMS templates", "template_list"),
+              MenuEntry("SMS messages", "message_list")),
+        messages=console.MESSAGES,
+    ),
 )

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+import flask
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -20,6 +21,15 @@ from pelago.core import OwnerChoice, Periodic, PluginSpec, TeamChoice, hookimpl
 from pelago.core.hookspecs import EVENTS
 from pelago.core.spec import Job
 from pelago.hostapp.cli import pass_runtime
+from pelago.plugin import (
+    ConsolePages,
+    MenuEntry,
+    console_redirect,
+    console_requires,
+    console_text,
+    current_context,
+    render_page,
+)
 
 CALLS: list[tuple[str, int, Any]] = []
 
@@ -143,6 +153,24 @@ def echo(ctx: Any, value: int) -> int:
     return value
 
 
+# Its console page (the plugin page contract's test): the hook calls this tenant recorded.
+pages = flask.Blueprint("recorder_pages", __name__, template_folder="templates")
+
+
+@pages.get("/")
+def recorded() -> Any:
+    ctx = current_context()
+    return render_page("recorder/recorded.html", count=len([c for c in CALLS if c[1] == ctx.tenant.id]))
+
+
+@pages.post("/forget")
+@console_requires("admin")
+def forget() -> Any:
+    ctx = current_context()
+    CALLS[:] = [c for c in CALLS if c[1] != ctx.tenant.id]
+    return console_redirect(".recorded", console_text("Forgotten."))
+
+
 plugin = PluginSpec(
     name="recorder",
     title="Recorder (test)",
@@ -153,4 +181,6 @@ plugin = PluginSpec(
     hooks=Hooks(),
     periodic=(Periodic("tick", tick, timedelta(minutes=5)),),
     jobs=(Job("echo", echo),),
+    console=ConsolePages(pages, menu=(MenuEntry("Recorded calls", "recorded"),),
+                         messages={"zh-CN": {"Recorded calls": "已记录的调用", "Forgotten.": "已清除。"}}),
 )

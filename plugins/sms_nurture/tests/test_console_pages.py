@@ -1,0 +1,101 @@
+"""sms_nurture's console pages: sequences (create, steps, pause/resume), templates with the preview, messages."""
+
+from __future__ import annotations
+
+from pelago.testing import ConsoleClient
+
+from .sms_helpers import dispatch, enrol, lead, messages, sequence, sms_tenant, template
+
+P = "/console/p/sms_nurture"
+A = "/api/v1/sms_nurture"
+
+
+def test_pages_follow_the_switch_and_the_roles(app):
+    t = sms_tenant(app)
+    seq = sequence(t, 0)
+    rep, manager = ConsoleClient(t, "rep"), ConsoleClient(t, "manager")
+    home = rep.text(f"{P}/")
+    assert seq["name"] in home and 'id="new-sequence"' not in home
+    assert 'id="toggle"' not in rep.text(f"{P}/sequences/{seq['id']}")
+    assert rep.get(f"{P}/templates/new").status_code == 403
+    assert rep.post(f"{P}/sequences", {"name": "x"}).status_code == 403
+    assert rep.post(f"{P}/sequences/{seq['id']}/status", {"status": "paused"}).status_code == 403
+    for page in ("/", "/templates", "/messages"):
+        assert f"{P}{page}" in rep.text("/console/")
+    assert 'id="new-sequence"' in manager.text(f"{P}/")
+    assert "短信培育序列" in manager.text(f"{P}/", query_string={"lang": "zh-CN"})
+    assert rep.get(f"{P}/sequences/999999").status_code == 404
+    assert t.put("/api/v1/plugins/sms_nurture", json={"enabled": False}).status_code == 200
+    assert rep.get(f"{P}/").status_code == 404 and rep.get(f"{P}/messages").status_code == 404
+    assert f"{P}/" not in rep.text("/console/")
+
+
+def test_sequence_forms(app):
+    t = sms_tenant(app)
+    tpl = template(t)
+    manager = ConsoleClient(t, "manager")
+    bad = manager.post(f"{P}/sequences", {"name": "Spring", "trigger": "not_contacted"})
+    assert bad.status_code == 422 and 'id="f-trigger_hours-error"' in bad.get_data(as_text=True)
+    assert manager.post(f"{P}/sequences", {"name": "Spring"}, csrf=False).status_code == 403
+    r = manager.post(f"{P}/sequences", {"name": "Spring", "trigger": "not_contacted", "trigger_hours": "24"})
+    assert r.status_code == 302
+    seq = t.get(f"{A}/sequences").get_json()["items"][0]
+    assert (seq["name"], seq["trigger"], seq["trigger_hours"]) == ("Spring", "not_contacted", 24)
+    window = manager.post(f"{P}/sequences/{seq['id']}/steps", {"template_id": str(tpl), "delay_minutes": "30",
+                                                               "window_start": "09:00"})
+    assert window.status_code == 422 and "field-error" in window.get_data(as_text=True)
+    assert manager.post(f"{P}/sequences/{seq['id']}/steps", {"template_id": str(tpl), "delay_minutes": "30",
+                                                             "delay_from": "enrolment"}).status_code == 302
+    steps = t.get(f"{A}/sequences/{seq['id']}").get_json()["steps"]
+    assert [(s["template_id"], s["delay_minutes"], s["delay_from"]) for s in steps] == [(tpl, 30, "enrolment")]
+    assert manager.post(f"{P}/sequences/{seq['id']}/status", {"status": "paused"}).status_code == 302
+    assert t.get(f"{A}/sequences/{seq['id']}").get_json()["status"] == "paused"
+    assert manager.post(f"{P}/sequences/{seq['id']}/status", {"status": "gone"}).status_code == 422
+    assert manager.post(f"{P}/sequences/{seq['id']}/status", {"status": "active"}).status_code == 302
+    assert t.get(f"{A}/sequences/{seq['id']}").get_json()["status"] == "active"
+
+
+def test_template_preview_and_unknown_variable(app):
+    t = sms_tenant(app)
+    manager = ConsoleClient(t, "manager")
+    preview = manager.post(f"{P}/templates", {"name": "Hi", "body": "{name}您好", "action": "preview"})
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and 'id="preview-segments">1<' in html and "{name}您好" in html
+    assert t.get(f"{A}/templates").get_json()["items"] == []  # a preview writes nothing
+    unknown = manager.post(f"{P}/templates", {"name": "Hi", "body": "{nmae}您好", "action": "save"})
+    assert unknown.status_code == 422
+    html = unknown.get_data(as_text=True)
+    assert 'id="f-body-error"' in html and "nmae" in html
+    assert manager.post(f"{P}/templates", {"name": "Hi", "body": "{nmae}", "action": "preview"}).status_code == 422
+    assert manager.post(f"{P}/templates", {"name": "Hi", "body": "{name}您好", "action": "save"}).status_code == 302
+    tpl = t.get(f"{A}/templates").get_json()["items"][0]
+    someone = lead(t, name="王芳")
+    shown = ConsoleClient(t, "rep").text(f"{P}/templates/{tpl['id']}", query_string={"lead_id": someone["id"]})
+    assert "王芳您好" in shown and 'id="preview-characters"' in shown
+    long = "春" * 71
+    page = manager.post(f"{P}/templates/{tpl['id']}", {"name": "Hi", "body": long, "action": "preview"})
+    assert 'id="preview-segments">2<' in page.get_data(as_text=True)
+    assert manager.post(f"{P}/templates/{tpl['id']}", {"name": "Hi", "body": "{name}，再见", "action": "save"}
+                        ).status_code == 302
+    assert t.get(f"{A}/templates/{tpl['id']}").get_json()["body"] == "{name}，再见"
+    assert ConsoleClient(t, "rep").post(f"{P}/templates/{tpl['id']}", {"name": "x", "body": "y"}).status_code == 403
+
+
+def test_messages_with_status_reason_and_filters(app):
+    t = sms_tenant(app)
+    seq = sequence(t, 0)
+    ok, silent = lead(t), lead(t, with_consent=False)
+    enrol(t, seq["id"], ok["id"], silent["id"])
+    dispatch(t)
+    by_lead = {m["lead_id"]: m for m in messages(t)}
+    assert by_lead[silent["id"]]["reason"]
+    rep = ConsoleClient(t, "rep")
+    page = rep.text(f"{P}/messages")
+    assert by_lead[silent["id"]]["reason"] in page
+    only = rep.text(f"{P}/messages", query_string={"lead_id": ok["id"]})
+    assert by_lead[silent["id"]]["reason"] not in only
+    status = by_lead[silent["id"]]["status"]
+    filtered = rep.text(f"{P}/messages", query_string={"status": status})
+    assert by_lead[silent["id"]]["reason"] in filtered
+    bad = rep.get(f"{P}/messages", query_string={"status": "lost-in-space"})
+    assert bad.status_code == 200 and 'id="f-status-error"' in bad.get_data(as_text=True)
