@@ -2,7 +2,9 @@
 
 - An rq worker (the real ``pelago worker``) killed with SIGKILL in the middle
   of an event delivery: every event is delivered at least once, and the
-  handler's effects happen once.
+  handler's effects happen once. The same with its work horse in the middle
+  of an import's batch: the lease hands the import to a new worker, which
+  goes on after the last committed batch, every row once.
 - A PostgreSQL backend terminated (``pg_terminate_backend``) in the middle of
   a request: a clean 503 with ``Retry-After``, nothing of the request written,
   and the pool serves the next request; a PostgreSQL that does not answer: 503.
@@ -28,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -138,6 +141,76 @@ def test_a_worker_killed_mid_delivery_delivers_every_event_with_effects_once(mak
         assert sorted(set(calls)) == sorted(state) and calls.count(first) == 2  # at least once: twice for one
         assert int(r.get(f"{queue}:effects")) == 3  # but each outside effect once
         assert crashy_notes(t) == sorted((lead, crashy.note(e)) for lead, e in zip(leads, sorted(state), strict=True))
+    finally:
+        r.delete(*[k for k in r.scan_iter(f"{queue}:*")])
+        app.extensions["pelago"].queue.rq.delete(delete_jobs=True)
+
+
+@pytest.mark.postgres
+def test_a_work_horse_killed_mid_import_is_resumed_by_the_lease_with_every_row_once(
+    make_app, db_url, redis_url, engine, clock
+):
+    """The real ``pelago worker`` runs an import job in its rq work horse; both are SIGKILLed in the
+    middle of the third batch's transaction. Two batches stay committed, the third is rolled back,
+    and once the lease has run out the scheduler's tick hands the import to a new worker, which
+    goes on after row 10: every row imported once, the import ``done``."""
+    from redis import Redis
+
+    from pelago.core.models import Import
+    from pelago.core.services import imports as svc
+
+    queue = f"faults-{uuid.uuid4().hex[:8]}"
+    r = Redis.from_url(redis_url)
+    app = make_app(("crashy",), redis=True, queue_name=queue, extra=(crashy.plugin,))
+    t = crashy_on(app)
+    rows = "name,phone\n" + "".join(f"n{i},1390031{i:04d}\n" for i in range(23))
+    with t.runtime.tenant_context(t.id) as ctx:
+        import_id = svc.create_import(ctx, filename="faults.csv", content=rows.encode()).id
+    t.runtime.queue.enqueue("import", tenant_id=t.id, import_id=import_id)
+    control = {"PELAGO_FAULTS_REDIS": redis_url, "PELAGO_FAULTS_PREFIX": queue, "PELAGO_FAULTS_IMPORT_BATCH": "5"}
+    r.set(f"{queue}:block_import", 3)  # stall in the third batch
+
+    def imported() -> tuple[str, int, int, int]:
+        with t.runtime.tenant_session(t.id) as s:
+            imp = s.get(Import, import_id)
+            leads = s.scalar(select(func.count()).select_from(Lead).where(Lead.tenant_id == t.id))
+            return imp.status, imp.processed_rows, imp.attempts, leads
+
+    try:
+        proc = start_worker(db_url, redis_url, queue, **control)
+        inside = None
+        for _ in range(60):
+            got = r.blpop([f"{queue}:inside"], timeout=1)
+            if got is not None:
+                inside = json.loads(got[1])
+                break
+            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        assert inside is not None and inside["import"], "the worker never reached the third batch"
+        assert inside["pid"] != proc.pid  # rq's work horse, a process of its own
+        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(inside["pid"], signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        r.delete(f"{queue}:block_import")
+        deadline = time.monotonic() + 30
+        with engine.connect() as conn:
+            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                               {"p": inside["backend"]}).scalar():
+                assert time.monotonic() < deadline, "the killed horse's backend is still there"
+                time.sleep(0.05)
+        assert imported() == ("running", 10, 1, 10)  # two batches kept, the third rolled back
+
+        # Once the lease ran out (moved back here rather than waited for), the tick resumes it;
+        # within the lease nothing takes it over (tests/test_import_lease.py).
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE core_import SET lease_until = :t WHERE id = :id"),
+                         {"t": min(clock(), datetime.now(timezone.utc)) - svc.LEASE, "id": import_id})
+        scheduler_tick(t.runtime, t.id)
+        run_worker(db_url, redis_url, queue, **control)
+        assert imported() == ("done", 23, 2, 23)
+        with t.runtime.sessions() as s:
+            phones = s.scalars(select(Lead.phone).where(Lead.tenant_id == t.id)).all()
+        assert len(phones) == len(set(phones)) == 23
     finally:
         r.delete(*[k for k in r.scan_iter(f"{queue}:*")])
         app.extensions["pelago"].queue.rq.delete(delete_jobs=True)

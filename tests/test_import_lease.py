@@ -1,18 +1,12 @@
 """An import whose worker dies is resumed after its lease, not left ``running`` forever (issue 14, finding 12).
 
-Crashes are real: a ``BaseException`` out of the worker's progress callback
-(nothing of the import catches it, as nothing catches SIGKILL), and on both
-databases a worker process killed with SIGKILL between two batches.
+Crashes here are a ``BaseException`` out of the worker's progress callback
+(nothing of the import catches it, as nothing catches SIGKILL); the real
+``pelago worker`` with its rq work horse SIGKILLed in the middle of a batch
+is in tests/test_faults.py.
 """
 
 from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
@@ -106,40 +100,6 @@ def test_a_worker_whose_lease_was_taken_writes_nothing_more(tenant, clock, monke
     assert result["status"] == "done"
     assert state(tenant, import_id) == {"status": "done", "processed": 9, "created": 9, "resume_after": 9,
                                         "attempts": 2, "error": None, "leads": 9}
-
-
-WORKER = textwrap.dedent("""
-    import os, signal, sys
-    from pelago.core.db import make_engine
-    from pelago.core.host import PluginHost
-    from pelago.core.runtime import Runtime
-    from pelago.core.services import imports as svc
-
-    url, tenant_id, import_id = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    svc.BATCH = 5
-    runtime = Runtime(PluginHost((), strict=True), make_engine(url))
-
-    def progress(done, total):
-        if done >= 10:  # two batches committed: the process vanishes
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    svc.run_import(runtime, tenant_id, import_id, progress=progress)
-""")
-
-
-def test_a_worker_killed_with_sigkill_mid_import(tenant, db_url, clock):
-    """A real worker process, SIGKILLed between batches: the import resumes with its rows intact, each once."""
-    import_id = new_import(tenant, csv_of(23, "1390018"))
-    proc = subprocess.run([sys.executable, "-c", WORKER, db_url, str(tenant.id), str(import_id)],
-                          env={**os.environ}, capture_output=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    got = state(tenant, import_id)
-    assert (got["status"], got["processed"], got["leads"]) == ("running", 10, 10)
-    # The dead worker took its lease on the real clock; resume from a clock past it.
-    clock.at = datetime.now(timezone.utc) + svc.LEASE + timedelta(minutes=1)
-    scheduler_tick(tenant.runtime, tenant.id)
-    assert state(tenant, import_id) == {"status": "done", "processed": 23, "created": 23, "resume_after": 23,
-                                        "attempts": 2, "error": None, "leads": 23}
 
 
 def test_a_queued_import_whose_job_was_lost_is_queued_again(tenant, clock):

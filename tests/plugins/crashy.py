@@ -18,6 +18,13 @@ Its handler, for each new lead:
    with its pid and its PostgreSQL backend's pid) and waits for
    ``<prefix>:release`` (at most 60 s), which no test sends: the test kills it there.
 
+Its ``choose_team`` (asked once per batch of an import, inside the batch's
+transaction) counts the batches in ``<prefix>:batches`` while
+``<prefix>:block_import`` exists, and at the batch that key names says where
+it is (``<prefix>:inside``) and waits as above: the test kills the rq work
+horse there, in the middle of the import. ``PELAGO_FAULTS_IMPORT_BATCH``
+sets the worker's import batch size.
+
 Redis and the key prefix come from ``PELAGO_FAULTS_REDIS`` and
 ``PELAGO_FAULTS_PREFIX``; without them only step 3 runs. A periodic job
 ``tick`` does nothing (the scheduler tests only look at its starts).
@@ -62,12 +69,29 @@ class Hooks:
         log_activities(ctx, [NewActivity(lead_id=item["lead_id"], kind="note", note=note(ctx.event_id))
                              for item in event.items])
         if control is not None and r.exists(f"{prefix}:block"):
-            ctx.session.flush()
-            backend = ctx.session.execute(text("SELECT pg_backend_pid()")).scalar() \
-                if ctx.session.get_bind().dialect.name == "postgresql" else None
-            r.rpush(f"{prefix}:inside", json.dumps({"pid": os.getpid(), "backend": backend,
-                                                    "event_id": ctx.event_id}))
-            r.blpop([f"{prefix}:release"], timeout=60)
+            _stall(ctx, r, prefix, {"event_id": ctx.event_id})
+
+
+    @staticmethod
+    @hookimpl
+    def choose_team(ctx: Any, leads: Any) -> None:
+        control = _redis()
+        if control is None:
+            return None
+        r, prefix = control
+        stop_at = r.get(f"{prefix}:block_import")
+        if stop_at is not None and r.incr(f"{prefix}:batches") == int(stop_at):
+            _stall(ctx, r, prefix, {"import": True})
+        return None
+
+
+def _stall(ctx: Any, r: Any, prefix: str, what: dict[str, Any]) -> None:
+    """Say where this process is (its pid, its PostgreSQL backend) and wait to be killed."""
+    ctx.session.flush()
+    backend = ctx.session.execute(text("SELECT pg_backend_pid()")).scalar() \
+        if ctx.session.get_bind().dialect.name == "postgresql" else None
+    r.rpush(f"{prefix}:inside", json.dumps({"pid": os.getpid(), "backend": backend, **what}))
+    r.blpop([f"{prefix}:release"], timeout=60)
 
 
 def tick(ctx: Any) -> None:
@@ -89,6 +113,10 @@ def worker(db_url: str, redis_url: str, queue: str) -> None:
     from pelago.hostapp.cli import main
 
     os.environ["REDIS_URL"] = redis_url
+    if os.environ.get("PELAGO_FAULTS_IMPORT_BATCH"):
+        from pelago.core.services import imports
+
+        imports.BATCH = int(os.environ["PELAGO_FAULTS_IMPORT_BATCH"])
     runtime = Runtime(PluginHost(("crashy",), strict=True, extra=(plugin,)), make_engine(db_url),
                       redis_url=redis_url, queue_name=queue)
     main(["worker", "--burst", "--queue", queue], obj={"runtime": runtime})
