@@ -110,8 +110,20 @@ def _sign_in(driver: Any, base: str, tenant: TenantHandle, who: str) -> None:
     driver.get(base + "/console/sign-in")
     driver.find_element(By.ID, "email").send_keys(f"{who}@{tenant.slug}.test")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.find_element(By.ID, "sign-in").click()
+    _click_and_load(driver, By.ID, "sign-in")
     assert driver.find_element(By.ID, "sign-out")
+
+
+def _click_and_load(driver: Any, by: str, value: str) -> None:
+    """Click what submits a form or follows a link, and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, value).click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _text(driver: Any) -> str:
@@ -135,7 +147,7 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     driver.get(base + "/console/sign-in")
     driver.find_element(By.ID, "email").send_keys(f"rep@{tenant.slug}.test")
     driver.find_element(By.ID, "password").send_keys("wrong password")
-    driver.find_element(By.ID, "sign-in").click()
+    _click_and_load(driver, By.ID, "sign-in")
     assert "邮箱或密码错误" in _text(driver)
     _shot(driver, "sign-in")
     _sign_in(driver, base, tenant, "rep")
@@ -144,18 +156,18 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     driver.find_element(By.ID, "f-name").send_keys("王小明")
     driver.find_element(By.ID, "f-phone").send_keys("138 0013 8555")
     driver.find_element(By.ID, "f-source").send_keys("baidu")
-    driver.find_element(By.ID, "create-lead").click()
+    _click_and_load(driver, By.ID, "create-lead")
     assert "线索已创建" in _text(driver)
     lead_url = driver.current_url
     # the same person again, another format: merged into the same lead
     driver.get(base + "/console/leads/new")
     driver.find_element(By.ID, "f-phone").send_keys("+86 13800138555")
     driver.find_element(By.ID, "f-email").send_keys("wang@example.com")
-    driver.find_element(By.ID, "create-lead").click()
+    _click_and_load(driver, By.ID, "create-lead")
     assert "已合并" in _text(driver) and driver.current_url == lead_url
 
     driver.find_element(By.ID, "f-note").send_keys("电话沟通，周六试听")
-    driver.find_element(By.ID, "log-activity").click()
+    _click_and_load(driver, By.ID, "log-activity")
     assert "跟进已记录" in _text(driver)
     assert "电话沟通，周六试听" in driver.find_element(By.ID, "timeline").text
     _shot(driver, "lead")
@@ -163,6 +175,11 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     driver.get(base + "/console/leads")
     driver.find_element(By.ID, "f-q").send_keys("13800138555")
     driver.find_element(By.ID, "f-q").submit()
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda d: "q=13800138555" in d.current_url)  # htmx swaps the rows and pushes the URL (or a full load)
     assert "王小明" in driver.find_element(By.ID, "lead-rows").text
     _shot(driver, "leads")
 
@@ -174,7 +191,7 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     driver.find_element(By.ID, f"pick-{pooled['id']}").click()
     _shot(driver, "pool")
     assert tenant.post("/api/v1/pool/claim", who="rep2", json={"lead_ids": [pooled["id"]]}).status_code == 200
-    driver.find_element(By.ID, "claim").click()
+    _click_and_load(driver, By.ID, "claim")
     refusals = driver.find_element(By.ID, "refusals").text
     assert str(pooled["id"]) in refusals
 
@@ -186,7 +203,7 @@ def test_rep_works_her_leads(browser: Any, serve: Callable[[Flask], str], make_a
     assert width <= 400
     driver.save_screenshot(str(SHOTS / "lead-phone.png"))
     driver.set_window_size(1280, 900)
-    driver.find_element(By.ID, "sign-out").click()
+    _click_and_load(driver, By.ID, "sign-out")
     assert "/console/sign-in" in driver.current_url
     driver.get(base + "/console/leads")
     assert "/console/sign-in" in driver.current_url
@@ -210,7 +227,7 @@ def test_admin_imports_and_plugins(browser: Any, serve: Callable[[Flask], str], 
     csv.write_bytes("姓名,手机号,来源\n张三,13800138777,抖音\n李四,12345,抖音\n".encode("gb18030"))
     driver.get(base + "/console/imports")
     driver.find_element(By.ID, "f-file").send_keys(str(csv))
-    driver.find_element(By.ID, "upload").click()
+    _click_and_load(driver, By.ID, "upload")
     assert driver.find_element(By.ID, "import-status").text == "done"
     assert driver.find_element(By.ID, "failed-rows").text == "1"
     report = driver.find_element(By.ID, "row-errors").text
@@ -223,12 +240,12 @@ def test_admin_imports_and_plugins(browser: Any, serve: Callable[[Flask], str], 
     assert driver.find_elements(By.CSS_SELECTOR, 'nav.menu a[href="/console/p/pool/"]')
     driver.get(base + "/console/plugins")
     _shot(driver, "plugins")
-    driver.find_element(By.ID, "switch-pool").click()
+    _click_and_load(driver, By.ID, "switch-pool")
     assert not driver.find_elements(By.CSS_SELECTOR, 'nav.menu a[href="/console/p/pool/"]')
     driver.get(base + "/console/p/pool/")
     assert "页面不存在" in _text(driver)
     driver.get(base + "/console/plugins")
-    driver.find_element(By.ID, "switch-pool").click()
+    _click_and_load(driver, By.ID, "switch-pool")
     assert driver.find_elements(By.CSS_SELECTOR, 'nav.menu a[href="/console/p/pool/"]')
 
     # a settings value out of range: the error is shown at its field, the typed value kept
@@ -236,11 +253,11 @@ def test_admin_imports_and_plugins(browser: Any, serve: Callable[[Flask], str], 
     field = driver.find_element(By.ID, "s-sweep_batch")
     field.clear()
     field.send_keys("5")
-    driver.find_element(By.ID, "save-settings").click()
+    _click_and_load(driver, By.ID, "save-settings")
     error = driver.find_element(By.ID, "s-sweep_batch-error")
     assert error.text and driver.find_element(By.ID, "s-sweep_batch").get_attribute("aria-invalid") == "true"
     _shot(driver, "plugin-settings")
-    driver.find_element(By.ID, "sign-out").click()
+    _click_and_load(driver, By.ID, "sign-out")
     assert "/console/sign-in" in driver.current_url
 
 
