@@ -152,18 +152,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pelago.plugin import Base, BigId, TenantScoped
+from pelago.plugin import Base, BigId, TenantScoped, tenant_key
 
 
 class Note(TenantScoped, Base):
     __tablename__ = "revauto_note"
-    __table_args__ = (Index("ix_revauto_note_lead", "tenant_id", "lead_id"),)
+    __table_args__ = (
+        tenant_key(["lead_id"], "core_lead", ondelete="CASCADE"),
+        Index("ix_revauto_note_lead", "tenant_id", "lead_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("core_lead.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigId)
     body: Mapped[str] = mapped_column(String(500))
     written_at: Mapped[datetime]
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
