@@ -425,7 +425,8 @@ def mark_sent(ctx: HookContext, accepted: Mapping[str, Mapping[str, Any]], *, wo
     ).returning(M.c.id, M.c.our_id, M.c.lead_id, M.c.body)).all()
     if not moved:
         return []
-    log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved])
+    # Our own sms activities: our activity_logged handler ignores them (no rep), so no delivery to us.
+    log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved], skip=(PLUGIN,))
     delivered = [r.our_id for r in moved if accepted[r.our_id].get("status") == "delivered"]
     if delivered:
         advance(ctx, [{"our_id": i, "status": "delivered"} for i in delivered])
