@@ -576,6 +576,7 @@ def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
     or a roll-call over an hour before the start a 422, and nothing is written then.
     """
     c = current_context()
+    schedule.get(c, Lesson, lesson_id, "lesson")  # another tenant's lesson: 404 before anything about the marks
     if not _teaches(c, lesson_id):
         for k, m in enumerate(data["marks"]):
             if not _visible_lead(c, m["lead_id"]):
@@ -597,6 +598,7 @@ def ask_leave(data: dict[str, Any], lesson_id: int) -> Any:
     ledger. A lead who is not a student of the lesson is a 422.
     """
     c = current_context()
+    schedule.get(c, Lesson, lesson_id, "lesson")  # another tenant's lesson: 404 before the lead's 422
     _own_lead(c, data["lead_id"])
     out = attendance.ask_leave(c, lesson_id, data["lead_id"])
     commit()
