@@ -81,16 +81,22 @@ def subscribers(ctx: HookContext, name: str) -> list[str]:
     return [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
 
 
-def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]]) -> int | None:
+def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: Iterable[str] = ()) -> int | None:
     """Write ``name`` with ``items`` to the outbox of ``ctx.session``'s transaction.
 
     Returns the event id (``None`` if ``items`` is empty). On PostgreSQL this
     is one call of the database function ``core_emit`` (migration ``0003``).
+    ``skip``: plugins that get no delivery of this event (the plugin whose
+    own write it reports, which has nothing to learn from it); an event that
+    is left with no subscriber is still stored, and nothing is queued.
     """
     if not items:
         return None
     now = ctx.now()
     plugins = subscribers(ctx, name)
+    if skip:
+        left_out = set(skip)
+        plugins = [p for p in plugins if p not in left_out]
     row = {
         "tenant_id": ctx.tenant.id,
         "name": name,

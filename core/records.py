@@ -16,7 +16,7 @@ lead's ``last_activity_at``, which measures reps' follow-up (the pool's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -41,12 +41,16 @@ class NewActivity:
     user_id: int | None = None
 
 
-def log_activities(ctx: HookContext, activities: Sequence[NewActivity]) -> list[int]:
+def log_activities(ctx: HookContext, activities: Sequence[NewActivity], *, skip: Iterable[str] = ()) -> list[int]:
     """Log ``activities`` (one INSERT, one ``activity_logged`` event); returns their ids, in order.
 
     Raises :class:`InvalidInput` for an unknown kind, a naive or future time,
     and :class:`NotFound` for a lead or user not in the tenant; nothing is
     written then. Reps' activities move ``last_activity_at`` forward only.
+    ``skip`` names plugins that get no delivery of the event: the caller,
+    logging what it did itself (a dispatch logging the messages it sent
+    learns nothing from its own event, and would otherwise pay a delivery,
+    one more transaction, per call). Every other subscriber gets it as usual.
     """
     if not activities:
         return []
@@ -88,11 +92,13 @@ def log_activities(ctx: HookContext, activities: Sequence[NewActivity]) -> list[
             .values(last_activity_at=new_at)
             .execution_options(synchronize_session=False)
         )
-    ctx.emit("activity_logged", [
+    from .events import emit
+
+    emit(ctx, "activity_logged", [
         {"activity_id": aid, "lead_id": r["lead_id"], "kind": r["kind"], "user_id": r["user_id"],
          "occurred_at": r["occurred_at"]}
         for aid, r in zip(ids, rows, strict=True)
-    ])
+    ], skip=skip)
     return ids
 
 

@@ -26,8 +26,13 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any]:
 class LeadInfo:
     """What routing, ``check_assign`` and ``check_stage_change`` see of a lead.
 
-    ``id`` is ``None`` for the hypothetical lead of a preview. Cheap to build
-    by the hundred thousand, unlike an ORM object.
+    ``id`` is ``None`` for a lead not written yet: the hypothetical lead of a
+    preview, or a new lead being routed by the intake line. Such a new lead
+    has ``new_id``, the id the intake line reserved for it and will insert it
+    with, so a plugin can write rows about it (once, in the same batch)
+    before the lead's own row exists; a lead that loses a race to a
+    concurrent duplicate is merged into that one instead, and its ``new_id``
+    is never used. Cheap to build by the hundred thousand, unlike an ORM object.
     """
 
     id: int | None
@@ -44,6 +49,7 @@ class LeadInfo:
     stage: str = "new"
     is_customer: bool = False
     locked: bool = False
+    new_id: int | None = None
 
     @classmethod
     def of_row(cls, row: Any, owner_id: int | None = None) -> LeadInfo:

@@ -30,6 +30,8 @@ def test_hook_choose_team(t):
     lead = t.lead("13800138700")
     assert recorder.calls("choose_team", t.id) == [[lead["phone"]]]
     assert lead["team_id"] == t.team_id
+    # Asked before the insert, with the id the lead was then written with.
+    assert recorder.calls("choose_team_ids", t.id) == [[(None, lead["id"])]]
     # A team given by the caller is not asked for.
     t.lead("13800138701", team_id=t.team_id)
     assert len(recorder.calls("choose_team", t.id)) == 1

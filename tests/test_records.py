@@ -92,3 +92,27 @@ def test_stage_deal_and_refund_through_the_core(app):
             change_stage(ctx, lead, "contacted")
         with pytest.raises(NotFound):
             refund_deal(ctx, deal_id, amount="1.00", reason="x")
+
+
+def test_log_activities_skip_leaves_the_caller_out_of_the_delivery(make_app):
+    """``skip``: the named plugin gets no delivery of the batch's ``activity_logged``; the others do."""
+    from pelago.core.models.outbox import Delivery
+    from tests.plugins import recorder
+
+    t = new_tenant(make_app(["recorder"]))
+    t.put("/api/v1/plugins/recorder", json={"enabled": True})
+    lead = t.lead("13800138506")["id"]
+    recorder.CALLS.clear()
+    with tenant_context(t.runtime, t.id) as ctx:
+        log_activities(ctx, [NewActivity(lead, "sms", "sent by the recorder")], skip=("recorder",))
+    with tenant_context(t.runtime, t.id) as ctx:
+        log_activities(ctx, [NewActivity(lead, "sms", "sent by someone else")])
+    with tenant_context(t.runtime, t.id) as ctx:
+        events = ctx.session.execute(text(
+            "SELECT id FROM core_event WHERE tenant_id = :t AND name = 'activity_logged' ORDER BY id"),
+            {"t": t.id}).scalars().all()
+        assert len(events) == 2  # both stored
+        delivered = ctx.session.scalars(select(Delivery.event_id).where(Delivery.plugin == "recorder",
+                                                                        Delivery.event_id.in_(events))).all()
+        assert delivered == [events[1]]
+    assert len(recorder.calls("activity_logged", t.id)) == 1

@@ -369,6 +369,28 @@ def test_a_plugin_placing_some_leads_leaves_the_rest_to_the_core(make_app):
     assert special_reps and general_reps
 
 
+def test_choose_team_knows_the_ids_the_new_leads_are_written_with(make_app):
+    """LeadInfo.new_id: reserved before routing, the lead's id after the insert; merged rows are not routed."""
+    from pelago.core.services.intake import Submission, ingest
+    from tests.plugins import recorder
+
+    from .conftest import new_tenant
+
+    app = make_app(["recorder"])
+    t = new_tenant(app)
+    team, _ = add_team(t, "Only", reps=1)
+    t.put("/api/v1/plugins/recorder", json={"enabled": True, "settings": {"team_id": team}})
+    known = t.lead(phone(4100))
+    recorder.CALLS.clear()
+    with t.runtime.tenant_context(t.id) as ctx:
+        out = ingest(ctx, [Submission({"phone": phone(4100 + i)}) for i in range(4)])
+    assert [o.status for o in out] == ["merged", "created", "created", "created"]
+    assert out[0].lead_id == known["id"]
+    [asked] = recorder.calls("choose_team_ids", t.id)
+    assert asked == [(None, o.lead_id) for o in out[1:]]
+    assert len({o.lead_id for o in out}) == 4
+
+
 def test_an_email_only_row_follows_an_earlier_row_of_the_batch_with_that_email(tenant):
     from pelago.core.services.intake import Submission, ingest
 

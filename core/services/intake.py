@@ -14,7 +14,8 @@ Every write is one statement per table per batch, whatever its size, and no
 ORM object is made per row: on PostgreSQL an ``INSERT … SELECT FROM
 json_to_recordset(:rows)`` (the batch as one JSON parameter), on SQLite the
 driver's ``executemany``. Plain touches get their ids before the insert, so
-each submission knows its touch without trusting the order of ``RETURNING``.
+each submission knows its touch without trusting the order of ``RETURNING``;
+new leads get theirs before routing, so its hooks see them (``LeadInfo.new_id``).
 bench/intake_import.py measures the whole line against a bare INSERT.
 """
 
@@ -85,6 +86,7 @@ class _Row:
     values: dict[str, Any]
     dedupe: tuple[str, str]  # ("phone", e164) or ("email", address)
     outcome: Outcome
+    new_id: int | None = None  # reserved before routing for a lead to create (LeadInfo.new_id)
 
 
 def clean(ctx: HookContext, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -218,6 +220,10 @@ def ingest(
             r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", existing[r.dedupe], r.dedupe[0]
     followers += [(r, by_email[r.dedupe[1]]) for r in by_email_only if r.dedupe not in existing]
 
+    # Ids first, so routing's hooks know the leads they place (LeadInfo.new_id) and write once.
+    if to_create:
+        for r, new_id in zip(to_create, _next_ids(ctx.session, "core_lead", len(to_create)), strict=True):
+            r.new_id = new_id
     decisions = _decide(ctx, to_create, routing, strict_owner)
     created = _insert_leads(ctx, to_create, decisions, now)
     late = [r for r in to_create if r.dedupe not in created]  # lost a race: merge instead
@@ -386,7 +392,7 @@ def _info(r: _Row) -> LeadInfo:
     v = r.values
     return LeadInfo(
         None, v.get("name") or "", v.get("phone"), v.get("email"), v.get("source"), v.get("region"),
-        v.get("product"), v["_touch"].get("channel"), v["attributes"], v.get("team_id"),
+        v.get("product"), v["_touch"].get("channel"), v["attributes"], v.get("team_id"), new_id=r.new_id,
     )
 
 
@@ -415,7 +421,7 @@ def _next_ids(session: Session, table: str, n: int) -> list[int]:
 
 LEAD_CONFLICT = {"phone": "phone IS NOT NULL", "email": "phone IS NULL AND email IS NOT NULL"}
 LEAD_COLUMNS = {
-    "name": "text", "phone": "text", "email": "text", "source": "text", "region": "text", "product": "text",
+    "id": "bigint", "name": "text", "phone": "text", "email": "text", "source": "text", "region": "text", "product": "text",
     "owner_id": "bigint", "team_id": "bigint", "attributes": "jsonb", "assigned_at": "timestamptz",
 }
 TOUCH_COLUMNS = {
@@ -453,7 +459,7 @@ def _insert_leads(
             d = decisions.get(r.index)
             owner = d.owner_id if d else None
             leads.append((
-                v.get("name") or "", v.get("phone"), v.get("email"), v.get("source") or v["_touch"].get("source"),
+                r.new_id, v.get("name") or "", v.get("phone"), v.get("email"), v.get("source") or v["_touch"].get("source"),
                 v.get("region"), v.get("product"), owner,
                 d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
                 None if owner is None else stamp,

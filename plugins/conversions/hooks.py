@@ -8,16 +8,18 @@ built-in ``generic`` adapter's hooks come from :mod:`.adapters`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pelago.plugin import Event, HookContext, hookimpl
 
+from . import privacy
 from .adapters import conversions_adapters, conversions_build_request, conversions_parse_answer
 from .queueing import Reached, queue
 
 __all__ = [
     "activity_logged", "conversions_adapters", "conversions_build_request", "conversions_parse_answer",
-    "deal_won", "lead_created", "lead_stage_changed",
+    "deal_won", "lead_created", "lead_stage_changed", "person_erased", "privacy_export",
 ]
 
 
@@ -49,3 +51,15 @@ def deal_won(ctx: HookContext, event: Event) -> None:
     """A lead's first won deal reports, with its value (net of refunds when it is sent)."""
     queue(ctx, "deal_won", [Reached(int(i["lead_id"]), _at(i["won_at"]), int(i["deal_id"]))
                             for i in sorted(event.items, key=lambda i: (i["won_at"], i["deal_id"]))])
+
+
+@hookimpl
+def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, object] | None:
+    """The leads' conversions (:mod:`.privacy`)."""
+    return privacy.export(ctx, lead_ids)
+
+
+@hookimpl
+def person_erased(ctx: HookContext, event: Event) -> None:
+    """On or off for the tenant: click ids blanked, nothing more sent about the person (:mod:`.privacy`)."""
+    privacy.erase(ctx, sorted({int(i["lead_id"]) for i in event.items}))

@@ -39,6 +39,32 @@ def _visible_lead(c: Any, lead_id: int) -> bool:
     return c.session.scalar(visible_leads(c).with_only_columns(Lead.id).where(Lead.id == lead_id)) is not None
 
 
+def _own_lead(c: Any, lead_id: int, field: str = "lead_id", *, not_found: bool = False) -> None:
+    """422 naming ``field`` (404 with ``not_found``) unless the caller may act on the lead (:func:`_visible_lead`).
+
+    The same answer the route gives for a lead that does not exist or is
+    another tenant's: a rep learns nothing of another rep's leads.
+    """
+    if not _visible_lead(c, lead_id):
+        if not_found:
+            raise NotFound(f"student {lead_id} not found")
+        raise InvalidInput("unknown lead", {field: [f"no lead {lead_id} visible to you"]})
+
+
+def _teaches(c: Any, lesson_id: int) -> bool:
+    """Whether the caller is the lesson's teacher (she takes its roll-call, whoever owns its students)."""
+    teacher = c.session.scalar(select(Lesson.teacher_id).where(Lesson.id == lesson_id))
+    return c.actor is not None and teacher is not None and teacher == c.actor.user_id
+
+
+def _only_visible(c: Any, q: Any, lead_col: Any) -> Any:
+    """``q`` limited to rows of leads the caller may see (a rep: her own); unchanged for those who see all."""
+    visible = visible_leads(c)
+    if visible.whereclause is None:
+        return q
+    return q.where(lead_col.in_(visible.with_only_columns(Lead.id)))
+
+
 def _page(c: Any, stmt: Any, col: Any, args: dict[str, Any], out: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     page = paginate(c.session, stmt, col, args.get("cursor"), args["limit"])
     return {"items": [out(r) for r in page.items], "next_cursor": page.next_cursor}
@@ -249,6 +275,8 @@ def create_package(data: dict[str, Any]) -> Any:
 
 def _account(c: Any, account_id: int) -> dict[str, Any]:
     row = schedule.get(c, Account, account_id, "account")
+    if not _visible_lead(c, row.lead_id):  # another rep's student's account: as if it did not exist
+        raise NotFound(f"account {account_id} not found")
     c.session.refresh(row)
     entries = list(c.session.scalars(select(Entry).where(Entry.account_id == account_id).order_by(Entry.id)))
     return ledger.account_out(row, entries)
@@ -260,12 +288,12 @@ def _account(c: Any, account_id: int) -> dict[str, Any]:
 def list_accounts(args: dict[str, Any]) -> Any:
     """List class-hour accounts.
 
-    Any user of the tenant (rep or higher). Paged by cursor (`limit` default 50, at most 200), newest account first;
+    Any user of the tenant (rep or higher); a rep sees her own leads' accounts only. Paged by cursor (`limit` default 50, at most 200), newest account first;
     `lead_id` keeps one student's accounts. Each account shows its hours, money and status; its ledger lines are in
     `GET /accounts/{id}`.
     """
     c = current_context()
-    q = select(Account)
+    q = _only_visible(c, select(Account), Account.lead_id)
     if args.get("lead_id"):
         q = q.where(Account.lead_id == args["lead_id"])
     return _page(c, q, Account.id, args, ledger.account_out)
@@ -278,14 +306,12 @@ def list_accounts(args: dict[str, Any]) -> Any:
 def purchase(data: dict[str, Any]) -> Any:
     """Sell a package to a lead: a core deal (stage won, ``deal_won``) and the account it opens.
 
-    Rep or higher. Records a core deal for the package (the lead goes to stage won and `deal_won` is sent) and opens
+    Rep or higher; a rep sells only to her own leads (another's is a 422 like an unknown lead). Records a core deal for the package (the lead goes to stage won and `deal_won` is sent) and opens
     the student's account with its purchase line, in one transaction. An unknown lead or package, or a sale the
     tenant's K12 policy refuses (`errors.policy`), is a 422 and nothing is written.
     """
     c = current_context()
-
-    if c.session.scalar(select(Lead.id).where(Lead.id == data["lead_id"])) is None:
-        raise InvalidInput("unknown lead", {"lead_id": [f"no lead {data['lead_id']} in this tenant"]})
+    _own_lead(c, data["lead_id"])
     _, account_id = sales.sell(c, data["lead_id"], data["package_id"])
     out = _account(c, account_id)
     commit()
@@ -297,7 +323,7 @@ def purchase(data: dict[str, Any]) -> Any:
 def show_account(account_id: int) -> Any:
     """The account with its whole ledger, oldest line first.
 
-    Any user of the tenant (rep or higher). Purchased, gift and consumed hours, paid, recognised and refunded money,
+    Any user of the tenant (rep or higher); another rep's student's account is a 404 for a rep. Purchased, gift and consumed hours, paid, recognised and refunded money,
     expiry and every ledger line (purchase, consume, reversal, refund, expire). Another tenant's id is a 404.
     """
     return _account(current_context(), account_id)
@@ -315,7 +341,7 @@ def refund_account(data: dict[str, Any], account_id: int) -> Any:
     An account that is not open, e.g. refunded already, is a 409: nothing is refunded twice.
     """
     c = current_context()
-    schedule.get(c, Account, account_id, "account")
+    _account(c, account_id)  # 404 unless the caller may see it
     amount, refund_id = ledger.refund(c, account_id, data["reason"])
     out = {"account": _account(c, account_id), "amount": str(amount), "refund_id": refund_id}
     commit()
@@ -384,6 +410,7 @@ def enrol(data: dict[str, Any], class_id: int) -> Any:
     lessons (`errors.conflicts` names it); an account of another student is a 422. Nothing is written on an error.
     """
     c = current_context()
+    _own_lead(c, data["lead_id"], not_found=True)
     schedule.enrol(c, class_id, data["lead_id"], data["account_id"])
     out = _class(c, schedule.get(c, Klass, class_id, "class"))
     commit()
@@ -402,6 +429,7 @@ def transfer(data: dict[str, Any], class_id: int) -> Any:
     written.
     """
     c = current_context()
+    _own_lead(c, data["lead_id"], not_found=True)
     schedule.transfer(c, class_id, data["lead_id"], data["to_class_id"])
     out = _class(c, schedule.get(c, Klass, data["to_class_id"], "class"))
     commit()
@@ -460,11 +488,13 @@ def _lessons(c: Any, rows: list[Lesson]) -> list[dict[str, Any]]:
 def list_lessons(args: dict[str, Any]) -> Any:
     """Lessons by teacher, room, student, class, campus and start time; newest id first.
 
-    Any user of the tenant (rep or higher). Filters: `teacher_id`, `room_id`, `lead_id` (a student's lessons),
+    Any user of the tenant (rep or higher); a rep filtering by another rep's lead gets no lessons. Filters: `teacher_id`, `room_id`, `lead_id` (a student's lessons),
     `class_id`, `campus_id`, `starts_from`/`starts_before`; cancelled lessons only with `include_cancelled`. Paged
     by cursor (`limit` default 50, at most 200); each lesson lists its students and makeups.
     """
     c = current_context()
+    if args.get("lead_id") and not _visible_lead(c, args["lead_id"]):
+        return {"items": [], "next_cursor": None}  # as for a lead with no lessons
     page = paginate(c.session, schedule.list_lessons(c, args), Lesson.id, args.get("cursor"), args["limit"])
     return {"items": _lessons(c, list(page.items)), "next_cursor": page.next_cursor}
 
@@ -539,13 +569,19 @@ def cancel_lesson(data: dict[str, Any], lesson_id: int) -> Any:
 def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
     """Take, change or undo (status null) the roll-call; charges and reversals follow in the ledger.
 
-    Any user of the tenant (rep or higher). Marks are `present`, `late`, `leave`, `absent` or null to undo. Present,
+    Any user of the tenant (rep or higher): the lesson's teacher marks any of its students, another rep only her own leads (another's is a 422 naming the mark). Marks are `present`, `late`, `leave`, `absent` or null to undo. Present,
     late and absent are charged the class's hours per lesson, leave asked in time is not, and a trial seat never is;
     each charge writes one consume line to the ledger and each change or undo one reversal, so the same roll-call
     taken twice charges once. A student without enough hours makes it a 409 naming them, a student not in the lesson
     or a roll-call over an hour before the start a 422, and nothing is written then.
     """
     c = current_context()
+    schedule.get(c, Lesson, lesson_id, "lesson")  # another tenant's lesson: 404 before anything about the marks
+    if not _teaches(c, lesson_id):
+        for k, m in enumerate(data["marks"]):
+            if not _visible_lead(c, m["lead_id"]):
+                raise InvalidInput("unknown lead", {"marks": {str(k): {"lead_id": [
+                    f"no lead {m['lead_id']} visible to you (only the lesson's teacher marks any student)"]}}})
     out = {"items": attendance.mark(c, lesson_id, data["marks"])}
     commit()
     return out
@@ -557,11 +593,13 @@ def roll_call(data: dict[str, Any], lesson_id: int) -> Any:
 def ask_leave(data: dict[str, Any], lesson_id: int) -> Any:
     """A leave request; not charged when asked ``leave_free_hours`` ahead.
 
-    Any user of the tenant (rep or higher). Records the request now and marks the student `leave`; it is free when
+    Any user of the tenant (rep or higher); a rep only for her own leads (another's is a 422). Records the request now and marks the student `leave`; it is free when
     asked at least `leave_free_hours` (default 24) before the lesson, otherwise charged like an absence in the
     ledger. A lead who is not a student of the lesson is a 422.
     """
     c = current_context()
+    schedule.get(c, Lesson, lesson_id, "lesson")  # another tenant's lesson: 404 before the lead's 422
+    _own_lead(c, data["lead_id"])
     out = attendance.ask_leave(c, lesson_id, data["lead_id"])
     commit()
     return out
@@ -579,6 +617,7 @@ def book_makeup(data: dict[str, Any]) -> Any:
     or clashing with another of the student's lessons is a 409. Nothing is written on an error.
     """
     c = current_context()
+    _own_lead(c, data["lead_id"])
     attendance.makeup(c, data["lead_id"], data["missed_lesson_id"], data["lesson_id"])
     out = _lessons(c, [schedule.get(c, Lesson, data["lesson_id"], "lesson")])[0]
     commit()
@@ -591,11 +630,13 @@ def book_makeup(data: dict[str, Any]) -> Any:
 def free_slots(args: dict[str, Any]) -> Any:
     """Starts when the teacher, the student and the room are all free (for makeups and trials).
 
-    Any user of the tenant (rep or higher). Required: `teacher_id`, `campus_id`, `date_from`, `date_to`; optional
+    Any user of the tenant (rep or higher); a rep names only her own leads as `lead_id` (another's is a 422). Required: `teacher_id`, `campus_id`, `date_from`, `date_to`; optional
     `lead_id` and `room_id`. Suggests starts every `step_minutes` within `day_start`–`day_end` (campus time) where a
     lesson of `duration_minutes` clashes with none of them, up to `limit` (default 20). Writes nothing.
     """
     c = current_context()
+    if args.get("lead_id"):
+        _own_lead(c, args["lead_id"])
     return {"items": schedule.free_slots(c, args)}
 
 
@@ -607,11 +648,11 @@ def free_slots(args: dict[str, Any]) -> Any:
 def list_trials(args: dict[str, Any]) -> Any:
     """List trial lessons.
 
-    Any user of the tenant (rep or higher). Paged by cursor (`limit` default 50, at most 200), newest trial first;
+    Any user of the tenant (rep or higher); a rep sees her own leads' trials only. Paged by cursor (`limit` default 50, at most 200), newest trial first;
     each trial with its lead, lesson and outcome.
     """
     c = current_context()
-    return _page(c, select(Trial), Trial.id, args, trials.trial_out)
+    return _page(c, _only_visible(c, select(Trial), Trial.lead_id), Trial.id, args, trials.trial_out)
 
 
 @blp.route("/trials", methods=["POST"])
@@ -620,12 +661,13 @@ def list_trials(args: dict[str, Any]) -> Any:
 def book_trial(data: dict[str, Any]) -> Any:
     """A trial lesson for a lead: a seat in a lesson, or a new lesson of a trial class.
 
-    Any user of the tenant (rep or higher). With `lesson_id` the lead takes a seat in an existing lesson; with
+    Any user of the tenant (rep or higher); a rep books only her own leads (another's is a 422 like an unknown lead). With `lesson_id` the lead takes a seat in an existing lesson; with
     `class_id`, `starts_at` and `ends_at` a new lesson of a trial class is made. The lead becomes a student, busy in
     that lesson, and gets a "trial lesson booked" activity. An unknown lead is a 422; a full or cancelled lesson, a
     lead already in it, or a clash is a 409, and nothing is written.
     """
     c = current_context()
+    _own_lead(c, data["lead_id"])
     out = trials.trial_out(trials.book(c, data))
     commit()
     return out
@@ -637,11 +679,14 @@ def book_trial(data: dict[str, Any]) -> Any:
 def decide_trial(data: dict[str, Any], trial_id: int) -> Any:
     """The outcome: written to the lead's history and stage; ``converted`` sells a package (a deal).
 
-    Any user of the tenant (rep or higher). `attended`, `no_show`, `not_interested` or `converted` writes an
+    Any user of the tenant (rep or higher): the lead's rep or the lesson's teacher; for another rep the trial is a 404. `attended`, `no_show`, `not_interested` or `converted` writes an
     automatic activity and a stage change to the lead through the core; `converted` with `package_id` records a core
     deal for the package, which opens the account. A trial that already has an outcome is a 409.
     """
     c = current_context()
+    trial = schedule.get(c, Trial, trial_id, "trial")
+    if not _visible_lead(c, trial.lead_id) and not _teaches(c, trial.lesson_id):
+        raise NotFound(f"trial {trial_id} not found")
     out = trials.decide(c, trial_id, data["outcome"], data["package_id"], data["note"])
     commit()
     return out

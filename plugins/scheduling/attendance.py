@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select, text, update
 
 from pelago.plugin import Conflict, HookContext, InvalidInput, among, dialect_name, insert_ignoring_conflict
 
-from . import booking, ledger
+from . import arrays, booking, ledger
 from .models import Account, Attendance, Enrolment, Lesson, Participant
 
 PLUGIN = "scheduling"
@@ -208,7 +208,8 @@ def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[i
                     now: Any) -> dict[tuple[int, int], int]:
     """New attendance records with their final status, one statement; their ids by (lesson, student).
 
-    On PostgreSQL the rows travel as arrays (``INSERT … SELECT FROM unnest``):
+    On PostgreSQL the rows travel as arrays (``INSERT … SELECT FROM unnest``, each a text literal,
+    :mod:`.arrays`):
     one short statement whatever the batch, instead of a VALUES list the
     driver must rewrite per batch. Rows someone else made meanwhile are not
     returned (``ON CONFLICT DO NOTHING``).
@@ -224,9 +225,9 @@ def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[i
             "             CAST(:charged AS boolean[])) AS u(l, p, s, c)"
             " ON CONFLICT (tenant_id, lesson_id, lead_id) DO NOTHING RETURNING id, lesson_id, lead_id"
         ).bindparams(bindparam("now", type_=table.c.marked_at.type)), {
-            "t": ctx.tenant.id, "by": by, "now": now, "lessons": [i.lesson.id for i in fresh],
-            "leads": [i.lead_id for i in fresh], "statuses": [i.status for i in fresh],
-            "charged": [wants[(i.lesson.id, i.lead_id)] for i in fresh],
+            "t": ctx.tenant.id, "by": by, "now": now, "lessons": arrays.plain(i.lesson.id for i in fresh),
+            "leads": arrays.plain(i.lead_id for i in fresh), "statuses": arrays.texts(i.status for i in fresh),
+            "charged": arrays.plain(wants[(i.lesson.id, i.lead_id)] for i in fresh),
         })
     else:
         ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])

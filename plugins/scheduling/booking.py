@@ -32,6 +32,7 @@ from sqlalchemy.orm import aliased
 
 from pelago.plugin import Conflict, HookContext, among, dialect_name
 
+from . import arrays
 from .models import Busy, Enrolment, Lesson, Participant
 
 EXCLUSION = "scheduling_busy_no_overlap"
@@ -214,7 +215,8 @@ def place_series(ctx: HookContext, planned: Sequence[Planned], series_ids: Seque
 
 
 def _insert_lessons(ctx: HookContext, planned: Sequence[Planned]) -> None:
-    """The lesson rows, one statement: on PostgreSQL as arrays (``INSERT … SELECT FROM unnest``)."""
+    """The lesson rows, one statement: on PostgreSQL as arrays (``INSERT … SELECT FROM unnest``), each column one
+    text literal (:mod:`.arrays`)."""
     session = ctx.session
     if dialect_name(session) != "postgresql":
         session.execute(insert(Lesson.__table__), _lesson_rows(ctx, planned))
@@ -229,12 +231,13 @@ def _insert_lessons(ctx: HookContext, planned: Sequence[Planned]) -> None:
         " CAST(:kind AS text[]), CAST(:makeup_of AS bigint[]), CAST(:hours AS numeric[]),"
         " CAST(:online AS boolean[])) AS u"
     ).bindparams(bindparam("now", type_=at)), {
-        "t": ctx.tenant.id, "now": ctx.now(), "class_id": [p.class_id for p in planned],
-        "series_id": [p.series_id for p in planned], "recurrence_id": [p.recurrence_id for p in planned],
-        "starts_at": [p.starts_at for p in planned], "ends_at": [p.ends_at for p in planned],
-        "teacher_id": [p.teacher_id for p in planned], "room_id": [p.room_id for p in planned],
-        "kind": [p.kind for p in planned], "makeup_of": [p.makeup_of for p in planned],
-        "hours": [p.hours for p in planned], "online": [p.online for p in planned],
+        "t": ctx.tenant.id, "now": ctx.now(), "class_id": arrays.plain(p.class_id for p in planned),
+        "series_id": arrays.plain(p.series_id for p in planned),
+        "recurrence_id": arrays.times(p.recurrence_id for p in planned),
+        "starts_at": arrays.times(p.starts_at for p in planned), "ends_at": arrays.times(p.ends_at for p in planned),
+        "teacher_id": arrays.plain(p.teacher_id for p in planned), "room_id": arrays.plain(p.room_id for p in planned),
+        "kind": arrays.texts(p.kind for p in planned), "makeup_of": arrays.plain(p.makeup_of for p in planned),
+        "hours": arrays.plain(p.hours for p in planned), "online": arrays.plain(p.online for p in planned),
     })
 
 

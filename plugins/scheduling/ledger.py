@@ -39,6 +39,7 @@ from pelago.plugin import (
     upsert,
 )
 
+from . import arrays
 from .models import Account, Entry, Package, Student
 
 PLUGIN = "scheduling"
@@ -223,7 +224,8 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
         out.append(Charge(row.id, bought, gift, new_rec - rec, left, 0))
         lows.append((row, gift_left + bought_left, left))
     if dialect_name(ctx.session) == "postgresql":
-        # arrays, not a VALUES list per batch: one short statement each, whatever the batch
+        # arrays, not a VALUES list per batch: one short statement each, whatever the batch; each array one
+        # text literal (:mod:`.arrays`), not adapted value by value by the driver
         done = ctx.session.execute(text(
             "UPDATE scheduling_account AS a SET consumed_gift = v.new_g, consumed_purchased = v.new_p,"
             " recognised = v.new_rec"
@@ -232,10 +234,10 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
             "             CAST(:new_rec AS numeric[])) AS v(id, old_g, old_p, old_r, new_g, new_p, new_rec)"
             " WHERE a.tenant_id = :t AND a.id = v.id AND a.status = 'open' AND a.consumed_gift = v.old_g"
             " AND a.consumed_purchased = v.old_p AND a.refunded = v.old_r"
-        ), {"t": ctx.tenant.id, "ids": ids, "old_g": [rows[i].consumed_gift for i in ids],
-            "old_p": [rows[i].consumed_purchased for i in ids], "old_r": [rows[i].refunded for i in ids],
-            "new_g": [state[i][0] for i in ids], "new_p": [state[i][1] for i in ids],
-            "new_rec": [state[i][2] for i in ids]})
+        ), {"t": ctx.tenant.id, "ids": arrays.plain(ids), "old_g": arrays.plain(rows[i].consumed_gift for i in ids),
+            "old_p": arrays.plain(rows[i].consumed_purchased for i in ids),
+            "old_r": arrays.plain(rows[i].refunded for i in ids), "new_g": arrays.plain(state[i][0] for i in ids),
+            "new_p": arrays.plain(state[i][1] for i in ids), "new_rec": arrays.plain(state[i][2] for i in ids)})
         if done.rowcount != len(ids):  # type: ignore[attr-defined]
             raise Contended()
         cols = ("account_id", "purchased_hours", "gift_hours", "amount", "attendance_id", "generation", "lesson_id",
@@ -248,7 +250,8 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
             " CAST(:attendance_id AS bigint[]), CAST(:generation AS integer[]), CAST(:lesson_id AS bigint[]),"
             " CAST(:note AS text[])) AS u"
         ).bindparams(bindparam("at", type_=Entry.__table__.c.at.type)),
-            {"t": ctx.tenant.id, "at": now, **{c: [e[c] for e in entries] for c in cols}})
+            {"t": ctx.tenant.id, "at": now, "note": arrays.texts(e["note"] for e in entries),
+             **{c: arrays.plain(e[c] for e in entries) for c in cols if c != "note"}})
     else:
         table = Account.__table__
         money = table.c.consumed_gift.type

@@ -171,23 +171,34 @@ def create_many(ctx: HookContext, specs: Sequence[dict[str, Any]]) -> list[dict[
     subjects = dict(ctx.session.execute(select(Course.id, Course.subject)).all())
     students = _students_by_class(ctx, list(classes))
     expanded = []
+    # A term repeats a few rules over many classes: each distinct rule is expanded, classified and
+    # checked against the policy once (the occurrences are immutable, so the classes share them).
+    seen: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
     for data in specs:
         klass = classes.get(data["class_id"])
         if klass is None:
             raise InvalidInput(f"no class {data['class_id']}", {"class_id": [f"no class {data['class_id']} in this tenant"]})
         if klass.campus_id not in tzs:
             tzs[klass.campus_id] = tz_of(ctx, klass.campus_id)
-        occ = occurrences(ctx, klass, data, tzs[klass.campus_id])
-        refused = [o for o in occ if o.action == "refuse"]
-        if refused:
-            days = ", ".join(o.local.date().isoformat() for o in refused[:10])
-            raise InvalidInput(
-                "the holiday calendar does not know these days yet",
-                {"unknown_days": [f"unknown (not yet announced): {days}; choose skip or keep"]},
-            )
-        kept = [o for o in occ if o.action == "keep"]
-        policy.check_lessons(ctx, kept, tzs[klass.campus_id], online=klass.online,
-                             subject=bool(subjects.get(klass.course_id)))
+        tz = tzs[klass.campus_id]
+        key = (data["rrule"], data["start"], data["duration_minutes"], tz.key, tuple(sorted(_days(data).items())),
+               tuple(sorted(data.get("skip_dates") or ())), klass.online, bool(subjects.get(klass.course_id)))
+        if key not in seen:
+            occ = occurrences(ctx, klass, data, tz)
+            refused = [o for o in occ if o.action == "refuse"]
+            if refused:
+                days = ", ".join(o.local.date().isoformat() for o in refused[:10])
+                raise InvalidInput(
+                    "the holiday calendar does not know these days yet",
+                    {"unknown_days": [f"unknown (not yet announced): {days}; choose skip or keep"]},
+                )
+            kept = [o for o in occ if o.action == "keep"]
+            seen[key] = (occ, kept)
+            if not klass.online:  # an online class's check also looks at its teacher's other lessons
+                policy.check_lessons(ctx, kept, tz, online=False, subject=key[-1])
+        occ, kept = seen[key]
+        if klass.online:
+            policy.check_lessons(ctx, kept, tz, online=True, subject=key[-1])
         expanded.append((data, klass, occ, kept))
     now = ctx.now()
     series_ids = list(ctx.session.scalars(insert(Series).returning(Series.id, sort_by_parameter_order=True), [

@@ -24,7 +24,9 @@ or there is no default team, is left to the rest of routing; the reason is
 in its allocation row either way.
 
 Each divided lead is an append-only :class:`~.models.Allocation` row in the
-policy's log (``seq``), and the same facts go into the ``choose_team``
+policy's log (``seq``), written once with the lead's id (the intake line
+reserves a new lead's id before routing: ``LeadInfo.new_id``), in one
+statement per policy and batch; the same facts go into the ``choose_team``
 answer's ``detail``, which the core writes into the lead's routing
 explanation (its ownership history, and ``POST /api/v1/routing/preview``,
 whose savepoint is rolled back with the state and the rows).
@@ -71,8 +73,8 @@ class Plan:
     shares: list[Share] = field(default_factory=list)
 
 
-#: an allocation of the batch: branch id, team id, lead key, reason
-Row = tuple[int | None, int | None, str, str]
+#: an allocation of the batch: branch id, team id, lead id, lead key, reason
+Row = tuple[int | None, int | None, int | None, str, str]
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,8 @@ def divide(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | Non
             )
             reason = f"no branch could take it by {label} ({pick.reason}): {where}"
         branch_id = pick.share.branch_id if pick.share is not None else None
-        rows[plan.id].append((branch_id, team_id, lead_key(lead)[:260], reason[:300]))
+        lead_id = lead.new_id if lead.new_id is not None else lead.id
+        rows[plan.id].append((branch_id, team_id, lead_id, lead_key(lead)[:260], reason[:300]))
         detail = {"settlement": {"policy_id": plan.id, "version": plan.version, "seq": seq, "branch_id": branch_id}}
         answers.append(None if team_id is None else TeamChoice(team_id, reason, rule="settlement", detail=detail))
     for plan in involved:
@@ -270,23 +273,23 @@ def _insert(ctx: HookContext, plan: Plan, first: int, rows: list[Row], now: date
         reasons: dict[str, int] = {}
         ctx.session.execute(text(
             "INSERT INTO settlement_allocation"
-            " (tenant_id, at, policy_id, version, seq, branch_id, team_id, lead_key, reason)"
-            " SELECT :tenant, :at, :policy, :version, :first + x.n - 1, x.branch_id, x.team_id, x.lead_key,"
-            " (CAST(:reasons AS text[]))[x.r]"
-            " FROM unnest(CAST(:branches AS bigint[]), CAST(:teams AS bigint[]), CAST(:keys AS text[]),"
-            " CAST(:rs AS int[])) WITH ORDINALITY AS x(branch_id, team_id, lead_key, r, n)"
+            " (tenant_id, at, policy_id, version, seq, branch_id, team_id, lead_id, lead_key, reason)"
+            " SELECT :tenant, :at, :policy, :version, :first + x.n - 1, x.branch_id, x.team_id, x.lead_id,"
+            " x.lead_key, (CAST(:reasons AS text[]))[x.r]"
+            " FROM unnest(CAST(:branches AS bigint[]), CAST(:teams AS bigint[]), CAST(:leads AS bigint[]),"
+            " CAST(:keys AS text[]), CAST(:rs AS int[])) WITH ORDINALITY AS x(branch_id, team_id, lead_id, lead_key, r, n)"
         ), {
             "tenant": ctx.tenant.id, "at": now, "policy": plan.id, "version": plan.version, "first": first,
             "branches": _ints(r[0] for r in rows), "teams": _ints(r[1] for r in rows),
-            "keys": _texts(r[2] for r in rows),
-            "rs": _ints(reasons.setdefault(r[3], len(reasons) + 1) for r in rows),
+            "leads": _ints(r[2] for r in rows), "keys": _texts(r[3] for r in rows),
+            "rs": _ints(reasons.setdefault(r[4], len(reasons) + 1) for r in rows),
             "reasons": _texts(reasons),
         })
     else:
         ctx.session.execute(insert(ALLOCATIONS), [
             {"tenant_id": ctx.tenant.id, "at": now, "policy_id": plan.id, "version": plan.version, "seq": first + k,
-             "branch_id": b, "team_id": t, "lead_id": None, "lead_key": key, "reason": reason}
-            for k, (b, t, key, reason) in enumerate(rows)
+             "branch_id": b, "team_id": t, "lead_id": lead_id, "lead_key": key, "reason": reason}
+            for k, (b, t, lead_id, key, reason) in enumerate(rows)
         ])
 
 
@@ -298,48 +301,6 @@ def _ints(values: Iterable[int | None]) -> str:
 def _texts(values: Iterable[str]) -> str:
     """A PostgreSQL array literal of texts, each quoted."""
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
-
-
-def link_leads(ctx: HookContext, items: Sequence[Mapping[str, Any]]) -> int:
-    """Fill in ``lead_id`` of the allocations of newly created leads (``lead_created``); idempotent.
-
-    A lead's allocation is the unlinked one with its key (phone, else email)
-    made since its transaction began (the item's ``created_at``: routing runs
-    inside that transaction, before the insert). A row already linked is left
-    alone, so a second delivery changes nothing.
-    """
-    rows: list[dict[str, Any]] = [
-        {"lead_id": int(i["lead_id"]), "lead_key": key_of(i.get("phone"), i.get("email")), "since": str(i["created_at"])}
-        for i in items if i.get("lead_id") is not None
-    ]
-    if not rows:
-        return 0
-    if dialect_name(ctx.session) == "postgresql":
-        from sqlalchemy import text
-
-        # One probe of the key index per lead (a correlated lookup), then the rows by primary key
-        # (``id = ANY`` of those ids): a join could let a stale estimate of the table turn into a
-        # scan of all of it, which grows with the log.
-        return ctx.session.execute(text(
-            "WITH m AS MATERIALIZED (SELECT x.lead_id, (SELECT b.id FROM settlement_allocation b"
-            " WHERE b.tenant_id = :tenant AND b.lead_key = x.lead_key AND b.lead_id IS NULL AND b.at >= x.since"
-            " ORDER BY b.id DESC LIMIT 1) AS id"
-            " FROM unnest(CAST(:ids AS bigint[]), CAST(:keys AS text[]), CAST(:since AS timestamptz[]))"
-            " AS x(lead_id, lead_key, since))"
-            " UPDATE settlement_allocation a SET lead_id = m.lead_id FROM m"
-            " WHERE a.id = ANY(ARRAY(SELECT m.id FROM m WHERE m.id IS NOT NULL)) AND a.id = m.id"
-            " AND a.tenant_id = :tenant AND a.lead_id IS NULL"
-        ), {"ids": _ints(r["lead_id"] for r in rows), "keys": _texts(r["lead_key"] for r in rows),
-            "since": _texts(r["since"] for r in rows), "tenant": ctx.tenant.id}).rowcount or 0
-    linked = 0
-    for r in rows:
-        linked += ctx.session.execute(
-            update(Allocation)
-            .where(Allocation.tenant_id == ctx.tenant.id, Allocation.lead_key == r["lead_key"],
-                   Allocation.lead_id.is_(None), Allocation.at >= datetime.fromisoformat(r["since"]))
-            .values(lead_id=r["lead_id"]).execution_options(synchronize_session=False)
-        ).rowcount or 0
-    return linked
 
 
 def preview(ctx: HookContext, plan: Plan, n: int) -> list[dict[str, Any]]:

@@ -1,9 +1,9 @@
 """The settlement plugin's hook implementations.
 
 Division (this section): ``choose_team`` divides new leads between branches
-by the tenant's distribution policies (:mod:`.division`), once per batch, and
-``lead_created`` links each allocation to the lead it made (routing runs
-before the lead is written, so the allocation is recorded by the lead's key).
+by the tenant's distribution policies (:mod:`.division`), once per batch,
+writing each allocation with the lead's id (``LeadInfo.new_id``: the intake
+line reserves it before routing), so no second pass links them.
 
 Money (its own section below): ``deal_won`` and ``deal_refunded`` feed the ledger
 (:mod:`.ledger`).
@@ -27,11 +27,6 @@ def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> Sequence[TeamCho
     if not ctx.settings(division.PLUGIN)["division"]:
         return None
     return division.divide(ctx, leads)
-
-
-@hookimpl
-def lead_created(ctx: HookContext, event: Event) -> None:
-    division.link_leads(ctx, event.items)
 
 
 # --- Money: deal_won and deal_refunded feed the ledger (:mod:`.ledger`) ------------------------

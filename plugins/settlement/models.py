@@ -178,10 +178,11 @@ class Allocation(TenantScoped, Base):
     """One lead divided by a policy: append-only, in the order of the policy's log (``seq``).
 
     ``branch_id`` is null when every branch was at its cap (``reason`` says
-    where the lead went). Routing runs before the lead is written, so the row
-    is written with the lead's ``lead_key`` (its phone, else its email) and
-    ``lead_id`` is filled in once, by the ``lead_created`` event of the same
-    transaction; a lead that merged into an existing one instead keeps none.
+    where the lead went). Routing runs before the lead is written, with the
+    id the intake line reserved for it (``LeadInfo.new_id``), so the row is
+    written once, complete: ``lead_id`` and ``lead_key`` (its phone, else its
+    email). A lead that lost a race to a concurrent duplicate was merged into
+    that one instead: its row keeps the reserved id, which no lead has.
 
     The log is the hot path of an import (1,000 rows a batch), so each row
     is checked once, not per column: its (policy, branch) must be an entry of
@@ -189,11 +190,9 @@ class Allocation(TenantScoped, Base):
     whose own keys hold the policy and the branch, ``RESTRICT``: a branch
     named by a log row cannot be deleted). A row with no branch (every
     branch was full) is written only from its policy's locked state.
-    ``lead_id`` is neither indexed nor a foreign key: it is written once, by
-    the plugin, from the core's own ``lead_created`` event (the core never
-    deletes a lead), and the fill-in is then a HOT update (PostgreSQL
-    rewrites no index entry); a lead's allocations are found by its key
-    (``ix_settlement_allocation_key``), then its id.
+    ``lead_id`` is neither indexed nor a foreign key (it is written before
+    the lead's row, and the core never deletes a lead); a lead's allocations
+    are found by its key (``ix_settlement_allocation_key``), then its id.
     """
 
     __tablename__ = "settlement_allocation"
@@ -206,7 +205,7 @@ class Allocation(TenantScoped, Base):
             ondelete="RESTRICT",
         ),
         Index("ix_settlement_allocation_key", "tenant_id", "lead_key"),
-        {"postgresql_with": {"fillfactor": 80}},  # room on each page for the HOT fill-in of lead_id
+        {"postgresql_with": {"fillfactor": 80}},  # from when lead_id was filled in later (a HOT update)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

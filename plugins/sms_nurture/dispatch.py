@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import JSON, SmallInteger, String, Text, bindparam, case, cast, func, select, update
+from sqlalchemy import text as sql
 
 from pelago.plugin import HookContext, Lead, NewActivity, User, dialect_name, log_activities, upsert
 
@@ -276,20 +277,32 @@ def _by_id(session: Any, name: str, values: Mapping[int, str]) -> Any:
 
 
 def _phone_rules(ctx: HookContext, rows: list[Any], finals: list[dict[str, Any]], now: datetime) -> list[Any]:
-    """Suppression, consent and the caps, with the phones' rows locked (in order) so concurrent claims count right.
+    """Suppression, consent and the caps, each phone locked so concurrent claims of one phone count right.
 
-    A phone suppressed when its person was erased is known only by its keyed hash (:mod:`.privacy`).
+    On PostgreSQL the lock is a transaction-scoped advisory lock per phone
+    (the tenant and the number hashed to one 64-bit key, taken in key order
+    in one statement, released at commit): claims of the same phone take
+    turns from the lock to the commit that records their ``capped_on``, and
+    no row is written per phone (a phone the tenant knows nothing about has
+    no ``sms_nurture_phone`` row: no consent, not suppressed). A hash shared
+    by two phones only makes their claims wait for each other. On SQLite the
+    claim's transaction holds the database's one write lock. A phone
+    suppressed when its person was erased is known only by its keyed hash
+    (:mod:`.privacy`).
     """
     if not rows:
         return []
     s = ctx.session
     settings = ctx.settings(PLUGIN)
     phones = sorted({r.phone for r in rows})
-    upsert(s, Phone, [{"phone": p} for p in phones], key=["tenant_id", "phone"], update=[])
-    q = select(Phone).where(Phone.phone.in_(phones)).order_by(Phone.phone)
     if dialect_name(s) == "postgresql":
-        q = q.with_for_update()
-    known = {p.phone: p for p in s.scalars(q)}
+        s.execute(sql(
+            "SELECT count(pg_advisory_xact_lock(x.k)) FROM (SELECT DISTINCT hashtextextended("
+            "'sms_nurture:' || CAST(:t AS text) || ':' || p, 0) AS k FROM unnest(CAST(:phones AS text[])) AS p"
+            " ORDER BY 1) AS x"), {"t": ctx.tenant.id, "phones": phones})
+    known = {p.phone: p for p in s.execute(
+        select(Phone.phone, Phone.consent_at, Phone.suppressed_at, Phone.suppressed_source)
+        .where(Phone.phone.in_(phones)))}
     tz = ctx.tenant.tz
     today = rules.local_day(now, tz)
     week_start = today - timedelta(days=6)
@@ -306,14 +319,14 @@ def _phone_rules(ctx: HookContext, rows: list[Any], finals: list[dict[str, Any]]
     erased = privacy.erased_suppressed(ctx, phones)
     out = []
     for r in rows:
-        p = known[r.phone]
-        if p.suppressed_at is not None:
+        p = known.get(r.phone)
+        if p is not None and p.suppressed_at is not None:
             finals.append(_final(ctx, r.id, "skipped", f"phone opted out ({p.suppressed_source})", now))
             continue
         if r.phone in erased:
             finals.append(_final(ctx, r.id, "skipped", "phone opted out (before an erasure)", now))
             continue
-        if consent and p.consent_at is None:
+        if consent and (p is None or p.consent_at is None):
             finals.append(_final(ctx, r.id, "skipped", "no consent on record for this phone", now))
             continue
         c = counts[r.phone]
@@ -425,7 +438,8 @@ def mark_sent(ctx: HookContext, accepted: Mapping[str, Mapping[str, Any]], *, wo
     ).returning(M.c.id, M.c.our_id, M.c.lead_id, M.c.body)).all()
     if not moved:
         return []
-    log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved])
+    # Our own sms activities: our activity_logged handler ignores them (no rep), so no delivery to us.
+    log_activities(ctx, [NewActivity(r.lead_id, "sms", (r.body or "")[:1000]) for r in moved], skip=(PLUGIN,))
     delivered = [r.our_id for r in moved if accepted[r.our_id].get("status") == "delivered"]
     if delivered:
         advance(ctx, [{"our_id": i, "status": "delivered"} for i in delivered])

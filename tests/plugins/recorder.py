@@ -53,6 +53,7 @@ class Hooks:
     @hookimpl
     def choose_team(self, ctx: Any, leads: Any) -> Any:
         CALLS.append(("choose_team", ctx.tenant.id, [lead.phone for lead in leads]))
+        CALLS.append(("choose_team_ids", ctx.tenant.id, [(lead.id, lead.new_id) for lead in leads]))
         settings = ctx.settings("recorder")
         if not settings["team_id"]:
             return None

@@ -44,7 +44,7 @@ def test_leads_are_divided_60_40_with_the_allocation_in_the_explanation(app):
     assert teams.count(s.sh_team) == 60 and teams.count(s.wh_team) == 40
     rows = log(s.t, p["id"])
     assert [r.seq for r in rows] == list(range(1, 101))
-    assert [r.lead_id for r in rows] == [lead["id"] for lead in leads]  # linked by lead_created
+    assert [r.lead_id for r in rows] == [lead["id"] for lead in leads]  # written with LeadInfo.new_id
     within_one([r.branch_id for r in rows], {s.shanghai: 60, s.wuhan: 40})
     first = leads[0]
     assert first["owner_id"] in {s.t.users["rep"], s.t.users["rep2"], s.t.users["manager"]}  # the team's strategy
