@@ -25,6 +25,8 @@ from .events import take_pending
 from .host import PluginHost
 from .jobs import drop_deferred, find, take_deferred
 from .models import Tenant
+from .services.submissions import KICK as ROUTE_KICK
+from .services.submissions import ROUTE_JOB
 
 _current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
 
@@ -82,6 +84,11 @@ class Runtime:
                 self.queue.enqueue("deliver", event_ids=ids)
             except Exception:  # noqa: BLE001 - the change is committed; retries will deliver
                 self.log.exception("could not hand events %s to the queue; the retry job will", ids)
+        if session.info.pop(ROUTE_KICK, False):
+            try:
+                self.queue.kick(ROUTE_JOB)  # accepted webhook submissions: a router takes them
+            except Exception:  # noqa: BLE001 - they are stored; the scheduler's tick starts a router too
+                self.log.exception("could not start a router for the accepted submissions; the tick will")
         for job in take_deferred(session):
             try:
                 self.queue.enqueue("plugin_job", **job)
@@ -95,6 +102,7 @@ class Runtime:
         # Jobs have no row to find: those of a rolled back SAVEPOINT go too.
         if previous.parent is None:
             take_pending(session)
+            session.info.pop(ROUTE_KICK, None)
         drop_deferred(session, previous)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:

@@ -119,6 +119,7 @@ def tick(runtime: Runtime) -> list[Started]:
                     started.append(Started(tenant_id, spec.name, periodic.name))
     runtime.queue.enqueue("retry_deliveries")
     runtime.queue.enqueue("resume_imports")  # imports whose worker died
+    runtime.queue.enqueue("route_submissions")  # webhook submissions whose router died (lease expired)
     return started
 
 

@@ -2,7 +2,7 @@
 
 from ..db import Base, TenantScoped
 from .deals import DEAL_KINDS, Deal, Refund
-from .intake import IMPORT_STATES, Channel, Import, ImportError_
+from .intake import IMPORT_STATES, SUBMISSION_STATES, Channel, Import, ImportError_, StoredSubmission
 from .leads import (
     ACTIVITY_KINDS,
     STAGE_TRANSITIONS,
@@ -30,6 +30,7 @@ __all__ = [
     "STAGE_TRANSITIONS",
     "STAGES",
     "STRATEGIES",
+    "SUBMISSION_STATES",
     "Activity",
     "ApiKey",
     "Base",
@@ -47,6 +48,7 @@ __all__ = [
     "RoutingRule",
     "RoutingSettings",
     "StageChange",
+    "StoredSubmission",
     "Team",
     "Tenant",
     "TenantPlugin",

@@ -44,5 +44,5 @@ def core_blueprints() -> list[_Blueprint]:
 
     return [
         leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, plugins.blp,
-        tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
+        tenants.blp, channels.blp, intake.blp, intake.sub_blp, imports.blp, privacy.blp,
     ]
