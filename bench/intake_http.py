@@ -294,8 +294,8 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
                          "p99_ms": round(percentile(latencies, 0.99) * 1000, 2)}
     if counts["accepted"] or counts["failed"]:
         raise AssertionError(f"submissions left unrouted or failed: {counts}")
-    if counts["touches"] != counts["submissions"] + counts["api"]:
-        raise AssertionError(f"every submission and API call must have exactly one touch: {counts}")
+    if counts["created"] != counts["submissions"] or counts["touches"] != counts["leads"]:
+        raise AssertionError(f"every submission and API call must make one lead with one touch: {counts}")
     common = {"workers": WORKERS, "threads": THREADS, "clients": CLIENTS, "requests_per_side": per_client * CLIENTS * ROUNDS}
     out = [result(
         f"intake_http_{kind}", rates["accept"] / rates["bare"], ratio_sql=round(rates["accept"] / rates["accept_sql"], 3),
@@ -383,7 +383,7 @@ def _check(url: str, tenant_id: int) -> dict[str, int]:
                 "submissions": count(StoredSubmission), "leads": count(Lead), "touches": count(Touch),
                 "accepted": count(StoredSubmission, StoredSubmission.status == "accepted"),
                 "failed": count(StoredSubmission, StoredSubmission.status == "failed"),
-                "api": count(Touch, Touch.idempotency_key.is_(None)),
+                "created": count(StoredSubmission, StoredSubmission.outcome == "created"),
             }
     finally:
         runtime.engine.dispose()

@@ -78,6 +78,8 @@ JOBS: dict[str, JobFunc] = {
 #: rq's default of 180 s is too short for these (a 20 MiB CSV import)
 TIMEOUTS: dict[str, int] = {"import": 3600}
 PENDING_KEY = "pelago_jobs"
+#: jobs on rq's ``<name>-intake`` queue, which workers take before the others (``pelago worker``)
+INTAKE_JOBS = frozenset({"route_submissions"})
 
 
 def find(runtime: Runtime, job: str) -> tuple[str, Job]:
@@ -224,6 +226,9 @@ class RqQueue:
         # (the enqueue fails, is logged, and the retry job delivers later).
         self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.rq = Queue(name, connection=self.redis)
+        # Routing accepted webhooks must not wait behind a backlog of deliveries: its own queue,
+        # which ``pelago worker`` takes first.
+        self.intake = Queue(f"{name}-intake", connection=self.redis)
 
     def kick(self, name: str) -> None:
         """Enqueue the argument-less job ``name`` unless one is pending (a Redis flag, shared by
@@ -245,6 +250,7 @@ class RqQueue:
         if name == "plugin_job":
             label = kwargs["job"]
             timeout = find(self.runtime, label)[1].timeout
-        return self.rq.enqueue(
+        queue = self.intake if name in INTAKE_JOBS else self.rq
+        return queue.enqueue(
             "pelago.core.jobs.run", name, kwargs, description=f"pelago:{label}", job_timeout=timeout
         )
