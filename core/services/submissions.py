@@ -44,7 +44,7 @@ from datetime import timedelta
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Row, Table, bindparam, exists, or_, select, text, update
+from sqlalchemy import Connection, Row, Table, bindparam, exists, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..context import HookContext
@@ -84,11 +84,13 @@ def check(sub: Submission, region: str) -> tuple[str | None, dict[str, list[str]
 
 
 def accept(
-    session: Session, *, tenant_id: int, channel_id: int | None, sub: Submission, dedupe: str | None, now: Any,
+    conn: Session | Connection, *, tenant_id: int, channel_id: int | None, sub: Submission, dedupe: str | None,
+    now: Any,
 ) -> tuple[int, bool]:
     """Store ``sub`` (one INSERT); ``(id, True)``, or ``(id of the first, False)`` for a retried key.
 
-    The caller commits; the router is started after that commit.
+    On a session, the router starts after the session's commit; on a
+    connection, the caller starts it (``runtime.queue.kick(ROUTE_JOB)``).
     """
     assert sub.key is not None, "a webhook submission always has its idempotency key"
     values = {
@@ -96,20 +98,22 @@ def accept(
         "data": dict(sub.data), "touch": dict(sub.touch), "raw": dict(sub.raw or {}), "status": "accepted",
         "attempts": 0, "received_at": now,
     }
-    insert = _insert(session)(SUBMISSIONS).values(**values)
+    insert = _insert(conn)(SUBMISSIONS).values(**values)
     stmt = insert.on_conflict_do_nothing(index_elements=["tenant_id", "key"]).returning(SUBMISSIONS.c.id)
-    new_id = session.execute(stmt).scalar()
+    new_id = conn.execute(stmt).scalar()
     if new_id is not None:
-        session.info[KICK] = True
+        if isinstance(conn, Session):
+            conn.info[KICK] = True
         return int(new_id), True
-    first = session.execute(
+    first = conn.execute(
         select(SUBMISSIONS.c.id).where(SUBMISSIONS.c.tenant_id == tenant_id, SUBMISSIONS.c.key == sub.key)
     ).scalar_one()
     return int(first), False
 
 
-def _insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
+def _insert(conn: Session | Connection) -> Any:
+    dialect = conn.get_bind().dialect if isinstance(conn, Session) else conn.dialect
+    if dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert
@@ -126,9 +130,9 @@ def get_submission(ctx: HookContext, submission_id: int) -> StoredSubmission:
     return found
 
 
-def state(session: Session, submission_id: int) -> dict[str, Any]:
+def state(conn: Session | Connection, submission_id: int) -> dict[str, Any]:
     """What the webhook answers for a submission: its id, status and, once routed, its outcome."""
-    row = session.execute(
+    row = conn.execute(
         select(SUBMISSIONS.c.id, SUBMISSIONS.c.status, SUBMISSIONS.c.outcome, SUBMISSIONS.c.lead_id,
                SUBMISSIONS.c.touch_id).where(SUBMISSIONS.c.id == submission_id)
     ).one()

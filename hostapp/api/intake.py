@@ -11,7 +11,8 @@ and least revealing first, and each refusal stores nothing:
 5. a body that is not a UTF-8 JSON object Pelago can store → 400;
 6. a payload whose mapped lead is invalid (bad phone, no contact) → 422.
 
-Then the submission is stored as it is (one INSERT, ``core_submission``) and
+Then the submission is stored as it is (one INSERT, ``core_submission``; on
+PostgreSQL in autocommit: no BEGIN and COMMIT round trips) and
 answered ``202`` with its id; a router takes it through the same intake line
 as the API and the imports (dedupe, routing by the tenant's settings, touch,
 ledger, events) right after, off the request (see
@@ -21,12 +22,12 @@ shows what became of it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import request
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from pelago.core.errors import InvalidInput
 from pelago.core.models import Channel, Tenant
@@ -113,8 +114,31 @@ def receive(key: str) -> Any:
     if not svc.well_formed_signature(header):
         abort(401, message="missing or malformed X-Pelago-Signature: send sha256=<hex HMAC-SHA256 of the body>")
     assert header is not None
-    session = public_session()
-    channel, region = _channel(session, key)
+    rt = runtime()
+    if rt.engine.dialect.name == "postgresql":
+        # Two statements, each atomic by itself: no BEGIN and COMMIT round trips. The router is
+        # started once the INSERT has returned (it is committed then).
+        with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            result, fresh = _accept(conn, key, raw, header)
+        if fresh:
+            try:
+                rt.queue.kick(submissions.ROUTE_JOB)
+            except Exception:  # noqa: BLE001 - it is stored; the scheduler's tick starts a router too
+                rt.log.exception("could not start a router for submission %s; the tick will", result["id"])
+    else:
+        # SQLite: through the session, whose transaction takes the write gate; the router starts after commit.
+        session = public_session()
+        result, fresh = _accept(session.connection(), key, raw, header)
+        if fresh:
+            session.info[submissions.KICK] = True
+        session.commit()
+    return result, 202 if fresh else 200, {"Location": f"/api/v1/submissions/{result['id']}"}
+
+
+def _accept(conn: Any, key: str, raw: bytes, header: str) -> tuple[dict[str, Any], bool]:
+    """Find the channel, check the signature, map and check the payload, store it: the submission's
+    answer, and whether it is new (``False``: a retry of a stored key)."""
+    channel, region = _channel(conn, key)
     if not svc.signature_matches(channel.secret, raw, header):
         abort(401, message="bad signature: sign the exact body bytes with the channel's secret")
     limits.enforce("intake_channel", str(channel.id))  # signed submissions only: no one else can spend it
@@ -123,26 +147,27 @@ def receive(key: str) -> Any:
     dedupe, errors = submissions.check(sub, region)
     if errors:
         raise InvalidInput("the mapped lead is invalid", errors)
-    sid, fresh = submissions.accept(session, tenant_id=channel.tenant_id, channel_id=channel.id, sub=sub,
+    sid, fresh = submissions.accept(conn, tenant_id=channel.tenant_id, channel_id=channel.id, sub=sub,
                                     dedupe=dedupe, now=runtime().clock())
-    result = {"id": sid, "status": "accepted", "outcome": None, "lead_id": None, "touch_id": None}
-    if not fresh:
-        result = submissions.state(session, sid)
-    session.commit()  # the router starts after this commit (Runtime._after_commit)
-    return result, 202 if fresh else 200, {"Location": f"/api/v1/submissions/{sid}"}
+    if fresh:
+        return {"id": sid, "status": "accepted", "outcome": None, "lead_id": None, "touch_id": None}, True
+    return submissions.state(conn, sid), False
 
 
-def _channel(session: Any, key: str) -> tuple[Channel, str]:
-    """The active channel with this key and its tenant's default phone region: one query."""
+def _channel(conn: Any, key: str) -> tuple[Channel, str]:
+    """The active channel with this key (detached, for reading) and its tenant's default phone
+    region: one query, no ORM session."""
     if not svc.KEY_SHAPE.match(key):
         abort(404, message="no such channel")
-    row = session.execute(
-        select(Channel, Tenant.default_region).join(Tenant, Tenant.id == Channel.tenant_id)
-        .where(Channel.key == key).execution_options(all_tenants=True)
+    table = cast(Table, Channel.__table__)
+    row = conn.execute(
+        select(table, Tenant.default_region).join(Tenant, Tenant.id == table.c.tenant_id).where(table.c.key == key)
     ).first()
-    if row is None or not row[0].active:
+    if row is None or not row.active:
         abort(404, message="no such channel")
-    return row[0], row[1]
+    values = row._asdict()
+    region = values.pop("default_region")
+    return Channel(**values), region
 
 
 sub_blp = Blueprint(
