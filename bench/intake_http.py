@@ -2,8 +2,8 @@
 
 Gunicorn servers with the same settings (2 workers, gthread with 4 threads
 each, keep-alive) on a fresh database: the real Pelago app
-(``pelago.hostapp.wsgi:app``, with Redis and one ``pelago worker`` (rq)
-running the routers, as in production; rate limits off) and
+(``pelago.hostapp.wsgi:app``, with Redis and two ``pelago worker`` (rq)
+processes running the routers and deliveries, as in production; rate limits off) and
 bench/_bare_app.py. The tenant auto-routes to a team of 10 reps, round robin.
 The load generator is 4 client processes, each with one keep-alive
 ``http.client`` connection, sending a fixed number of requests, every one
@@ -69,6 +69,7 @@ THREADS = 4
 CLIENTS = 4
 ROUNDS = 2
 WARMUP = 50  # requests per client before each server's first round (fewer in small runs)
+RQ_WORKERS = 2  # `pelago worker` processes: the routers (queue pelago-intake first) and deliveries
 PACED_SHARE = 0.8  # routed latency is measured at this share of the accept rate
 SOURCES = ("douyin", "baidu", "wechat", "xiaohongshu")
 #: a Redis database of this benchmark's own (the rq queue and the router's flag)
@@ -233,9 +234,10 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
                 "BENCH_DATABASE_URL": url, "BENCH_TENANT_ID": str(bare_tenant.id),
                 "BENCH_TEAM_ID": str(bare_tenant.team_id), "BENCH_REPS": ",".join(map(str, bare_tenant.rep_ids))}),
         }
-        worker = subprocess.Popen([str(Path(sys.executable).with_name("pelago")), "worker"], cwd=ROOT,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT), **pelago_env},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workers = [subprocess.Popen([str(Path(sys.executable).with_name("pelago")), "worker"], cwd=ROOT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT), **pelago_env},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for _ in range(RQ_WORKERS)]
         # side → (port, path, auth, expected status)
         sides = {
             "accept": (ports["pelago"], f"/api/v1/intake/{key}", {"secret": secret}, 202),
@@ -279,7 +281,8 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
         finally:
             for server in servers.values():
                 stop(server)
-            stop(worker)
+            for worker in workers:
+                stop(worker)
         counts = _check(url, tenant.id)
     figures: dict[str, Any] = {}
     rates: dict[str, float] = {}
@@ -296,7 +299,7 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
         raise AssertionError(f"submissions left unrouted or failed: {counts}")
     if counts["created"] != counts["submissions"] or counts["touches"] != counts["leads"]:
         raise AssertionError(f"every submission and API call must make one lead with one touch: {counts}")
-    common = {"workers": WORKERS, "threads": THREADS, "clients": CLIENTS, "requests_per_side": per_client * CLIENTS * ROUNDS}
+    common = {"workers": WORKERS, "threads": THREADS, "clients": CLIENTS, "rq_workers": RQ_WORKERS, "requests_per_side": per_client * CLIENTS * ROUNDS}
     out = [result(
         f"intake_http_{kind}", rates["accept"] / rates["bare"], ratio_sql=round(rates["accept"] / rates["accept_sql"], 3),
         accept_rps=figures["accept"]["rps"], bare_rps=figures["bare"]["rps"], sql_rps=figures["accept_sql"]["rps"],
