@@ -217,6 +217,9 @@ class ThreadQueue:
 class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 
+    #: seconds an emptied router waits for more submissions before its job ends (rq forks per job)
+    LINGER = 1.0
+
     def __init__(self, runtime: Runtime, redis_url: str, name: str = "pelago") -> None:
         from redis import Redis
         from rq import Queue

@@ -63,6 +63,8 @@ LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 5
 #: how long one job drains before it hands over to a fresh one (rq's job timeout is 180 s)
 JOB_SECONDS = 60.0
+#: how often a lingering router (``Queue.LINGER`` seconds, rq's) looks for new submissions
+LINGER_POLL = 0.02
 #: the job that drains the queue (``core.jobs``)
 ROUTE_JOB = "route_submissions"
 #: ``session.info`` flag: this transaction accepted a submission, start a router after commit
@@ -147,14 +149,29 @@ def route_job(runtime: Runtime) -> dict[str, int]:
     and drain once more (a submission accepted while the flag was still up is seen then).
 
     A drain stops after :data:`JOB_SECONDS` (rq kills a job at its timeout);
-    under sustained load the job then hands over to a fresh one.
+    under sustained load the job then hands over to a fresh one. On rq the
+    job lingers a second once the queue is empty (a new job costs a fork).
     """
+    began = time.monotonic()
     counts = route_pending(runtime, max_seconds=JOB_SECONDS)
     runtime.queue.settle(ROUTE_JOB)
     if counts["timed_out"]:
         runtime.queue.kick(ROUTE_JOB)
         return counts
     more = route_pending(runtime, max_seconds=JOB_SECONDS)
+    linger = float(getattr(runtime.queue, "LINGER", 0.0))
+    idle_since = time.monotonic()
+    while not more["timed_out"] and linger and time.monotonic() - idle_since < linger:
+        # A worker that forks per job: at a steady trickle, wait a little for the next submissions
+        # rather than end and have the next accept pay a new job (a fork, new connections).
+        time.sleep(LINGER_POLL)
+        got = route_pending(runtime, max_seconds=JOB_SECONDS)
+        more = {k: more[k] + got[k] for k in more}
+        more["timed_out"] = got["timed_out"]
+        if got["batches"]:
+            idle_since = time.monotonic()
+        if time.monotonic() - began > JOB_SECONDS:
+            more["timed_out"] = 1
     if more["timed_out"]:
         runtime.queue.kick(ROUTE_JOB)
     return {k: counts[k] + more[k] for k in counts}
