@@ -10,8 +10,9 @@ The load generator is 4 client processes, each with one keep-alive
 with a distinct phone and external id; Pelago's webhooks are signed with the
 channel's secret (signatures are computed before the clock starts). Servers
 take turns, ``ROUNDS`` times each, and each side's rate is its requests over
-its time. Before a baseline's turn the routers' backlog is drained, so they
-do not share the machine with it.
+its time. The routers are paused (SIGSTOP) during the accept side's turns,
+so those measure the accept alone, and the backlog is drained before every
+other turn, so the routers never share the machine with another side.
 
 Every side reports two ratios (``ratio``, ``ratio_sql``):
 
@@ -236,7 +237,7 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
         }
         workers = [subprocess.Popen([str(Path(sys.executable).with_name("pelago")), "worker"], cwd=ROOT,
                                     env={**os.environ, "PYTHONPATH": str(ROOT), **pelago_env},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                    for _ in range(RQ_WORKERS)]
         # side → (port, path, auth, expected status)
         sides = {
@@ -262,7 +263,10 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
                 for side, (port, path, auth, _) in sides.items():
                     if side != "accept":
                         _drained(url, tenant.id)  # the routers' backlog does not share the machine with it
+                    else:
+                        _pause(workers, True)  # the accept side alone: its routers run after it
                     outcome = load(port, path, slot * 10**7, per_client, auth, run)
+                    _pause(workers, False)
                     slot += 1
                     rounds[side].append(outcome)
                     log(f"  round {r + 1} {side}: {outcome['requests'] / outcome['seconds']:.0f} requests/s "
@@ -316,6 +320,12 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
         sql_p50_ms=figures["api_sql"]["p50_ms"], **common, goal=API_GOAL,
     )]
     return out
+
+
+def _pause(workers: list[subprocess.Popen[bytes]], stop: bool) -> None:
+    """Stop (SIGSTOP) or continue the rq workers and their work horses (each worker's process group)."""
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGSTOP if stop else signal.SIGCONT)
 
 
 def _flush_redis() -> None:
