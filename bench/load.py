@@ -25,7 +25,7 @@ one keep-alive connection (4 processes of 16 threads), send for
 | ``create`` 20% | ``POST /api/v1/leads``, a new phone (stays unowned: routing is off) | admin | 201 |
 | ``pool_create`` 10% | ``POST /api/v1/pool/pools/{id}/leads``, a new phone, into the default pool | admin | 201 |
 | ``duplicate`` 10% | ``POST /api/v1/leads``, a phone this client created, written another way | admin | 200 (merged) |
-| ``webhook`` 15% | ``POST /api/v1/intake/{key}``, signed, a new phone | channel | 201; 429 past the channel's rate limit |
+| ``webhook`` 15% | ``POST /api/v1/intake/{key}``, signed, a new phone | channel | 202 (routed after); 429 past the channel's rate limit |
 | ``list`` 15% | ``GET /api/v1/leads?limit=20`` | admin | 200 |
 | ``pool_list`` + ``claim`` 15% | ``GET /api/v1/pool/pools/{id}/leads?claimable=true``, then ``POST /api/v1/pool/claim`` one of them | a rep | 200; 409 when another rep won it |
 | ``activity`` 15% | ``POST /api/v1/leads/{id}/activities`` on a lead this client created | admin | 201 |
@@ -195,7 +195,7 @@ class Client:
         status, got = self.call("webhook", "POST", f"/api/v1/intake/{self.setup['channel_key']}",
                                 headers={"Content-Type": "application/json",
                                          "X-Pelago-Signature": f"sha256={signature}"}, raw=body)
-        self._acked("webhook", i, status, got and {"id": got.get("lead_id")})
+        self._acked("webhook", i, status, got and {"id": got.get("id")})
 
     def _acked(self, kind: str, i: int, status: int | None, got: Any) -> None:
         with self.lock:
@@ -295,10 +295,11 @@ def drive(port: int, setup: dict[str, Any], clients: int, seconds: float, max_re
 
 
 def drain_and_check(url: str, tenant_id: int, acked: set[str], unknown: set[str]) -> dict[str, Any]:
-    """Wait (bounded) for deliveries to finish, then check every acknowledged phone is one lead."""
+    """Wait (bounded) for the routers (accepted webhook submissions) and deliveries to finish, then
+    check every acknowledged phone is one lead."""
     from sqlalchemy import func, select
 
-    from pelago.core.models import Delivery, Lead
+    from pelago.core.models import Delivery, Lead, StoredSubmission
 
     runtime = make_runtime(url)
     try:
@@ -308,6 +309,8 @@ def drain_and_check(url: str, tenant_id: int, acked: set[str], unknown: set[str]
             with runtime.sessions() as session:
                 pending = int(session.scalar(select(func.count()).select_from(Delivery).where(
                     Delivery.tenant_id == tenant_id, Delivery.state == "pending")) or 0)
+                pending += int(session.scalar(select(func.count()).select_from(StoredSubmission).where(
+                    StoredSubmission.tenant_id == tenant_id, StoredSubmission.status == "accepted")) or 0)
             if pending == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -56,6 +56,12 @@ def _resume_imports(runtime: Runtime, lost_queue: bool = False) -> int:
     return resume_stalled(runtime, lost_queue=lost_queue)
 
 
+def _route_submissions(runtime: Runtime) -> dict[str, int]:
+    from .services.submissions import route_job
+
+    return route_job(runtime)
+
+
 def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, Any]) -> Any:
     """A plugin's :class:`~pelago.core.spec.Job` for one tenant; skipped if the plugin is off for it."""
     plugin, spec = find(runtime, job)
@@ -73,11 +79,14 @@ JOBS: dict[str, JobFunc] = {
     "periodic": _periodic,
     "resume_imports": _resume_imports,
     "import": _import,
+    "route_submissions": _route_submissions,
     "plugin_job": _plugin_job,
 }
 #: rq's default of 180 s is too short for these (a 20 MiB CSV import)
 TIMEOUTS: dict[str, int] = {"import": 3600}
 PENDING_KEY = "pelago_jobs"
+#: jobs on rq's ``<name>-intake`` queue, which workers take before the others (``pelago worker``)
+INTAKE_JOBS = frozenset({"route_submissions"})
 
 
 def find(runtime: Runtime, job: str) -> tuple[str, Job]:
@@ -146,6 +155,13 @@ class InlineQueue:
     def enqueue(self, name: str, **kwargs: Any) -> Any:
         return run(name, kwargs, self.runtime)
 
+    def kick(self, name: str) -> None:
+        """Run ``name`` now (inline there is nothing to coalesce)."""
+        self.enqueue(name)
+
+    def settle(self, name: str) -> None:
+        """Nothing to clear: see :meth:`ThreadQueue.settle`."""
+
 
 class ThreadQueue:
     """Runs jobs on a background thread of this process (``pelago serve`` without Redis).
@@ -165,11 +181,30 @@ class ThreadQueue:
 
         self.runtime = runtime
         self._jobs: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="pelago-jobs", daemon=True)
         self._thread.start()
 
     def enqueue(self, name: str, **kwargs: Any) -> None:
         self._jobs.put((name, kwargs))
+
+    def kick(self, name: str) -> None:
+        """Enqueue the argument-less job ``name`` unless it is queued and has not settled yet.
+
+        A burst of webhooks then queues one router, not one per request; the
+        job calls :meth:`settle` once it has drained, and drains once more.
+        """
+        with self._lock:
+            if name in self._pending:
+                return
+            self._pending.add(name)
+        self.enqueue(name)
+
+    def settle(self, name: str) -> None:
+        """The job ``name`` has drained: the next :meth:`kick` enqueues it again."""
+        with self._lock:
+            self._pending.discard(name)
 
     def join(self) -> None:
         """Wait until every job enqueued so far has run (tests, shutdown)."""
@@ -191,6 +226,9 @@ class ThreadQueue:
 class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 
+    #: seconds an emptied router waits for more submissions before its job ends (rq forks per job)
+    LINGER = 1.0
+
     def __init__(self, runtime: Runtime, redis_url: str, name: str = "pelago") -> None:
         from redis import Redis
         from rq import Queue
@@ -200,6 +238,23 @@ class RqQueue:
         # (the enqueue fails, is logged, and the retry job delivers later).
         self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.rq = Queue(name, connection=self.redis)
+        # Routing accepted webhooks must not wait behind a backlog of deliveries: its own queue,
+        # which ``pelago worker`` takes first.
+        self.intake = Queue(f"{name}-intake", connection=self.redis)
+
+    def kick(self, name: str) -> None:
+        """Enqueue the argument-less job ``name`` unless one is pending (a Redis flag, shared by
+        every process; it expires after a minute, should a worker die holding it)."""
+        try:
+            fresh = self.redis.set(f"pelago:kick:{self.rq.name}:{name}", "1", nx=True, ex=60)
+        except Exception:  # noqa: BLE001 - a flag we cannot read is a job too many, not one too few
+            fresh = True
+        if fresh:
+            self.enqueue(name)
+
+    def settle(self, name: str) -> None:
+        """The job ``name`` has drained: the next :meth:`kick` enqueues it again."""
+        self.redis.delete(f"pelago:kick:{self.rq.name}:{name}")
 
     def enqueue(self, name: str, **kwargs: Any) -> Any:
         timeout = TIMEOUTS.get(name)
@@ -207,6 +262,7 @@ class RqQueue:
         if name == "plugin_job":
             label = kwargs["job"]
             timeout = find(self.runtime, label)[1].timeout
-        return self.rq.enqueue(
+        queue = self.intake if name in INTAKE_JOBS else self.rq
+        return queue.enqueue(
             "pelago.core.jobs.run", name, kwargs, description=f"pelago:{label}", job_timeout=timeout
         )

@@ -26,6 +26,8 @@ from .host import PluginHost
 from .jobs import drop_deferred, find, take_deferred
 from .models import Tenant
 from .posts import take_pending as take_posts
+from .services.submissions import KICK as ROUTE_KICK
+from .services.submissions import ROUTE_JOB
 
 _current: ContextVar[Runtime | None] = ContextVar("pelago_runtime", default=None)
 
@@ -89,6 +91,11 @@ class Runtime:
                 self.queue.enqueue("send_posts", ids=posts)
             except Exception:  # noqa: BLE001 - the posts are in their table; the scheduler's tick sends them
                 self.log.exception("could not hand posts %s to the queue; the scheduler's tick will", posts)
+        if session.info.pop(ROUTE_KICK, False):
+            try:
+                self.queue.kick(ROUTE_JOB)  # accepted webhook submissions: a router takes them
+            except Exception:  # noqa: BLE001 - they are stored; the scheduler's tick starts a router too
+                self.log.exception("could not start a router for the accepted submissions; the tick will")
         for job in take_deferred(session):
             try:
                 self.queue.enqueue("plugin_job", **job)
@@ -103,6 +110,7 @@ class Runtime:
         if previous.parent is None:
             take_pending(session)
             take_posts(session)
+            session.info.pop(ROUTE_KICK, None)
         drop_deferred(session, previous)
 
     def tenant_session(self, tenant_id: int) -> TenantSession:

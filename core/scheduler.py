@@ -120,6 +120,7 @@ def tick(runtime: Runtime) -> list[Started]:
     runtime.queue.enqueue("retry_deliveries")
     runtime.queue.enqueue("send_posts")  # queued posts whose hand-off was lost, and retries
     runtime.queue.enqueue("resume_imports")  # imports whose worker died
+    runtime.queue.enqueue("route_submissions")  # webhook submissions whose router died (lease expired)
     return started
 
 

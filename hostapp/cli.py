@@ -133,7 +133,8 @@ def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
-@click.option("--queue", "queues", multiple=True, default=["pelago"], show_default=True)
+@click.option("--queue", "queues", multiple=True, default=["pelago-intake", "pelago"], show_default=True,
+              help="queues in priority order: accepted webhooks' routers first, then every other job")
 @click.pass_obj
 def worker(obj: dict[str, Any], burst: bool, queues: tuple[str, ...]) -> None:
     """Run an rq worker for Pelago's jobs (needs REDIS_URL)."""

@@ -10,8 +10,11 @@ the document the fixture app serves.
 from __future__ import annotations
 
 import collections
+import hashlib
+import hmac
 import io
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,7 +114,7 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     ``user_id``, ``team_id``, ``key_id``, ``rule_id``), first the main object: a
     lead owned by ``rep2`` with an activity, a deal and a refund; a user; a team;
     an API key of that user; a routing rule; a webhook channel (``channel_id``,
-    and its public ``key``); a CSV import (``import_id``); the default pool
+    and its public ``key``) and a submission to it (``submission_id``); a CSV import (``import_id``); the default pool
     (``pool_id``) where the pool plugin is on; settlement's branches, a
     policy and a locked period (``branch_id``, ``policy_id``, ``period_id``)
     where it is on; an SMS template, sequence, step and enrolment where
@@ -139,6 +142,11 @@ def seed(t: TenantHandle) -> dict[str, list[Any]]:
     channel = _ok(t.post("/api/v1/channels", json={"name": unique("channel")}), 201)
     ids["channel_id"] = [channel["id"]]
     ids["key"] = [channel["key"]]  # the channel's public webhook key
+    body = json.dumps({"name": "Seeded", "phone": phone()}).encode()
+    signature = "sha256=" + hmac.new(channel["secret"].encode(), body, hashlib.sha256).hexdigest()
+    submitted = t.app.test_client().post(f"/api/v1/intake/{channel['key']}", data=body, headers={
+        "Content-Type": "application/json", "X-Pelago-Signature": signature})
+    ids["submission_id"] = [_ok(submitted, 202)["id"]]
     csv = f"name,phone\nSeeded,{phone()}\n".encode()
     imported = _ok(t.post("/api/v1/imports", data={"file": (io.BytesIO(csv), "seed.csv")}), 202)
     ids["import_id"] = [imported["id"]]

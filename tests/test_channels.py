@@ -73,7 +73,7 @@ def test_patch_renames_remaps_and_deactivates(tenant):
     assert tenant.patch(f"/api/v1/channels/{channel['id']}", json={"name": other["name"]}).status_code == 409
     r = tenant.patch(f"/api/v1/channels/{channel['id']}", json={"mapping": {"tel": "x"}})
     assert r.status_code == 422 and "tel" in r.get_json()["errors"]["json"]["mapping"]
-    assert post_signed(tenant, channel["key"], channel["secret"], {"tel": "13800138000"}).status_code == 201
+    assert post_signed(tenant, channel["key"], channel["secret"], {"tel": "13800138000"}).status_code == 202
     assert tenant.patch(f"/api/v1/channels/{channel['id']}", json={"active": False}).get_json()["active"] is False
     assert post_signed(tenant, channel["key"], channel["secret"], {"tel": "13800138001"}).status_code == 404
 
@@ -85,16 +85,18 @@ def test_rotating_the_secret_retires_the_old_one(tenant):
     rotated = r.get_json()
     assert rotated["secret"] != channel["secret"] and rotated["key"] == channel["key"]
     assert post_signed(tenant, channel["key"], channel["secret"], {"phone": "13800138002"}).status_code == 401
-    assert post_signed(tenant, channel["key"], rotated["secret"], {"phone": "13800138002"}).status_code == 201
+    assert post_signed(tenant, channel["key"], rotated["secret"], {"phone": "13800138002"}).status_code == 202
 
 
 def test_delete_keeps_the_touches(tenant):
     channel = tenant.post("/api/v1/channels", json={"name": "site"}).get_json()
-    lead_id = post_signed(tenant, channel["key"], channel["secret"], {"phone": "13800138003"}).get_json()["lead_id"]
+    sid = post_signed(tenant, channel["key"], channel["secret"], {"phone": "13800138003"}).get_json()["id"]
+    lead_id = tenant.get(f"/api/v1/submissions/{sid}").get_json()["lead_id"]
     assert tenant.call("DELETE", f"/api/v1/channels/{channel['id']}").status_code == 204
     assert tenant.get(f"/api/v1/channels/{channel['id']}").status_code == 404
     assert post_signed(tenant, channel["key"], channel["secret"], {"phone": "13800138004"}).status_code == 404
     assert tenant.get(f"/api/v1/leads/{lead_id}").status_code == 200
+    assert tenant.get(f"/api/v1/submissions/{sid}").get_json()["channel_id"] is None  # it stays, unlinked
 
 
 def test_only_admins_manage_channels(tenant):

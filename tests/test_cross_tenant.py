@@ -190,7 +190,7 @@ def test_discovered_id_routes() -> None:
     ):
         assert expected in labels, expected
     # Every path parameter is an object id that tests/routes.seed creates, or a listed non-object.
-    seeded = {"lead_id", "deal_id", "user_id", "team_id", "key_id", "channel_id", "import_id", "pool_id", "rule_id",
+    seeded = {"lead_id", "deal_id", "user_id", "team_id", "key_id", "channel_id", "submission_id", "import_id", "pool_id", "rule_id",
               "branch_id", "policy_id", "conversion_account_id", "conversion_rule_id", "conversion_id",
               "account_id", "class_id", "lesson_id", "trial_id", "feed_id", "token", "template_id", "sequence_id",
               "step_id", "enrolment_id", "period_id", "tenant", "provider"}

@@ -27,8 +27,8 @@ def test_the_conversions_seed_reports_a_won_click_lead_to_the_generic_account(ma
     r = t.client().post(f"/api/v1/intake/{channel['key']}", data=body, headers={
         "Content-Type": "application/json",
         "X-Pelago-Signature": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()})
-    assert r.status_code == 201, r.get_json()
-    lead_id = r.get_json()["lead_id"]
+    assert r.status_code == 202, r.get_json()
+    lead_id = t.get(f"/api/v1/submissions/{r.get_json()['id']}").get_json()["lead_id"]
     assert t.get("/api/v1/conversions/conversions").get_json()["items"] == []  # only a deal counts
     assert t.post(f"/api/v1/leads/{lead_id}/deals", json={"amount": "4980.00"}).status_code == 201
     [conversion] = t.get("/api/v1/conversions/conversions").get_json()["items"]

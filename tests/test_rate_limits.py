@@ -28,7 +28,7 @@ def test_one_address_is_limited_signed_or_not_and_the_window_passes(tenant, cloc
     assert "too many requests" in r.get_json()["message"]
     clock.advance(seconds=60)
     r = post_signed(tenant, channel["key"], channel["secret"], {"name": "A", "phone": "13800138701"})
-    assert r.status_code == 201
+    assert r.status_code == 202
     # Another address has its own count.
     r = tenant.app.test_client().post(f"/api/v1/intake/{channel['key']}", data=b"{}",
                                       environ_base={"REMOTE_ADDR": "203.0.113.9"})
@@ -45,8 +45,8 @@ def test_a_channel_is_limited_on_signed_submissions_only(tenant, clock):
                            headers={"X-Pelago-Signature": "sha256=" + "0" * 64}).status_code == 401
     got = [post_signed(tenant, channel["key"], channel["secret"], {"phone": f"1380013880{i}"}).status_code
            for i in range(3)]
-    assert got == [201, 201, 429]
-    assert post_signed(tenant, other["key"], other["secret"], {"phone": "13800138809"}).status_code == 201
+    assert got == [202, 202, 429]
+    assert post_signed(tenant, other["key"], other["secret"], {"phone": "13800138809"}).status_code == 202
     with tenant.runtime.sessions() as s:  # the refused submission wrote nothing
         from sqlalchemy import func, select
 

@@ -3,7 +3,7 @@
 from ..db import Base, TenantScoped
 from .console import ConsoleSession
 from .deals import DEAL_KINDS, Deal, Refund
-from .intake import IMPORT_STATES, Channel, Import, ImportError_
+from .intake import IMPORT_STATES, SUBMISSION_STATES, Channel, Import, ImportError_, StoredSubmission
 from .leads import (
     ACTIVITY_KINDS,
     STAGE_TRANSITIONS,
@@ -31,6 +31,7 @@ __all__ = [
     "STAGE_TRANSITIONS",
     "STAGES",
     "STRATEGIES",
+    "SUBMISSION_STATES",
     "Activity",
     "ApiKey",
     "Base",
@@ -51,6 +52,7 @@ __all__ = [
     "RoutingRule",
     "RoutingSettings",
     "StageChange",
+    "StoredSubmission",
     "Team",
     "Tenant",
     "TenantPlugin",

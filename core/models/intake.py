@@ -22,6 +22,7 @@ from ..crypto import EncryptedString
 from ..db import Base, BigId, TenantScoped, tenant_key
 
 IMPORT_STATES = ("queued", "running", "done", "failed")
+SUBMISSION_STATES = ("accepted", "processed", "failed")
 
 
 class Channel(TenantScoped, Base):
@@ -96,3 +97,45 @@ class ImportError_(TenantScoped, Base):
     row: Mapped[int] = mapped_column(Integer)
     field: Mapped[str] = mapped_column(String(100))
     message: Mapped[str] = mapped_column(String(500))
+
+
+class StoredSubmission(TenantScoped, Base):
+    """One webhook submission as accepted: stored before it is routed (``services.submissions``).
+
+    The webhook answers as soon as this row is committed; a router then takes
+    ``accepted`` rows in micro-batches through the intake line and records
+    what became of each (``outcome``, ``lead_id``, ``touch_id``). ``key`` is
+    the idempotency key, unique per tenant, so a retried external id finds
+    the first submission. ``dedupe`` (the normalised phone, else the email)
+    keeps the order per phone across routers; ``lease_until``/``lease_token``
+    fence a router that died or stalled mid-batch.
+    """
+
+    __tablename__ = "core_submission"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key"),
+        tenant_key(["lead_id"], "core_lead", ondelete="SET NULL"),
+        Index("ix_core_submission_pending", "id", postgresql_where=text("status = 'accepted'"),
+              sqlite_where=text("status = 'accepted'")),
+        Index("ix_core_submission_dedupe", "tenant_id", "dedupe", "id",
+              postgresql_where=text("status = 'accepted'"), sqlite_where=text("status = 'accepted'")),
+        CheckConstraint("status IN ('accepted','processed','failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("core_channel.id", ondelete="SET NULL"))
+    key: Mapped[str] = mapped_column(String(200))
+    dedupe: Mapped[str | None] = mapped_column(String(254))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # mapped lead fields
+    touch: Mapped[dict[str, Any]] = mapped_column(default=dict)  # attribution of the touch to write
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the payload as received
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    outcome: Mapped[str | None] = mapped_column(String(16))  # created, merged or replayed
+    lead_id: Mapped[int | None] = mapped_column(BigId)
+    touch_id: Mapped[int | None] = mapped_column(BigId)
+    errors: Mapped[dict[str, Any] | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]

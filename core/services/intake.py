@@ -91,12 +91,18 @@ class _Row:
 
 def clean(ctx: HookContext, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Normalised lead fields and field errors: phone to E.164, email lowercased, lengths."""
+    return clean_fields(data, ctx.tenant.default_region)
+
+
+def clean_fields(data: Mapping[str, Any], region: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """:func:`clean` with the tenant's default phone region given: what the webhook checks before
+    it stores a submission, with no tenant context made."""
     out: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     phone = data.get("phone")
     if phone not in (None, ""):
         try:
-            out["phone"] = normalise_fast(str(phone), ctx.tenant.default_region)
+            out["phone"] = normalise_fast(str(phone), region)
         except BadPhone as exc:
             errors["phone"] = [str(exc)]
     for name, limit in LEAD_FIELDS.items():

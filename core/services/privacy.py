@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, select, text, update
+from sqlalchemy import Select, String, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,7 @@ from ..models import (
     PrivacyAudit,
     Refund,
     StageChange,
+    StoredSubmission,
     Touch,
     User,
 )
@@ -203,7 +204,7 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
     empty, ``phone`` and ``region`` NULL, ``attributes`` empty, ``email`` the
     marker ``erased:<id>`` (a lead needs a phone or an email, and no real
     address has that form, so no submission ever matches it), a lost reason
-    ``(erased)``. Its touches lose their raw payload, UTM, click id and
+    ``(erased)``. Its routed webhook submissions are deleted; its touches lose their raw payload, UTM, click id and
     external id, and the CSV rows it was imported from are blanked in the
     imports' stored files; its activities their notes; its ownership ledger rows their
     notes; its stage changes their lost reason; its refunds their reason;
@@ -253,6 +254,8 @@ def _anonymise(ctx: HookContext, leads: Sequence[Lead]) -> None:
         raw={}, utm_source=None, utm_medium=None, utm_campaign=None, utm_term=None, utm_content=None,
         click_id=None, idempotency_key=None,
     ).execution_options(**bulk))
+    # A routed webhook submission is its touch's payload again: it goes (the touch stays).
+    s.execute(delete(StoredSubmission).where(StoredSubmission.lead_id.in_(ids)).execution_options(**bulk))
     s.execute(update(Activity).where(Activity.lead_id.in_(ids)).values(note="").execution_options(**bulk))
     s.execute(update(OwnershipChange).where(OwnershipChange.lead_id.in_(ids), OwnershipChange.note != "")
               .values(note="").execution_options(**bulk))

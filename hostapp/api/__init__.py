@@ -50,5 +50,5 @@ def core_blueprints() -> list[_Blueprint]:
 
     return [
         leads.blp, deals.blp, routing.blp, admin.users, admin.teams, admin.keys, admin.deliveries, admin.posts,
-        plugins.blp, tenants.blp, channels.blp, intake.blp, imports.blp, privacy.blp,
+        plugins.blp, tenants.blp, channels.blp, intake.blp, intake.sub_blp, imports.blp, privacy.blp,
     ]

@@ -16,7 +16,7 @@ Reference tables (no tenant key: read before the tenant is known):
 ``core_tenant``, ``core_user``, ``core_api_key``, ``core_channel``.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-05 22:30:00
 """
 
@@ -27,14 +27,14 @@ from alembic import op
 from pelago.core.tenant_keys import migrate_to_tenant_keys
 
 revision: str = '0010'
-down_revision: str | Sequence[str] | None = '0008'
+down_revision: str | Sequence[str] | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = (
     "core_team", "core_lead", "core_touch", "core_activity", "core_ownership_change", "core_stage_change",
     "core_deal", "core_refund", "core_import", "core_import_error", "core_event", "core_event_delivery",
-    "core_periodic_run", "core_privacy_audit", "core_routing_rule",
+    "core_periodic_run", "core_privacy_audit", "core_routing_rule", "core_submission",
 )
 REFERENCE = ("core_channel",)
 

@@ -1,0 +1,263 @@
+"""Webhook submissions after the 202: the router's lease, resume, fencing and order per phone (issue 16).
+
+Submissions are stored here as the webhook stores them (``submissions.accept``)
+without starting a router, so each test decides when routers run: in this
+process, in threads, or in a real process killed with SIGKILL mid-batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from pelago.core.models import Lead, StoredSubmission, Touch
+from pelago.core.services import submissions as svc
+from pelago.core.services.intake import Submission
+
+
+@pytest.fixture(autouse=True)
+def _drained(app, clock):
+    """Leave nothing accepted for the next test (the run's database is shared; a router takes every tenant's)."""
+    yield
+    clock.at = max(clock.at, datetime.now(timezone.utc)) + svc.LEASE * 2
+    svc.route_pending(app.extensions["pelago"])
+
+
+def store(t, items: list[tuple[str, str]], channel: str = "site") -> list[int]:
+    """Accept ``(phone, external id)`` submissions for ``t`` as the webhook would, with no router started."""
+    ids = []
+    with t.runtime.sessions() as session:
+        for phone, external in items:
+            sub = Submission(data={"phone": phone, "name": f"n-{external}"}, touch={"channel": channel},
+                             raw={"phone": phone, "external_id": external}, key=f"test:{external}")
+            dedupe, errors = svc.check(sub, "CN")
+            assert not errors
+            sid, fresh = svc.accept(session, tenant_id=t.id, channel_id=None, sub=sub, dedupe=dedupe,
+                                    now=t.runtime.clock())
+            assert fresh
+            ids.append(sid)
+        session.info.pop(svc.KICK, None)  # no router: the test starts them
+        session.commit()
+    return ids
+
+
+def rows(t) -> dict[int, Any]:
+    with t.runtime.sessions() as s:
+        return {r.id: r for r in s.execute(
+            select(StoredSubmission.id, StoredSubmission.status, StoredSubmission.outcome, StoredSubmission.lead_id,
+                   StoredSubmission.touch_id, StoredSubmission.attempts, StoredSubmission.errors)
+            .where(StoredSubmission.tenant_id == t.id)
+        )}
+
+
+def count(t, model: Any) -> int:
+    with t.runtime.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(model.tenant_id == t.id)) or 0)
+
+
+def assert_each_once(t, ids: list[int], phones: int) -> None:
+    """Every submission processed, with its own touch; one lead per phone; nothing else written."""
+    got = rows(t)
+    assert {got[i].status for i in ids} == {"processed"}, [got[i] for i in ids]
+    assert len({got[i].touch_id for i in ids}) == len(ids)
+    assert count(t, Touch) == len(ids) and count(t, Lead) == phones
+    with t.runtime.sessions() as s:
+        touched = dict(s.execute(select(Touch.id, Touch.lead_id).where(Touch.tenant_id == t.id)).all())
+    assert all(touched[got[i].touch_id] == got[i].lead_id for i in ids)
+
+
+def test_a_router_routes_what_was_accepted_in_order(tenant):
+    ids = store(tenant, [("13800138100", "a"), ("13800138101", "b"), ("13800138100", "c")])
+    assert {r.status for r in rows(tenant).values()} == {"accepted"}
+    counts = svc.route_pending(tenant.runtime)
+    assert counts["processed"] >= 3 and counts["failed"] == 0  # (the run's database is shared by every test)
+    got = rows(tenant)
+    assert [got[i].outcome for i in ids] == ["created", "created", "merged"]
+    assert got[ids[2]].lead_id == got[ids[0]].lead_id
+    assert_each_once(tenant, ids, phones=2)
+    svc.route_pending(tenant.runtime)
+    assert rows(tenant) == got  # routed once: a second router finds nothing of it
+    answer = tenant.get(f"/api/v1/submissions/{ids[2]}", "manager").get_json()
+    assert (answer["status"], answer["outcome"], answer["lead_id"], answer["attempts"]) == \
+        ("processed", "merged", got[ids[0]].lead_id, 1)
+    assert tenant.get(f"/api/v1/submissions/{ids[2]}", "rep").status_code == 403
+
+
+def test_a_submission_is_404_in_another_tenant(tenant, other_tenant):
+    (sid,) = store(tenant, [("13800138102", "x")])
+    assert tenant.get(f"/api/v1/submissions/{sid}").status_code == 200
+    assert other_tenant.get(f"/api/v1/submissions/{sid}").status_code == 404
+
+
+def test_a_phone_held_by_another_router_waits_for_it(tenant, clock):
+    """Order per phone: a later submission of a phone is not claimed while an earlier one is leased."""
+    first, other, later = store(tenant, [("13800138103", "1"), ("13800138104", "2"), ("13800138103", "3")])
+    rt = tenant.runtime
+    assert [r.id for r in svc.claim(rt, "router-a", 1)] == [first]
+    assert [r.id for r in svc.claim(rt, "router-b", 10)] == [other]  # ``later`` waits for ``first``
+    assert svc.claim(rt, "router-c", 10) == []
+    clock.advance(seconds=svc.LEASE.total_seconds() + 1)  # leave nothing leased for the next tests
+    svc.route_pending(rt)
+    assert {r.status for r in rows(tenant).values()} == {"processed"}
+
+
+def test_a_stalled_router_is_fenced_and_its_batch_routed_once(tenant, clock):
+    ids = store(tenant, [("13800138105", "1"), ("13800138106", "2")])
+    rt = tenant.runtime
+    stalled = svc.claim(rt, "stalled", 10)
+    assert [r.id for r in stalled] == ids
+    assert svc.claim(rt, "early", 10) == []  # leased: nobody else takes them
+    clock.advance(seconds=svc.LEASE.total_seconds() + 1)
+    taken = svc.claim(rt, "next", 10)  # the lease expired: the next router takes them
+    counts = {"batches": 0, "processed": 0, "failed": 0}
+    svc.process(rt, tenant.id, stalled, "stalled", counts)  # the stalled router wakes up: writes nothing
+    assert counts["processed"] == 0 and count(tenant, Touch) == 0
+    svc.process(rt, tenant.id, taken, "next", counts)
+    assert counts["processed"] == 2
+    assert_each_once(tenant, ids, phones=2)
+    assert {rows(tenant)[i].attempts for i in ids} == {2}
+
+
+def test_a_submission_whose_routers_keep_dying_is_failed(tenant, clock):
+    (sid,) = store(tenant, [("13800138107", "1")])
+    rt = tenant.runtime
+    for _ in range(svc.MAX_ATTEMPTS):
+        assert len(svc.claim(rt, "dies", 10)) == 1  # and the router dies: the lease runs out
+        clock.advance(seconds=svc.LEASE.total_seconds() + 1)
+    assert svc.route_pending(rt)["failed"] >= 1
+    got = rows(tenant)[sid]
+    assert got.status == "failed" and "submission" in got.errors and count(tenant, Lead) == 0
+
+
+ROUTER = textwrap.dedent("""
+    import os, signal, sys
+    from pelago.core.db import make_engine
+    from pelago.core.host import PluginHost
+    from pelago.core.runtime import Runtime
+    from pelago.core.services import submissions as svc
+
+    url = sys.argv[1]
+    runtime = Runtime(PluginHost((), strict=True), make_engine(url))
+    real_ingest = svc.ingest
+    batches = []
+
+    def ingest(ctx, subs, **kw):
+        outcomes = real_ingest(ctx, subs, **kw)
+        batches.append(len(subs))
+        if len(batches) == 2:  # the second batch is written but not committed: the process vanishes
+            os.kill(os.getpid(), signal.SIGKILL)
+        return outcomes
+
+    svc.ingest = ingest
+    svc.route_pending(runtime, batch=4)
+""")
+
+
+def test_a_router_killed_with_sigkill_mid_batch_loses_nothing_and_doubles_nothing(tenant, db_url, clock):
+    """A real router process, SIGKILLed inside its second batch's transaction: every submission ends as
+    exactly one lead or touch once the next router has resumed after the lease."""
+    phones = [f"138001382{i:02d}" for i in range(7)]
+    items = [(phones[i % 7], f"k{i}") for i in range(11)]  # 7 phones, 4 of them twice
+    ids = store(tenant, items)
+    proc = subprocess.run([sys.executable, "-c", ROUTER, db_url], env={**os.environ}, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    got = rows(tenant)
+    assert [got[i].status for i in ids[:4]] == ["processed"] * 4  # the first batch was committed
+    assert {got[i].status for i in ids[4:]} == {"accepted"}  # the rest is still waiting, leased or not
+    assert count(tenant, Touch) == 4
+    # The dead router leased on the real clock; resume from a clock past its lease (the scheduler's tick).
+    clock.at = datetime.now(timezone.utc) + svc.LEASE + timedelta(minutes=1)
+    from pelago.testing import scheduler_tick
+
+    scheduler_tick(tenant.runtime, tenant.id)
+    assert_each_once(tenant, ids, phones=7)
+    got = rows(tenant)
+    assert {got[i].attempts for i in ids[4:8]} == {2}  # the killed batch was taken again, once
+
+
+@pytest.mark.postgres
+def test_two_concurrent_routers_never_process_the_same_submission(tenant):
+    n = 120
+    ids = store(tenant, [(f"1390013{i:04d}", f"c{i}") for i in range(n)])
+    results: list[dict[str, int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+
+    def router() -> None:
+        barrier.wait()
+        counts = svc.route_pending(tenant.runtime, batch=7)
+        with lock:
+            results.append(counts)
+
+    threads = [threading.Thread(target=router) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert sum(r["processed"] for r in results) >= n and all(r["failed"] == 0 for r in results)
+    assert_each_once(tenant, ids, phones=n)
+    assert {r.attempts for r in rows(tenant).values()} == {1}  # no submission was claimed twice
+
+
+@pytest.mark.postgres
+def test_a_burst_of_one_phone_from_8_threads_gives_one_lead_in_order(tenant):
+    """8 webhook calls with the same phone at once (distinct external ids): each request's router runs
+    right after its commit, in its own thread; one lead, 8 touches, the first accepted made the lead."""
+    import json
+
+    from tests.test_concurrency import run_parallel
+    from tests.test_webhook import channel, send
+
+    ch = channel(tenant)
+    responses = run_parallel(8, lambda i: send(tenant, ch, body=json.dumps(
+        {"phone": "13800138300", "name": f"n{i}", "external_id": f"burst-{i}"}).encode()))
+    assert sorted(r.status_code for r in responses) == [202] * 8, [r.get_json() for r in responses]
+    ids = sorted(r.get_json()["id"] for r in responses)
+    assert_each_once(tenant, ids, phones=1)
+    got = rows(tenant)
+    assert [got[i].outcome for i in ids] == ["created"] + ["merged"] * 7  # order per phone kept
+
+
+def test_the_embedded_servers_job_thread_routes_accepted_submissions(make_app, tmp_path):
+    """Without Redis, ``pelago serve`` runs the router on its background job thread, one at a time."""
+    from pelago.core.jobs import ThreadQueue
+    from pelago.testing import new_tenant
+    from tests.test_webhook import channel, send
+
+    app = make_app(())
+    t = new_tenant(app)
+    rt = t.runtime
+    rt.queue = ThreadQueue(rt)  # type: ignore[assignment]
+    ch = channel(t)
+    answers = [send(t, ch, {"phone": f"1380013840{i}", "external_id": f"e{i}"}) for i in range(5)]
+    assert [a.status_code for a in answers] == [202] * 5
+    rt.queue.join()
+    assert_each_once(t, [a.get_json()["id"] for a in answers], phones=5)
+
+
+def test_a_rolled_back_accept_starts_no_router(tenant):
+    rt = tenant.runtime
+    started: list[str] = []
+    real = rt.queue.kick
+    rt.queue.kick = lambda name: started.append(name)  # type: ignore[method-assign]
+    try:
+        with rt.sessions() as session:
+            sub = Submission(data={"phone": "13800138500"}, touch={}, raw={}, key="rolled-back")
+            svc.accept(session, tenant_id=tenant.id, channel_id=None, sub=sub, dedupe="+8613800138500",
+                       now=rt.clock())
+            session.rollback()
+            session.execute(update(StoredSubmission).where(StoredSubmission.id == -1).values(attempts=0))
+            session.commit()
+        assert started == [] and rows(tenant) == {}
+    finally:
+        rt.queue.kick = real  # type: ignore[method-assign]
