@@ -40,7 +40,8 @@ def run() -> None:
 
 def _configure_and_run(connection: Any) -> None:
     # A plugin's revision (pelago.core.migrate.revision) brings its own table
-    # filter, batch mode on every dialect, and a renderer for public types.
+    # filter, batch mode on every dialect, a renderer for public types, and on
+    # SQLite leaves out the differences its tenant keys are expected to show.
     options = config.attributes.get("autogenerate", {})
     context.configure(
         connection=connection,
@@ -48,6 +49,7 @@ def _configure_and_run(connection: Any) -> None:
         include_object=options.get("include_object", include_object),
         render_as_batch=options.get("render_as_batch", connection.dialect.name == "sqlite"),
         render_item=options.get("render_item"),
+        process_revision_directives=options.get("process_revision_directives"),
         compare_type=True,
     )
     with context.begin_transaction():
