@@ -62,6 +62,12 @@ def _route_submissions(runtime: Runtime) -> dict[str, int]:
     return route_job(runtime)
 
 
+def _retention(runtime: Runtime) -> dict[str, int]:
+    from .retention import sweep
+
+    return sweep(runtime)
+
+
 def _plugin_job(runtime: Runtime, tenant_id: int, job: str, kwargs: dict[str, Any]) -> Any:
     """A plugin's :class:`~pelago.core.spec.Job` for one tenant; skipped if the plugin is off for it."""
     plugin, spec = find(runtime, job)
@@ -80,6 +86,7 @@ JOBS: dict[str, JobFunc] = {
     "resume_imports": _resume_imports,
     "import": _import,
     "route_submissions": _route_submissions,
+    "retention": _retention,
     "plugin_job": _plugin_job,
 }
 #: rq's default of 180 s is too short for these (a 20 MiB CSV import)

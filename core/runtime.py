@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, event, select
@@ -26,6 +27,7 @@ from .host import PluginHost
 from .jobs import drop_deferred, find, take_deferred
 from .models import Tenant
 from .posts import take_pending as take_posts
+from .retention import Retention
 from .services.submissions import KICK as ROUTE_KICK
 from .services.submissions import ROUTE_JOB
 
@@ -44,10 +46,15 @@ class Runtime:
         clock: Clock = system_clock,
         queue_name: str = "pelago",
         background: bool = False,
+        retention: Retention | None = None,
     ) -> None:
         """``background``: without Redis, run jobs on a thread of this process
         (:class:`~pelago.core.jobs.ThreadQueue`, the embedded server) instead of
-        inline in the caller's thread (commands, tests)."""
+        inline in the caller's thread (commands, tests). ``retention``: how long
+        done submissions and posts are kept (:mod:`~pelago.core.retention`);
+        ``None`` (a runtime built by hand: tests, embedders) starts no retention
+        job, so nothing is deleted behind a test that moves its clock by months.
+        ``build_runtime`` always gives one, from the settings."""
         from .jobs import InlineQueue, RqQueue, ThreadQueue
 
         self.host = host
@@ -56,6 +63,9 @@ class Runtime:
         self.clock = clock
         self.log = logging.getLogger("pelago")
         self.sessions = make_sessionmaker(engine)
+        self.retention = retention
+        #: when this process's scheduler tick last started the retention job
+        self.retention_started_at: datetime | None = None
         self.queue: InlineQueue | ThreadQueue | RqQueue
         if redis_url:
             self.queue = RqQueue(self, redis_url, queue_name)

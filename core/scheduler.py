@@ -121,6 +121,11 @@ def tick(runtime: Runtime) -> list[Started]:
     runtime.queue.enqueue("send_posts")  # queued posts whose hand-off was lost, and retries
     runtime.queue.enqueue("resume_imports")  # imports whose worker died
     runtime.queue.enqueue("route_submissions")  # webhook submissions whose router died (lease expired)
+    last = runtime.retention_started_at
+    if runtime.retention is not None and (last is None or now - last >= runtime.retention.every):
+        # once per period and process: several schedulers only mean a few more empty sweeps
+        runtime.retention_started_at = now
+        runtime.queue.enqueue("retention")  # done submissions and posts past their days
     return started
 
 

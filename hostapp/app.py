@@ -12,6 +12,7 @@ from pelago.core import __version__
 from pelago.core.clock import Clock, system_clock
 from pelago.core.db import make_engine
 from pelago.core.host import PluginHost
+from pelago.core.retention import Retention
 from pelago.core.runtime import Runtime
 
 from . import auth, console, errors, limits
@@ -45,7 +46,9 @@ def build_runtime(
     """
     host = host or PluginHost(settings.plugins, strict=settings.strict_plugins)
     engine = make_engine(settings.database_url, write_wait=settings.sqlite_write_wait)
-    return Runtime(host, engine, redis_url=settings.redis_url, clock=clock, background=background)
+    retention = Retention(done_days=settings.retention_days, failed_days=settings.retention_failed_days)
+    return Runtime(host, engine, redis_url=settings.redis_url, clock=clock, background=background,
+                   retention=retention)
 
 
 class Readiness:

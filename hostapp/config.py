@@ -15,6 +15,8 @@
 | ``PELAGO_PROXY_COUNT`` | ``0`` | reverse proxies in front whose ``X-Forwarded-For`` is trusted for the client address |
 | ``PELAGO_SQLITE_WRITE_WAIT`` | ``15`` | seconds a request queues for SQLite's write lock before a 503 |
 | ``PELAGO_SECRET_KEYS`` | key file | comma-separated Fernet keys encrypting secrets at rest (``pelago.core.crypto``); unset: ``$PELAGO_INSTANCE_DIR/secret.key`` (SQLite only; required on PostgreSQL) |
+| ``PELAGO_RETENTION_DAYS`` | ``30`` | days processed webhook submissions and sent outbound posts are kept (0: forever) |
+| ``PELAGO_RETENTION_FAILED_DAYS`` | ``90`` | days failed webhook submissions and outbound posts are kept (0: forever) |
 | ``PELAGO_OUTBOUND_ALLOW_PRIVATE`` | ``0`` | ``1`` lets webhooks and gateways call loopback and private addresses (read by ``pelago.core.outbound``) |
 """
 
@@ -28,6 +30,14 @@ from pathlib import Path
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of days, 0 or more; a typo must not delete everything, so it stops the start."""
+    raw = env.get(name, str(default)).strip()
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number of days (0: keep forever), not {raw!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Settings:
     proxy_count: int = 0
     console_session_hours: float = 12.0
     console_signin_rate: str = "5/300"
+    retention_days: int = 30
+    retention_failed_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,4 +87,6 @@ class Settings:
             proxy_count=int(env.get("PELAGO_PROXY_COUNT", "0")),
             console_session_hours=float(env.get("PELAGO_CONSOLE_SESSION_HOURS", "12")),
             console_signin_rate=env.get("PELAGO_CONSOLE_SIGNIN_RATE", "5/300"),
+            retention_days=_days(env, "PELAGO_RETENTION_DAYS", 30),
+            retention_failed_days=_days(env, "PELAGO_RETENTION_FAILED_DAYS", 90),
         )

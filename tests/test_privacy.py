@@ -394,3 +394,40 @@ def test_two_erasures_of_one_person_at_once_erase_once(t):
     assert sorted(r.get_json()["lead_ids"] for r in answers) == [[], [p["lead_id"]]]
     assert len(recorder.calls("person_erased", t.id)) == 1
     assert sorted(len(r.lead_ids) for r in audit_rows(t)) == [0, 1]
+
+
+def test_an_erasure_blanks_the_unsent_posts_of_events_about_the_person(make_app, monkeypatch):
+    """A post queued by a handler of an event about the erased lead loses its body and is not sent;
+    the posts of another person's events keep theirs."""
+    from pelago.core.models import OutboundPost
+    from pelago.plugin import PluginSpec, hookimpl, queue_post
+
+    monkeypatch.setenv("PELAGO_OUTBOUND_ALLOW_PRIVATE", "1")
+
+    class Hooks:
+        @staticmethod
+        @hookimpl
+        def lead_created(ctx, event):
+            item = event.items[0]
+            body = json.dumps({"lead": item["lead_id"], "phone": item.get("phone")}).encode()
+            queue_post(ctx, "http://127.0.0.1:9/refused", body, plugin="caller")  # refused: stays queued
+
+    spec = PluginSpec(name="caller", title="Caller", description="posts new leads", version="0.1.0",
+                      core=">=0.1", hooks=Hooks, default_enabled=True)
+    t = new_tenant(make_app(plugins=["caller"], extra=(spec,)))
+    erased = ok(t.post("/api/v1/leads", json={"name": NAME, "phone": PHONE}), 201)
+    kept = ok(t.post("/api/v1/leads", json={"name": "Li Na", "phone": "13800138099"}), 201)
+
+    def posts() -> list[Any]:
+        """The tenant's posts in order: the first lead's, then the second's."""
+        with t.runtime.sessions() as s:
+            return list(s.execute(select(OutboundPost.body, OutboundPost.status, OutboundPost.last_error)
+                                  .where(OutboundPost.tenant_id == t.id).order_by(OutboundPost.id)))
+
+    before = posts()
+    assert [json.loads(bytes(p.body))["lead"] for p in before] == [erased["id"], kept["id"]]
+    assert [p.status for p in before] == ["queued", "queued"] and E164.encode() in bytes(before[0].body)
+    ok(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "asked"}))
+    gone, other = posts()
+    assert (bytes(gone.body), gone.status) == (b"", "failed") and "erased" in gone.last_error
+    assert (bytes(other.body), other.status) == (bytes(before[1].body), "queued")

@@ -261,3 +261,23 @@ def test_a_rolled_back_accept_starts_no_router(tenant):
         assert started == [] and rows(tenant) == {}
     finally:
         rt.queue.kick = real  # type: ignore[method-assign]
+
+
+def test_a_retry_after_retention_deleted_its_submission_is_accepted_and_replays_the_touch(tenant, clock):
+    """Retention forgets the submission, not the touch's key: the retry is a new submission, routed
+    normally, and finds the first touch (nothing written twice)."""
+    from pelago.core.retention import Retention, sweep
+
+    (first,) = store(tenant, [("13800138301", "ret-1")])
+    svc.route_pending(tenant.runtime)
+    before = rows(tenant)[first]
+    assert (before.status, before.outcome) == ("processed", "created")
+    clock.advance(days=31)
+    assert sweep(tenant.runtime, Retention())["submissions_processed"] >= 1
+    assert first not in rows(tenant)
+    (again,) = store(tenant, [("13800138301", "ret-1")])  # accepted afresh: the key is free again
+    svc.route_pending(tenant.runtime)
+    after = rows(tenant)[again]
+    assert (after.status, after.outcome, after.lead_id, after.touch_id) == (
+        "processed", "replayed", before.lead_id, before.touch_id)
+    assert count(tenant, Touch) == 1 and count(tenant, Lead) == 1

@@ -119,6 +119,7 @@ class StoredSubmission(TenantScoped, Base):
               sqlite_where=text("status = 'accepted'")),
         Index("ix_core_submission_dedupe", "tenant_id", "dedupe", "id",
               postgresql_where=text("status = 'accepted'"), sqlite_where=text("status = 'accepted'")),
+        Index("ix_core_submission_age", "status", "received_at"),  # the retention sweep (core.retention)
         CheckConstraint("status IN ('accepted','processed','failed')", name="status"),
     )
 

@@ -82,6 +82,7 @@ class OutboundPost(TenantScoped, Base):
     __tablename__ = "core_outbound_post"
     __table_args__ = (
         Index("ix_core_outbound_post_due", "status", "next_attempt_at"),
+        Index("ix_core_outbound_post_age", "status", "created_at"),  # the retention sweep (core.retention)
         CheckConstraint("status IN ('queued','sending','sent','failed')", name="status"),
     )
 

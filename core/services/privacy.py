@@ -46,6 +46,7 @@ from ..models import (
     Deal,
     Import,
     Lead,
+    OutboundPost,
     OutboxEvent,
     OwnershipChange,
     PrivacyAudit,
@@ -263,7 +264,7 @@ def _anonymise(ctx: HookContext, leads: Sequence[Lead]) -> None:
               .values(lost_reason=ERASED).execution_options(**bulk))
     deal_ids = select(Deal.id).where(Deal.lead_id.in_(ids)).scalar_subquery()
     s.execute(update(Refund).where(Refund.deal_id.in_(deal_ids)).values(reason=ERASED).execution_options(**bulk))
-    _scrub_events(ctx, ids, since)
+    _blank_posts(s, _scrub_events(ctx, ids, since))
     s.flush()
 
 
@@ -317,19 +318,19 @@ def _about_leads(dialect: str, lead_ids: Sequence[int]) -> Any:
     ).bindparams(bindparam("privacy_ids", list(lead_ids), expanding=True))
 
 
-def _scrub_events(ctx: HookContext, lead_ids: Sequence[int], since: datetime) -> None:
-    """Blank the personal keys of past event items about ``lead_ids`` (the outbox keeps the rest).
+def _scrub_events(ctx: HookContext, lead_ids: Sequence[int], since: datetime) -> list[int]:
+    """Blank the personal keys of past event items about ``lead_ids`` (the outbox keeps the rest); their ids.
 
     Events about a lead are not older than the lead: only the tenant's
     events since its first lead (less a margin for clock skew) are searched.
     """
     s = ctx.session
-    event_ids = s.scalars(select(OutboxEvent.id).where(
+    event_ids = list(s.scalars(select(OutboxEvent.id).where(
         OutboxEvent.tenant_id == ctx.tenant.id, OutboxEvent.created_at >= since,
         _about_leads(s.get_bind().dialect.name, lead_ids),
-    )).all()
+    )))
     if not event_ids:
-        return
+        return event_ids
     wanted = set(lead_ids)
     for event in s.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(event_ids))):
         items = []
@@ -340,6 +341,26 @@ def _scrub_events(ctx: HookContext, lead_ids: Sequence[int], since: datetime) ->
                     item["reason"] = ERASED
             items.append(item)
         event.payload = {**event.payload, "items": items}
+    return event_ids
+
+
+def _blank_posts(session: Session, event_ids: Sequence[int]) -> None:
+    """Blank the bodies of the unsent posts queued by handlers of those events, and do not send them.
+
+    A post's body is what its handler made of the event, personal values
+    included. ``queued`` and ``failed`` posts lose it and end ``failed``
+    (an empty body would only mislead its receiver); a ``sending`` post is
+    with its receiver already, a ``sent`` one's body is gone when sent.
+    Posts queued outside an event handler have no ``event_id`` and are not
+    found (docs/operations.md, retention).
+    """
+    if not event_ids:
+        return
+    session.execute(update(OutboundPost).where(
+        OutboundPost.event_id.in_(list(event_ids)), OutboundPost.status.in_(("queued", "failed")),
+    ).values(body=b"", status="failed", next_attempt_at=None,
+             last_error="not sent: its event was about a person since erased")
+    .execution_options(synchronize_session=False))
 
 
 # --- the audit --------------------------------------------------------------------
