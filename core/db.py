@@ -518,7 +518,8 @@ def upsert(
     """``INSERT … ON CONFLICT (key) DO UPDATE`` of ``rows`` in one statement, on PostgreSQL and SQLite.
 
     ``table`` is a model or a ``Table``; ``key`` names the columns of a unique
-    index (with ``index_where`` for a partial one); ``update`` the columns a
+    index (with ``index_where`` for a partial one; a tenant table's keys
+    start with ``tenant_id``: name it); ``update`` the columns a
     conflicting row takes from the new one (default: every other column
     given but ``tenant_id``; an empty list means ``DO NOTHING``). Core-level:
     on a tenant's session ``tenant_id`` is filled in (and a row naming

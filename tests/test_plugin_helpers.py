@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from pelago.plugin import NotFound, among, default_intake_team, find_tenant, split_money, tenant_context, upsert
 from pelago_lead_score.models import LeadScore
@@ -22,9 +23,9 @@ def test_upsert_inserts_then_updates_then_ignores(make_app, clock):
     now = clock()
     row = {"tenant_id": t.id, "lead_id": lead, "score": 5, "activities": 0, "updated_at": now}
     with tenant_context(t.runtime, t.id) as ctx:
-        assert upsert(ctx.session, LeadScore, [row, {**row, "lead_id": other}], key=["lead_id"]) == 2
-        assert upsert(ctx.session, LeadScore, [{**row, "score": 9}], key=["lead_id"]) == 1
-        assert upsert(ctx.session, LeadScore, [{**row, "score": 1}], key=["lead_id"], update=[]) == 0
+        assert upsert(ctx.session, LeadScore, [row, {**row, "lead_id": other}], key=["tenant_id", "lead_id"]) == 2
+        assert upsert(ctx.session, LeadScore, [{**row, "score": 9}], key=["tenant_id", "lead_id"]) == 1
+        assert upsert(ctx.session, LeadScore, [{**row, "score": 1}], key=["tenant_id", "lead_id"], update=[]) == 0
         scores = dict(ctx.session.execute(select(LeadScore.lead_id, LeadScore.score)).all())
         assert scores == {lead: 9, other: 5}
         only = ctx.session.scalars(select(LeadScore.lead_id).where(among(ctx.session, LeadScore.lead_id, [other])))
@@ -71,11 +72,16 @@ def test_upsert_never_takes_over_another_tenants_row(make_app, clock):
     theirs = b.lead("13800138411")["id"]
     row = {"lead_id": theirs, "score": 3, "activities": 0, "updated_at": clock()}
     with tenant_context(b.runtime, b.id) as ctx:
-        assert upsert(ctx.session, LeadScore, [row], key=["lead_id"]) == 1  # tenant_id filled in
+        assert upsert(ctx.session, LeadScore, [row], key=["tenant_id", "lead_id"]) == 1  # tenant_id filled in
     with tenant_context(a.runtime, a.id) as ctx:
-        assert upsert(ctx.session, LeadScore, [{**row, "score": 99}], key=["lead_id"]) == 0
+        try:
+            with ctx.session.begin_nested():
+                written = upsert(ctx.session, LeadScore, [{**row, "score": 99}], key=["tenant_id", "lead_id"])
+        except IntegrityError:  # PostgreSQL: A's row cannot name B's lead (the key goes through the tenant)
+            written = 0
+        assert written == 0  # SQLite: the conflict is on B's row, which is not A's to update
         with pytest.raises(ValueError):
-            upsert(ctx.session, LeadScore, [{**row, "tenant_id": b.id}], key=["lead_id"])
+            upsert(ctx.session, LeadScore, [{**row, "tenant_id": b.id}], key=["tenant_id", "lead_id"])
     with tenant_context(b.runtime, b.id) as ctx:
         assert ctx.session.scalar(select(LeadScore.score).where(LeadScore.lead_id == theirs)) == 3
 
