@@ -33,7 +33,7 @@ def test_a_channel_secret_is_stored_encrypted_and_still_verifies(tenant):
     assert stored.startswith("enc:v1:") and created["secret"] not in stored
     assert crypto.decrypt(stored) == created["secret"]
     r = post_signed(tenant, created["key"], created["secret"], {"name": "A", "phone": "13800138601"})
-    assert r.status_code == 201, r.get_json()
+    assert r.status_code == 202, r.get_json()  # signature verified: the submission is stored
     rotated = tenant.post(f"/api/v1/channels/{created['id']}/rotate-secret").get_json()["secret"]
     assert crypto.decrypt(stored_secret(tenant, created["id"])) == rotated != created["secret"]
 
@@ -95,7 +95,7 @@ def test_rotation_re_encrypts_under_the_new_key_and_old_keys_can_go(make_app, mo
     assert "1 in conversions_account.secret" in result.output
     assert crypto.decrypt(stored_account_secret(t, account_id)) == "acct-s3cret"  # under the new key alone
     r = post_signed(t, created["key"], created["secret"], {"name": "B", "phone": "13800138602"})
-    assert r.status_code == 201
+    assert r.status_code == 202, r.get_json()  # verified under the new key
     again = invoke_cli(t.runtime, "secrets", "rotate", env={"PELAGO_SECRET_KEYS": new})
     assert "re-encrypted 0 channel secrets and 0 plugin settings; 0 in conversions_account.secret" in again.output
 
