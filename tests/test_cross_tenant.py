@@ -45,9 +45,6 @@ from tests.routes import (
     valid_body,
 )
 
-#: a sweep over every route: its logic does not depend on the database, so scripts/test runs it once
-pytestmark = pytest.mark.sweep
-
 #: the core app (like make_app()), and one deploying every good plugin
 DEPLOYMENTS: dict[str, tuple[str, ...]] = {"core": DEFAULT_PLUGINS, "plugins": ALL_GOOD_PLUGINS}
 SPECS = {name: load_spec(plugins) for name, plugins in DEPLOYMENTS.items()}
@@ -206,6 +203,7 @@ def test_discovered_id_routes() -> None:
 # --- another tenant's objects --------------------------------------------------------------
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(id_operations))
 def test_other_tenants_object_is_not_found(make_world: Callable[[str], World], deployment: str,
                                            op: Operation) -> None:
@@ -225,6 +223,7 @@ def test_other_tenants_object_is_not_found(make_world: Callable[[str], World], d
     assert snapshot(w) == before
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(id_operations))
 def test_other_tenants_object_is_not_found_for_every_role(make_world: Callable[[str], World], deployment: str,
                                                           op: Operation) -> None:
@@ -253,6 +252,7 @@ def _identity(item: dict[str, Any]) -> Any:
     return item["id"] if "id" in item else json.dumps(item, sort_keys=True, default=str)
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(_pages, everywhere=True))
 def test_lists_show_only_own_tenant(make_world: Callable[[str], World], deployment: str, op: Operation) -> None:
     w = make_world(deployment)
@@ -357,6 +357,7 @@ def _named_routes(spec: dict[str, Any]) -> list[Operation]:
     return [op for op in path_operations(spec) if not any(p.endswith("_id") for p in op.params)]
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(_named_routes))
 def test_per_tenant_settings_stay_per_tenant(make_world: Callable[[str], World], deployment: str,
                                              op: Operation) -> None:
@@ -380,6 +381,7 @@ def _rep_scoped(spec: dict[str, Any]) -> list[Operation]:
     return [op for op in id_operations(spec) if any(p in OWNER_SCOPED for p in op.params)]
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(_rep_scoped))
 def test_rep_does_not_see_another_reps_objects(make_world: Callable[[str], World], deployment: str,
                                                op: Operation) -> None:
@@ -438,6 +440,7 @@ def _tenant_routes(spec: dict[str, Any]) -> list[Operation]:
     return [op for op in operations(spec) if not _is_operator_route(op)]
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(_tenant_routes))
 def test_operator_without_tenant_header_is_refused(make_world: Callable[[str], World], operator_key: str,
                                                    deployment: str, op: Operation) -> None:
@@ -522,6 +525,7 @@ def _bad_credentials(t: TenantHandle) -> dict[str, dict[str, str]]:
     }
 
 
+@pytest.mark.sweep  # every route: scripts/test runs it once, in the PostgreSQL pass
 @pytest.mark.parametrize(("deployment", "op"), _cases(operations))
 def test_no_valid_credential_is_401(make_world: Callable[[str], World], deployment: str, op: Operation) -> None:
     w = make_world(deployment)
