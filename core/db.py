@@ -402,12 +402,66 @@ def make_engine(url: str, *, write_wait: float = 30.0, **kwargs: Any) -> Engine:
 
     # Production: secrets at rest need PELAGO_SECRET_KEYS, never a key file made on one host.
     crypto.refuse_key_file(f"a {make_url(url).get_backend_name()} database")
-    kwargs.setdefault("pool_pre_ping", True)
+    ping = kwargs.pop("pool_pre_ping", True)
     # A host that does not answer fails a connection in 10 s (the readiness probe, a request) instead of hanging.
     kwargs.setdefault("connect_args", {"connect_timeout": 10})
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if ping:
+        ping_when_in_doubt(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before use whatever its socket says.
+PING_AFTER_IDLE_S = 10.0
+_IDLE_SINCE = "pelago_idle_since"
+
+
+def ping_when_in_doubt(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection before use, with a round trip only when in doubt.
+
+    SQLAlchemy's ``pool_pre_ping`` sends a query at every checkout: one more
+    round trip per transaction, the largest single cost of a short one (a
+    claim). A server that ends a connection (a restart, a failover,
+    ``pg_terminate_backend``, an idle timeout) sends its goodbye and closes
+    the socket, so the socket has something to read; a live idle connection's
+    has nothing. The ping is sent only then, or when the connection sat in
+    the pool longer than :data:`PING_AFTER_IDLE_S` (a peer that vanished
+    without a word), or is closed or broken. A dead connection found so is
+    replaced by a new one, as ``pool_pre_ping`` does; one that dies after the
+    check fails its statement, as one that dies after a ping would.
+    """
+    import select
+
+    from sqlalchemy.exc import DisconnectionError
+
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_conn: Any, record: Any) -> None:
+        if dbapi_conn is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None:
+            return  # a fresh connection: just opened
+        try:
+            doubt = time.monotonic() - since > PING_AFTER_IDLE_S or dbapi_conn.closed or dbapi_conn.broken
+            if not doubt:
+                poll = select.poll()
+                poll.register(dbapi_conn.fileno(), select.POLLIN)
+                doubt = bool(poll.poll(0))  # readable while idle: the server said something (goodbye)
+        except (OSError, ValueError, dialect.loaded_dbapi.Error):
+            doubt = True  # no socket any more
+        if not doubt:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            raise DisconnectionError("the pooled connection is gone") from err  # the pool opens a new one
 
 
 def insert_ignoring_conflict(
