@@ -172,7 +172,9 @@ def result(name: str, ratio: float, **figures: Any) -> dict[str, Any]:
 
     ``figures`` are the benchmark's own numbers (times, rates, memory, sizes);
     a ``goal`` figure (``"<=2"``, ``">=0.5"``) is what the ratio must meet,
-    and ``met`` is added from it. ``database`` defaults to the one of the last
+    and ``met`` is added from it; a ``goal_sql`` figure is what ``ratio_sql``
+    (against the minimal hand-written SQL making the same writes) must meet,
+    giving ``met_sql`` (and ``met``, when there is no ``goal``). ``database`` defaults to the one of the last
     :func:`bench_database` of this process.
     """
     database = figures.pop("database", None) or _database.get("version")
@@ -187,10 +189,14 @@ def result(name: str, ratio: float, **figures: Any) -> dict[str, Any]:
     goal = figures.get("goal")
     if goal:
         record["met"] = goal_met(float(ratio), str(goal))
+    goal_sql = figures.get("goal_sql")
+    if goal_sql and figures.get("ratio_sql") is not None:
+        record["met_sql"] = goal_met(float(figures["ratio_sql"]), str(goal_sql))
+        record.setdefault("met", record["met_sql"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     parts = [f"RESULT {name} ratio={ratio:.3f}"] + [f"{k}={_format(v)}" for k, v in figures.items()]
-    if goal:
+    if goal or "met_sql" in record:
         parts.append(f"met={'yes' if record['met'] else 'NO'}")
     print(" ".join(parts), flush=True)
     return record

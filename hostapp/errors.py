@@ -73,7 +73,7 @@ def transient(err: OperationalError) -> str | None:
     A server that cannot be reached raises psycopg's own ``OperationalError``
     with no SQLSTATE. SQLAlchemy marks a connection lost mid-use with
     ``connection_invalidated`` and has already dropped it (and, with it, the pool's older connections, which
-    ``pool_pre_ping`` replaces on their next checkout).
+    the checkout check of ``core.db.ping_when_in_doubt`` replaces on their next checkout).
     """
     orig = err.orig
     if "database is locked" in str(orig):  # SQLite's lock held by another process past busy_timeout

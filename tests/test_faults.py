@@ -277,7 +277,7 @@ def test_a_read_whose_backend_is_terminated_answers_503(tenant, engine):
 
 @pytest.mark.postgres
 def test_every_pooled_connection_terminated_between_requests_is_replaced(tenant, engine):
-    """A PostgreSQL restart or failover: ``pool_pre_ping`` finds the dead connections, no error is seen."""
+    """A PostgreSQL restart or failover: the checkout check finds the dead connections, no error is seen."""
     tenant.lead("13900210003")
     database = engine.url.database
     with engine.connect() as conn:

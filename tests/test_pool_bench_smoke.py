@@ -35,4 +35,7 @@ def test_pool_claim_runs(tmp_path: Path) -> None:
 
     record = pool_claim.measure(100)
     assert record["figures"]["double_claims"] == 0 and record["figures"]["events"] >= 100
+    # both ratios side by side; the goal judges the one against pool_take on a bare connection
+    assert record["figures"]["ratio_sql"] > 0 and record["figures"]["goal_sql"] == ">=0.8"
+    assert record["met"] is record["met_sql"] is (record["figures"]["ratio_sql"] >= 0.8)
     assert (tmp_path / "pool_claim.json").exists()

@@ -150,13 +150,15 @@ def _refuse_if_vetoed(ctx: HookContext, taken: Taken, user_id: int, team_id: int
     take, so the answer holds; a refusal raises and the caller's transaction
     rolls the take back.
     """
-    leads = [replace(lead, owner_id=None) for lead in taken.leads]
-    over = caps.over_cap(ctx, user_id, team_id, leads)
+    over = caps.over_cap(ctx, user_id, team_id, taken.leads)  # the cap counts them as proposed, whoever owns them
     if over:
         raise Vetoed(over[min(over)], PLUGIN)
     if vetoes_needed(ctx, skip=PLUGIN):
-        found = ctx.session.get(User, user_id)
-        user = UserInfo.of(found) if found is not None else None
+        user = taken.owner  # read by the take itself on PostgreSQL: no ORM load
+        if user is None or user.id != user_id:
+            found = ctx.session.get(User, user_id)
+            user = UserInfo.of(found) if found is not None else None
+        leads = [replace(lead, owner_id=None) for lead in taken.leads]
         refused = vetoes(ctx, [Assignment(lead, user, reason) for lead in leads], skip=PLUGIN)
         if refused:
             raise _first_veto(refused)

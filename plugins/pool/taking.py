@@ -9,7 +9,8 @@ the entries the pool's terms allow; the pool writes only its own tables.
 
 On PostgreSQL all of it is **one call** of the function ``pool_take``
 (migration ``pool_0003``), which selects the eligible entries and calls the
-core's ``core_take`` in the same round trip: claims are the hottest write of
+core's ``core_take`` in the same round trip, and (``pool_0005``) also
+returns the new owner's row for ``check_assign``: claims are the hottest write of
 a pool, concurrent claimers queue on the lead's row lock, and a function
 keeps its plan across calls where a prepared statement would lose it at each
 rollback of a lost race. SQLite runs the same steps one after the other.
@@ -33,6 +34,7 @@ from pelago.plugin import (
     Conflict,
     HookContext,
     LeadInfo,
+    UserInfo,
     UtcDateTime,
     event_emitted,
     event_subscribers,
@@ -103,6 +105,8 @@ class Taken:
     #: with ``explain``, where PostgreSQL read them: the leads not taken, by id, read after the
     #: attempt (owner and pool entry, for the reasons); ``None``: not read
     others: dict[int, Any] | None = None
+    #: the new owner as hooks see them, where PostgreSQL read it with the take (``None``: not read)
+    owner: UserInfo | None = None
 
 
 def take(
@@ -167,6 +171,7 @@ def _take_postgresql(
     pool_of: dict[int, int] = {}
     others: dict[int, Any] = {}
     claims_today = None
+    owner = None
     conn = ctx.session.connection()
     for pool_id, ids in groups.items():
         t = terms[pool_id]
@@ -186,13 +191,15 @@ def _take_postgresql(
             raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
         if summary.event_id is not None:
             event_emitted(ctx, summary.event_id)
+        if summary.attributes is not None:  # the new owner's row (pool_0005), when leads were taken
+            owner = UserInfo(**{**summary.attributes, "working_hours": summary.attributes["working_hours"] or None})
         leads += here
         pool_of.update(dict.fromkeys((i.id for i in here if i.id is not None), pool_id))
         if here and count:
             claims_today = summary.claims_today
             if claims_today is None:
                 break  # past the daily limit: the caller rolls back
-    return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today, others if explain else None)
+    return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today, others if explain else None, owner)
 
 
 def _take_in_steps(

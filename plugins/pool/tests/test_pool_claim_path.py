@@ -177,3 +177,47 @@ def _waiting_for_a_lock(t) -> bool:
         return bool(conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )).scalar())
+
+
+def test_check_assign_sees_the_claimer_as_stored_and_the_claim_loads_no_user(make_app):
+    """``check_assign`` is asked with the claimer's row as it is now (on PostgreSQL ``pool_take``
+    returns it): a user deactivated behind the session's back is refused by the core's rule, and on
+    PostgreSQL a claim after a lost race (whose rollback expired the session's objects) is one statement."""
+    from sqlalchemy import event
+
+    from pelago.plugin import Actor, Conflict, Vetoed
+    from pelago.plugins.pool import service
+
+    app = make_app()
+    t = pool_tenant(app)
+    first, second, third = into_pool(t, 3)
+    pool_id = default_pool(t)["id"]
+    runtime = t.runtime
+    me = Actor(user_id=t.users["rep"], role="rep", tenant_id=t.id, team_id=t.team_id)
+    rival = Actor(user_id=t.users["rep2"], role="rep", tenant_id=t.id, team_id=t.team_id)
+    with runtime.tenant_context(t.id, rival) as ctx:
+        service.claim(ctx, [first], pool_id)
+    statements: list[str] = []
+
+    def seen(conn, cursor, sql, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+
+    with runtime.tenant_context(t.id, me) as ctx:
+        with pytest.raises(Conflict):
+            service.claim(ctx, [first], pool_id)  # lost: the rival holds it
+        ctx.session.rollback()
+        event.listen(runtime.engine, "before_cursor_execute", seen)
+        try:
+            assert service.claim(ctx, [second], pool_id).done == [second]
+        finally:
+            event.remove(runtime.engine, "before_cursor_execute", seen)
+    if runtime.engine.dialect.name == "postgresql":
+        assert len(statements) == 1 and "pool_take" in statements[0], statements
+    assert owner_of(t, second) == t.users["rep"]
+    with runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE core_user SET active = false WHERE id = :u"), {"u": t.users["rep"]})
+    with runtime.tenant_context(t.id, me) as ctx:
+        with pytest.raises(Vetoed, match="is not active"):
+            service.claim(ctx, [third], pool_id)
+        ctx.session.rollback()
+    assert owner_of(t, third) is None
