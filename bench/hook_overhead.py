@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.intake_import import BATCH, batches, check_pipeline, ingest_batch, run_import, submissions
 
-GOAL = "<=1.1"
+GOAL = "<=1.05"
 PLUGINS = ("noop_a", "noop_b", "noop_c", "noop_d")
 
 
