@@ -8,8 +8,8 @@ plugin, with the plugins that have routes switched on for both tenants).
 For each operation with an id in its path, tenant A owns the object and tenant
 B's admin calls it, with every method the spec lists and a body the operation
 accepts: the answer must be 404 (another tenant's object does not exist for
-B; never 200, never 403) and nothing of A's may change (all of A's reads, by
-A's admin, compared before and after). A control call of the same request on
+B; never 200, never 403) and nothing of A's may change (every row A has in the
+database, compared before and after). A control call of the same request on
 B's own object proves the body was valid, so the 404 is the isolation and not
 a validation error.
 
