@@ -9,7 +9,8 @@ Python 3.11 cannot see ``NotRequired`` and counts every key as required
 (``__required_keys__``), which a type checker or a test reading them trusts.
 """
 
-from typing import NotRequired, TypedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, NotRequired, TypedDict
 
 
 class LeadCreated(TypedDict):
@@ -120,3 +121,14 @@ class PersonErased(TypedDict):
     """``person_erased``: one item per lead of the erased person (the lead row stays, anonymised)."""
 
     lead_id: int
+
+
+def erased_lead_ids(items: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The lead ids of a ``person_erased`` event's items (``event.items``), distinct and ascending.
+
+    What every plugin's erasure works on, read the same way everywhere (so a
+    plugin's ``person_erased`` is ``erase(ctx, erased_lead_ids(event.items))``,
+    the same ids its ``privacy_export`` was given); ascending, so handlers
+    lock rows in one order.
+    """
+    return sorted({int(item["lead_id"]) for item in items})

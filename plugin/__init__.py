@@ -82,6 +82,7 @@ from pelago.core.payloads import (
     PersonErased,
     PluginSettingsChanged,
     PluginSwitched,
+    erased_lead_ids,
 )
 from pelago.core.posts import queue_post
 from pelago.core.records import NewActivity, change_stage, log_activities, record_deal, refund_deal
@@ -150,6 +151,7 @@ __all__ = [
     "PluginSwitched",
     "PluginSettingsChanged",
     "PersonErased",
+    "erased_lead_ids",
     # errors (answered as 4xx with the standard error body)
     "PelagoError",
     "NotFound",

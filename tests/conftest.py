@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from pelago.testing import TenantHandle, new_tenant
+from tests.demo_server import demo_servers
 from tests.routes import DEFAULT_PLUGINS
 
-__all__ = ["ALL_GOOD_PLUGINS", "DEFAULT_PLUGINS", "TenantHandle", "new_tenant"]
+__all__ = ["ALL_GOOD_PLUGINS", "DEFAULT_PLUGINS", "TenantHandle", "demo_servers", "new_tenant"]
 
 # Test plugins are installed for real: a dist-info with entry points on sys.path.
 TEST_PLUGINS = {
@@ -60,6 +61,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if str(config.rootpath) not in sys.path:
         sys.path.insert(0, str(config.rootpath))
     importlib.invalidate_caches()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README tour just before the docs' curl examples: a worker that runs both starts one demo
+    server for them (the tour needs it fresh, the examples reuse it: tests/demo_server.py)."""
+    tour = [item for item in items if item.nodeid.startswith("tests/test_readme_tour.py")]
+    if not tour:
+        return
+    rest = [item for item in items if not item.nodeid.startswith("tests/test_readme_tour.py")]
+    at = next((k for k, item in enumerate(rest) if item.nodeid.startswith("tests/test_docs_examples.py")), len(rest))
+    items[:] = [*rest[:at], *tour, *rest[at:]]
 
 
 @pytest.fixture(scope="session")

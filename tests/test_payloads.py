@@ -133,3 +133,11 @@ def test_emitted_items_match_their_typed_dicts(driven):
     # The optional keys are exercised too: an import's lead_created carries import_id.
     assert any("import_id" in item for item in seen["lead_created"])
     assert any(item["lost_reason"] == "price" for item in seen["lead_stage_changed"])
+
+
+def test_erased_lead_ids_are_distinct_ints_in_order():
+    """``pelago.plugin.erased_lead_ids``: what every plugin's person_erased works on, read one way."""
+    from pelago.plugin import erased_lead_ids
+
+    assert erased_lead_ids(({"lead_id": 9}, {"lead_id": 3}, {"lead_id": "9"}, {"lead_id": 12})) == [3, 9, 12]
+    assert erased_lead_ids(()) == []

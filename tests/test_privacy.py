@@ -431,3 +431,94 @@ def test_an_erasure_blanks_the_unsent_posts_of_events_about_the_person(make_app,
     gone, other = posts()
     assert (bytes(gone.body), gone.status) == (b"", "failed") and "erased" in gone.last_error
     assert (bytes(other.body), other.status) == (bytes(before[1].body), "queued")
+
+
+# --- submissions accepted by a webhook and not routed yet -------------------------------------
+
+
+def _accept(t: TenantHandle, data: dict[str, Any], key: str) -> int:
+    """Store a webhook submission as the webhook does, with no router started (the test routes it)."""
+    from pelago.core.services import submissions
+    from pelago.core.services.intake import Submission
+
+    sub = Submission(data=data, touch={"channel": "site", "utm_source": "winter"},
+                     raw={**data, "address": ADDRESS}, key=f"ext:{key}")
+    with t.runtime.sessions() as session:
+        dedupe, errors = submissions.check(sub, "CN")
+        assert not errors, errors
+        sid, fresh = submissions.accept(session, tenant_id=t.id, channel_id=None, sub=sub, dedupe=dedupe,
+                                        now=t.runtime.clock())
+        assert fresh
+        session.info.pop(submissions.KICK, None)  # no router: the test starts it
+        session.commit()
+    return sid
+
+
+def _submissions(t: TenantHandle) -> dict[int, Any]:
+    with t.runtime.sessions() as s:
+        return {r.id: r for r in s.execute(text(
+            "SELECT id, status, outcome, lead_id, dedupe, key, data, touch, raw, errors FROM core_submission "
+            "WHERE tenant_id = :t"), {"t": t.id}).mappings()}
+
+
+def _route(t: TenantHandle) -> None:
+    from pelago.core.services import submissions
+
+    submissions.route_pending(t.runtime)
+
+
+def test_an_erasure_blanks_the_persons_submissions_not_yet_routed_and_they_never_make_a_lead(t):
+    """Was a gap: a submission accepted (202) but not routed kept the person's payload after the erasure,
+    and the router then made the person again."""
+    by_phone = _accept(t, {"name": NAME, "phone": "+86 138 0013 8000"}, "a")
+    by_email = _accept(t, {"name": NAME, "phone": "13800138011", "email": EMAIL.upper()}, "b")  # dedupe: its phone
+    someone_else = _accept(t, {"name": "Li Na", "phone": "13800138099"}, "c")
+    assert PHONE in json.dumps([dict(r) for r in _submissions(t).values()], default=str)
+
+    done = ok(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "asked before routing"}))
+    assert done["lead_ids"] == []  # the person had no lead yet: only the submission
+    ok(t.post("/api/v1/privacy/erasures", json={"email": EMAIL, "reason": "and by email"}))
+
+    rows = _submissions(t)
+    for sid in (by_phone, by_email):
+        row = rows[sid]
+        assert (row["status"], row["outcome"], row["lead_id"], row["dedupe"]) == ("failed", None, None, None)
+        assert [json.loads(v) if isinstance(v, str) else v for v in (row["data"], row["touch"], row["raw"])] == [
+            {}, {}, {}]
+        assert row["key"] == f"erased:{sid}"
+        assert "erased" in json.dumps(row["errors"])
+        got = ok(t.get(f"/api/v1/submissions/{sid}"))
+        assert got["status"] == "failed" and got["lead_id"] is None
+    left = json.dumps([dict(r) for r in rows.values() if r["id"] != someone_else], default=str, ensure_ascii=False)
+    for personal in (NAME, PHONE, "138 0013 8000", "13800138011", EMAIL, EMAIL.upper(), ADDRESS, "winter"):
+        assert personal not in left, personal
+    assert rows[someone_else]["status"] == "accepted" and "Li Na" in json.dumps(rows[someone_else]["data"])
+
+    _route(t)  # the router routes the other person's, and never makes the erased one again
+    rows = _submissions(t)
+    assert rows[someone_else]["status"] == "processed"
+    assert [rows[sid]["status"] for sid in (by_phone, by_email)] == ["failed", "failed"]
+    phones = {x["phone"] for x in ok(t.get("/api/v1/leads?limit=200"))["items"]}
+    assert phones == {"+8613800138099"}
+
+
+def test_an_erasure_blanks_the_submissions_naming_another_phone_or_email_of_the_persons_leads(t):
+    """Erased by phone: a pending submission with the email of that lead (and no phone) goes too, and a
+    failed one holding the phone loses its payload."""
+    lead = ok(t.post("/api/v1/leads", json={"name": NAME, "phone": PHONE, "email": EMAIL}), 201)
+    pending = _accept(t, {"name": NAME, "email": EMAIL}, "d")
+    failed = _accept(t, {"name": NAME, "phone": PHONE}, "e")
+    with t.runtime.sessions() as s:  # as a router gives up on a submission
+        s.execute(text("UPDATE core_submission SET status = 'failed', errors = :e WHERE id = :i"),
+                  {"e": json.dumps({"submission": [f"{NAME} could not be routed"]}), "i": failed})
+        s.commit()
+
+    done = ok(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "asked"}))
+    assert done["lead_ids"] == [lead["id"]]
+    rows = _submissions(t)
+    assert {rows[i]["status"] for i in (pending, failed)} == {"failed"}
+    left = json.dumps([dict(r) for r in rows.values()], default=str, ensure_ascii=False)
+    for personal in (NAME, PHONE, E164, EMAIL):
+        assert personal not in left, personal
+    _route(t)
+    assert ok(t.get("/api/v1/leads?limit=200"))["items"] == [ok(t.get(f"/api/v1/leads/{lead['id']}"))]

@@ -10,10 +10,8 @@ deliveries) on its background thread.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -78,48 +76,23 @@ def with_expectations(block: str) -> str:
     return "\n".join(out)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl and openssl")
-def test_the_readme_tour_runs_as_written(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "PELAGO_PLUGINS")}
-    env.update(PELAGO_INSTANCE_DIR=str(tmp_path / "instance"), PELAGO_EMBEDDED_SCHEDULER="0")
-    pelago = Path(sys.executable).with_name("pelago")
-    server = subprocess.Popen([str(pelago), "serve", "--demo", "--port", str(port)], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        key = None
-        banner: list[str] = []
-        assert server.stdout is not None
-        for line in server.stdout:  # the banner comes before the server listens
-            banner.append(line)
-            if "admin key:" in line:
-                key = line.split("admin key:", 1)[1].split()[0]
-            if "Running on" in line:
-                break
-        assert key, "".join(banner)
-        log = tmp_path / "log"
-        log.mkdir()
-        (log / "count").write_text("0")
-        script = WRAPPER + "\n".join(with_expectations(b) for b in tour_blocks())
-        run = subprocess.run(
-            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-            env={**env, "PELAGO": f"http://127.0.0.1:{port}", "KEY": key, "LOG": str(log),
-                 "PY": sys.executable, "CHECK": str(CHECK)},
-        )
-        failures = [
-            f"{(log / f'{p.stem}.cmd').read_text().strip()}\n  {p.read_text().strip()}"
-            for p in sorted(log.glob("*.err"), key=lambda p: int(p.stem))
-        ]
-        calls = int((log / "count").read_text())
-        assert run.returncode == 0, run.stderr
-        assert calls >= 15, f"only {calls} curl calls ran: {run.stderr}"
-        assert not failures, "README tour drifted:\n" + "\n".join(failures)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def test_the_readme_tour_runs_as_written(tmp_path, demo_servers):
+    demo = demo_servers.get(pristine=True)  # the README shows the ids of a fresh demo
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "count").write_text("0")
+    script = WRAPPER + "\n".join(with_expectations(b) for b in tour_blocks())
+    run = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**demo.env, "PELAGO": demo.base, "KEY": demo.key, "LOG": str(log),
+             "PY": sys.executable, "CHECK": str(CHECK)},
+    )
+    failures = [
+        f"{(log / f'{p.stem}.cmd').read_text().strip()}\n  {p.read_text().strip()}"
+        for p in sorted(log.glob("*.err"), key=lambda p: int(p.stem))
+    ]
+    calls = int((log / "count").read_text())
+    assert run.returncode == 0, run.stderr
+    assert calls >= 15, f"only {calls} curl calls ran: {run.stderr}"
+    assert not failures, "README tour drifted:\n" + "\n".join(failures)

@@ -11,7 +11,7 @@ with that phone, or with that email (with or without a phone).
   so deals, refunds and the ledgers stay whole, but every personal value
   goes (contact fields, attributes, raw payloads, UTM and click ids, external
   ids, notes, free-text reasons, the items of past events, the CSV rows in
-  stored import files), and plugins are
+  stored import files, webhook submissions not routed yet), and plugins are
   told through the ``person_erased`` event, delivered to each implementing
   plugin whether it is on for the tenant or not.
 * Both write a :class:`~pelago.core.models.PrivacyAudit` row: who, when,
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, delete, select, text, update
+from sqlalchemy import Select, String, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -68,6 +68,8 @@ ITEM_KEYS: Mapping[str, Any] = {
 }
 #: events whose ``reason`` is free text (elsewhere it is a kind such as ``manual``)
 FREE_TEXT_REASON = frozenset({"deal_refunded"})
+#: why an erased person's submission that was not routed never will be (``core_submission.errors``)
+SUBMISSION_ERASED = "the person was erased before this submission was routed: it never will be"
 #: how far before a person's first lead the outbox is searched for events about them (clock skew)
 EVENT_MARGIN = timedelta(hours=1)
 MAX_REASON = 500
@@ -210,6 +212,9 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
     imports' stored files; its activities their notes; its ownership ledger rows their
     notes; its stage changes their lost reason; its refunds their reason;
     past events about it (``core_event``) their personal item keys. The
+    person's webhook submissions not routed yet lose their payload and are
+    ``failed`` for good (lead or not: a submission the router has not
+    reached is the person too, and must not make them again). The
     ``person_erased`` event then reaches the plugins. An erased lead is not
     found by phone or email again, so a second erasure finds nothing to do
     (and is audited all the same), and a new submission makes a new lead.
@@ -219,8 +224,15 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
         raise InvalidInput("an erasure needs a reason", {"reason": ["required"]})
     if len(reason) > MAX_REASON:
         raise InvalidInput("reason too long", {"reason": [f"longer than {MAX_REASON} characters"]})
+    # First the person's submissions not routed yet: on PostgreSQL this waits for a router that holds
+    # one of them in its batch, so a lead it is making now is committed, and found just below.
+    pending = _unrouted_submissions(ctx, {person.value}, lock=True)
     leads = leads_of(ctx, person, for_update=True)
     ids = [lead.id for lead in leads]
+    # ... and those that name the person through another phone or email of theirs (their leads')
+    known = {person.value} | {v for lead in leads for v in (lead.phone, lead.email) if v}
+    pending |= _unrouted_submissions(ctx, known, lock=True)
+    _blank_submissions(ctx, pending)
     event_id = None
     if ids:
         _allow_ledger_updates(ctx.session, True)
@@ -231,6 +243,50 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
         event_id = ctx.emit("person_erased", [{"lead_id": lead_id} for lead_id in ids])
     audit = _audit(ctx, "erase", person, ids, actor=actor, reason=reason)
     return Erasure(ids, audit.id, event_id)
+
+
+def _unrouted_submissions(ctx: HookContext, known: set[str], *, lock: bool) -> set[int]:
+    """Ids of the tenant's webhook submissions not routed (``accepted``, or ``failed``) that name ``known``.
+
+    A submission names a person by its ``dedupe`` key (its E.164 phone, else
+    its email) or by the email in its mapped fields (a submission with a
+    phone keeps its email only there). A routed (``processed``) submission is
+    its lead's, and goes with it. ``lock``: the rows are locked for this
+    transaction (PostgreSQL), after any router that holds them commits.
+    """
+    emails = {v for v in known if "@" in v}
+    stmt = select(StoredSubmission.id, StoredSubmission.dedupe, StoredSubmission.data).where(
+        StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.status.in_(("accepted", "failed")))
+    found = {
+        row.id for row in ctx.session.execute(stmt)
+        if row.dedupe in known or (emails and str((row.data or {}).get("email") or "").strip().lower() in emails)
+    }
+    if found and lock and ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(select(StoredSubmission.id).where(
+            StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.id.in_(found)).with_for_update())
+    return found
+
+
+def _blank_submissions(ctx: HookContext, ids: set[int]) -> None:
+    """The submissions lose their payload, mapped fields, attribution and key, and are ``failed`` for good.
+
+    A router that claimed one before now drops it (it routes only ``accepted``
+    rows it still holds), so the person is not made again. The idempotency
+    key (an external id, or the body's hash) goes too: a retried webhook is a
+    new submission, as after a routed one was deleted.
+    """
+    if not ids:
+        return
+    now = ctx.now()
+    c = StoredSubmission
+    # processed meanwhile (a router committed before the lock): its lead was erased, and it was deleted
+    ctx.session.execute(update(c).where(
+        c.tenant_id == ctx.tenant.id, c.id.in_(ids), c.status.in_(("accepted", "failed")),
+    ).values(
+        data={}, touch={}, raw={}, dedupe=None, key="erased:" + c.id.cast(String), status="failed",
+        outcome=None, errors={"submission": [SUBMISSION_ERASED]}, lease_token=None, lease_until=None,
+        processed_at=func.coalesce(c.processed_at, now),
+    ).execution_options(synchronize_session=False))
 
 
 def _anonymise(ctx: HookContext, leads: Sequence[Lead]) -> None:

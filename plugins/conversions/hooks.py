@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from pelago.plugin import Event, HookContext, hookimpl
+from pelago.plugin import Event, HookContext, erased_lead_ids, hookimpl
 
 from . import privacy
 from .adapters import conversions_adapters, conversions_build_request, conversions_parse_answer
@@ -62,4 +62,4 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 @hookimpl
 def person_erased(ctx: HookContext, event: Event) -> None:
     """On or off for the tenant: click ids blanked, nothing more sent about the person (:mod:`.privacy`)."""
-    privacy.erase(ctx, sorted({int(i["lead_id"]) for i in event.items}))
+    privacy.erase(ctx, erased_lead_ids(event.items))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from pelago.plugin import Event, HookContext, Lead, conflict_key, hookimpl
+from pelago.plugin import Event, HookContext, Lead, conflict_key, erased_lead_ids, hookimpl
 
 from . import caps, counters, pools, privacy, service, webhooks
 from .models import PoolEntry
@@ -76,7 +76,7 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 
 @hookimpl
 def person_erased(ctx: HookContext, event: Event) -> None:
-    privacy.erase(ctx, [int(item["lead_id"]) for item in event.items])
+    privacy.erase(ctx, erased_lead_ids(event.items))
 
 
 def _absorb(ctx: HookContext, event: Event, items: Sequence[Mapping[str, object]]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pelago.plugin import Event, HookContext, hookimpl
+from pelago.plugin import Event, HookContext, erased_lead_ids, hookimpl
 
 from . import privacy, sales
 
@@ -27,4 +27,4 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 
 @hookimpl
 def person_erased(ctx: HookContext, event: Event) -> None:
-    privacy.erase(ctx, sorted({int(i["lead_id"]) for i in event.items}))
+    privacy.erase(ctx, erased_lead_ids(event.items))

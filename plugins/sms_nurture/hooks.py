@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 
-from pelago.plugin import Event, HookContext, hookimpl
+from pelago.plugin import Event, HookContext, erased_lead_ids, hookimpl
 
 from . import enrolling, privacy
 from .models import SmsSequence
@@ -82,4 +82,4 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 
 @hookimpl
 def person_erased(ctx: HookContext, event: Event) -> None:
-    privacy.erase(ctx, enrolling.item_ids(event.items))
+    privacy.erase(ctx, erased_lead_ids(event.items))
