@@ -14,15 +14,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import flask
 from flask import request
 from sqlalchemy import select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
     InvalidInput,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
     console_text,
     current_context,
@@ -34,18 +36,11 @@ from . import api, funnel, sending
 from . import schemas as s
 from .models import MOMENTS, STATUSES, Account, Conversion, Rule
 
-pages = flask.Blueprint("conversions_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("conversions", __name__)
+PAGE = CONSOLE_PAGE
 #: the moments' labels (translated in MESSAGES)
 MOMENT_LABELS = {"valid_lead": "Valid lead", "first_contact": "First contact", "qualified": "Qualified lead",
                  "deal_won": "Deal won"}
-FIX = "Please correct the fields marked below."
-
-
-def _failed(exc: InvalidInput | Conflict) -> tuple[str, dict[str, Any]]:
-    current_context().session.rollback()
-    return exc.message, dict(exc.errors or {})
 
 
 def _config(text: str) -> dict[str, str] | str:
@@ -79,15 +74,15 @@ def account_create() -> Any:
     c = current_context()
     config = _config(request.form.get("config", ""))
     if isinstance(config, str):
-        return account_list(errors={"config": [config]}, error=console_text(FIX), status=422)
+        return account_list(errors={"config": [config]}, error=console_refused()[0], status=422)
     source: dict[str, Any] = {**{k: v for k, v in request.form.items() if k != "config"}, "config": config}
     data, errors = console_form(s.ConversionsAccountIn(), source)
     if errors:
-        return account_list(errors=_flat(errors), error=console_text(FIX), status=422)
+        return account_list(errors=_flat(errors), error=console_refused()[0], status=422)
     try:
         a = api.make_account(c, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return account_list(errors=_flat(errors), error=message, status=exc.status)
     return console_redirect(".account_list", console_text("Account {name} added.", name=a.name))
 
@@ -119,11 +114,11 @@ def rule_create() -> Any:
     source = {**request.form, "send_value": "true" if request.form.get("send_value") else "false"}
     data, errors = console_form(s.ConversionsRuleIn(), source)
     if errors:
-        return rule_list(errors=errors, error=console_text(FIX), status=422)
+        return rule_list(errors=errors, error=console_refused()[0], status=422)
     try:
         r = api.make_rule(c, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return rule_list(errors=errors, error=message, status=exc.status)
     return console_redirect(".rule_list", console_text("Rule {name} added.", name=r.name))
 
@@ -239,7 +234,6 @@ MESSAGES = {"zh-CN": {
     "Cost per lead": "单条线索成本",
     "Total": "合计",
     "Median first contact (min)": "首次联系中位时间（分钟）",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
     "Create": "创建",
     "No conversions.": "没有回传记录。",
 }}

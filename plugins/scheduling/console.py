@@ -16,17 +16,19 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import flask
 from flask import request
 from sqlalchemy import select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
     InvalidInput,
     Lead,
     User,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
     console_text,
     current_context,
@@ -39,9 +41,8 @@ from . import api, attendance, booking, ledger, schedule
 from . import schemas as s
 from .models import ATTENDANCE, Account, Attendance, Campus, Klass, Lesson, Room, Teacher
 
-pages = flask.Blueprint("scheduling_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("scheduling", __name__)
+PAGE = CONSOLE_PAGE
 KINDS = ("teacher", "room", "class")
 
 
@@ -167,7 +168,7 @@ def roll_call(lesson_id: int) -> Any:
             return lesson_page(lesson_id, error=exc.message, errors=_by_student(exc.errors, marks), posted=posted,
                                status=exc.status)
         return console_redirect(".lesson_page", console_text("Roll-call saved."), lesson_id=lesson_id)
-    return lesson_page(lesson_id, error=console_text("Please correct the fields marked below."),
+    return lesson_page(lesson_id, error=console_refused()[0],
                        errors=_by_student(errors, marks), posted=posted, status=422)
 
 
@@ -193,7 +194,7 @@ def lesson_cancel(lesson_id: int) -> Any:
     c = current_context()
     data, errors = console_form(s.CancelIn())
     if errors:
-        return lesson_page(lesson_id, error=console_text("Please correct the fields marked below."), errors=errors,
+        return lesson_page(lesson_id, error=console_refused()[0], errors=errors,
                            status=422)
     try:
         schedule.cancel(c, lesson_id, data["reason"])
@@ -234,6 +235,17 @@ def account_page(account_id: int) -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "trial": "试听",
+    "lesson": "上课",
+    "Trial lesson booked ({klass})": "已预约试听（{klass}）",
+    "Trial attended ({klass})": "已参加试听（{klass}）",
+    "Trial missed ({klass})": "试听未到（{klass}）",
+    "Trial converted ({klass})": "试听已转化（{klass}）",
+    "Trial: not interested ({klass})": "试听：无意向（{klass}）",
+    "Present at a lesson ({klass})": "上课出勤（{klass}）",
+    "Late for a lesson ({klass})": "上课迟到（{klass}）",
+    "On leave from a lesson ({klass})": "上课请假（{klass}）",
+    "Absent from a lesson ({klass})": "上课缺勤（{klass}）",
     "Timetable": "课表",
     "Roll-call": "点名",
     "Accounts": "课时账户",
@@ -291,5 +303,4 @@ MESSAGES = {"zh-CN": {
     "Filter": "筛选",
     "Date": "日期",
     "Lead": "线索",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
 }}

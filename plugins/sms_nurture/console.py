@@ -10,18 +10,25 @@ the API views call. Everyone reads; managers write, as in the API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-import flask
 from flask import request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
+    DashboardPanel,
+    HookContext,
     InvalidInput,
     NotFound,
+    console_bars,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
     console_text,
     current_context,
@@ -31,18 +38,11 @@ from pelago.plugin import (
 
 from . import schemas as s
 from . import sequences, text
-from .models import Message, SmsSequence, Template
+from .models import Evidence, Message, SmsSequence, Template
 
-pages = flask.Blueprint("sms_nurture_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("sms_nurture", __name__)
+PAGE = CONSOLE_PAGE
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "skipped", "dropped")
-FIX = "Please correct the fields marked below."
-
-
-def _failed(exc: InvalidInput | Conflict) -> tuple[str, dict[str, Any]]:
-    current_context().session.rollback()
-    return exc.message, dict(exc.errors or {})
 
 
 def _templates() -> list[tuple[int, str]]:
@@ -67,11 +67,11 @@ def sequence_create() -> Any:
     c = current_context()
     data, errors = console_form(s.SmsSequenceIn())
     if errors:
-        return sequence_list(errors=errors, error=console_text(FIX), status=422)
+        return sequence_list(errors=errors, error=console_refused()[0], status=422)
     try:
         seq = sequences.create_sequence(c, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return sequence_list(errors=errors, error=message, status=exc.status)
     return console_redirect(".sequence_page", console_text("Sequence {name} created.", name=seq.name),
                             sequence_id=seq.id)
@@ -96,7 +96,7 @@ def sequence_status(sequence_id: int) -> Any:
     c = current_context()
     data, errors = console_form(s.SmsSequencePatch(), {"status": request.form.get("status", "")}, keep=("status",))
     if errors:
-        return sequence_page(sequence_id, errors=errors, error=console_text(FIX), status=422)
+        return sequence_page(sequence_id, errors=errors, error=console_refused()[0], status=422)
     sequences.update_sequence(c, sequences.get_sequence(c, sequence_id), data)
     word = console_text("Paused.") if data["status"] == "paused" else console_text("Resumed.")
     return console_redirect(".sequence_page", word, sequence_id=sequence_id)
@@ -109,11 +109,11 @@ def step_add(sequence_id: int) -> Any:
     seq = sequences.get_sequence(c, sequence_id)
     data, errors = console_form(s.SmsStepIn())
     if errors:
-        return sequence_page(sequence_id, errors=errors, error=console_text(FIX), status=422)
+        return sequence_page(sequence_id, errors=errors, error=console_refused()[0], status=422)
     try:
         sequences.add_step(c, seq, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return sequence_page(sequence_id, errors=errors, error=message, status=exc.status)
     return console_redirect(".sequence_page", console_text("Step added."), sequence_id=sequence_id)
 
@@ -174,15 +174,15 @@ def template_save(template_id: int | None = None) -> Any:
     values = {k: request.form.get(k, "") for k in ("name", "body", "provider_template_id", "lead_id")}
     if request.form.get("action") == "preview":
         shown, errors = _preview(values["body"].strip(), values["lead_id"])
-        return _template_form(template_id, values, errors, console_text(FIX) if errors else None, shown,
+        return _template_form(template_id, values, errors, console_refused()[0] if errors else None, shown,
                               422 if errors else 200)
     data, errors = console_form(s.SmsTemplateIn() if existing is None else s.SmsTemplatePatch(), request.form)
     if errors:
-        return _template_form(template_id, values, errors, console_text(FIX), None, 422)
+        return _template_form(template_id, values, errors, console_refused()[0], None, 422)
     try:
         t = sequences.create_template(c, data) if existing is None else sequences.update_template(c, existing, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return _template_form(template_id, values, errors, message, None, exc.status)
     return console_redirect(".template_page", console_text("Template {name} saved.", name=t.name),
                             template_id=t.id)
@@ -214,7 +214,37 @@ def message_list() -> Any:
                        statuses=STATUSES, sequences=sorted(names.items()), sequence_names=names, filters=filters)
 
 
+def week(ctx: HookContext, days: int = 7) -> Mapping[str, Any]:
+    """The dashboard panel's figures: the messages planned in the last 7 days by status, and the opt-outs.
+
+    Two grouped counts over the tenant's rows; for managers and admins.
+    """
+    since = ctx.now() - timedelta(days=days)
+    by_status = dict(ctx.session.execute(
+        select(Message.status, func.count()).where(Message.planned_at >= since).group_by(Message.status)).all())
+    opt_outs = ctx.session.scalar(select(func.count()).select_from(Evidence).where(
+        Evidence.kind == "suppress", Evidence.at >= since)) or 0
+    return {"chart": console_bars([(st, by_status.get(st, 0)) for st in STATUSES]), "opt_outs": opt_outs,
+            "total": sum(by_status.values())}
+
+
+PANELS = (DashboardPanel("week", "SMS messages, last 7 days", "sms_nurture/_week_panel.html", week, "manager"),)
+
 MESSAGES = {"zh-CN": {
+    "SMS messages, last 7 days": "近 7 天短信",
+    "Opt-outs": "退订",
+    "sms": "短信",
+    "SMS planned ({sequence})": "短信待发送（{sequence}）",
+    "SMS being sent ({sequence})": "短信发送中（{sequence}）",
+    "SMS sent ({sequence})": "短信已发送（{sequence}）",
+    "SMS delivered ({sequence})": "短信已送达（{sequence}）",
+    "SMS failed ({sequence})": "短信发送失败（{sequence}）",
+    "SMS not sent ({sequence})": "短信未发送（{sequence}）",
+    "Opted out of SMS": "已退订短信",
+    "SMS opt-out removed": "已取消短信退订",
+    "SMS consent recorded": "已记录短信同意",
+    "SMS reply": "短信回复",
+    "SMS reply (opt-out)": "短信回复（退订）",
     "SMS sequences": "短信培育序列",
     "SMS templates": "短信模板",
     "SMS messages": "短信记录",
@@ -282,6 +312,5 @@ MESSAGES = {"zh-CN": {
     "failed": "失败",
     "skipped": "已跳过",
     "dropped": "已丢弃",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
     "No messages.": "没有短信。",
 }}
