@@ -166,6 +166,16 @@ def funnel_page() -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "Conversions back to ad platforms (数据回传)": "数据回传",
+    "Lifecycle moments reported once per lead and rule to ad platforms; each channel's funnel.": "按线索和规则向广告平台回传一次生命周期节点；各渠道的转化漏斗。",
+    "batch": "每批数量",
+    "conversions a worker claims per transaction": "每个事务中工作进程领取的回传条数",
+    "lease seconds": "租约秒数",
+    "how long a claimed conversion is a worker's; past it the worker counts as dead": "领取的回传归工作进程所有的时长；超过后视为该进程已失效",
+    "max attempts": "最多尝试次数",
+    "sends tried on transient errors (network, 5xx, 429) before a conversion fails": "遇到临时错误（网络、5xx、429）时在判定失败前的重试次数",
+    "timeout seconds": "超时秒数",
+    "seconds to wait for a platform's answer": "等待平台响应的秒数",
     "Conversions": "数据回传",
     "Conversion rules": "回传规则",
     "Ad accounts": "广告账户",

@@ -136,6 +136,12 @@ def flows(ctx: HookContext, days: int = 30) -> Mapping[str, Any]:
 PANELS = (DashboardPanel("flows", "Pool inflow and outflow, 30 days", "pool/_flows_panel.html", flows, "manager"),)
 
 MESSAGES = {"zh-CN": {
+    "webhook url": "Webhook 地址",
+    "pool events are POSTed here, signed; empty: no webhook": "公海事件以签名请求 POST 到此地址；留空表示不推送",
+    "webhook secret": "Webhook 密钥",
+    "HMAC-SHA256 key of X-Pelago-Signature": "X-Pelago-Signature 的 HMAC-SHA256 密钥",
+    "sweep batch": "回收批量",
+    "most leads the sweep releases per transaction": "回收任务每个事务最多释放的线索数",
     "Pool inflow and outflow, 30 days": "公海流入与流出（30 天）",
     "into the pool": "流入公海",
     "claimed or given out": "被领取或分配",

@@ -338,6 +338,21 @@ PANELS = (DashboardPanel("today", "Leads divided today by branch", "settlement/_
                          "manager"),)
 
 MESSAGES = {"zh-CN": {
+    "first_purchase": "首次购买",
+    "repurchase": "复购",
+    "referral": "转介绍",
+    "walk_in": "自然到访",
+    "owner_at_win": "成交时的负责人",
+    "first_owner": "首个负责人",
+    "split": "分成",
+    "Branches and settlement": "分公司与结算",
+    "Branches, fair division of leads, attribution and commission.": "分公司、线索公平分配、业绩归属与提成。",
+    "division": "线索分配",
+    "divide new leads between branches by the distribution policies (choose_team); off: branches and policies are kept, routing ignores them": "按分配策略把新线索分给各分公司（choose_team）；关闭时保留分公司与策略，分配规则不再使用它们",
+    "period months": "结算周期月数",
+    "months per settlement period (1 monthly, 3 quarterly …), starting in January; choose before the first deal is settled": "每个结算周期的月数（1 为月结，3 为季结……），从一月开始；请在第一笔成交结算前选定",
+    "referral sources": "转介绍来源",
+    "a lead with one of these sources makes its deals 'referral' deals (attribution)": "来源为其中之一的线索，其成交算作“转介绍”成交（业绩归属）",
     "Leads divided today by branch": "今日各分部分配的线索",
     "Branches": "分公司",
     "Branch": "分公司",
