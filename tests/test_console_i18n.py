@@ -158,9 +158,21 @@ def vocabularies(host: PluginHost) -> dict[str, tuple[str, ...]]:
         "scheduling trial outcomes": tuple(scheduling.TRIAL_OUTCOMES),
         "sms statuses": tuple(sms_console.STATUSES),
         "sms triggers": tuple(sms.TRIGGERS),
+        "marshmallow's field errors": marshmallow_messages(),
         "plugin titles": tuple(spec.title for spec in host.specs.values()),
         "plugin descriptions": tuple(spec.description for spec in host.specs.values() if spec.description),
     }
+
+
+def marshmallow_messages() -> tuple[str, ...]:
+    """marshmallow's standard field errors that read the same for every field (``|messages`` translates them)."""
+    from marshmallow import Schema, fields
+
+    classes = (fields.Field, fields.Integer, fields.Float, fields.Decimal, fields.String, fields.Boolean,
+               fields.Date, fields.Email, fields.URL, fields.List, fields.Nested, fields.Dict)
+    found = {m for cls in classes for m in cls.default_error_messages.values() if "{" not in m}
+    found |= {m for m in Schema._default_error_messages.values() if "{" not in m}  # noqa: SLF001
+    return tuple(sorted(found | {"Not a valid datetime."}))
 
 
 def timeline_messages() -> Iterator[str]:
@@ -295,3 +307,13 @@ def test_the_message_finders_find_calls(tmp_path: Path) -> None:
     module.write_text('console_text("A")\nMenuEntry("B", "b")\nDashboardPanel("c", "C", "t", f)\nprint("D")\n',
                       encoding="utf-8")
     assert list(python_messages(module)) == ["A", "B", "C"]
+
+
+def test_field_errors_are_translated(tenant: Any) -> None:
+    from pelago.testing import ConsoleClient
+
+    admin = ConsoleClient(tenant, "admin")
+    page = admin.post("/console/teams", {"s.strategy": "round_robin"})
+    assert page.status_code == 422
+    html = page.get_data(as_text=True)
+    assert "必填。" in html and "Missing data for required field." not in html
