@@ -81,13 +81,18 @@ def test_template_preview_and_unknown_variable(app):
     assert ConsoleClient(t, "rep").post(f"{P}/templates/{tpl['id']}", {"name": "x", "body": "y"}).status_code == 403
 
 
-def test_messages_with_status_reason_and_filters(app):
+def _sent_and_silent(app):
+    """A tenant whose sequence messaged two leads: one with consent (sent), one without (skipped, with a reason)."""
     t = sms_tenant(app)
     seq = sequence(t, 0)
     ok, silent = lead(t), lead(t, with_consent=False)
     enrol(t, seq["id"], ok["id"], silent["id"])
     dispatch(t)
-    by_lead = {m["lead_id"]: m for m in messages(t)}
+    return t, seq, ok, silent, {m["lead_id"]: m for m in messages(t)}
+
+
+def test_messages_with_status_reason_and_filters(app):
+    t, _seq, ok, silent, by_lead = _sent_and_silent(app)
     assert by_lead[silent["id"]]["reason"]
     rep = ConsoleClient(t, "rep")
     page = rep.text(f"{P}/messages")
@@ -102,12 +107,7 @@ def test_messages_with_status_reason_and_filters(app):
 
 
 def test_dashboard_panel_and_the_leads_timeline(app):
-    t = sms_tenant(app)
-    seq = sequence(t, 0)
-    ok, silent = lead(t), lead(t, with_consent=False)
-    enrol(t, seq["id"], ok["id"], silent["id"])
-    dispatch(t)
-    by_lead = {m["lead_id"]: m for m in messages(t)}
+    t, seq, ok, silent, by_lead = _sent_and_silent(app)
     manager = ConsoleClient(t, "manager")
     manager.post("/console/language", {"locale": "en", "next": "/console/"})
     home = manager.text("/console/")
