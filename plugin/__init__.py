@@ -107,7 +107,14 @@ from pelago.hostapp.auth import ctx as current_context
 from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
 from pelago.hostapp.console.forms import read as console_form
-from pelago.hostapp.console.kit import CONSOLE_PAGE, console_bars, console_blueprint, console_refused
+from pelago.hostapp.console.kit import (
+    CONSOLE_PAGE,
+    Submitted,
+    console_bars,
+    console_blueprint,
+    console_refused,
+    console_submit,
+)
 from pelago.hostapp.console.web import _ as console_text
 from pelago.hostapp.console.web import back as console_redirect
 from pelago.hostapp.console.web import console_requires, render_page
@@ -185,6 +192,8 @@ __all__ = [
     "console_blueprint",
     "CONSOLE_PAGE",
     "console_refused",
+    "console_submit",
+    "Submitted",
     "console_bars",
     "render_page",
     "console_requires",

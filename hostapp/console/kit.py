@@ -6,15 +6,20 @@ Kept on the public surface (``pelago.plugin``) so that a plugin's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import flask
+from marshmallow import Schema
 
-from pelago.core.errors import PelagoError
+from pelago.core.errors import Conflict, InvalidInput, PelagoError
 
 from ..auth import ctx
+from . import forms
 from .web import _
+
+T = TypeVar("T")
 
 #: rows per page of a plugin's console lists (the API's pages are larger)
 CONSOLE_PAGE = 50
@@ -39,6 +44,40 @@ def console_refused(exc: PelagoError | None = None) -> tuple[str, dict[str, Any]
         return _(FIX), {}
     ctx().session.rollback()
     return exc.message, dict(exc.errors or {})
+
+
+@dataclass(frozen=True)
+class Submitted(Generic[T]):
+    """What became of a posted form (:func:`console_submit`): ``act``'s answer, or why it was refused.
+
+    Refused (``error`` set): the form is shown again with ``error`` on top,
+    ``errors`` at the fields and ``status`` (422 for the schema's refusal,
+    the service's own status otherwise).
+    """
+
+    value: T | None = None
+    error: str | None = None
+    errors: dict[str, Any] = field(default_factory=dict)
+    status: int = 200
+
+
+def console_submit(schema: Schema, act: Callable[[dict[str, Any]], T], source: Mapping[str, Any] | None = None,
+                   *, keep: Iterable[str] = ()) -> Submitted[T]:
+    """Read the posted form (or ``source``) with ``schema`` and run ``act(data)``, as a plugin's form views do.
+
+    ``console_form``'s reading (empty inputs not given, but those in
+    ``keep``); a refusal of the service (``InvalidInput``, ``Conflict``)
+    rolls the request back. Other errors (``NotFound`` …) propagate to the
+    console's error pages.
+    """
+    data, errors = forms.read(schema, source, keep=keep)
+    if errors:
+        return Submitted(error=_(FIX), errors=errors, status=422)
+    try:
+        return Submitted(value=act(data))
+    except (InvalidInput, Conflict) as exc:
+        message, errors = console_refused(exc)
+        return Submitted(error=message, errors=errors, status=exc.status)
 
 
 def console_bars(rows: Sequence[tuple[str, int]], width: int = 320) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pelago.plugin import (
     console_redirect,
     console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     paginate,
@@ -110,17 +111,11 @@ def rule_list(*, errors: dict[str, Any] | None = None, error: str | None = None,
 @pages.post("/rules")
 @console_requires("admin")
 def rule_create() -> Any:
-    c = current_context()
     source = {**request.form, "send_value": "true" if request.form.get("send_value") else "false"}
-    data, errors = console_form(s.ConversionsRuleIn(), source)
-    if errors:
-        return rule_list(errors=errors, error=console_refused()[0], status=422)
-    try:
-        r = api.make_rule(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = console_refused(exc)
-        return rule_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".rule_list", console_text("Rule {name} added.", name=r.name))
+    done = console_submit(s.ConversionsRuleIn(), lambda data: api.make_rule(current_context(), data), source)
+    if done.value is None:
+        return rule_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".rule_list", console_text("Rule {name} added.", name=done.value.name))
 
 
 # -- conversions and the funnel (managers) -------------------------------------------------------------

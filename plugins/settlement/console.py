@@ -36,6 +36,7 @@ from pelago.plugin import (
     console_redirect,
     console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     flush_or_conflict,
@@ -85,17 +86,11 @@ def branch_list(*, errors: dict[str, Any] | None = None, error: str | None = Non
 @pages.post("/branches")
 @console_requires("admin")
 def branch_create() -> Any:
-    c = current_context()
-    data, errors = console_form(s.BranchCreate())
-    if errors:
-        return branch_list(errors=errors, error=console_refused()[0], status=422)
-    try:
-        branch = branch_api.make_branch(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = console_refused(exc)
-        return branch_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".branch_page", console_text("Branch {name} created.", name=branch.name),
-                            branch_id=branch.id)
+    done = console_submit(s.BranchCreate(), lambda data: branch_api.make_branch(current_context(), data))
+    if done.value is None:
+        return branch_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".branch_page", console_text("Branch {name} created.", name=done.value.name),
+                            branch_id=done.value.id)
 
 
 @pages.get("/branches/<int:branch_id>")

@@ -30,6 +30,7 @@ from pelago.plugin import (
     console_redirect,
     console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     paginate,
@@ -64,17 +65,11 @@ def sequence_list(*, errors: dict[str, Any] | None = None, error: str | None = N
 @pages.post("/sequences")
 @console_requires("manager")
 def sequence_create() -> Any:
-    c = current_context()
-    data, errors = console_form(s.SmsSequenceIn())
-    if errors:
-        return sequence_list(errors=errors, error=console_refused()[0], status=422)
-    try:
-        seq = sequences.create_sequence(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = console_refused(exc)
-        return sequence_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".sequence_page", console_text("Sequence {name} created.", name=seq.name),
-                            sequence_id=seq.id)
+    done = console_submit(s.SmsSequenceIn(), lambda data: sequences.create_sequence(current_context(), data))
+    if done.value is None:
+        return sequence_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".sequence_page", console_text("Sequence {name} created.", name=done.value.name),
+                            sequence_id=done.value.id)
 
 
 @pages.get("/sequences/<int:sequence_id>")
@@ -107,14 +102,9 @@ def sequence_status(sequence_id: int) -> Any:
 def step_add(sequence_id: int) -> Any:
     c = current_context()
     seq = sequences.get_sequence(c, sequence_id)
-    data, errors = console_form(s.SmsStepIn())
-    if errors:
-        return sequence_page(sequence_id, errors=errors, error=console_refused()[0], status=422)
-    try:
-        sequences.add_step(c, seq, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = console_refused(exc)
-        return sequence_page(sequence_id, errors=errors, error=message, status=exc.status)
+    done = console_submit(s.SmsStepIn(), lambda data: sequences.add_step(c, seq, data))
+    if done.error is not None:
+        return sequence_page(sequence_id, errors=done.errors, error=done.error, status=done.status)
     return console_redirect(".sequence_page", console_text("Step added."), sequence_id=sequence_id)
 
 
