@@ -176,10 +176,12 @@ def marshmallow_messages() -> tuple[str, ...]:
 
 
 def timeline_messages() -> Iterator[str]:
+    from pelago.plugins.conversions import timeline as conversions
     from pelago.plugins.scheduling import timeline as scheduling
     from pelago.plugins.sms_nurture import timeline as sms
 
-    yield from ("sms", "trial", "lesson", "Trial lesson booked ({klass})")
+    yield from ("sms", "trial", "lesson", "conversion", "Trial lesson booked ({klass})")
+    yield from conversions.TITLES.values()
     yield from sms.TITLES.values()
     yield from sms.EVIDENCE.values()
     yield from ("SMS reply", "SMS reply (opt-out)")

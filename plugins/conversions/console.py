@@ -161,6 +161,15 @@ def funnel_page() -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "conversion": "回传",
+    "Conversion queued ({rule})": "回传排队中（{rule}）",
+    "Conversion being sent ({rule})": "回传发送中（{rule}）",
+    "Conversion sent ({rule})": "回传已发送（{rule}）",
+    "Conversion accepted ({rule})": "回传已被平台接受（{rule}）",
+    "Conversion rejected ({rule})": "回传被平台拒绝（{rule}）",
+    "Conversion expired ({rule})": "回传已过期（{rule}）",
+    "Conversion in doubt ({rule})": "回传状态未知（{rule}）",
+    "Conversion failed ({rule})": "回传失败（{rule}）",
     "Conversions back to ad platforms (数据回传)": "数据回传",
     "Lifecycle moments reported once per lead and rule to ad platforms; each channel's funnel.": "按线索和规则向广告平台回传一次生命周期节点；各渠道的转化漏斗。",
     "batch": "每批数量",
