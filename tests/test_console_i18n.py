@@ -244,6 +244,16 @@ def test_translations_keep_the_placeholders(zh: dict[str, str]) -> None:
     assert not wrong, f"translations whose placeholders differ from the message's: {wrong}"
 
 
+def test_each_plugin_reads_its_own_catalogue_first(app: Any) -> None:
+    """Scheduling's accounts and settlement's periods are both "open", in two words: each page gets its own."""
+    with app.test_request_context("/console/p/settlement/statements"):
+        assert i18n.translate("zh-CN", "open", "settlement") == "未结"
+        assert i18n.translate("zh-CN", "open", "scheduling") == "有效"
+        assert i18n.translate("zh-CN", "Leads", "settlement") == "线索"  # the core's words stay the core's
+        assert i18n.translate("en", "open", "settlement") == "open"
+    assert "open" not in i18n.ZH  # merging never writes into the core's catalogue
+
+
 def test_the_catalogues_are_those_of_the_two_languages() -> None:
     assert i18n.LOCALES == ("zh-CN", "en") and set(i18n.CATALOGUES) == set(i18n.LOCALES)
     assert i18n.CATALOGUES["en"] == {}  # English is the message itself

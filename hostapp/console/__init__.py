@@ -82,7 +82,7 @@ def install(app: Flask, runtime: Runtime) -> None:
         name = f"console_{spec.name}"
         app.register_blueprint(spec.console.blueprint, url_prefix=f"/console/p/{spec.name}", name=name)
         plugin_pages[name] = spec.name
-        i18n.merge(spec.console.messages)
+        i18n.merge(spec.console.messages, spec.name)
     web.install_guard(app, plugin_pages)
     app.jinja_env.filters["local"] = web.local_time
     app.jinja_env.filters["messages"] = field_messages

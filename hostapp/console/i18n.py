@@ -277,19 +277,33 @@ ZH: dict[str, str] = {
     "the leads' source when the payload has none": "请求体没有来源时线索使用的来源",
 }
 
-CATALOGUES: dict[str, dict[str, str]] = {"zh-CN": ZH, "en": {}}
+#: the catalogues the console reads: the core's, with every plugin's merged in (:func:`merge`)
+CATALOGUES: dict[str, dict[str, str]] = {"zh-CN": dict(ZH), "en": {}}
+#: each plugin's own catalogue, ``{plugin: {locale: {message: text}}}``, read first on its own pages
+PLUGIN_CATALOGUES: dict[str, Mapping[str, Mapping[str, str]]] = {}
 
 
-def merge(messages: Mapping[str, Mapping[str, str]]) -> None:
-    """Add a plugin's translations (``{"zh-CN": {...}}``); the core's win on a clash."""
+def merge(messages: Mapping[str, Mapping[str, str]], plugin: str | None = None) -> None:
+    """Add a plugin's translations (``{"zh-CN": {...}}``); the core's win on a clash.
+
+    Two plugins may translate one word differently (scheduling's account is
+    "open", 有效; settlement's period is "open", 未结): each plugin's pages
+    read its own catalogue first (``plugin``), other pages the first
+    plugin's translation.
+    """
+    if plugin is not None:
+        PLUGIN_CATALOGUES[plugin] = messages
     for locale, table in messages.items():
         if locale in CATALOGUES:
             for key, value in table.items():
                 CATALOGUES[locale].setdefault(key, value)
 
 
-def translate(locale: str, message: str, **values: Any) -> str:
-    text = CATALOGUES.get(locale, {}).get(message, message)
+def translate(locale: str, message: str, plugin: str | None = None, **values: Any) -> str:
+    """``message`` in ``locale``: the core's catalogue, then ``plugin``'s own, then every plugin's."""
+    core = ZH if locale == "zh-CN" else {}
+    own = PLUGIN_CATALOGUES.get(plugin or "", {}).get(locale, {})
+    text = core.get(message) or own.get(message) or CATALOGUES.get(locale, {}).get(message, message)
     return text.format(**values) if values else text
 
 
