@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from jinja2 import Environment, nodes
+from marshmallow import ValidationError, validate
 
 from pelago.core import models
 from pelago.core.host import PluginHost
@@ -172,7 +173,7 @@ def marshmallow_messages() -> tuple[str, ...]:
                fields.Date, fields.Email, fields.URL, fields.List, fields.Nested, fields.Dict)
     found = {m for cls in classes for m in cls.default_error_messages.values() if "{" not in m}
     found |= {m for m in Schema._default_error_messages.values() if "{" not in m}  # noqa: SLF001
-    return tuple(sorted(found | {"Not a valid datetime."}))
+    return tuple(sorted(found | {"Not a valid datetime."} | {message for _pattern, message in i18n.VALUED}))
 
 
 def timeline_messages() -> Iterator[str]:
@@ -329,3 +330,21 @@ def test_field_errors_are_translated(tenant: Any) -> None:
     assert page.status_code == 422
     html = page.get_data(as_text=True)
     assert "必填。" in html and "Missing data for required field." not in html
+
+
+@pytest.mark.parametrize(("validator", "value", "expected"), [
+    (validate.Range(min=100, max=5000), 5, "必须大于等于 100 且小于等于 5000。"),
+    (validate.Range(min=1), 0, "必须大于等于 1。"),
+    (validate.Range(max=9), 10, "必须小于等于 9。"),
+    (validate.Range(min=0, min_inclusive=False), 0, "必须大于 0。"),
+    (validate.Length(min=1, max=100), "", "长度必须在 1 到 100 之间。"),
+    (validate.Length(min=2), "x", "短于最小长度 2。"),
+    (validate.Length(max=1), "xy", "超过最大长度 1。"),
+    (validate.OneOf(["a", "b"]), "c", "必须是以下之一：a, b。"),
+])
+def test_marshmallows_valued_messages_are_translated(validator: Any, value: Any, expected: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        validator(value)
+    [message] = raised.value.messages
+    assert i18n.translate_error("zh-CN", str(message)) == expected
+    assert i18n.translate_error("en", str(message)) == message

@@ -53,7 +53,7 @@ def field_messages(value: Any) -> str:
     standard ones ("Missing data for required field."), the others show as they are.
     """
     if isinstance(value, str):
-        return web._(value)
+        return web.error_text(value)
     if isinstance(value, Mapping):
         return "; ".join(f"{key}: {field_messages(v)}" for key, v in value.items())
     if isinstance(value, Iterable):

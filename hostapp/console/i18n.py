@@ -8,6 +8,7 @@ merged over this one at start-up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -224,6 +225,15 @@ ZH: dict[str, str] = {
     "manager": "经理",
     "rep": "销售",
     # marshmallow's standard field errors, shown at the fields
+    "Must be greater than or equal to {min} and less than or equal to {max}.": "必须大于等于 {min} 且小于等于 {max}。",
+    "Must be greater than or equal to {min}.": "必须大于等于 {min}。",
+    "Must be less than or equal to {max}.": "必须小于等于 {max}。",
+    "Must be greater than {min}.": "必须大于 {min}。",
+    "Must be less than {max}.": "必须小于 {max}。",
+    "Length must be between {min} and {max}.": "长度必须在 {min} 到 {max} 之间。",
+    "Shorter than minimum length {min}.": "短于最小长度 {min}。",
+    "Longer than maximum length {max}.": "超过最大长度 {max}。",
+    "Must be one of: {choices}.": "必须是以下之一：{choices}。",
     "Missing data for required field.": "必填。",
     "Field may not be null.": "不能为空。",
     "Invalid value.": "值无效。",
@@ -305,6 +315,31 @@ def translate(locale: str, message: str, plugin: str | None = None, **values: An
     own = PLUGIN_CATALOGUES.get(plugin or "", {}).get(locale, {})
     text = core.get(message) or own.get(message) or CATALOGUES.get(locale, {}).get(message, message)
     return text.format(**values) if values else text
+
+
+#: marshmallow's messages that carry values (a range, a length, the choices): the English, as a pattern,
+#: and the message it is translated as, with the values put back
+VALUED: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), message) for pattern, message in (
+    (r"^Must be greater than or equal to (?P<min>\S+) and less than or equal to (?P<max>\S+)\.$",
+     "Must be greater than or equal to {min} and less than or equal to {max}."),
+    (r"^Must be greater than or equal to (?P<min>\S+)\.$", "Must be greater than or equal to {min}."),
+    (r"^Must be less than or equal to (?P<max>\S+)\.$", "Must be less than or equal to {max}."),
+    (r"^Must be greater than (?P<min>\S+)\.$", "Must be greater than {min}."),
+    (r"^Must be less than (?P<max>\S+)\.$", "Must be less than {max}."),
+    (r"^Length must be between (?P<min>\d+) and (?P<max>\d+)\.$", "Length must be between {min} and {max}."),
+    (r"^Shorter than minimum length (?P<min>\d+)\.$", "Shorter than minimum length {min}."),
+    (r"^Longer than maximum length (?P<max>\d+)\.$", "Longer than maximum length {max}."),
+    (r"^Must be one of: (?P<choices>.*)\.$", "Must be one of: {choices}."),
+))
+
+
+def translate_error(locale: str, message: str, plugin: str | None = None) -> str:
+    """A field's error message: as :func:`translate`, and marshmallow's valued messages by their pattern."""
+    for pattern, key in VALUED:
+        found = pattern.match(message)
+        if found:
+            return translate(locale, key, plugin, **found.groupdict())
+    return translate(locale, message, plugin)
 
 
 def tenant_locale(default_region: str) -> str:

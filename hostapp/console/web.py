@@ -108,6 +108,12 @@ def _(message: str, **values: Any) -> str:
     return i18n.translate(locale(), message, plugin, **values)
 
 
+def error_text(message: str) -> str:
+    """A field's error message in the request's language (marshmallow's, with their values, are translated)."""
+    plugin = current_app.extensions.get("pelago_console_plugins", {}).get(request.blueprint or "")
+    return i18n.translate_error(locale(), message, plugin)
+
+
 def local_time(at: Any) -> str:
     """``at`` in the signed-in tenant's timezone, to the minute (a template filter: ``x|local``)."""
     if at is None:
