@@ -4,7 +4,7 @@ Two kinds:
 
 * **Decisions** are called inside the transaction of the change. An exception
   propagates and rolls the whole operation back (fail closed).
-* **Queries** gather what plugins hold (``privacy_export``): every plugin that is
+* **Queries** gather what plugins hold (``privacy_export``, ``lead_timeline``): every plugin that is
   on answers, each answer kept under the plugin's name; nothing is written.
 * **Events** are written to the outbox in the same transaction and delivered
   after commit, once per (event, plugin), retried on their own. Each event hook
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .events import Event
     from .routing import Assignment, OwnerChoice, TeamChoice
     from .snapshots import LeadInfo, TeamInfo, UserInfo
+    from .timeline import TimelineEntry
 
 # --- decisions ---------------------------------------------------------------
 
@@ -162,6 +163,16 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, An
     """
 
 
+@hookspec
+def lead_timeline(ctx: HookContext, lead_id: int) -> Sequence[TimelineEntry] | None:
+    """What this plugin did about lead ``lead_id``, for the lead's timeline in the console.
+
+    Asked once per lead page, of every plugin on for the tenant: answer every
+    entry at once (one query, not one per row). ``None`` or empty: nothing.
+    The console merges the entries with the core's by time.
+    """
+
+
 DECISIONS = ("choose_team", "exclude_candidates", "choose_owner", "check_assign", "check_stage_change")
 EVENTS = (
     "lead_created",
@@ -177,7 +188,7 @@ EVENTS = (
     "plugin_settings_changed",
     "person_erased",
 )
-QUERIES = ("privacy_export",)
+QUERIES = ("privacy_export", "lead_timeline")
 #: events delivered to every plugin implementing them, switched on for the tenant or not
 TO_ALL_PLUGINS = frozenset({"person_erased"})
 

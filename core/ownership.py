@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, insert, select, text, update
@@ -466,3 +466,40 @@ def ownership_history(ctx: HookContext, lead_ids: Sequence[int]) -> dict[int, tu
         for row in rows:
             out[row.lead_id].append(OwnershipStep(*row))
     return {i: tuple(steps) for i, steps in out.items()}
+
+
+@dataclass(frozen=True)
+class OwnerlessFlow:
+    """One day of the ownership ledger, in the tenant's calendar: leads that lost their owner, and that got one.
+
+    ``lost``: steps from an owner to nobody (releases, recycles);
+    ``taken``: steps from nobody to an owner (claims, distributions, assignments).
+    """
+
+    day: date
+    lost: int
+    taken: int
+
+
+def ownerless_flows(ctx: HookContext, until: datetime, days: int) -> list[OwnerlessFlow]:
+    """The ledger's flows into and out of "no owner", per tenant day for the ``days`` days ending with ``until``'s.
+
+    One query over the tenant's ledger for the window (only the steps with
+    exactly one side unowned); a day with none is a row of zeros.
+    """
+    tz = ctx.tenant.tz
+    last = until.astimezone(tz).date()
+    first = last - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tz)
+    rows = ctx.session.execute(
+        select(OC.c.at, OC.c.from_user_id.is_not(None))
+        .where(OC.c.tenant_id == ctx.tenant.id, OC.c.at >= since,
+               OC.c.from_user_id.is_(None) != OC.c.to_user_id.is_(None))
+    ).all()
+    lost = [0] * days
+    taken = [0] * days
+    for at, had_owner in rows:
+        i = (at.astimezone(tz).date() - first).days
+        if 0 <= i < days:
+            (lost if had_owner else taken)[i] += 1
+    return [OwnerlessFlow(first + timedelta(days=i), lost[i], taken[i]) for i in range(days)]

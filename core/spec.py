@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import flask
     from flask_smorest import Blueprint
 
-    from .context import JobContext
+    from .context import HookContext, JobContext
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
 
@@ -76,6 +76,27 @@ class MenuEntry:
 
 
 @dataclass(frozen=True)
+class DashboardPanel:
+    """A panel a plugin adds to the console's dashboard (shown only while the plugin is on).
+
+    ``data(ctx)`` computes what the panel shows, with set-based SQL in
+    ``ctx.session`` (the tenant's rows only, as in any view), and returns the
+    values the template gets as ``panel``, or ``None`` for no panel this
+    time. ``template`` is in the plugin's console blueprint's template
+    folder (``"<plugin>/_panel.html"``: a fragment, not a page); ``title`` is
+    English, translated through :attr:`ConsolePages.messages`. ``name``
+    makes the panel's HTML id, ``panel-<plugin>-<name>``. ``role``: the
+    lowest role that sees it (``data`` is not called for the others).
+    """
+
+    name: str
+    title: str
+    template: str
+    data: Callable[[HookContext], Mapping[str, Any] | None]
+    role: str = "rep"
+
+
+@dataclass(frozen=True)
 class ConsolePages:
     """A plugin's pages in the web console (``/console/p/<plugin>/...``).
 
@@ -90,11 +111,13 @@ class ConsolePages:
 
     ``messages``: translations of the plugin's labels and template strings,
     ``{"zh-CN": {"Pools": "公海"}}``, keyed by the English text.
+    ``panels``: the plugin's panels on the dashboard (:class:`DashboardPanel`).
     """
 
     blueprint: flask.Blueprint
     menu: Sequence[MenuEntry] = ()
     messages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    panels: Sequence[DashboardPanel] = ()
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,12 @@ from pelago.core.outbound import sign as sign_body
 from pelago.core.ownership import (
     Move,
     Moved,
+    OwnerlessFlow,
     OwnershipStep,
     Taken,
     change_owners,
     explain_unowned,
+    ownerless_flows,
     ownership_history,
     release_leads,
     take_unowned,
@@ -93,8 +95,9 @@ from pelago.core.services.intake import Outcome as IntakeOutcome
 from pelago.core.services.intake import Submission, ingest
 from pelago.core.services.leads import visible as visible_leads
 from pelago.core.snapshots import LeadInfo, TeamInfo, UserInfo
-from pelago.core.spec import ConsolePages, Job, MenuEntry, Periodic, PluginSpec
+from pelago.core.spec import ConsolePages, DashboardPanel, Job, MenuEntry, Periodic, PluginSpec
 from pelago.core.tenant_keys import migrate_to_tenant_keys, tenant_key_as_migrated
+from pelago.core.timeline import TimelineEntry
 from pelago.core.vetoes import first_veto, refuse_if_vetoed, vetoes, vetoes_needed
 from pelago.hostapp.api import Blueprint, LocalTime, MoneyString, file_response
 from pelago.hostapp.api.imports import ImportDetail, upload_import
@@ -105,6 +108,14 @@ from pelago.hostapp.auth import ctx as current_context
 from pelago.hostapp.auth import public as public_route
 from pelago.hostapp.cli import pass_runtime
 from pelago.hostapp.console.forms import read as console_form
+from pelago.hostapp.console.kit import (
+    CONSOLE_PAGE,
+    Submitted,
+    console_bars,
+    console_blueprint,
+    console_refused,
+    console_submit,
+)
 from pelago.hostapp.console.web import _ as console_text
 from pelago.hostapp.console.web import back as console_redirect
 from pelago.hostapp.console.web import console_requires, render_page
@@ -178,6 +189,14 @@ __all__ = [
     # console pages (docs/console.md, "Adding a page")
     "ConsolePages",
     "MenuEntry",
+    "DashboardPanel",
+    "TimelineEntry",
+    "console_blueprint",
+    "CONSOLE_PAGE",
+    "console_refused",
+    "console_submit",
+    "Submitted",
+    "console_bars",
     "render_page",
     "console_requires",
     "console_redirect",
@@ -264,4 +283,6 @@ __all__ = [
     # reading the core's ledgers (only the core writes them)
     "OwnershipStep",
     "ownership_history",
+    "OwnerlessFlow",
+    "ownerless_flows",
 ]

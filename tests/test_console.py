@@ -525,7 +525,26 @@ def test_dashboard_numbers(tenant: TenantHandle) -> None:
     tenant.post("/api/v1/pool/release", who="rep", json={"lead_ids": [released["id"]], "reason": "x"})
     manager = ConsoleClient(tenant, "manager").get("/console/").get_data(as_text=True)
     assert "<th>baidu</th><td>2</td>" in manager and 'id="unowned-count"' in manager
-    assert 'id="pool-flows"' in manager and "流入公海: 1" in manager.replace("：", ": ")
+    assert 'id="panel-pool-flows"' in manager and "流入公海: 1" in manager.replace("：", ": ")
     rep = ConsoleClient(tenant, "rep").get("/console/").get_data(as_text=True)
     assert "<th>baidu</th><td>1</td>" in rep  # her own leads only
-    assert 'id="my-open">1<' in rep and 'id="pool-flows"' not in rep
+    assert 'id="my-open">1<' in rep and 'id="panel-pool-flows"' not in rep
+
+
+def test_plugin_dashboard_panels_follow_the_switch_role_and_tenant(make_app) -> None:  # type: ignore[no-untyped-def]
+    app: Flask = make_app(plugins=("recorder",))
+    tenant, other = new_tenant(app), new_tenant(app)
+    for t, n in ((tenant, 2), (other, 3)):
+        set_passwords(t)
+        t.put("/api/v1/plugins/recorder", json={"enabled": True})
+        for i in range(n):
+            t.lead(f"1380013{t.id % 100:02d}{i:02d}")
+    manager = ConsoleClient(tenant, "manager")
+    home = manager.get("/console/").get_data(as_text=True)
+    assert 'id="panel-recorder-leads"' in home and "记录的线索" in home  # its title, translated
+    assert 'id="recorder-leads">2<' in home  # this tenant's leads, never the other's
+    assert 'id="recorder-leads">3<' in ConsoleClient(other, "admin").get("/console/").get_data(as_text=True)
+    assert 'id="panel-recorder-leads"' not in ConsoleClient(tenant, "rep").get("/console/").get_data(as_text=True)
+    tenant.put("/api/v1/plugins/recorder", json={"enabled": False})
+    assert 'id="panel-recorder-leads"' not in manager.get("/console/").get_data(as_text=True)
+    assert 'id="recorder-leads">3<' in ConsoleClient(other, "manager").get("/console/").get_data(as_text=True)

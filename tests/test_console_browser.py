@@ -228,7 +228,7 @@ def test_admin_imports_and_plugins(browser: Any, serve: Callable[[Flask], str], 
     driver.get(base + "/console/imports")
     driver.find_element(By.ID, "f-file").send_keys(str(csv))
     _click_and_load(driver, By.ID, "upload")
-    assert driver.find_element(By.ID, "import-status").text == "done"
+    assert driver.find_element(By.ID, "import-status").get_attribute("data-status") == "done"
     assert driver.find_element(By.ID, "failed-rows").text == "1"
     report = driver.find_element(By.ID, "row-errors").text
     assert "2" in report and "phone" in report

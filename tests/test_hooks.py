@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from pelago.testing import ConsoleClient
 from tests.conftest import new_tenant
 from tests.plugins import recorder
 
@@ -182,6 +183,31 @@ def test_hook_privacy_export(t):
     t.put("/api/v1/plugins/recorder", json={"enabled": True})
     assert t.post("/api/v1/privacy/exports", json={"phone": "13900139000"}).get_json()["leads"] == []
     assert len(recorder.calls("privacy_export", t.id)) == 1
+
+
+def test_hook_lead_timeline(t):
+    lead = t.lead("13800138733")
+    c = ConsoleClient(t, "admin")
+    html = c.get(f"/console/leads/{lead['id']}", query_string={"lang": "en"}).get_data(as_text=True)
+    assert recorder.calls("lead_timeline", t.id) == [lead["id"]]  # once per page, with the lead's id
+    timeline = html[html.index('id="timeline"'):]
+    entry = timeline.index('data-plugin="recorder"')
+    assert timeline.count('data-plugin="recorder"') == 1 and "a detail" in timeline[entry:]
+    assert "<li" in timeline[:entry]  # merged by time: after the core's creation steps (one second earlier)
+    assert ("已记录线索" in timeline or f"Recorded lead {lead['id']}" in timeline)
+    # Switched off: not asked, and nothing of it on the page.
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})
+    html = c.get(f"/console/leads/{lead['id']}").get_data(as_text=True)
+    assert 'data-plugin="recorder"' not in html and len(recorder.calls("lead_timeline", t.id)) == 1
+
+
+def test_timeline_entries_must_be_timezone_aware():
+    from datetime import datetime
+
+    from pelago.plugin import TimelineEntry
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TimelineEntry(datetime(2026, 1, 1, 9, 0), "sms", "SMS sent")
 
 
 def test_a_veto_names_the_plugin_that_refused(t):

@@ -8,6 +8,7 @@ registered at ``/console/p/<plugin>/``. docs/console.md explains both.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def csrf_field() -> Markup:
     return Markup(f'<input type="hidden" name="csrf_token" value="{escape(token)}">')
 
 
+def field_messages(value: Any) -> str:
+    """A field's error messages (a list, or one), each translated, joined (a template filter: ``x|messages``).
+
+    The API's messages are English; the catalogue translates marshmallow's
+    standard ones ("Missing data for required field."), the others show as they are.
+    """
+    if isinstance(value, str):
+        return web.error_text(value)
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key}: {field_messages(v)}" for key, v in value.items())
+    if isinstance(value, Iterable):
+        return "; ".join(field_messages(v) for v in value)
+    return str(value)
+
+
 def error_page(code: int, message: str = "") -> Response:
     titles = {404: "Page not found", 403: "Not allowed", 429: "Not allowed"}
     title = web._(titles.get(code, "Something went wrong"))
@@ -66,9 +82,10 @@ def install(app: Flask, runtime: Runtime) -> None:
         name = f"console_{spec.name}"
         app.register_blueprint(spec.console.blueprint, url_prefix=f"/console/p/{spec.name}", name=name)
         plugin_pages[name] = spec.name
-        i18n.merge(spec.console.messages)
+        i18n.merge(spec.console.messages, spec.name)
     web.install_guard(app, plugin_pages)
     app.jinja_env.filters["local"] = web.local_time
+    app.jinja_env.filters["messages"] = field_messages
     app.jinja_env.filters["zip_self"] = lambda values: [(v, v) for v in values]
     app.jinja_env.globals.update(_=web._, csrf_field=csrf_field, htmx_installed=htmx_installed,
                                  current_app=app)

@@ -8,6 +8,7 @@ merged over this one at start-up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -166,6 +167,8 @@ ZH: dict[str, str] = {
     "Copied": "已复制",
     "Key (shown once)": "密钥（仅显示一次）",
     "Revoke": "吊销",
+    "Prefix": "前缀",
+    "OK": "确定",
     "Revoked": "已吊销",
     "Event": "事件",
     "Plugin": "插件",
@@ -208,13 +211,11 @@ ZH: dict[str, str] = {
     "Unowned leads": "无人负责的线索",
     "Stage funnel": "阶段漏斗",
     "My numbers": "我的数据",
-    "Pool inflow and outflow, 30 days": "公海流入与流出（30 天）",
-    "into the pool": "流入公海",
-    "claimed or given out": "被领取或分配",
     "My open leads": "我的跟进中线索",
     "My activities today": "我今天的跟进",
     "My deals this month": "我本月的成交",
     "none": "无",
+    "Total": "合计",
     "Yes": "是",
     "No": "否",
     "Actions": "操作",
@@ -223,22 +224,122 @@ ZH: dict[str, str] = {
     "admin": "管理员",
     "manager": "经理",
     "rep": "销售",
+    # marshmallow's standard field errors, shown at the fields
+    "Must be greater than or equal to {min} and less than or equal to {max}.": "必须大于等于 {min} 且小于等于 {max}。",
+    "Must be greater than or equal to {min}.": "必须大于等于 {min}。",
+    "Must be less than or equal to {max}.": "必须小于等于 {max}。",
+    "Must be greater than {min}.": "必须大于 {min}。",
+    "Must be less than {max}.": "必须小于 {max}。",
+    "Length must be between {min} and {max}.": "长度必须在 {min} 到 {max} 之间。",
+    "Shorter than minimum length {min}.": "短于最小长度 {min}。",
+    "Longer than maximum length {max}.": "超过最大长度 {max}。",
+    "Must be one of: {choices}.": "必须是以下之一：{choices}。",
+    "Missing data for required field.": "必填。",
+    "Field may not be null.": "不能为空。",
+    "Invalid value.": "值无效。",
+    "Not a valid integer.": "不是有效的整数。",
+    "Special numeric values (nan or infinity) are not permitted.": "不允许 nan 或无穷大。",
+    "Not a valid string.": "不是有效的文本。",
+    "Not a valid utf-8 string.": "不是有效的 UTF-8 文本。",
+    "Not a valid boolean.": "不是有效的是/否值。",
+    "Not a valid date.": "不是有效的日期。",
+    "Not a valid email address.": "不是有效的邮箱地址。",
+    "Not a valid URL.": "不是有效的网址。",
+    "Not a valid list.": "不是有效的列表。",
+    "Invalid type.": "类型无效。",
+    "Not a valid mapping type.": "不是有效的键值对象。",
+    "Not a valid UUID.": "不是有效的 UUID。",
+    "Invalid input type.": "输入类型无效。",
+    "Unknown field.": "未知字段。",
+    "Not a valid number.": "不是有效的数字。",
+    "Not a valid datetime.": "不是有效的日期时间。",
+    "queued": "排队中",
+    "running": "进行中",
+    "done": "已完成",
+    "failed": "失败",
+    "pending": "待投递",
+    "delivered": "已送达",
+    "skipped": "已跳过",
+    "operator": "运营",
+    "created": "新建",
+    "routing": "自动分配",
+    "handoff": "转交",
+    "claimed": "领取",
+    "distributed": "派发",
+    "released": "释放",
+    "recycled": "回收",
+    "imported": "导入",
+    "moved": "转移",
+    "leads routing may give per day; null = no cap": "自动分配每天最多给的线索数；留空表示不限",
+    "share under the weighted strategy": "按权重分配时的份额",
+    "lower runs first": "数字越小越先执行",
+    "our field → dotted path into the payload; omitted fields keep the identity default": "我方字段 → 请求体中的点分路径；未填的字段按同名映射",
+    "dotted path into the payload (list items by index: 'answers.0.value'); null: not mapped": "请求体中的点分路径（列表按下标：'answers.0.value'）；留空表示不映射",
+    "external id": "外部 ID",
+    "the sender's id of the submission: a retry with it is a no-op (unmapped or absent: the body's SHA-256)": "发送方的提交 ID：用它重试不会重复处理（未映射或缺失时用请求体的 SHA-256）",
+    "utm source": "UTM 来源",
+    "utm medium": "UTM 媒介",
+    "utm campaign": "UTM 活动",
+    "utm term": "UTM 关键词",
+    "utm content": "UTM 内容",
+    "click id": "点击 ID",
+    "lead attribute name → dotted path": "线索属性名 → 点分路径",
+    "the leads' source when the payload has none": "请求体没有来源时线索使用的来源",
 }
 
-CATALOGUES: dict[str, dict[str, str]] = {"zh-CN": ZH, "en": {}}
+#: the catalogues the console reads: the core's, with every plugin's merged in (:func:`merge`)
+CATALOGUES: dict[str, dict[str, str]] = {"zh-CN": dict(ZH), "en": {}}
+#: each plugin's own catalogue, ``{plugin: {locale: {message: text}}}``, read first on its own pages
+PLUGIN_CATALOGUES: dict[str, Mapping[str, Mapping[str, str]]] = {}
 
 
-def merge(messages: Mapping[str, Mapping[str, str]]) -> None:
-    """Add a plugin's translations (``{"zh-CN": {...}}``); the core's win on a clash."""
+def merge(messages: Mapping[str, Mapping[str, str]], plugin: str | None = None) -> None:
+    """Add a plugin's translations (``{"zh-CN": {...}}``); the core's win on a clash.
+
+    Two plugins may translate one word differently (scheduling's account is
+    "open", 有效; settlement's period is "open", 未结): each plugin's pages
+    read its own catalogue first (``plugin``), other pages the first
+    plugin's translation.
+    """
+    if plugin is not None:
+        PLUGIN_CATALOGUES[plugin] = messages
     for locale, table in messages.items():
         if locale in CATALOGUES:
             for key, value in table.items():
                 CATALOGUES[locale].setdefault(key, value)
 
 
-def translate(locale: str, message: str, **values: Any) -> str:
-    text = CATALOGUES.get(locale, {}).get(message, message)
+def translate(locale: str, message: str, plugin: str | None = None, **values: Any) -> str:
+    """``message`` in ``locale``: the core's catalogue, then ``plugin``'s own, then every plugin's."""
+    core = ZH if locale == "zh-CN" else {}
+    own = PLUGIN_CATALOGUES.get(plugin or "", {}).get(locale, {})
+    text = core.get(message) or own.get(message) or CATALOGUES.get(locale, {}).get(message, message)
     return text.format(**values) if values else text
+
+
+#: marshmallow's messages that carry values (a range, a length, the choices): the English, as a pattern,
+#: and the message it is translated as, with the values put back
+VALUED: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), message) for pattern, message in (
+    (r"^Must be greater than or equal to (?P<min>\S+) and less than or equal to (?P<max>\S+)\.$",
+     "Must be greater than or equal to {min} and less than or equal to {max}."),
+    (r"^Must be greater than or equal to (?P<min>\S+)\.$", "Must be greater than or equal to {min}."),
+    (r"^Must be less than or equal to (?P<max>\S+)\.$", "Must be less than or equal to {max}."),
+    (r"^Must be greater than (?P<min>\S+)\.$", "Must be greater than {min}."),
+    (r"^Must be less than (?P<max>\S+)\.$", "Must be less than {max}."),
+    (r"^Length must be between (?P<min>\d+) and (?P<max>\d+)\.$", "Length must be between {min} and {max}."),
+    (r"^Shorter than minimum length (?P<min>\d+)\.$", "Shorter than minimum length {min}."),
+    (r"^Longer than maximum length (?P<max>\d+)\.$", "Longer than maximum length {max}."),
+    (r"^Must be one of: (?P<choices>.*)\.$", "Must be one of: {choices}."),
+))
+
+
+def translate_error(locale: str, message: str, plugin: str | None = None) -> str:
+    """A field's error message: as :func:`translate`, and marshmallow's valued messages by their pattern."""
+    for pattern, key in VALUED:
+        found = pattern.match(message)
+        if found:
+            return translate(locale, key, plugin, **found.groupdict())
+    return translate(locale, message, plugin)
 
 
 def tenant_locale(default_region: str) -> str:

@@ -1,52 +1,53 @@
-"""The dashboard: today's intake by source and team, unowned leads, the stage funnel, a rep's own numbers."""
+"""The dashboard: today's intake by source and team, unowned leads, the stage funnel, a rep's own numbers.
+
+Plugins on for the tenant add their panels (``ConsolePages.panels``): the
+pool its inflow and outflow, settlement today's division by branch, SMS
+nurturing its messages by status.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from pelago.core.models import STAGES, Activity, Deal, Lead, OwnershipChange, Team
+from pelago.core.models import STAGES, Activity, Deal, Lead, Team
 from pelago.core.routing import day_start
 from pelago.core.services import leads as lead_svc
 
 from ..auth import ctx
 from . import bp
-from .web import console, render_page
+from .kit import console_bars
+from .web import console, render_page, runtime
 
 
-def _bars(rows: list[tuple[str, int]], width: int = 320) -> dict[str, Any]:
-    """What the template draws as an inline SVG bar chart (server-side: no chart library)."""
-    top = max((n for _label, n in rows), default=0) or 1
-    return {"rows": [(label, n, round(n / top * (width - 140))) for label, n in rows],
-            "height": 22 * len(rows) + 4, "width": width}
+@dataclass(frozen=True)
+class ShownPanel:
+    """A plugin's dashboard panel as the template draws it: its id, title, template and values."""
+
+    id: str
+    title: str
+    template: str
+    values: Mapping[str, Any]
 
 
-def _flows(c: Any, today: Any, days: int = 30) -> dict[str, Any]:
-    """Leads that lost their owner (into the pool) and that got one back from nobody, per day for ``days`` days.
-
-    Read from the core's ownership ledger, so it counts releases, recycles,
-    claims and distributions alike; a manager's or admin's view (reps see only their own leads).
-    """
-    since = today - timedelta(days=days - 1)
-    rows = c.session.execute(
-        select(OwnershipChange.at, OwnershipChange.from_user_id, OwnershipChange.to_user_id)
-        .where(OwnershipChange.at >= since,
-               (OwnershipChange.from_user_id.is_(None)) != (OwnershipChange.to_user_id.is_(None)))
-    ).all()
-    tz = c.tenant.tz
-    start = since.date()
-    inflow = [0] * days
-    outflow = [0] * days
-    for at, from_user, _to_user in rows:
-        i = (at.astimezone(tz).date() - start).days
-        if 0 <= i < days:
-            (inflow if from_user is not None else outflow)[i] += 1
-    top = max([*inflow, *outflow, 1])
-    bars = [(start + timedelta(days=i), inflow[i], outflow[i], round(inflow[i] / top * 80), round(outflow[i] / top * 80))
-            for i in range(days)]
-    return {"bars": bars, "total_in": sum(inflow), "total_out": sum(outflow)}
+def _panels(c: Any) -> list[ShownPanel]:
+    """The panels of the plugins on for the tenant that this user's role sees, in the plugins' order."""
+    me = console()
+    shown = []
+    for spec in runtime().host.specs.values():
+        if spec.console is None or spec.name not in c.tenant.enabled:
+            continue
+        for panel in spec.console.panels:
+            if not me.at_least(panel.role):
+                continue
+            values = panel.data(c)
+            if values is not None:
+                shown.append(ShownPanel(f"panel-{spec.name}-{panel.name}", panel.title, panel.template, values))
+    return shown
 
 
 @bp.get("/")
@@ -77,10 +78,10 @@ def dashboard() -> Any:
     }
     return render_page(
         "console/dashboard.html",
-        by_source=_bars([(s or "—", n) for s, n in by_source]),
-        by_team=_bars([(teams.get(t, "—") if t else "—", n) for t, n in by_team]),
+        by_source=console_bars([(s or "—", n) for s, n in by_source]),
+        by_team=console_bars([(teams.get(t, "—") if t else "—", n) for t, n in by_team]),
         unowned=unowned,
-        funnel=_bars([(s, funnel.get(s, 0)) for s in STAGES]),
+        funnel=console_bars([(s, funnel.get(s, 0)) for s in STAGES]),
         mine=mine,
-        flows=_flows(c, today) if "pool" in c.tenant.enabled and console().at_least("manager") else None,
+        panels=_panels(c),
     )

@@ -104,7 +104,14 @@ def locale() -> str:
 
 def _(message: str, **values: Any) -> str:
     """Translate ``message`` into the request's language (``{name}`` placeholders filled from ``values``)."""
-    return i18n.translate(locale(), message, **values)
+    plugin = current_app.extensions.get("pelago_console_plugins", {}).get(request.blueprint or "")
+    return i18n.translate(locale(), message, plugin, **values)
+
+
+def error_text(message: str) -> str:
+    """A field's error message in the request's language (marshmallow's, with their values, are translated)."""
+    plugin = current_app.extensions.get("pelago_console_plugins", {}).get(request.blueprint or "")
+    return i18n.translate_error(locale(), message, plugin)
 
 
 def local_time(at: Any) -> str:
@@ -204,6 +211,7 @@ def _csrf_ok(expected: str) -> bool:
 
 def install_guard(app: Any, plugin_pages: dict[str, str]) -> None:
     """Authenticate every ``/console`` request; ``plugin_pages``: blueprint name → plugin."""
+    app.extensions["pelago_console_plugins"] = plugin_pages
 
     @app.before_request
     def _before() -> Any:

@@ -14,16 +14,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import flask
 from flask import request
 from sqlalchemy import select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
     InvalidInput,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     paginate,
@@ -34,18 +37,11 @@ from . import api, funnel, sending
 from . import schemas as s
 from .models import MOMENTS, STATUSES, Account, Conversion, Rule
 
-pages = flask.Blueprint("conversions_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("conversions", __name__)
+PAGE = CONSOLE_PAGE
 #: the moments' labels (translated in MESSAGES)
 MOMENT_LABELS = {"valid_lead": "Valid lead", "first_contact": "First contact", "qualified": "Qualified lead",
                  "deal_won": "Deal won"}
-FIX = "Please correct the fields marked below."
-
-
-def _failed(exc: InvalidInput | Conflict) -> tuple[str, dict[str, Any]]:
-    current_context().session.rollback()
-    return exc.message, dict(exc.errors or {})
 
 
 def _config(text: str) -> dict[str, str] | str:
@@ -79,15 +75,15 @@ def account_create() -> Any:
     c = current_context()
     config = _config(request.form.get("config", ""))
     if isinstance(config, str):
-        return account_list(errors={"config": [config]}, error=console_text(FIX), status=422)
+        return account_list(errors={"config": [config]}, error=console_refused()[0], status=422)
     source: dict[str, Any] = {**{k: v for k, v in request.form.items() if k != "config"}, "config": config}
     data, errors = console_form(s.ConversionsAccountIn(), source)
     if errors:
-        return account_list(errors=_flat(errors), error=console_text(FIX), status=422)
+        return account_list(errors=_flat(errors), error=console_refused()[0], status=422)
     try:
         a = api.make_account(c, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return account_list(errors=_flat(errors), error=message, status=exc.status)
     return console_redirect(".account_list", console_text("Account {name} added.", name=a.name))
 
@@ -115,17 +111,11 @@ def rule_list(*, errors: dict[str, Any] | None = None, error: str | None = None,
 @pages.post("/rules")
 @console_requires("admin")
 def rule_create() -> Any:
-    c = current_context()
     source = {**request.form, "send_value": "true" if request.form.get("send_value") else "false"}
-    data, errors = console_form(s.ConversionsRuleIn(), source)
-    if errors:
-        return rule_list(errors=errors, error=console_text(FIX), status=422)
-    try:
-        r = api.make_rule(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
-        return rule_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".rule_list", console_text("Rule {name} added.", name=r.name))
+    done = console_submit(s.ConversionsRuleIn(), lambda data: api.make_rule(current_context(), data), source)
+    if done.value is None:
+        return rule_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".rule_list", console_text("Rule {name} added.", name=done.value.name))
 
 
 # -- conversions and the funnel (managers) -------------------------------------------------------------
@@ -171,6 +161,25 @@ def funnel_page() -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "conversion": "回传",
+    "Conversion queued ({rule})": "回传排队中（{rule}）",
+    "Conversion being sent ({rule})": "回传发送中（{rule}）",
+    "Conversion sent ({rule})": "回传已发送（{rule}）",
+    "Conversion accepted ({rule})": "回传已被平台接受（{rule}）",
+    "Conversion rejected ({rule})": "回传被平台拒绝（{rule}）",
+    "Conversion expired ({rule})": "回传已过期（{rule}）",
+    "Conversion in doubt ({rule})": "回传状态未知（{rule}）",
+    "Conversion failed ({rule})": "回传失败（{rule}）",
+    "Conversions back to ad platforms (数据回传)": "数据回传",
+    "Lifecycle moments reported once per lead and rule to ad platforms; each channel's funnel.": "按线索和规则向广告平台回传一次生命周期节点；各渠道的转化漏斗。",
+    "batch": "每批数量",
+    "conversions a worker claims per transaction": "每个事务中工作进程领取的回传条数",
+    "lease seconds": "租约秒数",
+    "how long a claimed conversion is a worker's; past it the worker counts as dead": "领取的回传归工作进程所有的时长；超过后视为该进程已失效",
+    "max attempts": "最多尝试次数",
+    "sends tried on transient errors (network, 5xx, 429) before a conversion fails": "遇到临时错误（网络、5xx、429）时在判定失败前的重试次数",
+    "timeout seconds": "超时秒数",
+    "seconds to wait for a platform's answer": "等待平台响应的秒数",
     "Conversions": "数据回传",
     "Conversion rules": "回传规则",
     "Ad accounts": "广告账户",
@@ -239,7 +248,6 @@ MESSAGES = {"zh-CN": {
     "Cost per lead": "单条线索成本",
     "Total": "合计",
     "Median first contact (min)": "首次联系中位时间（分钟）",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
     "Create": "创建",
     "No conversions.": "没有回传记录。",
 }}

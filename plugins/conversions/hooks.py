@@ -3,7 +3,8 @@
 Each handler turns an event's items into :class:`.queueing.Reached` and hands
 them to :func:`.queueing.queue`, whose unique business key makes a second
 delivery of the same event (delivery is at least once) add nothing. The
-built-in ``generic`` adapter's hooks come from :mod:`.adapters`.
+built-in ``generic`` adapter's hooks come from :mod:`.adapters`. ``lead_timeline``
+shows a lead's conversions on its console page (:mod:`.timeline`).
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from pelago.plugin import Event, HookContext, erased_lead_ids, hookimpl
+from pelago.plugin import Event, HookContext, TimelineEntry, erased_lead_ids, hookimpl
 
-from . import privacy
+from . import privacy, timeline
 from .adapters import conversions_adapters, conversions_build_request, conversions_parse_answer
 from .queueing import Reached, queue
 
 __all__ = [
     "activity_logged", "conversions_adapters", "conversions_build_request", "conversions_parse_answer",
-    "deal_won", "lead_created", "lead_stage_changed", "person_erased", "privacy_export",
+    "deal_won", "lead_created", "lead_stage_changed", "lead_timeline", "person_erased", "privacy_export",
 ]
 
 
@@ -63,3 +64,8 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 def person_erased(ctx: HookContext, event: Event) -> None:
     """On or off for the tenant: click ids blanked, nothing more sent about the person (:mod:`.privacy`)."""
     privacy.erase(ctx, erased_lead_ids(event.items))
+
+
+@hookimpl
+def lead_timeline(ctx: HookContext, lead_id: int) -> Sequence[TimelineEntry] | None:
+    return timeline.entries(ctx, lead_id)

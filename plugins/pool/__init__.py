@@ -30,5 +30,6 @@ plugin = PluginSpec(
         console.pages,
         menu=(MenuEntry("Pool", "pool_list"), MenuEntry("Sweep preview", "sweep_preview", role="manager")),
         messages=console.MESSAGES,
+        panels=console.PANELS,
     ),
 )

@@ -8,21 +8,26 @@ API's; a refused claim or release shows each lead's reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import flask
 from flask import request
 from sqlalchemy import select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
+    DashboardPanel,
+    HookContext,
     InvalidInput,
     NotFound,
+    console_blueprint,
     console_notice,
     console_redirect,
     console_requires,
     console_text,
     current_context,
+    ownerless_flows,
     render_page,
 )
 
@@ -30,9 +35,8 @@ from . import pools, service
 from . import sweep as sweeping
 from .models import Pool
 
-pages = flask.Blueprint("pool_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("pool", __name__)
+PAGE = CONSOLE_PAGE
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -117,7 +121,30 @@ def sweep_preview() -> Any:
     return render_page("pool/sweep.html", items=page.items, next_cursor=page.next_cursor)
 
 
+def flows(ctx: HookContext, days: int = 30) -> Mapping[str, Any]:
+    """The dashboard panel's figures: leads into the pool (lost their owner) and out of it, per day for 30 days.
+
+    Read from the core's ownership ledger (``ownerless_flows``), so releases,
+    recycles, claims and distributions all count; for managers and admins.
+    """
+    rows = ownerless_flows(ctx, ctx.now(), days)
+    top = max([1, *(r.lost for r in rows), *(r.taken for r in rows)])
+    bars = [(r.day, r.lost, r.taken, round(r.lost / top * 80), round(r.taken / top * 80)) for r in rows]
+    return {"bars": bars, "total_in": sum(r.lost for r in rows), "total_out": sum(r.taken for r in rows)}
+
+
+PANELS = (DashboardPanel("flows", "Pool inflow and outflow, 30 days", "pool/_flows_panel.html", flows, "manager"),)
+
 MESSAGES = {"zh-CN": {
+    "webhook url": "Webhook 地址",
+    "pool events are POSTed here, signed; empty: no webhook": "公海事件以签名请求 POST 到此地址；留空表示不推送",
+    "webhook secret": "Webhook 密钥",
+    "HMAC-SHA256 key of X-Pelago-Signature": "X-Pelago-Signature 的 HMAC-SHA256 密钥",
+    "sweep batch": "回收批量",
+    "most leads the sweep releases per transaction": "回收任务每个事务最多释放的线索数",
+    "Pool inflow and outflow, 30 days": "公海流入与流出（30 天）",
+    "into the pool": "流入公海",
+    "claimed or given out": "被领取或分配",
     "Public pool (公海)": "公海",
     "Unworked leads return to a pool by rule; others claim them, one winner per lead.":
         "未跟进的线索按规则回到公海，其他人领取，每条线索只有一个领取者。",

@@ -16,17 +16,19 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import flask
 from flask import request
 from sqlalchemy import select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
     InvalidInput,
     Lead,
     User,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
     console_text,
     current_context,
@@ -39,9 +41,8 @@ from . import api, attendance, booking, ledger, schedule
 from . import schemas as s
 from .models import ATTENDANCE, Account, Attendance, Campus, Klass, Lesson, Room, Teacher
 
-pages = flask.Blueprint("scheduling_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("scheduling", __name__)
+PAGE = CONSOLE_PAGE
 KINDS = ("teacher", "room", "class")
 
 
@@ -167,7 +168,7 @@ def roll_call(lesson_id: int) -> Any:
             return lesson_page(lesson_id, error=exc.message, errors=_by_student(exc.errors, marks), posted=posted,
                                status=exc.status)
         return console_redirect(".lesson_page", console_text("Roll-call saved."), lesson_id=lesson_id)
-    return lesson_page(lesson_id, error=console_text("Please correct the fields marked below."),
+    return lesson_page(lesson_id, error=console_refused()[0],
                        errors=_by_student(errors, marks), posted=posted, status=422)
 
 
@@ -193,7 +194,7 @@ def lesson_cancel(lesson_id: int) -> Any:
     c = current_context()
     data, errors = console_form(s.CancelIn())
     if errors:
-        return lesson_page(lesson_id, error=console_text("Please correct the fields marked below."), errors=errors,
+        return lesson_page(lesson_id, error=console_refused()[0], errors=errors,
                            status=422)
     try:
         schedule.cancel(c, lesson_id, data["reason"])
@@ -234,6 +235,40 @@ def account_page(account_id: int) -> Any:
 
 
 MESSAGES = {"zh-CN": {
+    "Course scheduling (排课)": "排课",
+    "Classes, recurring lessons, attendance and class-hour consumption.": "班级、循环排课、考勤与课时消耗。",
+    "gift first": "先扣赠送课时",
+    "consume gift hours before purchased ones": "先消耗赠送课时，再消耗购买课时",
+    "leave free hours": "免扣请假提前小时数",
+    "leave asked at least this many hours before the lesson is not charged": "课前至少提前这么多小时请假则不扣课时",
+    "auto consume": "自动消课",
+    "after a lesson ends, charge enrolled students with no roll-call as present": "课程结束后，未点名的在读学员按出勤扣课时",
+    "auto consume after minutes": "下课后多少分钟自动消课",
+    "low balance hours": "课时不足提醒阈值",
+    "max occurrences": "最多排课次数",
+    "policy": "规则",
+    "enabled": "启用",
+    "max prepaid hours": "最多预付课时",
+    "max prepaid months": "最长预付月数",
+    "online max minutes": "线上课最长分钟数",
+    "online break minutes": "线上课间休息分钟数",
+    "latest end": "最晚下课时间",
+    "no subject on holidays": "节假日不上学科类课程",
+    "attended": "已参加",
+    "no_show": "未到",
+    "converted": "已转化",
+    "not_interested": "无意向",
+    "trial": "试听",
+    "lesson": "上课",
+    "Trial lesson booked ({klass})": "已预约试听（{klass}）",
+    "Trial attended ({klass})": "已参加试听（{klass}）",
+    "Trial missed ({klass})": "试听未到（{klass}）",
+    "Trial converted ({klass})": "试听已转化（{klass}）",
+    "Trial: not interested ({klass})": "试听：无意向（{klass}）",
+    "Present at a lesson ({klass})": "上课出勤（{klass}）",
+    "Late for a lesson ({klass})": "上课迟到（{klass}）",
+    "On leave from a lesson ({klass})": "上课请假（{klass}）",
+    "Absent from a lesson ({klass})": "上课缺勤（{klass}）",
     "Timetable": "课表",
     "Roll-call": "点名",
     "Accounts": "课时账户",
@@ -291,5 +326,4 @@ MESSAGES = {"zh-CN": {
     "Filter": "筛选",
     "Date": "日期",
     "Lead": "线索",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
 }}

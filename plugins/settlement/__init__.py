@@ -30,5 +30,6 @@ plugin = PluginSpec(
               MenuEntry("Distribution policy", "policy_list", role="manager"),
               MenuEntry("Statements", "statement", role="manager")),
         messages=console.MESSAGES,
+        panels=console.PANELS,
     ),
 )

@@ -12,22 +12,31 @@ read policies and statements, admins write.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import flask
-from flask import request
+from flask import redirect, request, url_for
 from marshmallow import ValidationError
 from sqlalchemy import delete, select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
+    DashboardPanel,
+    HookContext,
     InvalidInput,
     NotFound,
     Team,
     User,
+    console_bars,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     flush_or_conflict,
@@ -40,11 +49,11 @@ from .api import branches as branch_api
 from .api import credits as credit_api
 from .api import ledger as ledger_api
 from .api import policies as policy_api
-from .models import Branch, BranchTeam, Period, Policy
+from .models import Branch, BranchDay, BranchTeam, Period, Policy
 
-pages = flask.Blueprint("settlement_pages", __name__, template_folder="templates")
+pages = console_blueprint("settlement", __name__)
 
-PAGE = 50
+PAGE = CONSOLE_PAGE
 
 
 def _visible_branches() -> list[Branch]:
@@ -59,12 +68,6 @@ def _visible_branches() -> list[Branch]:
 def _people() -> dict[int, str]:
     return {i: name or email for i, name, email in
             current_context().session.execute(select(User.id, User.name, User.email))}
-
-
-def _failed(exc: InvalidInput | Conflict) -> tuple[str, dict[str, Any]]:
-    """The message and field errors of a refused write, after undoing it."""
-    current_context().session.rollback()
-    return exc.message, dict(exc.errors or {})
 
 
 # -- branches -------------------------------------------------------------------------------------------
@@ -83,17 +86,11 @@ def branch_list(*, errors: dict[str, Any] | None = None, error: str | None = Non
 @pages.post("/branches")
 @console_requires("admin")
 def branch_create() -> Any:
-    c = current_context()
-    data, errors = console_form(s.BranchCreate())
-    if errors:
-        return branch_list(errors=errors, error=console_text("Please correct the fields marked below."), status=422)
-    try:
-        branch = branch_api.make_branch(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
-        return branch_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".branch_page", console_text("Branch {name} created.", name=branch.name),
-                            branch_id=branch.id)
+    done = console_submit(s.BranchCreate(), lambda data: branch_api.make_branch(current_context(), data))
+    if done.value is None:
+        return branch_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".branch_page", console_text("Branch {name} created.", name=done.value.name),
+                            branch_id=done.value.id)
 
 
 @pages.get("/branches/<int:branch_id>")
@@ -118,7 +115,7 @@ def branch_edit(branch_id: int) -> Any:
     source = {**request.form, "active": "true" if request.form.get("active") else "false"}
     data, errors = console_form(s.BranchPatch(), source)
     if errors:
-        return branch_page(branch_id, errors=errors, error=console_text("Please correct the fields marked below."),
+        return branch_page(branch_id, errors=errors, error=console_refused()[0],
                            status=422)
     branch = branch_api.get_branch(c, branch_id, lock=True)
     for name, value in data.items():
@@ -128,7 +125,7 @@ def branch_edit(branch_id: int) -> Any:
         flush_or_conflict(c.session, console_text("A branch with this name exists."),
                           {"name": [console_text("already taken")]})
     except Conflict as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return branch_page(branch_id, errors=errors, error=message, status=exc.status)
     return console_redirect(".branch_page", console_text("Saved."), branch_id=branch_id)
 
@@ -140,7 +137,7 @@ def team_put(branch_id: int) -> Any:
     team_id = request.form.get("team_id", "")
     if not team_id.isdigit():
         return branch_page(branch_id, errors={"team_id": [console_text("Choose a team.")]},
-                           error=console_text("Please correct the fields marked below."), status=422)
+                           error=console_refused()[0], status=422)
     try:
         branch_api.place_team(c, branch_id, int(team_id))
     except NotFound as exc:
@@ -232,11 +229,11 @@ def policy_create() -> Any:
     c = current_context()
     data, errors = _policy_body()
     if errors:
-        return policy_list(errors=errors, error=console_text("Please correct the fields marked below."), status=422)
+        return policy_list(errors=errors, error=console_refused()[0], status=422)
     try:
         policy = policy_api.make_policy(c, data)
     except (InvalidInput, Conflict) as exc:
-        message, raw = _failed(exc)
+        message, raw = console_refused(exc)
         rows = [e["branch_id"] for e in data["entries"]]
         return policy_list(errors=_by_branch(raw, rows), error=message, status=exc.status)
     return console_redirect(".policy_list", console_text("Version {version} saved.", version=policy.version))
@@ -276,14 +273,14 @@ def period_lock() -> Any:
     c = current_context()
     data, errors = console_form(s.LockArgs())
     if errors:
-        return statement(errors=errors, error=console_text("Please correct the fields marked below."), status=422)
+        return statement(errors=errors, error=console_refused()[0], status=422)
     try:
         if data.get("branch_id") is not None:
             branch_api.get_branch(c, data["branch_id"])
         locked = [closing.lock(c, p, c.actor.user_id if c.actor else None)
                   for p in ledger_api.periods_to_lock(c, data["period"], data.get("branch_id"))]
     except (InvalidInput, Conflict) as exc:
-        message, raw = _failed(exc)
+        message, raw = console_refused(exc)
         if isinstance(exc, Conflict) and raw:
             message = f"{message}: {raw}"
         return statement(errors={"period": raw.get("period", [message])}, error=message, status=exc.status)
@@ -309,11 +306,49 @@ def deal_lookup() -> Any:
     deal = request.args.get("deal_id", "").strip()
     if not deal.isdigit():
         return statement(errors={"deal_id": [console_text("A deal number.")]},
-                         error=console_text("Please correct the fields marked below."), status=422)
-    return flask.redirect(flask.url_for(".deal_credits", deal_id=int(deal)))
+                         error=console_refused()[0], status=422)
+    return redirect(url_for(".deal_credits", deal_id=int(deal)))
 
+
+def divided_today(ctx: HookContext) -> Mapping[str, Any] | None:
+    """The dashboard panel's figures: leads divided today to each branch the user may see (none: no panel).
+
+    Read from the daily counters the division keeps for the caps (one row per
+    branch and day of the branch's own calendar), in one query.
+    """
+    branches = _visible_branches()
+    if not branches:
+        return None
+    now = ctx.now()
+    today = {b.id: now.astimezone(ZoneInfo(b.timezone)).date() for b in branches}
+    days = {d + timedelta(days=k) for d in today.values() for k in (-1, 0, 1)}
+    counts = {(branch, day): n for branch, day, n in ctx.session.execute(
+        select(BranchDay.branch_id, BranchDay.day, BranchDay.allocated)
+        .where(BranchDay.branch_id.in_(list(today)), BranchDay.day.in_(sorted(days))))}
+    rows = [(b.name, counts.get((b.id, today[b.id]), 0)) for b in branches]
+    return {"chart": console_bars(rows), "total": sum(n for _name, n in rows)}
+
+
+PANELS = (DashboardPanel("today", "Leads divided today by branch", "settlement/_today_panel.html", divided_today,
+                         "manager"),)
 
 MESSAGES = {"zh-CN": {
+    "first_purchase": "首次购买",
+    "repurchase": "复购",
+    "referral": "转介绍",
+    "walk_in": "自然到访",
+    "owner_at_win": "成交时的负责人",
+    "first_owner": "首个负责人",
+    "split": "分成",
+    "Branches and settlement": "分公司与结算",
+    "Branches, fair division of leads, attribution and commission.": "分公司、线索公平分配、业绩归属与提成。",
+    "division": "线索分配",
+    "divide new leads between branches by the distribution policies (choose_team); off: branches and policies are kept, routing ignores them": "按分配策略把新线索分给各分公司（choose_team）；关闭时保留分公司与策略，分配规则不再使用它们",
+    "period months": "结算周期月数",
+    "months per settlement period (1 monthly, 3 quarterly …), starting in January; choose before the first deal is settled": "每个结算周期的月数（1 为月结，3 为季结……），从一月开始；请在第一笔成交结算前选定",
+    "referral sources": "转介绍来源",
+    "a lead with one of these sources makes its deals 'referral' deals (attribution)": "来源为其中之一的线索，其成交算作“转介绍”成交（业绩归属）",
+    "Leads divided today by branch": "今日各分部分配的线索",
     "Branches": "分公司",
     "Branch": "分公司",
     "Distribution policy": "分配策略",
@@ -338,7 +373,6 @@ MESSAGES = {"zh-CN": {
     "Choose a team.": "请选择团队。",
     "already taken": "已被占用",
     "A branch with this name exists.": "已有同名分公司。",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
     "Source": "来源",
     "the default policy": "默认策略",
     "Version": "版本",

@@ -37,5 +37,6 @@ plugin = PluginSpec(
         menu=(MenuEntry("SMS sequences", "sequence_list"), MenuEntry("SMS templates", "template_list"),
               MenuEntry("SMS messages", "message_list")),
         messages=console.MESSAGES,
+        panels=console.PANELS,
     ),
 )

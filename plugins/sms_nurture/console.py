@@ -10,19 +10,27 @@ the API views call. Everyone reads; managers write, as in the API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-import flask
 from flask import request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pelago.plugin import (
+    CONSOLE_PAGE,
     Conflict,
+    DashboardPanel,
+    HookContext,
     InvalidInput,
     NotFound,
+    console_bars,
+    console_blueprint,
     console_form,
     console_redirect,
+    console_refused,
     console_requires,
+    console_submit,
     console_text,
     current_context,
     paginate,
@@ -31,18 +39,11 @@ from pelago.plugin import (
 
 from . import schemas as s
 from . import sequences, text
-from .models import Message, SmsSequence, Template
+from .models import Evidence, Message, SmsSequence, Template
 
-pages = flask.Blueprint("sms_nurture_pages", __name__, template_folder="templates")
-
-PAGE = 50
+pages = console_blueprint("sms_nurture", __name__)
+PAGE = CONSOLE_PAGE
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "skipped", "dropped")
-FIX = "Please correct the fields marked below."
-
-
-def _failed(exc: InvalidInput | Conflict) -> tuple[str, dict[str, Any]]:
-    current_context().session.rollback()
-    return exc.message, dict(exc.errors or {})
 
 
 def _templates() -> list[tuple[int, str]]:
@@ -64,17 +65,11 @@ def sequence_list(*, errors: dict[str, Any] | None = None, error: str | None = N
 @pages.post("/sequences")
 @console_requires("manager")
 def sequence_create() -> Any:
-    c = current_context()
-    data, errors = console_form(s.SmsSequenceIn())
-    if errors:
-        return sequence_list(errors=errors, error=console_text(FIX), status=422)
-    try:
-        seq = sequences.create_sequence(c, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
-        return sequence_list(errors=errors, error=message, status=exc.status)
-    return console_redirect(".sequence_page", console_text("Sequence {name} created.", name=seq.name),
-                            sequence_id=seq.id)
+    done = console_submit(s.SmsSequenceIn(), lambda data: sequences.create_sequence(current_context(), data))
+    if done.value is None:
+        return sequence_list(errors=done.errors, error=done.error, status=done.status)
+    return console_redirect(".sequence_page", console_text("Sequence {name} created.", name=done.value.name),
+                            sequence_id=done.value.id)
 
 
 @pages.get("/sequences/<int:sequence_id>")
@@ -96,7 +91,7 @@ def sequence_status(sequence_id: int) -> Any:
     c = current_context()
     data, errors = console_form(s.SmsSequencePatch(), {"status": request.form.get("status", "")}, keep=("status",))
     if errors:
-        return sequence_page(sequence_id, errors=errors, error=console_text(FIX), status=422)
+        return sequence_page(sequence_id, errors=errors, error=console_refused()[0], status=422)
     sequences.update_sequence(c, sequences.get_sequence(c, sequence_id), data)
     word = console_text("Paused.") if data["status"] == "paused" else console_text("Resumed.")
     return console_redirect(".sequence_page", word, sequence_id=sequence_id)
@@ -107,14 +102,9 @@ def sequence_status(sequence_id: int) -> Any:
 def step_add(sequence_id: int) -> Any:
     c = current_context()
     seq = sequences.get_sequence(c, sequence_id)
-    data, errors = console_form(s.SmsStepIn())
-    if errors:
-        return sequence_page(sequence_id, errors=errors, error=console_text(FIX), status=422)
-    try:
-        sequences.add_step(c, seq, data)
-    except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
-        return sequence_page(sequence_id, errors=errors, error=message, status=exc.status)
+    done = console_submit(s.SmsStepIn(), lambda data: sequences.add_step(c, seq, data))
+    if done.error is not None:
+        return sequence_page(sequence_id, errors=done.errors, error=done.error, status=done.status)
     return console_redirect(".sequence_page", console_text("Step added."), sequence_id=sequence_id)
 
 
@@ -174,15 +164,15 @@ def template_save(template_id: int | None = None) -> Any:
     values = {k: request.form.get(k, "") for k in ("name", "body", "provider_template_id", "lead_id")}
     if request.form.get("action") == "preview":
         shown, errors = _preview(values["body"].strip(), values["lead_id"])
-        return _template_form(template_id, values, errors, console_text(FIX) if errors else None, shown,
+        return _template_form(template_id, values, errors, console_refused()[0] if errors else None, shown,
                               422 if errors else 200)
     data, errors = console_form(s.SmsTemplateIn() if existing is None else s.SmsTemplatePatch(), request.form)
     if errors:
-        return _template_form(template_id, values, errors, console_text(FIX), None, 422)
+        return _template_form(template_id, values, errors, console_refused()[0], None, 422)
     try:
         t = sequences.create_template(c, data) if existing is None else sequences.update_template(c, existing, data)
     except (InvalidInput, Conflict) as exc:
-        message, errors = _failed(exc)
+        message, errors = console_refused(exc)
         return _template_form(template_id, values, errors, message, None, exc.status)
     return console_redirect(".template_page", console_text("Template {name} saved.", name=t.name),
                             template_id=t.id)
@@ -214,7 +204,62 @@ def message_list() -> Any:
                        statuses=STATUSES, sequences=sorted(names.items()), sequence_names=names, filters=filters)
 
 
+def week(ctx: HookContext, days: int = 7) -> Mapping[str, Any]:
+    """The dashboard panel's figures: the messages planned in the last 7 days by status, and the opt-outs.
+
+    Two grouped counts over the tenant's rows; for managers and admins.
+    """
+    since = ctx.now() - timedelta(days=days)
+    by_status = dict(ctx.session.execute(
+        select(Message.status, func.count()).where(Message.planned_at >= since).group_by(Message.status)).all())
+    opt_outs = ctx.session.scalar(select(func.count()).select_from(Evidence).where(
+        Evidence.kind == "suppress", Evidence.at >= since)) or 0
+    return {"chart": console_bars([(st, by_status.get(st, 0)) for st in STATUSES]), "opt_outs": opt_outs,
+            "total": sum(by_status.values())}
+
+
+PANELS = (DashboardPanel("week", "SMS messages, last 7 days", "sms_nurture/_week_panel.html", week, "manager"),)
+
 MESSAGES = {"zh-CN": {
+    "SMS nurturing": "短信培育",
+    "Automatic SMS sequences for unconverted leads, with quiet hours and opt-out.": "为未转化线索自动发送短信序列，支持免打扰时段与退订。",
+    "provider": "短信服务商",
+    "the provider that sends: log (default), http, or a provider plugin's name": "发送短信的服务商：log（默认）、http 或服务商插件的名称",
+    "signature": "短信签名",
+    "the tenant's signature, sent as 【signature】 before every text": "本组织的短信签名，以【签名】形式加在每条短信前",
+    "window start": "发送时段开始",
+    "no message is sent before this local time": "当地时间早于此时不发送短信",
+    "window end": "发送时段结束",
+    "nor after this one (may be earlier than start: the window crosses midnight)": "晚于此时也不发送（可早于开始时间：时段跨越午夜）",
+    "validity minutes": "有效分钟数",
+    "a message not sent this long after its planned time is dropped": "超过计划时间这么久仍未发送的短信将被丢弃",
+    "daily cap": "每日上限",
+    "most messages to one phone per local day, all sequences": "每个号码每个当地自然日最多收到的短信数（所有序列合计）",
+    "weekly cap": "每周上限",
+    "most messages to one phone in the last 7 local days": "每个号码最近 7 个当地自然日最多收到的短信数",
+    "require consent": "需要同意",
+    "send only to phones with consent on record": "只发送给有同意记录的号码",
+    "region timezones": "地区时区",
+    "a lead's region → its IANA timezone, for its quiet hours": "线索地区 → 其 IANA 时区，用于免打扰时段",
+    "messages claimed per transaction": "每个事务领取的短信数",
+    "how long a claim holds its messages; a crashed sender's are reconciled after it": "领取的短信被占用的时长；发送进程崩溃后，其短信在此之后对账",
+    "http send url": "HTTP 发送地址",
+    "http status url": "HTTP 状态查询地址",
+    "http secret": "HTTP 密钥",
+    "SMS messages, last 7 days": "近 7 天短信",
+    "Opt-outs": "退订",
+    "sms": "短信",
+    "SMS planned ({sequence})": "短信待发送（{sequence}）",
+    "SMS being sent ({sequence})": "短信发送中（{sequence}）",
+    "SMS sent ({sequence})": "短信已发送（{sequence}）",
+    "SMS delivered ({sequence})": "短信已送达（{sequence}）",
+    "SMS failed ({sequence})": "短信发送失败（{sequence}）",
+    "SMS not sent ({sequence})": "短信未发送（{sequence}）",
+    "Opted out of SMS": "已退订短信",
+    "SMS opt-out removed": "已取消短信退订",
+    "SMS consent recorded": "已记录短信同意",
+    "SMS reply": "短信回复",
+    "SMS reply (opt-out)": "短信回复（退订）",
     "SMS sequences": "短信培育序列",
     "SMS templates": "短信模板",
     "SMS messages": "短信记录",
@@ -282,6 +327,5 @@ MESSAGES = {"zh-CN": {
     "failed": "失败",
     "skipped": "已跳过",
     "dropped": "已丢弃",
-    "Please correct the fields marked below.": "请更正下面标出的字段。",
     "No messages.": "没有短信。",
 }}

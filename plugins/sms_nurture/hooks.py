@@ -8,7 +8,8 @@ user; this plugin's own ``sms`` activities are automatic and do not count), a
 deal won, an assignment or claim (``lead_assigned``) — each only for
 enrolments that began before the event. Replies and opt-outs come through the
 webhooks (:mod:`.phones`). The two built-in providers are in :mod:`.providers`.
-Privacy: ``privacy_export`` and ``person_erased`` (:mod:`.privacy`).
+Privacy: ``privacy_export`` and ``person_erased`` (:mod:`.privacy`). The console's
+lead timeline: ``lead_timeline`` (:mod:`.timeline`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 
-from pelago.plugin import Event, HookContext, erased_lead_ids, hookimpl
+from pelago.plugin import Event, HookContext, TimelineEntry, erased_lead_ids, hookimpl
 
-from . import enrolling, privacy
+from . import enrolling, privacy, timeline
 from .models import SmsSequence
 from .providers import (  # noqa: F401 - registered with this module
     sms_nurture_parse_inbound,
@@ -83,3 +84,8 @@ def privacy_export(ctx: HookContext, lead_ids: Sequence[int]) -> Mapping[str, ob
 @hookimpl
 def person_erased(ctx: HookContext, event: Event) -> None:
     privacy.erase(ctx, erased_lead_ids(event.items))
+
+
+@hookimpl
+def lead_timeline(ctx: HookContext, lead_id: int) -> Sequence[TimelineEntry] | None:
+    return timeline.entries(ctx, lead_id)

@@ -16,6 +16,7 @@ import click
 import flask
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
 
 from pelago.core import OwnerChoice, Periodic, PluginSpec, TeamChoice, hookimpl
 from pelago.core.hookspecs import EVENTS
@@ -23,7 +24,10 @@ from pelago.core.spec import Job
 from pelago.hostapp.cli import pass_runtime
 from pelago.plugin import (
     ConsolePages,
+    DashboardPanel,
+    Lead,
     MenuEntry,
+    TimelineEntry,
     console_redirect,
     console_requires,
     console_text,
@@ -89,6 +93,13 @@ class Hooks:
     def check_stage_change(self, ctx: Any, lead: Any, old: str, new: str) -> Any:
         CALLS.append(("check_stage_change", ctx.tenant.id, (old, new)))
         return "recorder vetoes this stage" if new == ctx.settings("recorder")["veto_stage"] else None
+
+    @hookimpl
+    def lead_timeline(self, ctx: Any, lead_id: int) -> Any:
+        CALLS.append(("lead_timeline", ctx.tenant.id, lead_id))
+        first = ctx.session.scalar(select(Lead.created_at).where(Lead.id == lead_id))
+        return [TimelineEntry(first + timedelta(seconds=1), "recorder", "Recorded lead {lead}", "a detail",
+                              {"lead": lead_id})]
 
     @hookimpl
     def privacy_export(self, ctx: Any, lead_ids: Any) -> Any:
@@ -172,6 +183,11 @@ def forget() -> Any:
     return console_redirect(".recorded", console_text("Forgotten."))
 
 
+def lead_count(ctx: Any) -> Any:
+    """The recorder's dashboard panel: this tenant's leads, counted in SQL (the panel contract's test)."""
+    return {"leads": ctx.session.scalar(select(func.count()).select_from(Lead))}
+
+
 plugin = PluginSpec(
     name="recorder",
     title="Recorder (test)",
@@ -183,5 +199,9 @@ plugin = PluginSpec(
     periodic=(Periodic("tick", tick, timedelta(minutes=5)),),
     jobs=(Job("echo", echo),),
     console=ConsolePages(pages, menu=(MenuEntry("Recorded calls", "recorded"),),
-                         messages={"zh-CN": {"Recorded calls": "已记录的调用", "Forgotten.": "已清除。"}}),
+                         messages={"zh-CN": {"Recorded calls": "已记录的调用", "Forgotten.": "已清除。",
+                                             "Recorded lead {lead}": "已记录线索 {lead}",
+                                             "Leads recorded": "记录的线索", "recorder": "记录器"}},
+                         panels=(DashboardPanel("leads", "Leads recorded", "recorder/_panel.html", lead_count,
+                                                "manager"),)),
 )

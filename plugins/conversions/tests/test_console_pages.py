@@ -80,3 +80,10 @@ def test_conversions_sent_and_the_funnel(app, clock):
     wrong = manager.get(f"{P}/funnel", query_string={"start": "2026-03-31", "end": "2026-03-01"})
     assert 'id="f-end-error"' in wrong.get_data(as_text=True)
     assert 'id="f-group_by-error"' in manager.text(f"{P}/funnel", query_string={"group_by": "colour"})
+    # the lead's page: the conversion, with its status, rule, event type and the platform's answer
+    timeline = manager.text(f"/console/leads/{lead['lead_id']}")
+    timeline = timeline[timeline.index('id="timeline"'):]
+    assert timeline.count('data-plugin="conversions"') == 1
+    assert "回传已过期（" in timeline and "ocean · purchase" in timeline and row["message"] in timeline
+    assert t.put("/api/v1/plugins/conversions", json={"enabled": False}).status_code == 200
+    assert 'data-plugin="conversions"' not in manager.text(f"/console/leads/{lead['lead_id']}")

@@ -86,3 +86,23 @@ def test_accounts_show_balances(app, tenant, clock):
     bad = rep.get(f"{P}/accounts", query_string={"lead_id": "abc"})
     assert bad.status_code == 200 and 'id="f-lead_id-error"' in bad.get_data(as_text=True)
     assert rep.get(f"{P}/accounts/999999").status_code == 404
+
+
+def test_the_leads_timeline_shows_trials_and_roll_calls(app, tenant, clock):
+    s = school(tenant)
+    student, _ = _enrolled(s, "13800000401", who="rep", name="小丽")
+    prospect = int(tenant.lead("13800000402", who="rep", name="小亮")["id"])
+    lesson = _lesson(s, "02", 10)
+    trial = ok(s.post("/trials", {"lead_id": prospect, "lesson_id": lesson}), 201)
+    ok(s.post(f"/trials/{trial['id']}/outcome", {"outcome": "attended"}))
+    rep = ConsoleClient(tenant, "rep")
+    assert rep.post(f"{P}/lessons/{lesson}/attendance", {f"mark-{student}": "late"}).status_code == 302
+    page = rep.text(f"/console/leads/{prospect}")
+    timeline = page[page.index('id="timeline"'):]
+    assert timeline.count('data-plugin="scheduling"') == 2
+    assert "已预约试听（Maths G5）" in timeline and "2026-03-02 10:00" in timeline and "已参加试听（Maths G5）" in timeline
+    page = rep.text(f"/console/leads/{student}")
+    timeline = page[page.index('id="timeline"'):]
+    assert timeline.count('data-plugin="scheduling"') == 1 and "上课迟到（Maths G5）" in timeline
+    assert tenant.put("/api/v1/plugins/scheduling", json={"enabled": False}).status_code == 200
+    assert 'data-plugin="scheduling"' not in rep.text(f"/console/leads/{student}")

@@ -103,3 +103,23 @@ def test_statement_lock_and_credits(app, clock):
     assert ConsoleClient(t, "rep").get(f"{P}/deals/{deal['id']}/credits").status_code == 403
     assert manager.get(f"{P}/deals/999999/credits").status_code == 404
     assert manager.get(f"{P}/deals", query_string={"deal_id": str(deal["id"])}).status_code == 302
+
+
+def test_dashboard_panel_counts_todays_division_by_branch(app):
+    from .division_helpers import policy, two_branches
+
+    s = two_branches(app)
+    policy(s, 60, 40)
+    for i in range(5):
+        s.t.lead(f"1380013{i:04d}", source="web")
+    admin = ConsoleClient(s.t, "admin")
+    admin.post("/console/language", {"locale": "en", "next": "/console/"})
+    home = admin.text("/console/")
+    panel = home[home.index('id="panel-settlement-today"'):]
+    assert "Leads divided today by branch" in panel and 'id="settlement-today-total">5<' in panel
+    assert "<th>Shanghai</th><td>3</td>" in panel and "<th>Wuhan</th><td>2</td>" in panel
+    assert 'id="panel-settlement-today"' not in ConsoleClient(s.t, "rep").text("/console/")  # managers and up
+    other = two_branches(app)  # another tenant's branches of the same names: its own counts only
+    assert 'id="settlement-today-total">0<' in ConsoleClient(other.t, "admin").text("/console/")
+    assert s.t.put("/api/v1/plugins/settlement", json={"enabled": False}).status_code == 200
+    assert 'id="panel-settlement-today"' not in admin.text("/console/")

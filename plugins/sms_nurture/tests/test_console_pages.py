@@ -81,13 +81,18 @@ def test_template_preview_and_unknown_variable(app):
     assert ConsoleClient(t, "rep").post(f"{P}/templates/{tpl['id']}", {"name": "x", "body": "y"}).status_code == 403
 
 
-def test_messages_with_status_reason_and_filters(app):
+def _sent_and_silent(app):
+    """A tenant whose sequence messaged two leads: one with consent (sent), one without (skipped, with a reason)."""
     t = sms_tenant(app)
     seq = sequence(t, 0)
     ok, silent = lead(t), lead(t, with_consent=False)
     enrol(t, seq["id"], ok["id"], silent["id"])
     dispatch(t)
-    by_lead = {m["lead_id"]: m for m in messages(t)}
+    return t, seq, ok, silent, {m["lead_id"]: m for m in messages(t)}
+
+
+def test_messages_with_status_reason_and_filters(app):
+    t, _seq, ok, silent, by_lead = _sent_and_silent(app)
     assert by_lead[silent["id"]]["reason"]
     rep = ConsoleClient(t, "rep")
     page = rep.text(f"{P}/messages")
@@ -99,3 +104,29 @@ def test_messages_with_status_reason_and_filters(app):
     assert by_lead[silent["id"]]["reason"] in filtered
     bad = rep.get(f"{P}/messages", query_string={"status": "lost-in-space"})
     assert bad.status_code == 200 and 'id="f-status-error"' in bad.get_data(as_text=True)
+
+
+def test_dashboard_panel_and_the_leads_timeline(app):
+    t, seq, ok, silent, by_lead = _sent_and_silent(app)
+    manager = ConsoleClient(t, "manager")
+    manager.post("/console/language", {"locale": "en", "next": "/console/"})
+    home = manager.text("/console/")
+    panel = home[home.index('id="panel-sms_nurture-week"'):]
+    assert 'id="sms-week-total">2<' in panel and 'id="sms-week-opt-outs">0<' in panel
+    assert f"<th>{by_lead[ok['id']]['status']}</th><td>1</td>" in panel
+    assert 'id="panel-sms_nurture-week"' not in ConsoleClient(t, "rep").text("/console/")
+    other = sms_tenant(app)
+    assert 'id="sms-week-total">0<' in ConsoleClient(other, "manager").text("/console/")
+    # the lead's page: its message, with the sequence, status and text, merged into the timeline
+    page = manager.text(f"/console/leads/{ok['id']}")
+    timeline = page[page.index('id="timeline"'):]
+    status = by_lead[ok["id"]]["status"]
+    assert timeline.count('data-plugin="sms_nurture"') == 2  # the message and the phone's consent
+    assert f"SMS {status} ({seq['name']})" in timeline and "SMS consent recorded" in timeline
+    manager.post("/console/language", {"locale": "zh-CN", "next": "/console/"})
+    page = manager.text(f"/console/leads/{silent['id']}")
+    assert "短信未发送" in page and by_lead[silent["id"]]["reason"] in page
+    assert ConsoleClient(other, "manager").get(f"/console/leads/{ok['id']}").status_code == 404
+    assert t.put("/api/v1/plugins/sms_nurture", json={"enabled": False}).status_code == 200
+    assert 'data-plugin="sms_nurture"' not in manager.text(f"/console/leads/{ok['id']}")
+    assert 'id="panel-sms_nurture-week"' not in manager.text("/console/")
