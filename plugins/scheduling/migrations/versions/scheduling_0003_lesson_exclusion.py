@@ -10,8 +10,8 @@ PostgreSQL the lesson table now refuses the overlaps itself:
 - ``scheduling_lesson_room_free``: no two scheduled, not online lessons in one
   room overlap.
 
-Each is ``EXCLUDE USING gist (tenant_id WITH =, scheduling_span(x_id,
-starts_at, ends_at) WITH &&) WHERE (status = 'scheduled' …)``. The function
+Each is ``EXCLUDE USING gist (scheduling_span(x_id, starts_at, ends_at)
+WITH &&, tenant_id WITH =) WHERE (status = 'scheduled' …)``. The function
 ``scheduling_span`` maps a resource's half-open interval ``[start, end)`` to
 a box: x from the start to the end less half a microsecond (microseconds
 since 2000-01-01, exact integers in a float8 for centuries), y from the
@@ -22,8 +22,11 @@ penalty and consistency tests are a few float comparisons, where the
 ``btree_gist`` key ``(resource_id WITH =, tstzrange WITH &&)`` calls an
 operator class per column; measured on the term benchmark's rows, the
 constraint costs about half as much (docs/benchmarks.md). ``tenant_id WITH =``
-stays first (Citus enforces an exclusion constraint only with the
-distribution column).
+is in each (Citus enforces an exclusion constraint only with the
+distribution column), second: GiST chooses a page and tests an entry by its
+columns in order, and the box alone tells entries apart (within a tenant
+every ``tenant_id`` is the same), so with the box first the ``btree_gist``
+test of ``tenant_id`` is seldom reached (about 20% cheaper, measured).
 
 A cancelled lesson is outside both constraints (the ``WHERE``), so
 cancelling frees its slot by its status alone. The teacher and room rows of
@@ -58,10 +61,10 @@ RETURNS box LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$
 """
 TEACHER = ("ALTER TABLE scheduling_lesson ADD CONSTRAINT scheduling_lesson_teacher_free EXCLUDE USING gist "
-           "(tenant_id WITH =, scheduling_span(teacher_id, starts_at, ends_at) WITH &&) "
+           "(scheduling_span(teacher_id, starts_at, ends_at) WITH &&, tenant_id WITH =) "
            "WHERE (status = 'scheduled')")
 ROOM = ("ALTER TABLE scheduling_lesson ADD CONSTRAINT scheduling_lesson_room_free EXCLUDE USING gist "
-        "(tenant_id WITH =, scheduling_span(room_id, starts_at, ends_at) WITH &&) "
+        "(scheduling_span(room_id, starts_at, ends_at) WITH &&, tenant_id WITH =) "
         "WHERE (status = 'scheduled' AND room_id IS NOT NULL AND NOT online)")
 
 
