@@ -3,7 +3,8 @@
 Two tenants, set up alike (not timed): ``--rows / 20`` lessons that have
 taken place, each with 20 enrolled students, every student with an open
 account of 200 hours (2 gift hours) bought for 10,000.00, named on the
-enrolment.
+enrolment. Ten lessons a class, one an hour; each class has its own
+teacher (the lesson table refuses a teacher in two lessons at once).
 
 Roll-call, on the first tenant: :func:`pelago.plugins.scheduling.attendance.settle`
 — what ``POST /lessons/{id}/attendance`` and the automatic consumption
