@@ -3,7 +3,8 @@
 Two tenants, set up alike (not timed): ``--rows / 20`` lessons that have
 taken place, each with 20 enrolled students, every student with an open
 account of 200 hours (2 gift hours) bought for 10,000.00, named on the
-enrolment.
+enrolment. Ten lessons a class, one an hour; each class has its own
+teacher (the lesson table refuses a teacher in two lessons at once).
 
 Roll-call, on the first tenant: :func:`pelago.plugins.scheduling.attendance.settle`
 — what ``POST /lessons/{id}/attendance`` and the automatic consumption
@@ -51,11 +52,12 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
         Teacher,
     )
 
-    tenant = make_tenant(runtime, reps=2, auto_routing=False, plugins=("scheduling",))
+    classes = max(lessons // 10, 1)  # ten lessons a class
+    # a teacher per class: the lessons of one hour are the classes' (one each), and a teacher cannot be in two
+    tenant = make_tenant(runtime, reps=classes, auto_routing=False, plugins=("scheduling",))
     now = runtime.clock()
     t = tenant.id
     start = now - timedelta(days=2)
-    classes = max(lessons // 10, 1)  # ten lessons a class
     with runtime.engine.begin() as conn:
         campus = conn.execute(insert(Campus).returning(Campus.id), [{"tenant_id": t, "name": "Main",
                               "timezone": "Asia/Shanghai", "created_at": now}]).scalar()
@@ -68,7 +70,7 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
                                        for u in tenant.rep_ids])
         class_ids = list(conn.execute(insert(Klass).returning(Klass.id, sort_by_parameter_order=True), [
             {"tenant_id": t, "name": f"class {i}", "kind": "class", "campus_id": campus, "course_id": course,
-             "teacher_id": tenant.rep_ids[0], "room_id": None, "capacity": 30, "online": True,
+             "teacher_id": tenant.rep_ids[i], "room_id": None, "capacity": 30, "online": True,
              "hours_per_lesson": Decimal("1"), "trial": False, "created_at": now} for i in range(classes)
         ]).scalars())
         n = classes * PER_LESSON
@@ -97,7 +99,7 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
             {"tenant_id": t, "class_id": class_ids[k % classes], "series_id": None, "recurrence_id": None,
              "starts_at": start + timedelta(hours=k // classes), "ends_at": start + timedelta(hours=k // classes,
                                                                                               minutes=50),
-             "teacher_id": tenant.rep_ids[0], "room_id": None, "kind": "regular", "status": "scheduled",
+             "teacher_id": tenant.rep_ids[k % classes], "room_id": None, "kind": "regular", "status": "scheduled",
              "reason": "", "makeup_of": None, "hours": Decimal("1"), "online": True, "auto_consumed": False,
              "created_at": now} for k in range(lessons)
         ]

@@ -27,7 +27,7 @@ def test_scheduling_generate_runs(tmp_path: Path) -> None:
     record = scheduling_generate.measure("postgresql", 400, students=2)  # 20 classes, their students checked too
     figures = record["figures"]
     assert figures["classes"] == 20 and figures["lessons"] == 20 * (20 - figures["skipped_per_class"])
-    assert figures["busy_rows"] == 4 * figures["lessons"] and record["ratio"] > 0
+    assert figures["busy_rows"] == 2 * figures["lessons"] and record["ratio"] > 0
     assert (tmp_path / "scheduling_generate.json").exists()
 
 

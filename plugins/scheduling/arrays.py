@@ -29,13 +29,21 @@ def texts(values: Iterable[str | None]) -> str:
 
 
 def times(values: Iterable[datetime | None]) -> str:
-    """Aware datetimes in ISO 8601 with their offset (``NULL`` for ``None``); naive ones are refused."""
+    """Aware datetimes in ISO 8601 with their offset (``NULL`` for ``None``); naive ones are refused.
+
+    Each distinct value is formatted once: a term's lessons share a few dozen
+    start times across thousands of rows.
+    """
+    seen: dict[datetime, str] = {}
     out = []
     for v in values:
         if v is None:
             out.append("NULL")
-        elif v.tzinfo is None:
-            raise ValueError("a naive datetime in a timestamptz array")
-        else:
-            out.append('"' + v.isoformat() + '"')
+            continue
+        text = seen.get(v)
+        if text is None:
+            if v.tzinfo is None:
+                raise ValueError("a naive datetime in a timestamptz array")
+            text = seen[v] = '"' + v.isoformat() + '"'
+        out.append(text)
     return "{" + ",".join(out) + "}"

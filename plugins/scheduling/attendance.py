@@ -134,7 +134,8 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     ordered = sorted(items, key=lambda i: (i.lesson.id, i.lead_id))
     lesson_ids = sorted({i.lesson.id for i in items})
     table = Attendance.__table__
-    existing = {(r.lesson_id, r.lead_id): r for r in session.execute(
+    session.flush()  # the reads below go past the ORM (Core, on its connection): nothing may be pending
+    existing = {(r.lesson_id, r.lead_id): r for r in session.connection().execute(
         select(table.c.id, table.c.lesson_id, table.c.lead_id, table.c.status, table.c.charged, table.c.generation,
                table.c.leave_asked_at)
         .where(table.c.tenant_id == t, among(session, table.c.lesson_id, lesson_ids))
@@ -250,9 +251,10 @@ def _insert(session: Any) -> Any:
 def _accounts_for(ctx: HookContext, pairs: Sequence[tuple[Lesson, int]]) -> dict[tuple[int, int], int]:
     """For each (lesson, student): the enrolment's account (one query), else :func:`_account_for`."""
     class_ids = sorted({lesson.class_id for lesson, _ in pairs})
-    enrolled = {(c, lead): a for c, lead, a in ctx.session.execute(
-        select(Enrolment.class_id, Enrolment.lead_id, Enrolment.account_id)
-        .where(among(ctx.session, Enrolment.class_id, class_ids), Enrolment.account_id.is_not(None))
+    e = Enrolment.__table__.c
+    enrolled = {(c, lead): a for c, lead, a in ctx.session.connection().execute(
+        select(e.class_id, e.lead_id, e.account_id)
+        .where(e.tenant_id == ctx.tenant.id, among(ctx.session, e.class_id, class_ids), e.account_id.is_not(None))
     )}
     out = {}
     for lesson, lead_id in pairs:

@@ -189,11 +189,13 @@ def consume_many(ctx: HookContext, wants: Sequence[Want]) -> list[Charge]:
     gift_first = ctx.settings(PLUGIN)["gift_first"]
     now = ctx.now()
     ids = sorted({w.account_id for w in wants})
-    rows = {r.id: r for r in ctx.session.execute(
-        select(Account.id, Account.lead_id, Account.status, Account.purchased_hours, Account.gift_hours,
-               Account.consumed_purchased, Account.consumed_gift, Account.paid, Account.recognised,
-               Account.refunded, Account.expires_at)
-        .where(among(ctx.session, Account.id, ids))
+    a = Account.__table__.c
+    # a Core read on the session's connection (tenant named here): the ORM's per-row machinery is most of the
+    # cost of reading a thousand accounts, and nothing of this batch is pending in the session
+    rows = {r.id: r for r in ctx.session.connection().execute(
+        select(a.id, a.lead_id, a.status, a.purchased_hours, a.gift_hours, a.consumed_purchased, a.consumed_gift,
+               a.paid, a.recognised, a.refunded, a.expires_at)
+        .where(a.tenant_id == ctx.tenant.id, among(ctx.session, a.id, ids))
     )}
     state = {i: [r.consumed_gift, r.consumed_purchased, r.recognised] for i, r in rows.items()}
     entries: list[dict[str, Any]] = []

@@ -238,7 +238,16 @@ class Series(TenantScoped, Base):
 
 
 class Lesson(TenantScoped, Base):
-    """One lesson on [starts_at, ends_at). ``recurrence_id``: its series' original start (iCalendar's)."""
+    """One lesson on [starts_at, ends_at). ``recurrence_id``: its series' original start (iCalendar's).
+
+    A scheduled lesson takes its teacher and (unless online) its room: on
+    PostgreSQL the exclusion constraints ``scheduling_lesson_teacher_free``
+    and ``scheduling_lesson_room_free`` (migration ``scheduling_0003``)
+    refuse two overlapping scheduled lessons of one teacher or one room, so a
+    double booking cannot be committed whatever the concurrency; their GiST
+    indexes also find a teacher's or a room's lessons over a period. On
+    SQLite :mod:`.booking` checks in the writing transaction.
+    """
 
     __tablename__ = "scheduling_lesson"
     __table_args__ = (
@@ -249,8 +258,6 @@ class Lesson(TenantScoped, Base):
         _own(["room_id"], "scheduling_room", ondelete=None),
         _own(["makeup_of"], "scheduling_lesson", ondelete=None),
         Index("ix_scheduling_lesson_class", "tenant_id", "class_id", "starts_at"),
-        Index("ix_scheduling_lesson_teacher", "tenant_id", "teacher_id", "starts_at"),
-        Index("ix_scheduling_lesson_room", "tenant_id", "room_id", "starts_at"),
         Index("ix_scheduling_lesson_time", "tenant_id", "starts_at"),
         CheckConstraint("ends_at > starts_at", name="interval"),
     )
@@ -292,10 +299,12 @@ class Participant(TenantScoped, Base):
 
 
 class Busy(TenantScoped, Base):
-    """A resource (teacher, room, student) taken by a lesson over [starts_at, ends_at).
+    """A student taken by a lesson over [starts_at, ends_at) (``resource`` is ``student``).
 
-    One row per (lesson, resource) of a scheduled lesson; a cancelled lesson
-    has none. On PostgreSQL an exclusion constraint (btree_gist) refuses two
+    One row per (lesson, student) of a scheduled lesson; a cancelled lesson
+    has none. Teachers and rooms are held by the lesson row itself (see
+    :class:`Lesson`); a lesson has one of each but many students, so these
+    need rows of their own. On PostgreSQL an exclusion constraint (btree_gist) refuses two
     overlapping rows of one resource, so a double booking cannot be committed
     whatever the concurrency; on SQLite :mod:`.booking` checks in the writing
     transaction (SQLite has one writer at a time).
@@ -309,7 +318,7 @@ class Busy(TenantScoped, Base):
     )
 
     lesson_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
-    resource: Mapped[str] = mapped_column(String(8), primary_key=True)  # teacher, room, student
+    resource: Mapped[str] = mapped_column(String(8), primary_key=True)  # student (teacher, room: before 0003)
     resource_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]

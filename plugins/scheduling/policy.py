@@ -17,11 +17,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from pelago.plugin import HookContext, InvalidInput
 
-from .models import Busy
+from . import booking
 from .recurrence import day_kind
 
 PLUGIN = "scheduling"
@@ -77,10 +75,8 @@ def check_lessons(ctx: HookContext, lessons: Sequence[Any], tz: ZoneInfo, *, onl
         # the teacher's other lessons around these count too (those being moved do not)
         moving = {getattr(x, "id", None) for x in ordered} - {None}
         teachers = {x.teacher_id for x in ordered}
-        around = [_Span(r.starts_at, r.ends_at, r.resource_id) for r in ctx.session.execute(
-            select(Busy.starts_at, Busy.ends_at, Busy.resource_id, Busy.lesson_id)
-            .where(Busy.resource == "teacher", Busy.resource_id.in_(teachers),
-                   Busy.starts_at < ordered[-1].ends_at + gap, Busy.ends_at > ordered[0].starts_at - gap)
+        around = [_Span(r.starts_at, r.ends_at, r.resource_id) for r in booking.taken(
+            ctx, "teacher", teachers, ordered[0].starts_at - gap, ordered[-1].ends_at + gap
         ) if r.lesson_id not in moving]
         spans = sorted([_Span(x.starts_at, x.ends_at, x.teacher_id) for x in ordered] + around,
                        key=lambda x: (x.teacher_id, x.starts_at))

@@ -6,7 +6,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from pelago.plugin import tenant_context
 from pelago.plugins.scheduling import booking
@@ -102,6 +103,8 @@ def test_sixteen_threads_booking_overlapping_lessons_only_the_non_overlapping_wi
             select(Lesson.starts_at, Lesson.ends_at).where(Lesson.status == "scheduled").order_by(Lesson.starts_at)))
         assert booking.double_bookings(ctx) == 0
         busy = ctx.session.scalar(select(func.count()).select_from(Busy))
+        constraints = set(ctx.session.scalars(text(
+            "SELECT conname FROM pg_constraint WHERE contype = 'x' AND conrelid = 'scheduling_lesson'::regclass")))
     # the winners never overlap, and every loser overlaps a winner (nothing free was refused)
     for (_s1, e1), (s2, _e2) in zip(lessons, lessons[1:], strict=False):
         assert e1 <= s2
@@ -112,4 +115,34 @@ def test_sixteen_threads_booking_overlapping_lessons_only_the_non_overlapping_wi
         start = datetime(2026, 9, 14, 9, tzinfo=CST) + timedelta(minutes=30 * i)
         if code == 409:
             assert any(abs(start - w) < timedelta(hours=1) for w in starts)
-    assert busy == 2 * won  # teacher and room rows
+    assert busy == 0  # no students: the teacher and the room are held by the lesson rows
+    assert constraints == {"scheduling_lesson_teacher_free", "scheduling_lesson_room_free"}
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_an_overlapping_lesson_written_past_the_plugin(app, tenant):
+    """The lesson table's exclusion constraints hold the rule, not the plugin's code: a raw copy of a lesson
+    with the same teacher (or room) at an overlapping time fails; back-to-back, cancelled or online ones do not."""
+    s = school(tenant)
+    first = ok(s.lesson(at(21, 9), at(21, 10)), 201)
+    with tenant_context(tenant.runtime, tenant.id) as ctx:
+        row = ctx.session.get(Lesson, first["id"])
+        assert row is not None
+        base = {c.name: getattr(row, c.name) for c in Lesson.__table__.columns if c.name != "id"}
+        hour = timedelta(hours=1)
+
+        def copy(**changes: object) -> bool:
+            try:
+                with ctx.session.begin_nested():
+                    ctx.session.execute(insert(Lesson.__table__), [base | changes])
+            except IntegrityError as exc:
+                assert getattr(exc.orig, "sqlstate", None) == "23P01"  # exclusion_violation
+                return False
+            return True
+
+        start, end = row.starts_at, row.ends_at
+        assert not copy(starts_at=start + hour / 2, ends_at=end + hour / 2)  # teacher and room
+        assert not copy(starts_at=start + hour / 2, ends_at=end + hour / 2, online=True)  # the teacher still
+        assert copy(starts_at=end, ends_at=end + hour)  # back-to-back
+        assert copy(starts_at=start, ends_at=end, status="cancelled")  # a cancelled lesson takes nothing
+        ctx.session.rollback()
