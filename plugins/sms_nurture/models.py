@@ -141,6 +141,7 @@ class Message(TenantScoped, Base):
         Index("ix_sms_nurture_message_lead", "tenant_id", "lead_id", "id"),
         Index("ix_sms_nurture_message_sequence", "tenant_id", "sequence_id", "id"),
         Index("ix_sms_nurture_message_provider", "tenant_id", "provider_id"),
+        Index("ix_sms_nurture_message_planned", "tenant_id", "planned_at"),
         ForeignKeyConstraint(["tenant_id", "enrolment_id"], ["sms_nurture_enrolment.tenant_id", "sms_nurture_enrolment.id"],
                              ondelete="CASCADE"),
         ForeignKeyConstraint(["tenant_id", "step_id"], ["sms_nurture_step.tenant_id", "sms_nurture_step.id"],
