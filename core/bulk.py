@@ -201,7 +201,7 @@ def write_together(
                 f"SELECT {', '.join(picks)} FROM json_to_recordset(CAST(:rows{k} AS json)) AS u({spec}) {p.tail})"
             )
             if "RETURNING" in p.tail:
-                outputs.append(f"SELECT {k}, to_json(w{k}) FROM w{k}")
+                outputs.append(f"SELECT {k}, json_agg(w{k}) FROM w{k}")  # one JSON value per part
         for j, c in enumerate(calls):
             ctes.append(f"c{j} AS (SELECT {c.sql} AS v)")
             outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
@@ -221,6 +221,6 @@ def write_together(
     for k, value in session.execute(stmt, params):
         if k < 0:
             values[-1 - k] = value
-        else:
-            returned[k].append(tuple(value.values()))
+        elif value is not None:  # json_agg of no rows
+            returned[k] = [tuple(row.values()) for row in value]
     return returned, values
