@@ -13,7 +13,10 @@ transactions the database's unique index makes a racing insert a merge.
 Every write is one statement per table per batch, whatever its size, and no
 ORM object is made per row: on PostgreSQL an ``INSERT … SELECT FROM
 json_to_recordset(:rows)`` (the batch as one JSON parameter), on SQLite the
-driver's ``executemany``. Plain touches get their ids before the insert, so
+driver's ``executemany``. On PostgreSQL everything after the leads (touches,
+stage history, ledger, the two events) is a single statement of
+data-modifying CTEs (:func:`~pelago.core.bulk.write_together`): one round
+trip. Plain touches get their ids before the insert, so
 each submission knows its touch without trusting the order of ``RETURNING``;
 new leads get theirs before routing, so its hooks see them (``LeadInfo.new_id``).
 bench/intake_import.py measures the whole line against a bare INSERT.
