@@ -571,6 +571,7 @@ def _write_rest(
     """
     parts: list[Part] = []
     keyed = _touch_parts(ctx, fresh, now, parts)
+    keyed_part = len(parts) - 1  # the keyed touches are the last part so far (if any)
     created_items, assigned_items = _created_parts(ctx, new, decisions, now, origin, parts)
     if _postgres(ctx.session):
         calls: list[Call] = []
@@ -590,7 +591,7 @@ def _write_rest(
         emit(ctx, "lead_assigned", assigned_items, plain=True)
     if keyed:
         by_key = {str(r.sub.key): r for r in keyed}
-        for tid, key in returned[0]:
+        for tid, key in returned[keyed_part]:
             by_key.pop(str(key)).outcome.touch_id = tid
         if by_key:
             raise Conflict(
@@ -600,18 +601,16 @@ def _write_rest(
 
 
 def _touch_parts(ctx: HookContext, rows: list[_Row], now: Any, parts: list[Part]) -> list[_Row]:
-    """One touch per stored submission, added to ``parts`` (keyed ones first); returns the keyed rows.
+    """One touch per stored submission, added to ``parts`` (plain ones, then keyed ones); returns
+    the keyed rows.
 
     Plain touches get their ids first, so each submission knows its touch
     without trusting the order of RETURNING; keyed ones come back by key,
-    and a key that won a race elsewhere is a 409 for the batch.
+    and a key that won a race elsewhere is a 409 for the batch. Plain ones
+    go first: on SQLite their ids are the ones after the highest, which
+    the keyed ones (numbered by SQLite) would otherwise take.
     """
     fixed = {"tenant_id": ("bigint", ctx.tenant.id), "received_at": ("timestamptz", now)}
-    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
-    if keyed:
-        tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-                "RETURNING id, idempotency_key")
-        parts.append(Part(TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail))
     plain = [r for r in rows if not r.sub.key]
     if plain:
         ids = _next_ids(ctx.session, "core_touch", len(plain))
@@ -619,6 +618,11 @@ def _touch_parts(ctx: HookContext, rows: list[_Row], now: Any, parts: list[Part]
             r.outcome.touch_id = tid
         parts.append(Part(TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
                           [(*_touch_row(r), tid) for r, tid in zip(plain, ids, strict=True)], fixed))
+    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
+    if keyed:
+        tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+                "RETURNING id, idempotency_key")
+        parts.append(Part(TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail))
     return keyed
 
 
