@@ -133,11 +133,11 @@ def emit(
 def emit_call(
     ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], key: str, *, plain: bool = False,
 ) -> tuple[Call, bool]:
-    """:func:`emit` as a ``core_emit`` call to send with other writes (PostgreSQL, :func:`~pelago.core.bulk.write_together`).
+    """:func:`emit` as a ``core_emit`` call to send with other writes (PostgreSQL).
 
-    Returns the call (its parameters prefixed with ``key``) and whether the
-    event has subscribers; the caller passes the id the call returned to
-    :func:`emitted` when it has. The same rows as :func:`emit`, in one round
+    For :func:`~pelago.core.bulk.write_together`. Returns the call (its
+    parameters prefixed with ``key``) and whether the event has subscribers;
+    the caller passes the id the call returned to :func:`emitted` when it has. The same rows as :func:`emit`, in one round
     trip with the writes the event reports. ``plain``: the caller built the
     items from text, numbers, booleans and ``None`` only (flat dicts), so
     they need no :func:`snapshot`.
@@ -149,8 +149,9 @@ def emit_call(
         f"core_emit(CAST(:{key}_tenant AS bigint), CAST(:{key}_name AS text), CAST(:{key}_items AS jsonb), "
         f"CAST(:{key}_actor AS bigint), CAST(:{key}_at AS timestamptz), CAST(:{key}_plugins AS text[]))"
     )
+    payload = json.dumps(list(items) if plain else snapshot(list(items)))
     return Call(sql, {
-        f"{key}_tenant": ctx.tenant.id, f"{key}_name": name, f"{key}_items": json.dumps(list(items) if plain else snapshot(list(items))),
+        f"{key}_tenant": ctx.tenant.id, f"{key}_name": name, f"{key}_items": payload,
         f"{key}_actor": ctx.actor.user_id if ctx.actor else None, f"{key}_at": ctx.now(), f"{key}_plugins": plugins,
     }), bool(plugins)
 
