@@ -2,13 +2,16 @@
 
 The core's batch writers (the intake line, ownership changes) use it. On
 PostgreSQL the batch travels as one JSON parameter; on SQLite through the
-driver's ``executemany``.
+driver's ``executemany``. :func:`write_together` sends several such inserts,
+and calls of database functions (the outbox's ``core_emit``), as one
+statement of data-modifying CTEs on PostgreSQL: one round trip, one plan.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, repeat
 from typing import Any
@@ -134,3 +137,90 @@ def _json_fast(process: Any) -> Any:
         return empty if type(value) is dict and not value else process(value)
 
     return convert
+
+
+@dataclass(frozen=True)
+class Part:
+    """One batch insert of :func:`write_together`: :func:`write_rows`'s arguments."""
+
+    table: Table
+    columns: Columns
+    rows: Sequence[Sequence[Any]]
+    fixed: Fixed
+    tail: str = ""
+
+
+@dataclass(frozen=True)
+class Call:
+    """A database function call of :func:`write_together` (PostgreSQL) that returns one value.
+
+    ``sql`` is an expression with ``:name`` parameters, all given in ``params``
+    and named so that no other part uses them.
+    """
+
+    sql: str
+    params: Mapping[str, Any]
+
+
+_PG_TOGETHER: dict[tuple[Any, ...], Any] = {}
+
+
+def write_together(
+    session: Session, parts: Sequence[Part], calls: Sequence[Call] = (),
+) -> tuple[list[list[Any]], list[Any]]:
+    """Every part's insert and every call, in one statement on PostgreSQL; in turn on SQLite.
+
+    Returns each part's RETURNING rows (as tuples, ``[]`` without one) and
+    each call's value. On PostgreSQL the inserts are data-modifying CTEs of
+    one statement (so one round trip and one plan for the lot) and the calls
+    sub-selects of it; they see the same snapshot, so no part may read what
+    another writes (foreign keys are checked at the end of the statement and
+    do see them). SQLite has no functions: calls are for PostgreSQL only.
+    """
+    parts = [p for p in parts if p.rows]
+    if not parts and not calls:
+        return [], []
+    if session.get_bind().dialect.name != "postgresql":
+        if calls:
+            raise ValueError("database function calls are for PostgreSQL")
+        return [_sqlite_write(session, p.table, p.columns, p.rows, p.fixed, p.tail) for p in parts], []
+    key = (
+        tuple((p.table.name, tuple(p.columns.items()), tuple((c, t) for c, (t, _) in p.fixed.items()), p.tail)
+              for p in parts),
+        tuple(c.sql for c in calls),
+    )
+    stmt = _PG_TOGETHER.get(key)
+    if stmt is None:
+        ctes: list[str] = []
+        outputs: list[str] = []
+        for k, p in enumerate(parts):
+            picks = [f"u.{c}" for c in p.columns] + [f"CAST(:k{k}_{c} AS {t})" for c, (t, _) in p.fixed.items()]
+            spec = ", ".join(f"{c} {t}" for c, t in p.columns.items())
+            ctes.append(
+                f"w{k} AS (INSERT INTO {p.table.name} ({', '.join([*p.columns, *p.fixed])}) "
+                f"SELECT {', '.join(picks)} FROM json_to_recordset(CAST(:rows{k} AS json)) AS u({spec}) {p.tail})"
+            )
+            if "RETURNING" in p.tail:
+                outputs.append(f"SELECT {k}, json_agg(w{k}) FROM w{k}")  # one JSON value per part
+        for j, c in enumerate(calls):
+            ctes.append(f"c{j} AS (SELECT {c.sql} AS v)")
+            outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
+        if not outputs:
+            outputs.append("SELECT 0, NULL::json WHERE false")
+        stmt = text(f"WITH {', '.join(ctes)} {' UNION ALL '.join(outputs)}")
+        _PG_TOGETHER[key] = stmt
+    params: dict[str, Any] = {}
+    for k, p in enumerate(parts):
+        names = tuple(p.columns)
+        params.update({f"k{k}_{c}": value for c, (_, value) in p.fixed.items()})
+        params[f"rows{k}"] = json.dumps([dict(zip(names, row, strict=True)) for row in p.rows], default=_json_default)
+    for c in calls:
+        params.update(c.params)
+    returned: list[list[Any]] = [[] for _ in parts]
+    values: list[Any] = [None] * len(calls)
+    for k, value in session.execute(stmt, params):
+        if k < 0:
+            values[-1 - k] = value
+        elif value is not None:  # json_agg of no rows
+            returned[k] = [tuple(row.values()) for row in value]
+    return returned, values

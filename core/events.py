@@ -12,6 +12,7 @@ the others are not affected and neither is the request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,6 +29,7 @@ from .models import Delivery, OutboxEvent, Tenant
 from .outbound import no_calls
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .bulk import Call
     from .context import HookContext
     from .runtime import Runtime
 
@@ -81,7 +83,9 @@ def subscribers(ctx: HookContext, name: str) -> list[str]:
     return [p for p in ctx.host.implementers(name) if p == "core" or p in ctx.tenant.enabled]
 
 
-def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: Iterable[str] = ()) -> int | None:
+def emit(
+    ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: Iterable[str] = (), *, plain: bool = False,
+) -> int | None:
     """Write ``name`` with ``items`` to the outbox of ``ctx.session``'s transaction.
 
     Returns the event id (``None`` if ``items`` is empty). On PostgreSQL this
@@ -89,6 +93,9 @@ def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: 
     ``skip``: plugins that get no delivery of this event (the plugin whose
     own write it reports, which has nothing to learn from it); an event that
     is left with no subscriber is still stored, and nothing is queued.
+    ``plain``: the caller built ``items`` as flat dicts of text, numbers,
+    booleans and ``None`` (the core's batch writers do), so they need no
+    :func:`snapshot`.
     """
     if not items:
         return None
@@ -100,7 +107,7 @@ def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: 
     row = {
         "tenant_id": ctx.tenant.id,
         "name": name,
-        "items": snapshot(list(items)),
+        "items": list(items) if plain else snapshot(list(items)),
         "actor_id": ctx.actor.user_id if ctx.actor else None,
         "created_at": now,
     }
@@ -121,6 +128,32 @@ def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: 
     if plugins:
         emitted(ctx, int(event_id))
     return int(event_id)
+
+
+def emit_call(
+    ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], key: str, *, plain: bool = False,
+) -> tuple[Call, bool]:
+    """:func:`emit` as a ``core_emit`` call to send with other writes (PostgreSQL).
+
+    For :func:`~pelago.core.bulk.write_together`. Returns the call (its
+    parameters prefixed with ``key``) and whether the event has subscribers;
+    the caller passes the id the call returned to :func:`emitted` when it has. The same rows as :func:`emit`, in one round
+    trip with the writes the event reports. ``plain``: the caller built the
+    items from text, numbers, booleans and ``None`` only (flat dicts), so
+    they need no :func:`snapshot`.
+    """
+    from .bulk import Call
+
+    plugins = subscribers(ctx, name)
+    sql = (
+        f"core_emit(CAST(:{key}_tenant AS bigint), CAST(:{key}_name AS text), CAST(:{key}_items AS jsonb), "
+        f"CAST(:{key}_actor AS bigint), CAST(:{key}_at AS timestamptz), CAST(:{key}_plugins AS text[]))"
+    )
+    payload = json.dumps(list(items) if plain else snapshot(list(items)))
+    return Call(sql, {
+        f"{key}_tenant": ctx.tenant.id, f"{key}_name": name, f"{key}_items": payload,
+        f"{key}_actor": ctx.actor.user_id if ctx.actor else None, f"{key}_at": ctx.now(), f"{key}_plugins": plugins,
+    }), bool(plugins)
 
 
 def emitted(ctx: HookContext, event_id: int) -> None:

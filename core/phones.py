@@ -48,6 +48,8 @@ class _Shortcut:
     idd: re.Pattern[str] | None  # the international dialling prefix ("00" in CN)
     trunk: re.Pattern[str] | None  # national prefix (and carrier codes) for parsing
     transforms: bool  # the trunk pattern can rewrite digits (AR, BR, JP …)
+    valid: re.Pattern[str]  # mobile and general patterns in one: fully matches both
+    lengths: frozenset[int]  # the lengths both allow
 
     def national(self, digits: str) -> str | None:
         """The national significant number of ``digits`` if ``phonenumbers`` would surely
@@ -91,10 +93,8 @@ class _Shortcut:
     def _mobile(self, national: str) -> str | None:
         if not national or national.startswith("0") or not national.isascii():
             return None
-        if len(national) not in self.mobile_lengths or not self.mobile.fullmatch(national):
-            return None
-        if len(national) not in self.general_lengths or not self.general.fullmatch(national):
-            return None
+        if len(national) not in self.lengths or not self.valid.fullmatch(national):
+            return None  # both patterns at once: mobile, and the general description
         if self._trunk(national):
             return None  # a trunk prefix or carrier code could be read off: not our call
         return national
@@ -130,6 +130,8 @@ def _shortcut(region: str) -> _Shortcut | None:
         idd=re.compile(meta.international_prefix) if meta.international_prefix else None,
         trunk=re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None,
         transforms=bool(meta.national_prefix_transform_rule),
+        valid=re.compile(rf"(?=(?:{general.national_number_pattern})\Z)(?:{meta.mobile.national_number_pattern})\Z"),
+        lengths=frozenset(meta.mobile.possible_length or general.possible_length) & frozenset(general.possible_length),
     )
 
 

@@ -13,7 +13,10 @@ transactions the database's unique index makes a racing insert a merge.
 Every write is one statement per table per batch, whatever its size, and no
 ORM object is made per row: on PostgreSQL an ``INSERT … SELECT FROM
 json_to_recordset(:rows)`` (the batch as one JSON parameter), on SQLite the
-driver's ``executemany``. Plain touches get their ids before the insert, so
+driver's ``executemany``. On PostgreSQL everything after the leads (touches,
+stage history, ledger, the two events) is a single statement of
+data-modifying CTEs (:func:`~pelago.core.bulk.write_together`): one round
+trip. Plain touches get their ids before the insert, so
 each submission knows its touch without trusting the order of ``RETURNING``;
 new leads get theirs before routing, so its hooks see them (``LeadInfo.new_id``).
 bench/intake_import.py measures the whole line against a bare INSERT.
@@ -21,9 +24,11 @@ bench/intake_import.py measures the whole line against a bare INSERT.
 
 from __future__ import annotations
 
+import gc
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,10 +36,10 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
 from ..attributes import MAX_KEYS, attribute_errors
-from ..bulk import write_rows
+from ..bulk import Call, Part, write_rows, write_together
 from ..context import HookContext
 from ..errors import Conflict
-from ..events import snapshot
+from ..events import emit, emit_call, emitted, snapshot
 from ..models import Lead, OwnershipChange, StageChange, Touch, User
 from ..ownership import assigned_item
 from ..phones import BadPhone, normalise_fast
@@ -134,9 +139,9 @@ def clean_fields(data: Mapping[str, Any], region: str) -> tuple[dict[str, Any], 
 def clean_touch(touch: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     out: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
-    for name, limit in TOUCH_FIELDS.items():
-        value = touch.get(name)
-        if value in (None, ""):
+    for name, value in touch.items():  # the submission's keys, usually fewer than the fields
+        limit = TOUCH_FIELDS.get(name)
+        if limit is None or value in (None, ""):
             continue
         value = str(value).strip()
         if len(value) > limit:
@@ -160,6 +165,38 @@ def ingest(
     ``origin`` (e.g. ``{"import_id": 7}``) is added to each ``lead_created``
     item, so plugins can tell where a batch came from.
     """
+    with _collector_paused():
+        return _ingest(ctx, submissions, routing, strict_owner, origin)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a batch runs, back on (if it was) afterwards.
+
+    A batch makes tens of thousands of short-lived containers (rows, dicts,
+    routing decisions) that all die, by reference counting, when it ends;
+    with the collector on, they outlive the young generations and are
+    traversed again and again: about a quarter of the line's Python time
+    (bench/intake_import.py). Nothing of a batch is cyclic garbage for
+    long, and the collector runs as usual once it is back on. Threads: only
+    the batch that found it on turns it back on (overlapping batches may
+    then see it on again before they end, as before this), and a process
+    that turned it off for good keeps it off.
+    """
+    was_on = gc.isenabled()
+    if was_on:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _ingest(
+    ctx: HookContext, submissions: Sequence[Submission], routing: bool, strict_owner: bool,
+    origin: Mapping[str, Any] | None,
+) -> list[Outcome]:
     now = ctx.now()
     outcomes: list[Outcome] = []
     rows: list[_Row] = []
@@ -247,15 +284,12 @@ def ingest(
 
     merged_rows = [r for r in fresh if r.outcome.status == "merged"]
     filled = _fill_merged(ctx, merged_rows, now)
-    _insert_touches(ctx, fresh, now)
+    new = [r for r in to_create if r.outcome.status == "created"]
+    _write_rest(ctx, fresh, new, decisions, now, origin or {})
     for r in rows:
         same = r.values.get("_same_as")
         if same is not None:
             r.outcome.lead_id, r.outcome.touch_id = same.outcome.lead_id, same.outcome.touch_id
-
-    new = [r for r in to_create if r.outcome.status == "created"]
-    if new:
-        _record_created(ctx, new, decisions, now, origin or {})
     if merged_rows:
         ctx.emit("lead_merged", [
             {"lead_id": r.outcome.lead_id, "touch_id": r.outcome.touch_id, "matched_on": r.outcome.matched_on,
@@ -415,8 +449,10 @@ def _next_ids(session: Session, table: str, n: int) -> list[int]:
     insert meanwhile (and if one did, the insert fails on the primary key).
     """
     if _postgres(session):
+        # The sequence is looked up once (a scalar subquery), not once per id: ten times cheaper.
         ids = session.execute(
-            text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"), {"n": n}
+            text(f"SELECT nextval((SELECT pg_get_serial_sequence('{table}', 'id'))::regclass) "
+                 "FROM generate_series(1, :n)"), {"n": n}
         ).scalars().all()
         return sorted(int(i) for i in ids)
     top = session.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0
@@ -522,35 +558,72 @@ def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list
     return filled
 
 
-def _insert_touches(ctx: HookContext, rows: list[_Row], now: Any) -> None:
-    """One touch per stored submission; a key that won a race elsewhere is a 409 for the batch.
+def _write_rest(
+    ctx: HookContext, fresh: list[_Row], new: list[_Row], decisions: dict[int, Decision], now: Any,
+    origin: Mapping[str, Any],
+) -> None:
+    """Touches, then stage history, the ownership ledger and the events of the leads created.
 
-    Plain touches get their ids first, so each submission knows its touch
-    without trusting the order of RETURNING; keyed ones come back by key.
+    On PostgreSQL all of it is one statement (:func:`~pelago.core.bulk.write_together`:
+    the inserts as data-modifying CTEs, the two events as ``core_emit``
+    calls), so one round trip whatever the batch; on SQLite one
+    ``executemany`` per table and :func:`~pelago.core.events.emit`.
     """
-    if not rows:
-        return
-    session = ctx.session
-    fixed = {"tenant_id": ("bigint", ctx.tenant.id), "received_at": ("timestamptz", now)}
-    plain = [r for r in rows if not r.sub.key]
-    if plain:
-        ids = _next_ids(session, "core_touch", len(plain))
-        for r, tid in zip(plain, ids, strict=True):
-            r.outcome.touch_id = tid
-        write_rows(session, TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
-               [(*_touch_row(r), tid) for r, tid in zip(plain, ids, strict=True)], fixed)
-    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
+    parts: list[Part] = []
+    keyed = _touch_parts(ctx, fresh, now, parts)
+    keyed_part = len(parts) - 1  # the keyed touches are the last part so far (if any)
+    created_items, assigned_items = _created_parts(ctx, new, decisions, now, origin, parts)
+    if _postgres(ctx.session):
+        calls: list[Call] = []
+        subscribed: list[bool] = []
+        for name, items in (("lead_created", created_items), ("lead_assigned", assigned_items)):
+            if items:
+                call, has = emit_call(ctx, name, items, f"e{len(calls)}", plain=True)
+                calls.append(call)
+                subscribed.append(has)
+        returned, event_ids = write_together(ctx.session, parts, calls)
+        for event_id, has in zip(event_ids, subscribed, strict=True):
+            if has:
+                emitted(ctx, int(event_id))
+    else:
+        returned, _ = write_together(ctx.session, parts)
+        emit(ctx, "lead_created", created_items, plain=True)
+        emit(ctx, "lead_assigned", assigned_items, plain=True)
     if keyed:
         by_key = {str(r.sub.key): r for r in keyed}
-        tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-                "RETURNING id, idempotency_key")
-        for tid, key in write_rows(session, TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail):
+        for tid, key in returned[keyed_part]:
             by_key.pop(str(key)).outcome.touch_id = tid
         if by_key:
             raise Conflict(
                 "a request with this idempotency key is being processed; retry it",
                 {"idempotency_key": sorted(by_key)[:10]},
             )
+
+
+def _touch_parts(ctx: HookContext, rows: list[_Row], now: Any, parts: list[Part]) -> list[_Row]:
+    """One touch per stored submission, added to ``parts`` (plain ones, then keyed ones); returns
+    the keyed rows.
+
+    Plain touches get their ids first, so each submission knows its touch
+    without trusting the order of RETURNING; keyed ones come back by key,
+    and a key that won a race elsewhere is a 409 for the batch. Plain ones
+    go first: on SQLite their ids are the ones after the highest, which
+    the keyed ones (numbered by SQLite) would otherwise take.
+    """
+    fixed = {"tenant_id": ("bigint", ctx.tenant.id), "received_at": ("timestamptz", now)}
+    plain = [r for r in rows if not r.sub.key]
+    if plain:
+        ids = _next_ids(ctx.session, "core_touch", len(plain))
+        for r, tid in zip(plain, ids, strict=True):
+            r.outcome.touch_id = tid
+        parts.append(Part(TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},
+                          [(*_touch_row(r), tid) for r, tid in zip(plain, ids, strict=True)], fixed))
+    keyed = sorted((r for r in rows if r.sub.key), key=lambda r: str(r.sub.key))  # no deadlocks
+    if keyed:
+        tail = ("ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+                "RETURNING id, idempotency_key")
+        parts.append(Part(TOUCHES, TOUCH_COLUMNS, [_touch_row(r) for r in keyed], fixed, tail))
+    return keyed
 
 
 _SCALARS = (str, int, bool, type(None))
@@ -569,20 +642,24 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
     )
 
 
-def _record_created(
-    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any]
-) -> None:
-    """Stage history, the ownership ledger and the events of the leads this batch created."""
-    session = ctx.session
+def _created_parts(
+    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any],
+    parts: list[Part],
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Stage history and the ownership ledger of the leads this batch created, added to ``parts``;
+    returns the items of their ``lead_created`` and ``lead_assigned`` events."""
+    if not rows:
+        return [], []
     actor = ctx.actor.user_id if ctx.actor else None
-    write_rows(session, STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
+    parts.append(Part(STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
         "tenant_id": ("bigint", ctx.tenant.id), "new": ("text", "new"), "actor_id": ("bigint", actor),
         "at": ("timestamptz", now),
-    })
+    }))
     ledger: list[tuple[Any, ...]] = []
     created_items = []
-    assigned_items = []
+    assigned_items: list[Any] = []
     created_at = now.isoformat()  # what the event's snapshot would make of it
+    origin = snapshot(dict(origin))  # once: the items are then plain values (emit_call's ``plain``)
     for r in rows:
         d = decisions.get(r.index)
         r.outcome.decision = d
@@ -600,10 +677,8 @@ def _record_created(
         ledger.append((r.outcome.lead_id, owner, team_id, d.rule, d.explanation))
         if owner is not None:
             assigned_items.append(assigned_item(cast(int, r.outcome.lead_id), None, owner, team_id, "created", d.rule))
-    write_rows(session, LEDGER, LEDGER_COLUMNS, ledger, {
+    parts.append(Part(LEDGER, LEDGER_COLUMNS, ledger, {
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
         "actor_id": ("bigint", actor), "at": ("timestamptz", now),
-    })
-    ctx.emit("lead_created", created_items)
-    if assigned_items:
-        ctx.emit("lead_assigned", assigned_items)
+    }))
+    return created_items, assigned_items
