@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from .asking import first_answers
 from .context import HookContext
-from .models import Team, User
+from .models import Team
+from .routing_config import routing_config
 from .snapshots import LeadInfo, TeamInfo, UserInfo
 
 
@@ -66,14 +67,11 @@ class Decision:
 
 
 def candidates_of(ctx: HookContext, team_id: int) -> list[UserInfo]:
-    """Active reps and managers of the team, on leave or not (exclusion explains leave)."""
-    return [
-        UserInfo.of(u) for u in ctx.session.scalars(
-            select(User)
-            .where(User.team_id == team_id, User.active.is_(True), User.role.in_(("rep", "manager")))
-            .order_by(User.id)
-        )
-    ]
+    """Active reps and managers of the team, on leave or not (exclusion explains leave).
+
+    From the tenant's cached routing configuration (:mod:`pelago.core.routing_config`).
+    """
+    return routing_config(ctx.session, ctx.tenant.id).candidates(team_id)
 
 
 def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing") -> list[Decision]:
@@ -195,10 +193,7 @@ def default_intake_team(ctx: HookContext) -> int | None:
     places leads itself (the settlement plugin's division, when every branch
     is full) uses it for its own fallback. Read in the caller's transaction.
     """
-    from .models import RoutingSettings
-
-    settings = ctx.session.get(RoutingSettings, ctx.tenant.id)
-    return settings.default_team_id if settings is not None else None
+    return routing_config(ctx.session, ctx.tenant.id).default_team_id
 
 
 def day_start(ctx: HookContext, at: datetime | None = None) -> datetime:
