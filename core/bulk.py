@@ -57,18 +57,30 @@ def _pg_write(
     key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
     stmt = _PG_INSERTS.get(key)
     if stmt is None:
-        picks = [f"u.{c}" for c in columns] + [f"CAST(:k_{c} AS {t})" for c, (t, _) in fixed.items()]
-        spec = ", ".join(f"{c} {t}" for c, t in columns.items())
-        stmt = text(
-            f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
-            f"FROM json_to_recordset(CAST(:rows AS json)) AS u({spec}) {tail}"
-        )
+        stmt = text(pg_insert_sql(table, columns, fixed, tail))
         _PG_INSERTS[key] = stmt
-    names = tuple(columns)
-    params = {f"k_{c}": value for c, (_, value) in fixed.items()}
-    params["rows"] = json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_default)
-    result = session.execute(stmt, params)
+    result = session.execute(stmt, pg_params(columns, rows, fixed))
     return list(result) if "RETURNING" in tail else []
+
+
+def pg_insert_sql(table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "") -> str:
+    """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many)."""
+    picks = [f"u.{c}" for c in columns] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
+    spec = ", ".join(f"{c} {t}" for c, t in columns.items())
+    return (
+        f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
+        f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {tail}"
+    )
+
+
+def pg_params(columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, prefix: str = "") -> dict[str, Any]:
+    """The parameters of :func:`pg_insert_sql`'s statement for ``rows``."""
+    names = tuple(columns)
+    params = {f"{prefix}k_{c}": value for c, (_, value) in fixed.items()}
+    params[f"{prefix}rows"] = json.dumps(
+        [dict(zip(names, row, strict=True)) for row in rows], default=_json_default
+    )
+    return params
 
 
 def _sqlite_write(

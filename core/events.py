@@ -19,7 +19,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, String, bindparam, insert, or_, select, text
+from sqlalchemy import BigInteger, String, Table, bindparam, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -121,6 +121,78 @@ def emit(ctx: HookContext, name: str, items: Sequence[Mapping[str, Any]], skip: 
     if plugins:
         emitted(ctx, int(event_id))
     return int(event_id)
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Rows to insert with :func:`emit_with`, in :func:`pelago.core.bulk.write_rows`'s terms (no RETURNING)."""
+
+    table: Table
+    columns: Mapping[str, str]
+    rows: Sequence[Sequence[Any]]
+    fixed: Mapping[str, tuple[str, Any]]
+
+
+def emit_with(
+    ctx: HookContext, events: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], writes: Sequence[Insert] = (),
+) -> list[int | None]:
+    """:func:`emit` each of ``events`` and insert ``writes``: on PostgreSQL in one statement.
+
+    The writes become data-modifying CTEs of one ``SELECT core_emit(…), …``,
+    so a change and its events cost one round trip, not one per table and
+    event (the intake line's stage history, ownership ledger and events).
+    Returns the event ids, ``None`` for an event without items. SQLite writes
+    and emits one by one.
+    """
+    from .bulk import pg_insert_sql, pg_params, write_rows
+
+    writes = [w for w in writes if w.rows]
+    if ctx.session.get_bind().dialect.name != "postgresql":
+        for w in writes:
+            write_rows(ctx.session, w.table, w.columns, w.rows, w.fixed)
+        return [emit(ctx, name, items) for name, items in events]
+    wanted = [(k, name, items) for k, (name, items) in enumerate(events) if items]
+    key = (tuple((w.table.name, tuple(w.columns.items()), tuple((c, t) for c, (t, _) in w.fixed.items()))
+                 for w in writes), len(wanted))
+    stmt = _EMIT_WITH.get(key)
+    if stmt is None:
+        ctes = ", ".join(
+            f"w{i} AS ({pg_insert_sql(w.table.name, w.columns, w.fixed, prefix=f'w{i}_')})"
+            for i, w in enumerate(writes)
+        )
+        calls = ", ".join(
+            f"core_emit(CAST(:e{j}_tenant AS bigint), CAST(:e{j}_name AS text), :e{j}_items, "
+            f"CAST(:e{j}_actor AS bigint), :e{j}_at, :e{j}_plugins) AS e{j}"
+            for j in range(len(wanted))
+        )
+        binds = [b for j in range(len(wanted)) for b in (
+            bindparam(f"e{j}_items", type_=_EVENT.c.payload.type),
+            bindparam(f"e{j}_at", type_=_EVENT.c.created_at.type),
+            bindparam(f"e{j}_plugins", type_=ARRAY(String())),
+        )]
+        stmt = text(f"{'WITH ' + ctes + ' ' if ctes else ''}SELECT {calls or '1'}").bindparams(*binds)
+        _EMIT_WITH[key] = stmt
+    params: dict[str, Any] = {}
+    for i, w in enumerate(writes):
+        params.update(pg_params(w.columns, w.rows, w.fixed, prefix=f"w{i}_"))
+    now = ctx.now()
+    actor = ctx.actor.user_id if ctx.actor else None
+    plugins_of = []
+    for j, (_, name, items) in enumerate(wanted):
+        plugins = subscribers(ctx, name)
+        plugins_of.append(plugins)
+        params.update({f"e{j}_tenant": ctx.tenant.id, f"e{j}_name": name, f"e{j}_items": snapshot(list(items)),
+                       f"e{j}_actor": actor, f"e{j}_at": now, f"e{j}_plugins": plugins})
+    row = ctx.session.execute(stmt, params).one()
+    ids: list[int | None] = [None] * len(events)
+    for j, (k, _, _) in enumerate(wanted):
+        ids[k] = int(row[j])
+        if plugins_of[j]:
+            emitted(ctx, ids[k])  # type: ignore[arg-type]
+    return ids
+
+
+_EMIT_WITH: dict[Any, Any] = {}
 
 
 def emitted(ctx: HookContext, event_id: int) -> None:

@@ -191,7 +191,9 @@ def default_intake_team(ctx: HookContext) -> int | None:
 
     The team the core's own ``choose_team`` falls back to; a plugin that
     places leads itself (the settlement plugin's division, when every branch
-    is full) uses it for its own fallback. Read in the caller's transaction.
+    is full) uses it for its own fallback. From the tenant's routing
+    configuration as the caller's transaction sees it (cached per routing
+    version; an edit in this transaction is seen).
     """
     return routing_config(ctx.session, ctx.tenant.id).default_team_id
 

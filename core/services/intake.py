@@ -34,7 +34,7 @@ from ..attributes import MAX_KEYS, attribute_errors
 from ..bulk import write_rows
 from ..context import HookContext
 from ..errors import Conflict
-from ..events import snapshot
+from ..events import Insert, emit_with, snapshot
 from ..models import Lead, OwnershipChange, StageChange, Touch, User
 from ..ownership import assigned_item
 from ..phones import BadPhone, normalise_fast
@@ -573,9 +573,8 @@ def _record_created(
     ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any]
 ) -> None:
     """Stage history, the ownership ledger and the events of the leads this batch created."""
-    session = ctx.session
     actor = ctx.actor.user_id if ctx.actor else None
-    write_rows(session, STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
+    stages = Insert(STAGES, {"lead_id": "bigint"}, [(r.outcome.lead_id,) for r in rows], {
         "tenant_id": ("bigint", ctx.tenant.id), "new": ("text", "new"), "actor_id": ("bigint", actor),
         "at": ("timestamptz", now),
     })
@@ -600,10 +599,9 @@ def _record_created(
         ledger.append((r.outcome.lead_id, owner, team_id, d.rule, d.explanation))
         if owner is not None:
             assigned_items.append(assigned_item(cast(int, r.outcome.lead_id), None, owner, team_id, "created", d.rule))
-    write_rows(session, LEDGER, LEDGER_COLUMNS, ledger, {
+    ledger_rows = Insert(LEDGER, LEDGER_COLUMNS, ledger, {
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
         "actor_id": ("bigint", actor), "at": ("timestamptz", now),
     })
-    ctx.emit("lead_created", created_items)
-    if assigned_items:
-        ctx.emit("lead_assigned", assigned_items)
+    # One round trip on PostgreSQL: the history, the ledger and both events.
+    emit_with(ctx, [("lead_created", created_items), ("lead_assigned", assigned_items)], [stages, ledger_rows])
