@@ -200,3 +200,15 @@ def test_tenants_do_not_share_a_cached_configuration(tenant, other_tenant):
     routing_on(other_tenant, other_tenant.team_id)
     assert lead(other_tenant)["team_id"] == other_tenant.team_id
     assert lead(tenant)["team_id"] == tenant.team_id
+
+
+def test_the_created_lead_answered_is_the_lead_stored(tenant, statements):
+    """On PostgreSQL the answer comes from the insert's RETURNING: it must be the row as a read gives it."""
+    routing_on(tenant, tenant.team_id)
+    lead(tenant)
+    statements.clear()
+    made = lead(tenant, source="web", region="North", attributes={"course": "math"})
+    if tenant.runtime.engine.dialect.name == "postgresql":
+        assert not [s for s in statements if s.startswith("SELECT core_lead.")]  # not read back
+    stored = tenant.get(f"/api/v1/leads/{made['id']}").get_json()
+    assert {k: made[k] for k in stored} == stored

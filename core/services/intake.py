@@ -77,6 +77,8 @@ class Outcome:
     matched_on: str | None = None
     errors: dict[str, list[str]] | None = None
     decision: Decision | None = None
+    #: a created lead's columns as inserted (PostgreSQL), so a caller answering with it reads nothing
+    row: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -231,7 +233,8 @@ def ingest(
         for r, new_id in zip(to_create, _next_ids(ctx.session, "core_lead", len(to_create)), strict=True):
             r.new_id = new_id
     decisions = _decide(ctx, to_create, routing, strict_owner)
-    created = _insert_leads(ctx, to_create, decisions, now)
+    inserted: dict[int, Mapping[str, Any]] = {}
+    created = _insert_leads(ctx, to_create, decisions, now, inserted)
     late = [r for r in to_create if r.dedupe not in created]  # lost a race: merge instead
     if late:
         found = _existing_leads(ctx, [r.dedupe for r in late])
@@ -242,6 +245,7 @@ def ingest(
     for r in to_create:
         if r.dedupe in created:
             r.outcome.lead_id = created[r.dedupe]
+            r.outcome.row = inserted.get(r.outcome.lead_id)
     for r, leader in followers:
         r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", leader.outcome.lead_id, r.dedupe[0]
 
@@ -440,9 +444,14 @@ LEDGER_COLUMNS = {"lead_id": "bigint", "to_user_id": "bigint", "to_team_id": "bi
 
 
 def _insert_leads(
-    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any
+    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any,
+    inserted: dict[int, Mapping[str, Any]] | None = None,
 ) -> dict[tuple[str, str], int]:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING, one statement per kind of key."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, one statement per kind of key.
+
+    ``inserted`` (PostgreSQL, a batch of one): filled with the lead's columns as
+    written, from the same RETURNING.
+    """
     if not rows:
         return {}
     created: dict[tuple[str, str], int] = {}
@@ -470,9 +479,12 @@ def _insert_leads(
                 d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
                 None if owner is None else stamp,
             ))
+        whole = inserted is not None and len(rows) == 1 and _postgres(ctx.session)
         tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
-        for lid, value in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail):
-            created[(kind, str(value))] = lid
+        for found in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail + (", *" if whole else "")):
+            created[(kind, str(found[1]))] = found[0]
+            if whole:
+                inserted[found[0]] = dict(zip(found._fields[2:], found[2:], strict=True))
     return created
 
 
