@@ -146,3 +146,15 @@ def _json_fast(process: Any) -> Any:
         return empty if type(value) is dict and not value else process(value)
 
     return convert
+
+
+def pg_update_sql(table: str, keys: Columns, values: Columns, prefix: str = "") -> str:
+    """``UPDATE table SET … FROM json_to_recordset(:rows)``: a batch of rows changed by key, on PostgreSQL.
+
+    Its parameters come from :func:`pg_params` with ``{**keys, **values}`` as the columns.
+    """
+    spec = ", ".join(f"{c} {t}" for c, t in {**keys, **values}.items())
+    sets = ", ".join(f"{c} = u.{c}" for c in values)
+    match = " AND ".join(f"{table}.{c} = u.{c}" for c in keys)
+    return f"UPDATE {table} SET {sets} FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) WHERE {match}"
+

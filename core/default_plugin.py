@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .markers import hookimpl
 from .models import Lead, OwnershipChange, Team
-from .routing import OwnerChoice, TeamChoice, day_start
+from .routing import OwnerChoice, TeamChoice, day_start, set_pointer
 from .routing_config import routing_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,9 +151,8 @@ def _round_robin(
         out.append((uid, f"round robin: next after user {pointer}" if pointer else "round robin: first in the team"))
         pointer = uid
         k = (k + step + 1) % len(ids)
-    if pointer != team.rr_pointer:
-        ctx.session.execute(update(Team).where(Team.id == team.id).values(rr_pointer=pointer)
-                            .execution_options(synchronize_session=False))
+    if pointer is not None and pointer != team.rr_pointer:
+        set_pointer(ctx, team.id, pointer)
         row = ctx.session.get(Team, team.id)  # routing's locked row, from the identity map: no query
         if row is not None:
             set_committed_value(row, "rr_pointer", pointer)  # already written: no second UPDATE

@@ -133,8 +133,19 @@ class Insert:
     fixed: Mapping[str, tuple[str, Any]]
 
 
+@dataclass(frozen=True)
+class Update:
+    """Rows of ``table`` to change by ``keys`` (columns and PostgreSQL types), setting ``values``."""
+
+    table: Table
+    keys: Mapping[str, str]
+    values: Mapping[str, str]
+    rows: Sequence[Sequence[Any]]  # keys, then values, in order
+
+
 def emit_with(
-    ctx: HookContext, events: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], writes: Sequence[Insert] = (),
+    ctx: HookContext, events: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+    writes: Sequence[Insert | Update] = (),
 ) -> list[int | None]:
     """:func:`emit` each of ``events`` and insert ``writes``: on PostgreSQL in one statement.
 
@@ -144,20 +155,23 @@ def emit_with(
     Returns the event ids, ``None`` for an event without items. SQLite writes
     and emits one by one.
     """
-    from .bulk import pg_insert_sql, pg_params, write_rows
+    from .bulk import pg_insert_sql, pg_params, pg_update_sql, write_rows
 
     writes = [w for w in writes if w.rows]
     if ctx.session.get_bind().dialect.name != "postgresql":
         for w in writes:
+            if isinstance(w, Update):
+                raise ValueError("emit_with takes updates on PostgreSQL only")
             write_rows(ctx.session, w.table, w.columns, w.rows, w.fixed)
         return [emit(ctx, name, items) for name, items in events]
     wanted = [(k, name, items) for k, (name, items) in enumerate(events) if items]
-    key = (tuple((w.table.name, tuple(w.columns.items()), tuple((c, t) for c, (t, _) in w.fixed.items()))
-                 for w in writes), len(wanted))
+    key = (tuple(_shape(w) for w in writes), len(wanted))
     stmt = _EMIT_WITH.get(key)
     if stmt is None:
         ctes = ", ".join(
             f"w{i} AS ({pg_insert_sql(w.table.name, w.columns, w.fixed, prefix=f'w{i}_')})"
+            if isinstance(w, Insert) else
+            f"w{i} AS ({pg_update_sql(w.table.name, w.keys, w.values, prefix=f'w{i}_')})"
             for i, w in enumerate(writes)
         )
         calls = ", ".join(
@@ -174,7 +188,10 @@ def emit_with(
         _EMIT_WITH[key] = stmt
     params: dict[str, Any] = {}
     for i, w in enumerate(writes):
-        params.update(pg_params(w.columns, w.rows, w.fixed, prefix=f"w{i}_"))
+        if isinstance(w, Insert):
+            params.update(pg_params(w.columns, w.rows, w.fixed, prefix=f"w{i}_"))
+        else:
+            params.update(pg_params({**w.keys, **w.values}, w.rows, {}, prefix=f"w{i}_"))
     now = ctx.now()
     actor = ctx.actor.user_id if ctx.actor else None
     plugins_of = []
@@ -193,6 +210,13 @@ def emit_with(
 
 
 _EMIT_WITH: dict[Any, Any] = {}
+
+
+def _shape(w: Insert | Update) -> tuple[Any, ...]:
+    """What makes ``w``'s SQL (its statement is cached by the shapes of the writes)."""
+    if isinstance(w, Insert):
+        return ("insert", w.table.name, tuple(w.columns.items()), tuple((c, t) for c, (t, _) in w.fixed.items()))
+    return ("update", w.table.name, tuple(w.keys.items()), tuple(w.values.items()))
 
 
 def emitted(ctx: HookContext, event_id: int) -> None:

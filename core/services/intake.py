@@ -34,11 +34,11 @@ from ..attributes import MAX_KEYS, attribute_errors
 from ..bulk import write_rows
 from ..context import HookContext
 from ..errors import Conflict
-from ..events import Insert, emit_with, snapshot
-from ..models import Lead, OwnershipChange, StageChange, Touch, User
+from ..events import Insert, Update, emit_with, snapshot
+from ..models import Lead, OwnershipChange, StageChange, Team, Touch, User
 from ..ownership import assigned_item
 from ..phones import BadPhone, normalise_fast
-from ..routing import Decision, LeadInfo, route
+from ..routing import Decision, LeadInfo, route, take_pointers
 from ..snapshots import UserInfo
 from ..vetoes import vetoes
 
@@ -52,6 +52,7 @@ LEADS = cast(Table, Lead.__table__)
 TOUCHES = cast(Table, Touch.__table__)
 STAGES = cast(Table, StageChange.__table__)
 LEDGER = cast(Table, OwnershipChange.__table__)
+TEAMS = cast(Table, Team.__table__)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FILLABLE = ("name", "email", "source", "region", "product")
 
@@ -581,6 +582,14 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
     )
 
 
+def pointer_updates(ctx: HookContext) -> list[Update]:
+    """The round-robin pointers routing left to write (PostgreSQL), for :func:`emit_with`."""
+    pending = take_pointers(ctx.session)
+    if not pending:
+        return []
+    return [Update(TEAMS, {"tenant_id": "bigint", "id": "bigint"}, {"rr_pointer": "bigint"}, pending)]
+
+
 def _record_created(
     ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any]
 ) -> None:
@@ -615,5 +624,6 @@ def _record_created(
         "tenant_id": ("bigint", ctx.tenant.id), "reason": ("text", "created"), "note": ("text", ""),
         "actor_id": ("bigint", actor), "at": ("timestamptz", now),
     })
-    # One round trip on PostgreSQL: the history, the ledger and both events.
-    emit_with(ctx, [("lead_created", created_items), ("lead_assigned", assigned_items)], [stages, ledger_rows])
+    # One round trip on PostgreSQL: the history, the ledger, both events and the round-robin pointers.
+    emit_with(ctx, [("lead_created", created_items), ("lead_assigned", assigned_items)],
+              [stages, ledger_rows, *pointer_updates(ctx)])
