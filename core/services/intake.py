@@ -484,7 +484,7 @@ def _insert_leads(
         tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
         for found in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail + (", *" if whole else "")):
             created[(kind, str(found[1]))] = found[0]
-            if whole:
+            if inserted is not None and whole:
                 inserted[found[0]] = dict(zip(found._fields[2:], found[2:], strict=True))
     return created
 

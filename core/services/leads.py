@@ -118,7 +118,8 @@ def _as_inserted(ctx: HookContext, row: Mapping[str, Any]) -> Lead | None:
     """
     lead = Lead(**row)
     make_transient_to_detached(lead)  # persistent as if loaded: no history, nothing to flush
-    if ctx.session.identity_map.get(inspect(lead).key) is not None:
+    key = inspect(lead).key
+    if key is None or ctx.session.identity_map.get(key) is not None:
         return None
     ctx.session.add(lead)
     return lead
