@@ -60,3 +60,17 @@ def test_a_routed_lead_without_events_still_moves_the_pointer(tenant):
     assert decision.owner_id == reps[0]
     assert pointer(tenant, team) == reps[0]
     assert tenant.lead(phone())["owner_id"] == reps[1]
+
+
+def test_a_preview_after_routing_in_one_transaction_loses_no_pointer(tenant):
+    """The preview's savepoint is rolled back; the pointer decided before it is still written."""
+    team, reps = add_team(tenant, "Preview", reps=3)
+    routing_on(tenant, team)
+    from pelago.core.services.routing import preview
+
+    with tenant.runtime.tenant_context(tenant.id) as ctx:
+        assert owner_of(ingest(ctx, [Submission({"phone": phone()})])[0]) == reps[0]
+        assert preview(ctx, {"phone": phone()})["owner_id"] == reps[1]
+        assert owner_of(ingest(ctx, [Submission({"phone": phone()})])[0]) == reps[1]
+    assert pointer(tenant, team) == reps[1]
+    assert tenant.lead(phone())["owner_id"] == reps[2]

@@ -583,7 +583,12 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
 
 
 def pointer_updates(ctx: HookContext) -> list[Update]:
-    """The round-robin pointers routing left to write (PostgreSQL), for :func:`emit_with`."""
+    """The round-robin pointers routing left to write (PostgreSQL), for :func:`emit_with`.
+
+    None in a savepoint: there they stay pending for the outer transaction.
+    """
+    if ctx.session.in_nested_transaction():
+        return []
     pending = take_pointers(ctx.session)
     if not pending:
         return []
