@@ -60,18 +60,30 @@ def _pg_write(
     key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
     stmt = _PG_INSERTS.get(key)
     if stmt is None:
-        picks = [f"u.{c}" for c in columns] + [f"CAST(:k_{c} AS {t})" for c, (t, _) in fixed.items()]
-        spec = ", ".join(f"{c} {t}" for c, t in columns.items())
-        stmt = text(
-            f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
-            f"FROM json_to_recordset(CAST(:rows AS json)) AS u({spec}) {tail}"
-        )
+        stmt = text(pg_insert_sql(table, columns, fixed, tail))
         _PG_INSERTS[key] = stmt
-    names = tuple(columns)
-    params = {f"k_{c}": value for c, (_, value) in fixed.items()}
-    params["rows"] = json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_default)
-    result = session.execute(stmt, params)
+    result = session.execute(stmt, pg_params(columns, rows, fixed))
     return list(result) if "RETURNING" in tail else []
+
+
+def pg_insert_sql(table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "") -> str:
+    """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many)."""
+    picks = [f"u.{c}" for c in columns] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
+    spec = ", ".join(f"{c} {t}" for c, t in columns.items())
+    return (
+        f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
+        f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {tail}"
+    )
+
+
+def pg_params(columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, prefix: str = "") -> dict[str, Any]:
+    """The parameters of :func:`pg_insert_sql`'s statement for ``rows``."""
+    names = tuple(columns)
+    params = {f"{prefix}k_{c}": value for c, (_, value) in fixed.items()}
+    params[f"{prefix}rows"] = json.dumps(
+        [dict(zip(names, row, strict=True)) for row in rows], default=_json_default
+    )
+    return params
 
 
 def _sqlite_write(
@@ -162,46 +174,68 @@ class Call:
     params: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class Change:
+    """Rows of ``table`` to change by ``keys`` (columns and PostgreSQL types), setting ``values``.
+
+    A part of :func:`write_together` on PostgreSQL; ``rows`` hold the keys,
+    then the values, in order (the round-robin pointers the intake line
+    writes with its last statement).
+    """
+
+    table: Table
+    keys: Columns
+    values: Columns
+    rows: Sequence[Sequence[Any]]
+
+
 _PG_TOGETHER: dict[tuple[Any, ...], Any] = {}
 
 
 def write_together(
-    session: Session, parts: Sequence[Part], calls: Sequence[Call] = (),
+    session: Session, parts: Sequence[Part], calls: Sequence[Call] = (), changes: Sequence[Change] = (),
 ) -> tuple[list[list[Any]], list[Any]]:
-    """Every part's insert and every call, in one statement on PostgreSQL; in turn on SQLite.
+    """Every part's insert, every call and every change, in one statement on PostgreSQL; in turn on SQLite.
 
     Returns each part's RETURNING rows (as tuples, ``[]`` without one) and
-    each call's value. On PostgreSQL the inserts are data-modifying CTEs of
-    one statement (so one round trip and one plan for the lot) and the calls
-    sub-selects of it; they see the same snapshot, so no part may read what
-    another writes (foreign keys are checked at the end of the statement and
-    do see them). SQLite has no functions: calls are for PostgreSQL only.
+    each call's value. On PostgreSQL the inserts and changes are
+    data-modifying CTEs of one statement (so one round trip and one plan
+    for the lot) and the calls sub-selects of it; they see the same
+    snapshot, so no part may read what another writes (foreign keys are
+    checked at the end of the statement and do see them). SQLite has no
+    functions: calls are for PostgreSQL only; changes run as ``executemany``.
     """
     parts = [p for p in parts if p.rows]
-    if not parts and not calls:
+    changes = [c for c in changes if c.rows]
+    if not parts and not calls and not changes:
         return [], []
     if session.get_bind().dialect.name != "postgresql":
         if calls:
             raise ValueError("database function calls are for PostgreSQL")
-        return [_sqlite_write(session, p.table, p.columns, p.rows, p.fixed, p.tail) for p in parts], []
+        written = [_sqlite_write(session, p.table, p.columns, p.rows, p.fixed, p.tail) for p in parts]
+        for ch in changes:
+            sets = ", ".join(f"{v} = :{v}" for v in ch.values)
+            match = " AND ".join(f"{k} = :{k}" for k in ch.keys)
+            names = [*ch.keys, *ch.values]
+            session.execute(text(f"UPDATE {ch.table.name} SET {sets} WHERE {match}"),
+                            [dict(zip(names, row, strict=True)) for row in ch.rows])
+        return written, []
     key = (
         tuple((p.table.name, tuple(p.columns.items()), tuple((c, t) for c, (t, _) in p.fixed.items()), p.tail)
               for p in parts),
         tuple(c.sql for c in calls),
+        tuple((ch.table.name, tuple(ch.keys.items()), tuple(ch.values.items())) for ch in changes),
     )
     stmt = _PG_TOGETHER.get(key)
     if stmt is None:
         ctes: list[str] = []
         outputs: list[str] = []
         for k, p in enumerate(parts):
-            picks = [f"u.{c}" for c in p.columns] + [f"CAST(:k{k}_{c} AS {t})" for c, (t, _) in p.fixed.items()]
-            spec = ", ".join(f"{c} {t}" for c, t in p.columns.items())
-            ctes.append(
-                f"w{k} AS (INSERT INTO {p.table.name} ({', '.join([*p.columns, *p.fixed])}) "
-                f"SELECT {', '.join(picks)} FROM json_to_recordset(CAST(:rows{k} AS json)) AS u({spec}) {p.tail})"
-            )
+            ctes.append(f"w{k} AS ({pg_insert_sql(p.table.name, p.columns, p.fixed, p.tail, prefix=f'w{k}_')})")
             if "RETURNING" in p.tail:
                 outputs.append(f"SELECT {k}, json_agg(w{k}) FROM w{k}")  # one JSON value per part
+        for i, ch in enumerate(changes):
+            ctes.append(f"u{i} AS ({pg_update_sql(ch.table.name, ch.keys, ch.values, prefix=f'u{i}_')})")
         for j, c in enumerate(calls):
             ctes.append(f"c{j} AS (SELECT {c.sql} AS v)")
             outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
@@ -211,9 +245,9 @@ def write_together(
         _PG_TOGETHER[key] = stmt
     params: dict[str, Any] = {}
     for k, p in enumerate(parts):
-        names = tuple(p.columns)
-        params.update({f"k{k}_{c}": value for c, (_, value) in p.fixed.items()})
-        params[f"rows{k}"] = json.dumps([dict(zip(names, row, strict=True)) for row in p.rows], default=_json_default)
+        params.update(pg_params(p.columns, p.rows, p.fixed, prefix=f"w{k}_"))
+    for i, ch in enumerate(changes):
+        params.update(pg_params({**ch.keys, **ch.values}, ch.rows, {}, prefix=f"u{i}_"))
     for c in calls:
         params.update(c.params)
     returned: list[list[Any]] = [[] for _ in parts]
@@ -224,3 +258,15 @@ def write_together(
         elif value is not None:  # json_agg of no rows
             returned[k] = [tuple(row.values()) for row in value]
     return returned, values
+
+
+def pg_update_sql(table: str, keys: Columns, values: Columns, prefix: str = "") -> str:
+    """``UPDATE table SET … FROM json_to_recordset(:rows)``: a batch of rows changed by key, on PostgreSQL.
+
+    Its parameters come from :func:`pg_params` with ``{**keys, **values}`` as the columns.
+    """
+    spec = ", ".join(f"{c} {t}" for c, t in {**keys, **values}.items())
+    sets = ", ".join(f"{c} = u.{c}" for c in values)
+    match = " AND ".join(f"{table}.{c} = u.{c}" for c in keys)
+    return f"UPDATE {table} SET {sets} FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) WHERE {match}"
+

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -34,7 +34,9 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    inspect,
     make_url,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -273,6 +275,77 @@ def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
                 raise PermissionError(
                     f"{type(obj).__name__} of tenant {current} written in a session of tenant {tenant_id}"
                 )
+
+
+#: Tables whose rows make up a tenant's routing configuration, with the columns whose change does
+#: not alter it (the round-robin pointer moves on every routed lead; a password is not routing).
+ROUTING_TABLES: dict[str, frozenset[str]] = {
+    "core_routing_settings": frozenset({"updated_at"}),
+    "core_routing_rule": frozenset(),
+    "core_team": frozenset({"rr_pointer"}),
+    "core_user": frozenset({"password_hash"}),
+}
+#: ``session.info`` key: tenants whose routing version this (uncommitted) transaction bumped
+ROUTING_BUMPED = "pelago_routing_bumped"
+#: ``session.info`` key: ``(tenant_id, version)`` of the routing configuration, read with the
+#: request's credential (``hostapp.auth``); good until this transaction ends
+ROUTING_KNOWN = "pelago_routing_version"
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _bump_routing_version(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Bump ``core_routing_version`` of every tenant whose routing configuration this flush changes.
+
+    In the flush's own transaction, so the cached configurations of every
+    process (:mod:`pelago.core.routing_config`) go stale exactly when the edit
+    commits, and never before. Whatever the way in (API, CLI, a service
+    call): every write of these tables goes through the ORM unit of work;
+    the one bulk UPDATE of them (the round-robin pointer) is not configuration.
+    """
+    tenants: set[int] = set()
+    for obj in (*session.new, *session.deleted):
+        table = getattr(obj, "__tablename__", None)
+        if table in ROUTING_TABLES and getattr(obj, "tenant_id", None) is not None:
+            tenants.add(obj.tenant_id)
+    for obj in session.dirty:
+        table = getattr(obj, "__tablename__", None)
+        if table not in ROUTING_TABLES or getattr(obj, "tenant_id", None) is None:
+            continue
+        ignored = ROUTING_TABLES[table]
+        state = inspect(obj)
+        if any(a.key not in ignored and a.history.has_changes() for a in state.attrs):
+            tenants.add(obj.tenant_id)  # type: ignore[attr-defined]
+    if tenants:
+        bump_routing_version(session, tenants)
+
+
+def bump_routing_version(session: Session, tenants: Iterable[int]) -> None:
+    """Move the routing version of ``tenants`` on, in ``session``'s transaction.
+
+    For a change the listener cannot see (raw SQL on a routing table); the
+    ORM's writes bump it themselves.
+    """
+    conn = session.connection()
+    # A first row starts at the clock (microseconds), not at 1: a tenant id that SQLite hands out
+    # again after a deletion never meets a version cached for the tenant deleted.
+    start = time.time_ns() // 1000
+    for tenant_id in sorted(tenants):  # one order for every writer: no deadlocks
+        conn.execute(_BUMP, {"tenant": tenant_id, "start": start})
+    session.info.setdefault(ROUTING_BUMPED, set()).update(tenants)
+
+
+_BUMP = text(
+    "INSERT INTO core_routing_version (tenant_id, version) VALUES (:tenant, :start) "
+    "ON CONFLICT (tenant_id) DO UPDATE SET version = core_routing_version.version + 1"
+)
+
+
+@event.listens_for(TenantSession, "after_commit")
+@event.listens_for(TenantSession, "after_rollback")
+def _forget_routing_bump(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(ROUTING_BUMPED, None)
+        session.info.pop(ROUTING_KNOWN, None)
 
 
 class WriteGate:

@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .markers import hookimpl
-from .models import Lead, OwnershipChange, RoutingRule, RoutingSettings, Team
-from .routing import OwnerChoice, TeamChoice, day_start
+from .models import Lead, OwnershipChange, Team
+from .routing import OwnerChoice, TeamChoice, day_start, set_pointer
+from .routing_config import routing_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import HookContext
@@ -32,16 +33,12 @@ OPEN_STAGES = ("new", "contacted", "qualified")
 def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice | None] | None:
     """With auto-routing on: the first matching rule (lowest priority, then oldest), else
     the default intake team. Off: no opinion, so only a plugin or the caller places a lead."""
-    settings = ctx.session.get(RoutingSettings, ctx.tenant.id)
-    if settings is None or not settings.auto_routing:
+    config = routing_config(ctx.session, ctx.tenant.id)
+    if not config.auto_routing:
         return None
-    rules = list(ctx.session.scalars(
-        select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.priority, RoutingRule.id)
-    ))
-    default = settings.default_team_id
-    if not rules and default is None:
+    default = config.default_team_id
+    if not config.rules and default is None:
         return None
-    compiled = [(rule, {k: set(v) for k, v in (rule.match or {}).items()}) for rule in rules]
     fallback = (
         TeamChoice(default, "the tenant's default intake team", rule="default_team")
         if default is not None else None
@@ -49,8 +46,8 @@ def choose_team(ctx: HookContext, leads: Sequence[LeadInfo]) -> list[TeamChoice 
     choices: list[TeamChoice | None] = []
     for lead in leads:
         choice = fallback
-        for rule, match in compiled:
-            if all(getattr(lead, key) in accepted for key, accepted in match.items()):
+        for rule in config.rules:
+            if all(getattr(lead, key) in accepted for key, accepted in rule.match.items()):
                 choice = TeamChoice(rule.team_id, f"matched rule {rule.name!r}", rule=f"rule:{rule.name}",
                                     detail={"rule_id": rule.id})
                 break
@@ -154,9 +151,8 @@ def _round_robin(
         out.append((uid, f"round robin: next after user {pointer}" if pointer else "round robin: first in the team"))
         pointer = uid
         k = (k + step + 1) % len(ids)
-    if pointer != team.rr_pointer:
-        ctx.session.execute(update(Team).where(Team.id == team.id).values(rr_pointer=pointer)
-                            .execution_options(synchronize_session=False))
+    if pointer is not None and pointer != team.rr_pointer:
+        set_pointer(ctx, team.id, pointer)
         row = ctx.session.get(Team, team.id)  # routing's locked row, from the identity map: no query
         if row is not None:
             set_committed_value(row, "rr_pointer", pointer)  # already written: no second UPDATE

@@ -154,8 +154,6 @@ def emit_call(
         f"{key}_tenant": ctx.tenant.id, f"{key}_name": name, f"{key}_items": payload,
         f"{key}_actor": ctx.actor.user_id if ctx.actor else None, f"{key}_at": ctx.now(), f"{key}_plugins": plugins,
     }), bool(plugins)
-
-
 def emitted(ctx: HookContext, event_id: int) -> None:
     """Hand ``event_id`` to the queue when this transaction commits.
 

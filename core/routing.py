@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
 
 from .asking import first_answers
 from .context import HookContext
-from .models import Team, User
+from .db import TenantSession
+from .models import Team
+from .routing_config import routing_config
 from .snapshots import LeadInfo, TeamInfo, UserInfo
 
 
@@ -66,14 +69,66 @@ class Decision:
 
 
 def candidates_of(ctx: HookContext, team_id: int) -> list[UserInfo]:
-    """Active reps and managers of the team, on leave or not (exclusion explains leave)."""
-    return [
-        UserInfo.of(u) for u in ctx.session.scalars(
-            select(User)
-            .where(User.team_id == team_id, User.active.is_(True), User.role.in_(("rep", "manager")))
-            .order_by(User.id)
+    """Active reps and managers of the team, on leave or not (exclusion explains leave).
+
+    From the tenant's cached routing configuration (:mod:`pelago.core.routing_config`).
+    """
+    return routing_config(ctx.session, ctx.tenant.id).candidates(team_id)
+
+
+#: ``session.info`` key: round-robin pointers decided but not yet written, ``{team_id: (tenant_id, pointer)}``
+POINTERS = "pelago_rr_pointers"
+
+
+def set_pointer(ctx: HookContext, team_id: int, pointer: int) -> None:
+    """Move the team's round-robin pointer (its row is locked by :func:`route`).
+
+    On PostgreSQL, outside a savepoint, the write waits for the line's last
+    statement (:func:`take_pointers`, folded into it), one round trip fewer
+    while the team's row is locked; anything left is written before the
+    commit, and before the next :func:`route` of the transaction locks the
+    teams again. Elsewhere (SQLite, a preview's savepoint) it is written now.
+    """
+    session = ctx.session
+    if session.get_bind().dialect.name == "postgresql" and not session.in_nested_transaction():
+        session.info.setdefault(POINTERS, {})[team_id] = (ctx.tenant.id, pointer)
+        return
+    session.execute(update(Team).where(Team.id == team_id).values(rr_pointer=pointer)
+                    .execution_options(synchronize_session=False))
+
+
+def take_pointers(session: Session) -> list[tuple[int, int, int]]:
+    """The pointers waiting to be written, as ``(tenant_id, team_id, pointer)``; the caller writes them."""
+    pending = session.info.pop(POINTERS, None) or {}
+    return [(tenant, team, pointer) for team, (tenant, pointer) in sorted(pending.items())]
+
+
+def write_pointers(session: Session) -> None:
+    """Write the pointers still waiting (one UPDATE each).
+
+    Inside a savepoint they also stay pending: a rollback of the savepoint
+    undoes the write, not the decision of the outer transaction.
+    """
+    pending = (session.info.get(POINTERS) or {}).copy() if session.in_nested_transaction() else None
+    for tenant_id, team_id, pointer in take_pointers(session):
+        session.execute(
+            update(Team).where(Team.tenant_id == tenant_id, Team.id == team_id).values(rr_pointer=pointer)
+            .execution_options(synchronize_session=False, all_tenants=True)
         )
-    ]
+    if pending:
+        session.info[POINTERS] = pending
+
+
+@event.listens_for(TenantSession, "before_commit")
+def _write_pointers(session: Session) -> None:
+    if session.info.get(POINTERS) and not session.in_nested_transaction():
+        write_pointers(session)
+
+
+@event.listens_for(TenantSession, "after_rollback")
+def _drop_pointers(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(POINTERS, None)
 
 
 def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing") -> list[Decision]:
@@ -83,6 +138,8 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
     UPDATE``) in id order while their owners are chosen, so concurrent batches
     for one team take turns and the strategy's counts stay exact.
     """
+    if ctx.session.info.get(POINTERS):
+        write_pointers(ctx.session)  # the teams' rows must hold this transaction's pointers before they are read
     decisions = [Decision(None, None, None, {}) for _ in leads]
     teams: dict[int, Team] = {}
     undecided: list[int] = []
@@ -193,12 +250,11 @@ def default_intake_team(ctx: HookContext) -> int | None:
 
     The team the core's own ``choose_team`` falls back to; a plugin that
     places leads itself (the settlement plugin's division, when every branch
-    is full) uses it for its own fallback. Read in the caller's transaction.
+    is full) uses it for its own fallback. From the tenant's routing
+    configuration as the caller's transaction sees it (cached per routing
+    version; an edit in this transaction is seen).
     """
-    from .models import RoutingSettings
-
-    settings = ctx.session.get(RoutingSettings, ctx.tenant.id)
-    return settings.default_team_id if settings is not None else None
+    return routing_config(ctx.session, ctx.tenant.id).default_team_id
 
 
 def day_start(ctx: HookContext, at: datetime | None = None) -> datetime:

@@ -16,7 +16,7 @@ from .leads import (
 )
 from .outbox import DELIVERY_STATES, POST_STATES, Delivery, OutboundPost, OutboxEvent, PeriodicRun
 from .privacy import PRIVACY_ACTIONS, PrivacyAudit
-from .routing import RULE_FIELDS, RoutingRule, RoutingSettings
+from .routing import RULE_FIELDS, RoutingRule, RoutingSettings, RoutingVersion
 from .tenancy import ROLE_RANK, ROLES, STRATEGIES, ApiKey, Team, Tenant, TenantPlugin, User
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Refund",
     "RoutingRule",
     "RoutingSettings",
+    "RoutingVersion",
     "StageChange",
     "StoredSubmission",
     "Team",

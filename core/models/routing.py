@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId, TenantScoped, tenant_key
@@ -27,6 +27,23 @@ class RoutingSettings(TenantScoped, Base):
     handoff_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     repurchase_team_id: Mapped[int | None] = mapped_column(BigId)
     updated_at: Mapped[datetime]
+
+
+class RoutingVersion(TenantScoped, Base):
+    """The version of the tenant's routing configuration; no row means version 0.
+
+    Bumped in the transaction of every change to the tenant's routing
+    settings, rules, teams or users (the ``before_flush`` listener of
+    :mod:`pelago.core.db`), so a process's cached configuration
+    (:mod:`pelago.core.routing_config`) is never used past the edit's commit.
+    """
+
+    __tablename__ = "core_routing_version"
+
+    tenant_id: Mapped[int] = mapped_column(  # type: ignore[assignment]
+        BigId, ForeignKey("core_tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class RoutingRule(TenantScoped, Base):

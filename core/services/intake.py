@@ -36,14 +36,14 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
 from ..attributes import MAX_KEYS, attribute_errors
-from ..bulk import Call, Part, write_rows, write_together
+from ..bulk import Call, Change, Part, write_rows, write_together
 from ..context import HookContext
 from ..errors import Conflict
 from ..events import emit, emit_call, emitted, snapshot
-from ..models import Lead, OwnershipChange, StageChange, Touch, User
+from ..models import Lead, OwnershipChange, StageChange, Team, Touch, User
 from ..ownership import assigned_item
 from ..phones import BadPhone, normalise_fast
-from ..routing import Decision, LeadInfo, route
+from ..routing import Decision, LeadInfo, route, take_pointers
 from ..snapshots import UserInfo
 from ..vetoes import vetoes
 
@@ -57,6 +57,7 @@ LEADS = cast(Table, Lead.__table__)
 TOUCHES = cast(Table, Touch.__table__)
 STAGES = cast(Table, StageChange.__table__)
 LEDGER = cast(Table, OwnershipChange.__table__)
+TEAMS = cast(Table, Team.__table__)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FILLABLE = ("name", "email", "source", "region", "product")
 
@@ -82,6 +83,8 @@ class Outcome:
     matched_on: str | None = None
     errors: dict[str, list[str]] | None = None
     decision: Decision | None = None
+    #: a created lead's columns as inserted (PostgreSQL), so a caller answering with it reads nothing
+    row: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -268,7 +271,8 @@ def _ingest(
         for r, new_id in zip(to_create, _next_ids(ctx.session, "core_lead", len(to_create)), strict=True):
             r.new_id = new_id
     decisions = _decide(ctx, to_create, routing, strict_owner)
-    created = _insert_leads(ctx, to_create, decisions, now)
+    inserted: dict[int, Mapping[str, Any]] = {}
+    created = _insert_leads(ctx, to_create, decisions, now, inserted)
     late = [r for r in to_create if r.dedupe not in created]  # lost a race: merge instead
     if late:
         found = _existing_leads(ctx, [r.dedupe for r in late])
@@ -279,6 +283,7 @@ def _ingest(
     for r in to_create:
         if r.dedupe in created:
             r.outcome.lead_id = created[r.dedupe]
+            r.outcome.row = inserted.get(r.outcome.lead_id)
     for r, leader in followers:
         r.outcome.status, r.outcome.lead_id, r.outcome.matched_on = "merged", leader.outcome.lead_id, r.dedupe[0]
 
@@ -476,9 +481,14 @@ LEDGER_COLUMNS = {"lead_id": "bigint", "to_user_id": "bigint", "to_team_id": "bi
 
 
 def _insert_leads(
-    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any
+    ctx: HookContext, rows: list[_Row], decisions: dict[int, Decision], now: Any,
+    inserted: dict[int, Mapping[str, Any]] | None = None,
 ) -> dict[tuple[str, str], int]:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING, one statement per kind of key."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, one statement per kind of key.
+
+    ``inserted`` (PostgreSQL, a batch of one): filled with the lead's columns as
+    written, from the same RETURNING.
+    """
     if not rows:
         return {}
     created: dict[tuple[str, str], int] = {}
@@ -506,9 +516,12 @@ def _insert_leads(
                 d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
                 None if owner is None else stamp,
             ))
+        whole = inserted is not None and len(rows) == 1 and _postgres(ctx.session)
         tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
-        for lid, value in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail):
-            created[(kind, str(value))] = lid
+        for found in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail + (", *" if whole else "")):
+            created[(kind, str(found[1]))] = found[0]
+            if inserted is not None and whole:
+                inserted[found[0]] = dict(zip(found._fields[2:], found[2:], strict=True))
     return created
 
 
@@ -581,7 +594,7 @@ def _write_rest(
                 call, has = emit_call(ctx, name, items, f"e{len(calls)}", plain=True)
                 calls.append(call)
                 subscribed.append(has)
-        returned, event_ids = write_together(ctx.session, parts, calls)
+        returned, event_ids = write_together(ctx.session, parts, calls, pointer_updates(ctx))
         for event_id, has in zip(event_ids, subscribed, strict=True):
             if has:
                 emitted(ctx, int(event_id))
@@ -640,6 +653,19 @@ def _touch_row(r: _Row) -> tuple[Any, ...]:
         touch.get("source") or r.values.get("source"), touch.get("utm_source"), touch.get("utm_medium"),
         touch.get("utm_campaign"), touch.get("utm_term"), touch.get("utm_content"), touch.get("click_id"),
     )
+
+
+def pointer_updates(ctx: HookContext) -> list[Change]:
+    """The round-robin pointers routing left to write (PostgreSQL), for :func:`~pelago.core.bulk.write_together`.
+
+    None in a savepoint: there they stay pending for the outer transaction.
+    """
+    if ctx.session.in_nested_transaction():
+        return []
+    pending = take_pointers(ctx.session)
+    if not pending:
+        return []
+    return [Change(TEAMS, {"tenant_id": "bigint", "id": "bigint"}, {"rr_pointer": "bigint"}, pending)]
 
 
 def _created_parts(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, inspect, select, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from ..attributes import MAX_KEYS, attribute_errors
 from ..context import HookContext
@@ -99,13 +100,29 @@ def create_lead(
         message = "a lead needs a phone or an email" if errors.get("phone") == ["phone or email is required"] \
             else "invalid " + ", ".join(sorted(errors))
         raise InvalidInput(message, errors)
-    lead = ctx.session.get(Lead, outcome.lead_id, populate_existing=True)
+    lead = _as_inserted(ctx, outcome.row) if outcome.row is not None else None
+    if lead is None:
+        lead = ctx.session.get(Lead, outcome.lead_id, populate_existing=True)
     assert lead is not None
     return Intake(
         lead, created=outcome.status == "created", merged=outcome.status == "merged"
         or (outcome.status == "replayed" and _touch_merged(ctx, outcome.touch_id)),
         replayed=outcome.status == "replayed", touch_id=outcome.touch_id or 0,
     )
+
+
+def _as_inserted(ctx: HookContext, row: Mapping[str, Any]) -> Lead | None:
+    """The lead the line has just inserted, from the insert's own RETURNING: no read back.
+
+    ``None`` when the session already holds that lead (then it is read).
+    """
+    lead = Lead(**row)
+    make_transient_to_detached(lead)  # persistent as if loaded: no history, nothing to flush
+    key = inspect(lead).key
+    if key is None or ctx.session.identity_map.get(key) is not None:
+        return None
+    ctx.session.add(lead)
+    return lead
 
 
 def _touch_merged(ctx: HookContext, touch_id: int | None) -> bool:

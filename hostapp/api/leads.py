@@ -200,5 +200,8 @@ def history(lead_id: int) -> Any:
     return {"items": svc.history(c, svc.get_lead(c, lead_id))}
 
 
+_LEAD_FIELDS = tuple(s.Lead().fields)  # a schema instance per request costs more than the dict
+
+
 def _lead(lead: Any) -> dict[str, Any]:
-    return {name: getattr(lead, name) for name in s.Lead().fields}
+    return {name: getattr(lead, name) for name in _LEAD_FIELDS}
