@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-from pelago.core.crypto import new_key
     ROOT,
     arguments,
     bench_database,
@@ -62,6 +61,7 @@ from pelago.core.crypto import new_key
     make_tenant,
     result,
 )
+from pelago.core.crypto import new_key
 
 GOAL = ">=0.5"
 API_GOAL = ">=0.3"
