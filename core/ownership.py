@@ -414,8 +414,13 @@ def _users(ctx: HookContext, ids: set[int | None]) -> dict[int, UserInfo]:
 def _refresh(ctx: HookContext, lead_ids: Sequence[int]) -> None:
     """Expire loaded ``Lead`` objects of ``lead_ids``: their rows were changed by Core statements."""
     loaded = ctx.session.identity_map
-    for lead_id in lead_ids:
-        obj = loaded.get(identity_key(Lead, lead_id))
+    if len(loaded) < len(lead_ids):  # a batch job's session holds few objects: look at those, not every id
+        ids, lead_class = set(lead_ids), identity_key(Lead, 0)[0]
+        keys = [key for key in loaded.keys() if key[0] is lead_class and key[1] and key[1][0] in ids]
+    else:
+        keys = [identity_key(Lead, lead_id) for lead_id in lead_ids]
+    for key in keys:
+        obj = loaded.get(key)
         if obj is not None:
             ctx.session.expire(obj)
 

@@ -270,3 +270,19 @@ def test_racing_batches_move_each_lead_once(make_app):
     assert all(r.missed == ids for r in results if not r.moved)
     ledger = [row for row in _ledger(t, ids) if row.from_user_id == rep and row.reason == "manual"]
     assert Counter(row.lead_id for row in ledger) == dict.fromkeys(ids, 1)
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["asking", "not-asking"])
+@pytest.mark.parametrize("loaded", [1, 3], ids=["fewer-loaded-than-moved", "every-moved-loaded"])
+def test_leads_loaded_in_the_session_show_the_change(make_app, check, loaded):
+    """The changes are Core statements: the session's loaded leads are expired, whichever side is smaller."""
+    t = _tenant(make_app)
+    rep, rep2 = t.users["rep"], t.users["rep2"]
+    ids = [t.lead(f"1380013862{k}", owner_id=rep)["id"] for k in range(3)]
+    kept = t.lead("13800138629", owner_id=rep)["id"]  # loaded, not moved: left as it is
+    with tenant_context(t.runtime, t.id) as ctx:
+        held = [ctx.session.get(Lead, i) for i in [*ids[:loaded], kept]]
+        assert all(lead is not None and lead.owner_id == rep for lead in held)
+        moved = change_owners(ctx, [Move(i, rep, rep2) for i in ids], reason="manual", check=check)
+        assert moved.moved == ids
+        assert [lead.owner_id for lead in held] == [rep2] * loaded + [rep]

@@ -92,11 +92,14 @@ class Report:
 
 
 def _selection(p: Plan) -> Any:
-    # what the rules read of a lead (rules.next_due, for reminders); the release reads the rest itself
-    cols = [L.id, L.owner_id, L.source, L.attributes, L.stage, L.is_customer, L.locked, L.assigned_at,
-            L.created_at, L.last_activity_at, L.stage_changed_at,
-            p.pool.label("pool_id"), (p.recycle if p.recycle is not None else null()).label("recycle"),
+    cols = [L.id, L.owner_id, p.pool.label("pool_id"),
+            (p.recycle if p.recycle is not None else null()).label("recycle"),
             (p.remind if p.remind is not None else null()).label("remind")]
+    if p.remind is not None:
+        # what rules.next_due reads of a lead, for the reminders' due dates; without reminders in any
+        # pool the batch carries no more than the release needs (no JSON, no timestamps to decode)
+        cols += [L.source, L.attributes, L.stage, L.is_customer, L.locked, L.assigned_at, L.created_at,
+                 L.last_activity_at, L.stage_changed_at]
     due = [e for e in (p.recycle, p.remind) if e is not None]
     return select(*cols).where(RECYCLABLE, or_(*(e.is_not(None) for e in due)))
 
