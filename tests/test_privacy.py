@@ -522,3 +522,34 @@ def test_an_erasure_blanks_the_submissions_naming_another_phone_or_email_of_the_
         assert personal not in left, personal
     _route(t)
     assert ok(t.get("/api/v1/leads?limit=200"))["items"] == [ok(t.get(f"/api/v1/leads/{lead['id']}"))]
+
+
+def test_an_erasure_reads_only_the_persons_submissions_not_the_tenants_other_pending_ones(t):
+    """Was: every pending or failed submission of the tenant was read, payload and all, and matched in
+    Python (twice per erasure). Now the match is in SQL: run again after the erasure, each query the
+    erasure made of ``core_submission`` finds nothing (the person's rows are blanked, and no one else's
+    ever matched)."""
+    from sqlalchemy import event
+
+    mine = _accept(t, {"name": NAME, "phone": "13800138011", "email": f"  {EMAIL.upper()}\t"}, "f")
+    others = [_accept(t, {"name": "Li Na", "phone": f"138001380{n:02d}", "email": f"li{n}@example.com"}, f"g{n}")
+              for n in range(50, 53)]
+    queries: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "core_submission" in statement:
+            queries.append((statement, parameters))
+
+    event.listen(t.runtime.engine, "before_cursor_execute", record)
+    try:
+        ok(t.post("/api/v1/privacy/erasures", json={"email": EMAIL, "reason": "asked"}))
+    finally:
+        event.remove(t.runtime.engine, "before_cursor_execute", record)
+
+    assert queries
+    with t.runtime.engine.connect() as conn:
+        for statement, parameters in queries:
+            assert conn.exec_driver_sql(statement, parameters).all() == [], statement
+    rows = _submissions(t)
+    assert rows[mine]["status"] == "failed" and rows[mine]["dedupe"] is None
+    assert [rows[i]["status"] for i in others] == ["accepted"] * 3

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Select, String, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -245,6 +245,9 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
     return Erasure(ids, audit.id, event_id)
 
 
+_WHITESPACE = " \t\n\r\f\v"
+
+
 def _unrouted_submissions(ctx: HookContext, known: set[str], *, lock: bool) -> set[int]:
     """Ids of the tenant's webhook submissions not routed (``accepted``, or ``failed``) that name ``known``.
 
@@ -253,18 +256,22 @@ def _unrouted_submissions(ctx: HookContext, known: set[str], *, lock: bool) -> s
     phone keeps its email only there). A routed (``processed``) submission is
     its lead's, and goes with it. ``lock``: the rows are locked for this
     transaction (PostgreSQL), after any router that holds them commits.
+    Matched in SQL, so only the person's rows are read: the tenant's other
+    pending submissions (and their payloads) stay in the database.
     """
-    emails = {v for v in known if "@" in v}
-    stmt = select(StoredSubmission.id, StoredSubmission.dedupe, StoredSubmission.data).where(
-        StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.status.in_(("accepted", "failed")))
-    found = {
-        row.id for row in ctx.session.execute(stmt)
-        if row.dedupe in known or (emails and str((row.data or {}).get("email") or "").strip().lower() in emails)
-    }
-    if found and lock and ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(select(StoredSubmission.id).where(
-            StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.id.in_(found)).with_for_update())
-    return found
+    c = StoredSubmission
+    emails = sorted(v for v in known if "@" in v)
+    names: ColumnElement[bool] = c.dedupe.in_(sorted(known))
+    if emails:
+        postgres = ctx.session.get_bind().dialect.name == "postgresql"
+        # Python's str.strip() whitespace; PostgreSQL spells trim(x, chars) btrim
+        trim = func.btrim if postgres else func.trim
+        names = names | func.lower(trim(c.data["email"].as_string(), _WHITESPACE)).in_(emails)
+    stmt = select(c.id).where(c.tenant_id == ctx.tenant.id, c.status.in_(("accepted", "failed")), names)
+    if lock and ctx.session.get_bind().dialect.name == "postgresql":
+        # in id order, as the router's batch lock (submissions._hold), so the two cannot deadlock
+        stmt = stmt.order_by(c.id).with_for_update()
+    return set(ctx.session.execute(stmt).scalars())
 
 
 def _blank_submissions(ctx: HookContext, ids: set[int]) -> None:
