@@ -553,3 +553,19 @@ def test_an_erasure_reads_only_the_persons_submissions_not_the_tenants_other_pen
     rows = _submissions(t)
     assert rows[mine]["status"] == "failed" and rows[mine]["dedupe"] is None
     assert [rows[i]["status"] for i in others] == ["accepted"] * 3
+
+
+def test_an_erasure_finds_a_pending_submissions_email_with_letters_and_spaces_beyond_ascii(t):
+    """The SQL match lowercases and trims ASCII only (SQLite's ``lower`` leaves É alone): a mapped email
+    with other characters is matched as intake strips and lowercases it, in Python."""
+    wide = _accept(t, {"name": NAME, "phone": "13800138012", "email": "\u3000ÉLÈVE.Privacy@Example.com "}, "h")
+    ascii_only = _accept(t, {"name": NAME, "phone": "13800138013", "email": "\tELEVE.privacy@example.com"}, "i")
+    other = _accept(t, {"name": "Li Na", "phone": "13800138014", "email": "ÉLÈVE.autre@example.com"}, "j")
+    ok(t.post("/api/v1/privacy/erasures", json={"email": "élève.privacy@example.com", "reason": "asked"}))
+    rows = _submissions(t)
+    assert (rows[wide]["status"], rows[wide]["dedupe"]) == ("failed", None)
+    assert rows[ascii_only]["status"] == "accepted"  # another address: e, not é
+    assert rows[other]["status"] == "accepted"
+    ok(t.post("/api/v1/privacy/erasures", json={"email": "eleve.privacy@example.com", "reason": "asked"}))
+    rows = _submissions(t)
+    assert (rows[ascii_only]["status"], rows[other]["status"]) == ("failed", "accepted")
