@@ -87,6 +87,8 @@ class DashboardPanel:
     English, translated through :attr:`ConsolePages.messages`. ``name``
     makes the panel's HTML id, ``panel-<plugin>-<name>``. ``role``: the
     lowest role that sees it (``data`` is not called for the others).
+    ``data`` runs in a savepoint: if it raises, it is logged and the panel
+    is shown as unavailable, and the rest of the dashboard is drawn.
     """
 
     name: str

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -529,6 +531,41 @@ def test_dashboard_numbers(tenant: TenantHandle) -> None:
     rep = ConsoleClient(tenant, "rep").get("/console/").get_data(as_text=True)
     assert "<th>baidu</th><td>1</td>" in rep  # her own leads only
     assert 'id="my-open">1<' in rep and 'id="panel-pool-flows"' not in rep
+
+
+@pytest.mark.parametrize("fault", ["sql", "raise"])
+def test_a_plugins_failing_dashboard_panel_is_shown_unavailable_and_the_rest_is_drawn(
+        make_app, caplog, fault: str) -> None:  # type: ignore[no-untyped-def]
+    """Was: a panel whose ``data`` raised made the whole dashboard a 500, for everyone of the tenant. Its
+    failed statement ("sql") would also leave a PostgreSQL transaction aborted for the panels after it."""
+    from tests.plugins import recorder
+
+    app: Flask = make_app(plugins=("recorder",))
+    tenant = new_tenant(app)
+    set_passwords(tenant)
+    tenant.put("/api/v1/plugins/recorder", json={"enabled": True})
+    tenant.lead("13800138601")
+    manager = ConsoleClient(tenant, "manager")
+    recorder.PANEL_FAULT[:] = [fault]
+    try:
+        with caplog.at_level(logging.ERROR, logger="pelago"):
+            r = manager.get("/console/")
+        page = r.get_data(as_text=True)
+        assert r.status_code == 200, page
+        broken = page[page.index('id="panel-recorder-broken"'):]
+        broken = broken[:broken.index("</section>")]
+        assert "坏面板" in broken and "此面板暂时无法显示。" in broken  # its title, and why it is empty
+        assert 'id="recorder-leads">1<' in page  # the next panel, in the same transaction
+        assert 'id="unowned-count"' in page
+        failed = [rec for rec in caplog.records if "panel 'broken' of plugin recorder" in rec.getMessage()]
+        assert failed and failed[0].exc_info is not None
+        manager.post("/console/language", {"locale": "en", "next": "/console/"})
+        english = manager.get("/console/").get_data(as_text=True)
+        assert "This panel is unavailable right now." in english and 'id="recorder-leads">1<' in english
+    finally:
+        recorder.PANEL_FAULT.clear()
+    page = manager.get("/console/").get_data(as_text=True)
+    assert 'id="panel-recorder-broken"' not in page and 'id="recorder-leads">1<' in page
 
 
 def test_plugin_dashboard_panels_follow_the_switch_role_and_tenant(make_app) -> None:  # type: ignore[no-untyped-def]

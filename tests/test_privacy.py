@@ -522,3 +522,50 @@ def test_an_erasure_blanks_the_submissions_naming_another_phone_or_email_of_the_
         assert personal not in left, personal
     _route(t)
     assert ok(t.get("/api/v1/leads?limit=200"))["items"] == [ok(t.get(f"/api/v1/leads/{lead['id']}"))]
+
+
+def test_an_erasure_reads_only_the_persons_submissions_not_the_tenants_other_pending_ones(t):
+    """Was: every pending or failed submission of the tenant was read, payload and all, and matched in
+    Python (twice per erasure). Now the match is in SQL: run again after the erasure, each query the
+    erasure made of ``core_submission`` finds nothing (the person's rows are blanked, and no one else's
+    ever matched)."""
+    from sqlalchemy import event
+
+    mine = _accept(t, {"name": NAME, "phone": "13800138011", "email": f"  {EMAIL.upper()}\t"}, "f")
+    others = [_accept(t, {"name": "Li Na", "phone": f"138001380{n:02d}", "email": f"li{n}@example.com"}, f"g{n}")
+              for n in range(50, 53)]
+    queries: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "core_submission" in statement:
+            queries.append((statement, parameters))
+
+    event.listen(t.runtime.engine, "before_cursor_execute", record)
+    try:
+        ok(t.post("/api/v1/privacy/erasures", json={"email": EMAIL, "reason": "asked"}))
+    finally:
+        event.remove(t.runtime.engine, "before_cursor_execute", record)
+
+    assert queries
+    with t.runtime.engine.connect() as conn:
+        for statement, parameters in queries:
+            assert conn.exec_driver_sql(statement, parameters).all() == [], statement
+    rows = _submissions(t)
+    assert rows[mine]["status"] == "failed" and rows[mine]["dedupe"] is None
+    assert [rows[i]["status"] for i in others] == ["accepted"] * 3
+
+
+def test_an_erasure_finds_a_pending_submissions_email_with_letters_and_spaces_beyond_ascii(t):
+    """The SQL match lowercases and trims ASCII only (SQLite's ``lower`` leaves É alone): a mapped email
+    with other characters is matched as intake strips and lowercases it, in Python."""
+    wide = _accept(t, {"name": NAME, "phone": "13800138012", "email": "\u3000ÉLÈVE.Privacy@Example.com "}, "h")
+    ascii_only = _accept(t, {"name": NAME, "phone": "13800138013", "email": "\tELEVE.privacy@example.com"}, "i")
+    other = _accept(t, {"name": "Li Na", "phone": "13800138014", "email": "ÉLÈVE.autre@example.com"}, "j")
+    ok(t.post("/api/v1/privacy/erasures", json={"email": "élève.privacy@example.com", "reason": "asked"}))
+    rows = _submissions(t)
+    assert (rows[wide]["status"], rows[wide]["dedupe"]) == ("failed", None)
+    assert rows[ascii_only]["status"] == "accepted"  # another address: e, not é
+    assert rows[other]["status"] == "accepted"
+    ok(t.post("/api/v1/privacy/erasures", json={"email": "eleve.privacy@example.com", "reason": "asked"}))
+    rows = _submissions(t)
+    assert (rows[ascii_only]["status"], rows[other]["status"]) == ("failed", "accepted")

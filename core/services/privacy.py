@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, delete, func, select, text, update
+from sqlalchemy import ColumnElement, LargeBinary, Select, String, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -245,26 +245,47 @@ def erase(ctx: HookContext, person: Subject, *, reason: str, actor: str | None =
     return Erasure(ids, audit.id, event_id)
 
 
+#: the ASCII characters Python's ``str.strip()`` removes (intake strips a submission's email so)
+_ASCII_SPACE = "".join(chr(i) for i in range(128) if chr(i).isspace())
+
+
 def _unrouted_submissions(ctx: HookContext, known: set[str], *, lock: bool) -> set[int]:
     """Ids of the tenant's webhook submissions not routed (``accepted``, or ``failed``) that name ``known``.
 
     A submission names a person by its ``dedupe`` key (its E.164 phone, else
     its email) or by the email in its mapped fields (a submission with a
-    phone keeps its email only there). A routed (``processed``) submission is
-    its lead's, and goes with it. ``lock``: the rows are locked for this
-    transaction (PostgreSQL), after any router that holds them commits.
+    phone keeps its email only there), stripped and lowercased as intake
+    does. A routed (``processed``) submission is its lead's, and goes with
+    it. ``lock``: the rows are locked for this transaction (PostgreSQL), in
+    id order, after any router that holds them commits.
+
+    Matched in SQL, so only the person's rows are read, not every pending
+    submission of the tenant. SQL's ``trim`` and ``lower`` equal Python's
+    ``strip`` and ``lower`` on ASCII text only (SQLite's ``lower`` leaves
+    other letters alone, PostgreSQL's depends on the collation): a mapped
+    email with any other character is read too, and matched in Python. Such
+    emails are rare; those rows are locked too.
     """
+    c = StoredSubmission
     emails = {v for v in known if "@" in v}
-    stmt = select(StoredSubmission.id, StoredSubmission.dedupe, StoredSubmission.data).where(
-        StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.status.in_(("accepted", "failed")))
-    found = {
+    names: ColumnElement[bool] = c.dedupe.in_(sorted(known))
+    email = c.data["email"].as_string()
+    postgres = ctx.session.get_bind().dialect.name == "postgresql"
+    if emails:
+        # PostgreSQL spells trim(x, characters) btrim
+        ascii_key = func.lower((func.btrim if postgres else func.trim)(email, _ASCII_SPACE))
+        wide = (func.octet_length(email) != func.char_length(email) if postgres
+                else func.length(email) != func.length(email.cast(LargeBinary)))
+        names = names | ascii_key.in_(sorted(emails)) | wide
+    stmt = select(c.id, c.dedupe, email.label("email")).where(
+        c.tenant_id == ctx.tenant.id, c.status.in_(("accepted", "failed")), names)
+    if lock and postgres:
+        # in id order, as the router's batch lock (submissions._hold), so the two cannot deadlock
+        stmt = stmt.order_by(c.id).with_for_update(of=c)
+    return {
         row.id for row in ctx.session.execute(stmt)
-        if row.dedupe in known or (emails and str((row.data or {}).get("email") or "").strip().lower() in emails)
+        if row.dedupe in known or (emails and str(row.email or "").strip().lower() in emails)
     }
-    if found and lock and ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(select(StoredSubmission.id).where(
-            StoredSubmission.tenant_id == ctx.tenant.id, StoredSubmission.id.in_(found)).with_for_update())
-    return found
 
 
 def _blank_submissions(ctx: HookContext, ids: set[int]) -> None:

@@ -255,12 +255,15 @@ def process(runtime: Runtime, tenant_id: int, rows: Sequence[Row[Any]], token: s
 
 
 def _hold(session: Session, ids: list[int], token: str) -> set[int]:
-    """Lock the batch's rows for this transaction; those another router took meanwhile are dropped."""
+    """Lock the batch's rows for this transaction; those another router took meanwhile are dropped.
+
+    In id order, as an erasure locks the person's pending rows (``privacy``), so the two cannot deadlock.
+    """
     stmt = select(SUBMISSIONS.c.id).where(
         SUBMISSIONS.c.id.in_(ids), SUBMISSIONS.c.lease_token == token, SUBMISSIONS.c.status == "accepted"
     )
     if _postgres(session):
-        stmt = stmt.with_for_update()
+        stmt = stmt.order_by(SUBMISSIONS.c.id).with_for_update()
     return set(session.execute(stmt).scalars())
 
 

@@ -210,6 +210,7 @@ ZH: dict[str, str] = {
     "Today's new leads by team": "今日新增线索（按团队）",
     "Unowned leads": "无人负责的线索",
     "Stage funnel": "阶段漏斗",
+    "This panel is unavailable right now.": "此面板暂时无法显示。",
     "My numbers": "我的数据",
     "My open leads": "我的跟进中线索",
     "My activities today": "我今天的跟进",

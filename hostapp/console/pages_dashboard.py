@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from pelago.core.models import STAGES, Activity, Deal, Lead, Team
 from pelago.core.routing import day_start
 from pelago.core.services import leads as lead_svc
+from pelago.core.spec import DashboardPanel
 
 from ..auth import ctx
 from . import bp
@@ -26,16 +27,28 @@ from .web import console, render_page, runtime
 
 @dataclass(frozen=True)
 class ShownPanel:
-    """A plugin's dashboard panel as the template draws it: its id, title, template and values."""
+    """A plugin's dashboard panel as the template draws it: its id, title, template and values.
+
+    ``template`` is ``None`` when the plugin's ``data`` failed: the panel is
+    shown as unavailable (its title stays, so the user sees which one).
+    """
 
     id: str
     title: str
-    template: str
+    template: str | None
     values: Mapping[str, Any]
 
 
+class _Failed(Exception):
+    """A panel's ``data`` raised (logged already)."""
+
+
 def _panels(c: Any) -> list[ShownPanel]:
-    """The panels of the plugins on for the tenant that this user's role sees, in the plugins' order."""
+    """The panels of the plugins on for the tenant that this user's role sees, in the plugins' order.
+
+    One plugin's failing panel does not take the dashboard down: it is
+    logged and shown as unavailable, and the others are drawn.
+    """
     me = console()
     shown = []
     for spec in runtime().host.specs.values():
@@ -44,10 +57,27 @@ def _panels(c: Any) -> list[ShownPanel]:
         for panel in spec.console.panels:
             if not me.at_least(panel.role):
                 continue
-            values = panel.data(c)
+            pid = f"panel-{spec.name}-{panel.name}"
+            try:
+                values = _data(c, spec.name, panel)
+            except _Failed:
+                shown.append(ShownPanel(pid, panel.title, None, {}))
+                continue
             if values is not None:
-                shown.append(ShownPanel(f"panel-{spec.name}-{panel.name}", panel.title, panel.template, values))
+                shown.append(ShownPanel(pid, panel.title, panel.template, values))
     return shown
+
+
+def _data(c: Any, plugin: str, panel: DashboardPanel) -> Mapping[str, Any] | None:
+    """``panel.data(c)`` in a savepoint: if it raises, the session is as before (on PostgreSQL a failed
+    statement would otherwise leave the transaction aborted, and every later query of the page failing)."""
+    try:
+        with c.session.begin_nested():
+            values: Mapping[str, Any] | None = panel.data(c)
+            return values
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug is logged, and costs only its panel
+        runtime().log.exception("dashboard panel %r of plugin %s failed; shown as unavailable", panel.name, plugin)
+        raise _Failed from exc
 
 
 @bp.get("/")

@@ -16,7 +16,7 @@ import click
 import flask
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from pelago.core import OwnerChoice, Periodic, PluginSpec, TeamChoice, hookimpl
 from pelago.core.hookspecs import EVENTS
@@ -36,6 +36,9 @@ from pelago.plugin import (
 )
 
 CALLS: list[tuple[str, int, Any]] = []
+#: how the "Broken" dashboard panel fails: "sql" (a failed statement: PostgreSQL aborts the transaction),
+#: "raise" (a plain exception); unset, it shows nothing (tests/test_console.py sets it)
+PANEL_FAULT: list[str] = []
 
 
 def calls(name: str, tenant_id: int | None = None) -> list[Any]:
@@ -188,6 +191,15 @@ def lead_count(ctx: Any) -> Any:
     return {"leads": ctx.session.scalar(select(func.count()).select_from(Lead))}
 
 
+def broken_panel(ctx: Any) -> Any:
+    """A dashboard panel that fails as :data:`PANEL_FAULT` says (the dashboard must survive it)."""
+    if not PANEL_FAULT:
+        return None
+    if PANEL_FAULT[0] == "sql":
+        ctx.session.execute(text("SELECT no_such_column FROM recorder_no_such_table"))
+    raise RuntimeError("recorder: broken panel")
+
+
 plugin = PluginSpec(
     name="recorder",
     title="Recorder (test)",
@@ -201,7 +213,10 @@ plugin = PluginSpec(
     console=ConsolePages(pages, menu=(MenuEntry("Recorded calls", "recorded"),),
                          messages={"zh-CN": {"Recorded calls": "已记录的调用", "Forgotten.": "已清除。",
                                              "Recorded lead {lead}": "已记录线索 {lead}",
-                                             "Leads recorded": "记录的线索", "recorder": "记录器"}},
-                         panels=(DashboardPanel("leads", "Leads recorded", "recorder/_panel.html", lead_count,
-                                                "manager"),)),
+                                             "Leads recorded": "记录的线索", "recorder": "记录器",
+                                             "Broken panel": "坏面板"}},
+                         panels=(DashboardPanel("broken", "Broken panel", "recorder/_panel.html", broken_panel,
+                                                "manager"),
+                                 DashboardPanel("leads", "Leads recorded", "recorder/_panel.html", lead_count,
+                                                "manager"))),
 )

@@ -122,7 +122,8 @@ def test_sixteen_threads_booking_overlapping_lessons_only_the_non_overlapping_wi
 @pytest.mark.postgres
 def test_the_database_refuses_an_overlapping_lesson_written_past_the_plugin(app, tenant):
     """The lesson table's exclusion constraints hold the rule, not the plugin's code: a raw copy of a lesson
-    with the same teacher (or room) at an overlapping time fails; back-to-back, cancelled or online ones do not."""
+    with the same teacher (or room) at an overlapping time fails, even by one microsecond (in 2250 too); back-to-back,
+    cancelled or online ones do not."""
     s = school(tenant)
     first = ok(s.lesson(at(21, 9), at(21, 10)), 201)
     with tenant_context(tenant.runtime, tenant.id) as ctx:
@@ -144,5 +145,15 @@ def test_the_database_refuses_an_overlapping_lesson_written_past_the_plugin(app,
         assert not copy(starts_at=start + hour / 2, ends_at=end + hour / 2)  # teacher and room
         assert not copy(starts_at=start + hour / 2, ends_at=end + hour / 2, online=True)  # the teacher still
         assert copy(starts_at=end, ends_at=end + hour)  # back-to-back
+        us = timedelta(microseconds=1)
+        assert not copy(starts_at=start - hour, ends_at=start + us)  # one microsecond of overlap
+        assert copy(starts_at=start - hour, ends_at=start)  # back-to-back before it
+        # Past 2142 a float8 no longer holds half microseconds (the box's end was once end - 0.5 µs, which
+        # rounded up to the next lesson's start there): whole microseconds stay exact until 2285.
+        late = datetime(2250, 1, 6, 9, tzinfo=timezone.utc)
+        assert copy(starts_at=late, ends_at=late + hour)
+        assert copy(starts_at=late + hour, ends_at=late + 2 * hour)  # back-to-back
+        assert not copy(starts_at=late + 2 * hour - us, ends_at=late + 3 * hour)  # one microsecond of overlap
+        assert not copy(starts_at=late - hour, ends_at=late + us)
         assert copy(starts_at=start, ends_at=end, status="cancelled")  # a cancelled lesson takes nothing
         ctx.session.rollback()

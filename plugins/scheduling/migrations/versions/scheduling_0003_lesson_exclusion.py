@@ -13,11 +13,15 @@ PostgreSQL the lesson table now refuses the overlaps itself:
 Each is ``EXCLUDE USING gist (scheduling_span(x_id, starts_at, ends_at)
 WITH &&, tenant_id WITH =) WHERE (status = 'scheduled' …)``. The function
 ``scheduling_span`` maps a resource's half-open interval ``[start, end)`` to
-a box: x from the start to the end less half a microsecond (microseconds
-since 2000-01-01, exact integers in a float8 for centuries), y from the
-resource's id to the id plus one half. Two boxes overlap exactly when the ids
-are equal and the intervals overlap: back-to-back lessons (one's end is the
-other's start) do not. A box is the native GiST key of PostgreSQL: its
+a box: x from the start to the end less one microsecond (microseconds since
+2000-01-01), y from the resource's id to the id plus one half. Timestamps are
+whole microseconds, so the closed ``[start, end - 1]`` holds the same
+instants as the half-open ``[start, end)``. A float8 holds every whole
+number of microseconds exactly up to 2^53 of them, about 285 years: the
+coordinates are exact from 1714 to 2285 (half a microsecond, the end this
+function first used, was exact only until 2142). Two boxes overlap exactly
+when the ids are equal and the intervals overlap: back-to-back lessons (one's
+end is the other's start) do not. A box is the native GiST key of PostgreSQL: its
 penalty and consistency tests are a few float comparisons, where the
 ``btree_gist`` key ``(resource_id WITH =, tstzrange WITH &&)`` calls an
 operator class per column; measured on the term benchmark's rows, the
@@ -56,7 +60,7 @@ SPAN = """
 CREATE OR REPLACE FUNCTION scheduling_span(resource_id bigint, starts_at timestamptz, ends_at timestamptz)
 RETURNS box LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT box(point(extract(epoch FROM starts_at - timestamptz '2000-01-01 00:00:00+00') * 1000000, resource_id),
-             point(extract(epoch FROM ends_at - timestamptz '2000-01-01 00:00:00+00') * 1000000 - 0.5,
+             point(extract(epoch FROM ends_at - timestamptz '2000-01-01 00:00:00+00') * 1000000 - 1,
                    resource_id + 0.5))
 $$
 """
