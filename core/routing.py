@@ -195,7 +195,10 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
         }
     wanted = sorted({d.team_id for d in decisions if d.team_id is not None})
     if wanted:
-        stmt = select(Team).where(Team.id.in_(wanted)).order_by(Team.id).with_for_update()
+        # populate_existing: a Team already in the identity map (expire_on_commit=False) would keep a
+        # stale rr_pointer; under the lock the row's current values are the ones that count
+        stmt = (select(Team).where(Team.id.in_(wanted)).order_by(Team.id).with_for_update()
+                .execution_options(populate_existing=True))
         teams = {t.id: t for t in ctx.session.scalars(stmt)}
 
     by_team: dict[int, list[int]] = {}

@@ -143,3 +143,17 @@ def test_closing_the_session_leaves_no_pointer_pending(tenant):
         assert POINTERS not in ctx.session.info
     assert pointer(tenant, team) is None
     assert tenant.lead(phone())["owner_id"] == reps[0]
+
+
+def test_routing_reads_the_locked_team_not_the_one_in_the_identity_map(tenant):
+    """A Team loaded earlier in the session (expire_on_commit=False) must not hide a pointer moved since."""
+    team, reps = add_team(tenant, "Stale", reps=3)
+    routing_on(tenant, team)
+    from pelago.core.routing import route
+
+    with tenant.runtime.tenant_context(tenant.id) as ctx:
+        loaded = ctx.session.get(Team, team)  # held: the identity map is weak
+        assert loaded is not None and loaded.rr_pointer is None
+        ctx.session.commit()  # the Team stays in the identity map, not expired
+        assert tenant.lead(phone())["owner_id"] == reps[0]  # another transaction moves the pointer
+        assert route(ctx, [_lead()])[0].owner_id == reps[1]
