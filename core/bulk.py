@@ -204,9 +204,27 @@ def write_together(
     snapshot, so no part may read what another writes (foreign keys are
     checked at the end of the statement and do see them). SQLite has no
     functions: calls are for PostgreSQL only; changes run as ``executemany``.
+
+    The results line up with ``parts`` as given (a part without rows is
+    skipped and gets ``[]``), so callers index them by position. On
+    PostgreSQL the RETURNING rows (and the calls' values) come back through
+    ``json_agg`` / ``to_json``: integers, text, booleans and NULL arrive as
+    they were; anything else (timestamps, numeric, jsonb) as its JSON form,
+    so RETURN only such columns or cast them in the tail.
     """
-    parts = [p for p in parts if p.rows]
-    changes = [c for c in changes if c.rows]
+    given = len(parts)
+    kept = [k for k, p in enumerate(parts) if p.rows]
+    written_parts = _write_together(session, [parts[k] for k in kept], calls, [c for c in changes if c.rows])
+    returned: list[list[Any]] = [[] for _ in range(given)]
+    for k, rows in zip(kept, written_parts[0], strict=True):
+        returned[k] = rows
+    return returned, written_parts[1]
+
+
+def _write_together(
+    session: Session, parts: Sequence[Part], calls: Sequence[Call], changes: Sequence[Change],
+) -> tuple[list[list[Any]], list[Any]]:
+    """:func:`write_together` for parts that all have rows: results aligned to them."""
     if not parts and not calls and not changes:
         return [], []
     if session.get_bind().dialect.name != "postgresql":

@@ -288,7 +288,8 @@ ROUTING_TABLES: dict[str, frozenset[str]] = {
 #: ``session.info`` key: tenants whose routing version this (uncommitted) transaction bumped
 ROUTING_BUMPED = "pelago_routing_bumped"
 #: ``session.info`` key: ``(tenant_id, version)`` of the routing configuration, read with the
-#: request's credential (``hostapp.auth``); good until this transaction ends
+#: request's credential (``hostapp.auth``), for the rest of the request (dropped when a transaction ends
+#: after it is set); the credential's transaction may have committed already (SQLite, a large body)
 ROUTING_KNOWN = "pelago_routing_version"
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .asking import first_answers
 from .context import HookContext
@@ -78,6 +78,8 @@ def candidates_of(ctx: HookContext, team_id: int) -> list[UserInfo]:
 
 #: ``session.info`` key: round-robin pointers decided but not yet written, ``{team_id: (tenant_id, pointer)}``
 POINTERS = "pelago_rr_pointers"
+#: ``session.info`` key: the pending pointers as each open savepoint found them, ``{SessionTransaction: pending}``
+SAVED = "pelago_rr_pointers_saved"
 
 
 def set_pointer(ctx: HookContext, team_id: int, pointer: int) -> None:
@@ -87,12 +89,19 @@ def set_pointer(ctx: HookContext, team_id: int, pointer: int) -> None:
     statement (:func:`take_pointers`, folded into it), one round trip fewer
     while the team's row is locked; anything left is written before the
     commit, and before the next :func:`route` of the transaction locks the
-    teams again. Elsewhere (SQLite, a preview's savepoint) it is written now.
+    teams again. Elsewhere (SQLite, a savepoint) it is written now; in a
+    savepoint a pointer still pending for the team is moved too, or the
+    commit would write the older one over it (a rollback of the savepoint
+    puts the pending pointers back as the savepoint found them).
     """
     session = ctx.session
-    if session.get_bind().dialect.name == "postgresql" and not session.in_nested_transaction():
-        session.info.setdefault(POINTERS, {})[team_id] = (ctx.tenant.id, pointer)
-        return
+    if session.get_bind().dialect.name == "postgresql":
+        pending = session.info.get(POINTERS)
+        if not session.in_nested_transaction():
+            session.info.setdefault(POINTERS, {})[team_id] = (ctx.tenant.id, pointer)
+            return
+        if pending and team_id in pending:
+            pending[team_id] = (ctx.tenant.id, pointer)
     session.execute(update(Team).where(Team.id == team_id).values(rr_pointer=pointer)
                     .execution_options(synchronize_session=False))
 
@@ -125,10 +134,40 @@ def _write_pointers(session: Session) -> None:
         write_pointers(session)
 
 
+@event.listens_for(TenantSession, "after_transaction_create")
+def _save_pointers(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint keeps the pending pointers it starts with, for its rollback (no SQL here)."""
+    if transaction.nested and session.info.get(POINTERS):
+        session.info.setdefault(SAVED, {})[transaction] = dict(session.info[POINTERS])
+
+
 @event.listens_for(TenantSession, "after_rollback")
-def _drop_pointers(session: Session) -> None:
-    if not session.in_nested_transaction():
+def _restore_pointers(session: Session) -> None:
+    """The rolled-back savepoint's pointers as it found them; none after the transaction's rollback.
+
+    Runs before the rolled-back transaction is closed: the innermost open
+    savepoint is the one rolled back.
+    """
+    savepoint = session.get_nested_transaction()
+    if savepoint is None:
         session.info.pop(POINTERS, None)
+        return
+    saved = (session.info.get(SAVED) or {}).get(savepoint)
+    if saved:
+        session.info[POINTERS] = dict(saved)
+    else:
+        session.info.pop(POINTERS, None)
+
+
+@event.listens_for(TenantSession, "after_transaction_end")
+def _drop_pointers(session: Session, transaction: SessionTransaction) -> None:
+    """Nothing outlives the transaction, however it ends (``Session.close()`` rolls back without the event)."""
+    saved = session.info.get(SAVED)
+    if saved:
+        saved.pop(transaction, None)
+    if transaction.parent is None:
+        session.info.pop(POINTERS, None)
+        session.info.pop(SAVED, None)
 
 
 def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing") -> list[Decision]:
@@ -156,7 +195,10 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
         }
     wanted = sorted({d.team_id for d in decisions if d.team_id is not None})
     if wanted:
-        stmt = select(Team).where(Team.id.in_(wanted)).order_by(Team.id).with_for_update()
+        # populate_existing: a Team already in the identity map (expire_on_commit=False) would keep a
+        # stale rr_pointer; under the lock the row's current values are the ones that count
+        stmt = (select(Team).where(Team.id.in_(wanted)).order_by(Team.id).with_for_update()
+                .execution_options(populate_existing=True))
         teams = {t.id: t for t in ctx.session.scalars(stmt)}
 
     by_team: dict[int, list[int]] = {}

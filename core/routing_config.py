@@ -22,7 +22,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from .db import ROUTING_BUMPED, ROUTING_KNOWN, ROUTING_TABLES
 from .models import RoutingRule, RoutingSettings, RoutingVersion, User
-from .snapshots import UserInfo
+from .snapshots import UserInfo, frozen
 
 KNOWN_VERSION = ROUTING_KNOWN
 
@@ -124,7 +125,10 @@ def _load(session: Session, tenant_id: int, version: int) -> RoutingConfig:
         .order_by(User.id)
         .execution_options(all_tenants=True)
     ):
-        members.setdefault(int(user.team_id or 0), []).append(UserInfo.of(user))
+        info = UserInfo.of(user)
+        if info.working_hours is not None:  # shared by every request and thread: read-only
+            info = replace(info, working_hours=frozen(info.working_hours))
+        members.setdefault(int(user.team_id or 0), []).append(info)
     return RoutingConfig(
         tenant_id=tenant_id,
         version=version,
@@ -133,9 +137,10 @@ def _load(session: Session, tenant_id: int, version: int) -> RoutingConfig:
         handoff_enabled=bool(settings and settings.handoff_enabled),
         repurchase_team_id=settings.repurchase_team_id if settings else None,
         rules=tuple(
-            Rule(r.id, r.name, r.team_id, {k: frozenset(v) for k, v in (r.match or {}).items()}) for r in rules
+            Rule(r.id, r.name, r.team_id, MappingProxyType({k: frozenset(v) for k, v in (r.match or {}).items()}))
+            for r in rules
         ),
-        members={team: tuple(users) for team, users in members.items()},
+        members=MappingProxyType({team: tuple(users) for team, users in members.items()}),
     )
 
 

@@ -11,10 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Lead, Team, User
+
+
+def frozen(value: Any) -> Any:
+    """A read-only deep view of JSON data (dicts as ``MappingProxyType``, lists as tuples), for shared snapshots.
+
+    What a cache hands to every request and thread must not be changed by
+    one of them; :func:`pelago.core.events.snapshot` still makes it JSON.
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(v) for v in value)
+    return value
 
 
 def _copy(value: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -148,6 +148,23 @@ _CREDENTIAL = (
 )
 
 
+#: The largest body read before the view so that the credential's transaction can stay open
+SMALL_BODY = 1 << 20
+
+
+def _body_read() -> bool:
+    """Is the request's body in memory now? Reads it when it is small (Werkzeug's parsers reuse it)."""
+    if request.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+        return False  # chunked: no length known up front
+    length = request.content_length
+    if not length:
+        return True
+    if length > min(SMALL_BODY, request.max_content_length or SMALL_BODY):
+        return False  # large, or for the view to accept (it may raise the limit) or refuse
+    request.get_data(cache=True)
+    return True
+
+
 def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
     """Authenticate every ``/api/v1`` request and gate plugin routes per tenant."""
 
@@ -200,13 +217,17 @@ def install(app: Flask, plugin_blueprints: dict[str, str]) -> None:
             context = g.pelago_ctx
             if context is None or plugin not in context.tenant.enabled:
                 abort(404, message=f"plugin {plugin!r} is not enabled for this tenant")
-        # On SQLite, end the credential's read before the view reads the body: every transaction
-        # holds the write gate, which a slow upload must not keep (rows stay loaded: no expiry).
-        # PostgreSQL keeps the one transaction: a COMMIT and a BEGIN fewer per request.
-        if session.get_bind().dialect.name == "sqlite":
+        # End the credential's read before the view reads a body still on the wire (rows stay loaded:
+        # no expiry): a slow upload must not hold a pooled connection, its locks (a migration's lock
+        # would queue behind them) or, on SQLite, the write gate. PostgreSQL keeps the one
+        # transaction when the body is small and now read: a COMMIT and a BEGIN fewer per request.
+        if session.get_bind().dialect.name == "sqlite" or not _body_read():
             session.commit()
         if g.pelago_ctx is not None and tenant.id == user.tenant_id:
-            # Routing takes its cached configuration at this version until the transaction ends.
+            # The version the credential query read, for the rest of the request: this transaction's
+            # own when it was kept; after the commit above, the version when the request was
+            # authenticated (routing then uses that configuration if cached, as a request that came
+            # a moment earlier would; an edit committed since is seen from the next request on).
             session.info[KNOWN_VERSION] = (tenant.id, int(routing_version or 0))
 
     @app.teardown_request

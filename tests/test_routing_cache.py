@@ -212,3 +212,26 @@ def test_the_created_lead_answered_is_the_lead_stored(tenant, statements):
         assert not [s for s in statements if s.startswith("SELECT core_lead.")]  # not read back
     stored = tenant.get(f"/api/v1/leads/{made['id']}").get_json()
     assert {k: made[k] for k in stored} == stored
+
+
+def test_the_cached_working_hours_are_read_only(tenant) -> None:
+    """Every request and thread shares the cached configuration: a hook cannot change it for the others."""
+    from pelago.core.events import snapshot
+    from pelago.core.routing_config import routing_config
+
+    t = tenant
+    team, reps = add_team(t, "Frozen", reps=1)
+    hours = {"days": [1, 2, 3], "start": "09:00", "end": "18:00"}
+    assert t.patch(f"/api/v1/users/{reps[0]}", json={"working_hours": hours}).status_code == 200
+    with t.runtime.tenant_context(t.id) as ctx:
+        (rep,) = routing_config(ctx.session, t.id).candidates(team)
+        assert rep.working_hours is not None
+        with pytest.raises(TypeError):
+            rep.working_hours["start"] = "00:00"  # type: ignore[index]
+        assert rep.working_hours["days"] == (1, 2, 3)
+        assert snapshot(rep.working_hours) == hours
+        again = routing_config(ctx.session, t.id)
+        with pytest.raises(TypeError):
+            again.members[team] = ()  # type: ignore[index]
+    with t.runtime.tenant_context(t.id) as ctx:
+        assert dict(routing_config(ctx.session, t.id).candidates(team)[0].working_hours or {})["start"] == "09:00"
