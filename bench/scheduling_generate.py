@@ -162,7 +162,9 @@ def _cpu(runtime: Any) -> tuple[float, float | None]:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for pid in pids:
-        try:
+        try:  # a server on another machine (or in a container) has pids this machine does not know as its own
+            if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return mine, None
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             return mine, None
