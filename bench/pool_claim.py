@@ -36,6 +36,7 @@ import random
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from bench.common import (
@@ -132,7 +133,11 @@ class PoolClaim:
     """The pool's claim, through its service, as rep ``k`` (one session per claimer)."""
 
     def __init__(self, runtime: Any, tenant: Any, pool_id: int) -> None:
+        from pelago.plugin import Conflict
+        from pelago.plugins.pool import service
+
         self.runtime, self.tenant, self.pool_id = runtime, tenant, pool_id
+        self.claim, self.conflict = service.claim, Conflict  # imported once, as the function side's SQL is
         self.users: dict[int, Any] = {}  # the strong reference each request's ``g`` holds to its user
         with runtime.tenant_context(tenant.id) as ctx:
             self.state = ctx.tenant
@@ -153,12 +158,9 @@ class PoolClaim:
         return ctx
 
     def __call__(self, ctx: Any, lead: int) -> bool:
-        from pelago.plugin import Conflict
-        from pelago.plugins.pool import service
-
         try:
-            service.claim(ctx, [lead], self.pool_id)
-        except Conflict:
+            self.claim(ctx, [lead], self.pool_id)
+        except self.conflict:
             ctx.session.rollback()
             return False
         ctx.session.commit()
@@ -201,8 +203,6 @@ class FunctionClaim:
         return (self.runtime.engine.connect(), self.tenant.rep_ids[k])
 
     def __call__(self, state: Any, lead: int) -> bool:
-        from datetime import datetime, timezone
-
         conn, me = state
         now = datetime.now(timezone.utc)
         with conn.begin():

@@ -81,6 +81,7 @@ class PluginHost:
         self._callers: dict[tuple[str, frozenset[str]], Any] = {}
         self._single: dict[tuple[str, str], Any] = {}
         self._answering: dict[str, list[str]] = {}
+        self._implementers: dict[str, tuple[str, ...]] = {}
         self._askers: dict[tuple[str, str, frozenset[str]], Any] = {}
         self._hooked: frozenset[str] = frozenset()
         self._states: dict[int, TenantState] = {}
@@ -236,11 +237,19 @@ class PluginHost:
         return caller
 
     def implementers(self, hook: str) -> list[str]:
-        """Names of the registered plugins that implement ``hook``."""
-        caller = getattr(self.pm.hook, hook, None)
-        if caller is None:
-            raise KeyError(f"no hook called {hook!r}")
-        return [impl.plugin_name for impl in caller.get_hookimpls()]
+        """Names of the registered plugins that implement ``hook``.
+
+        Remembered per hook, as :meth:`answering` is (the plugins are
+        registered once, at load): every event written asks it.
+        """
+        names = self._implementers.get(hook)
+        if names is None:
+            caller = getattr(self.pm.hook, hook, None)
+            if caller is None:
+                raise KeyError(f"no hook called {hook!r}")
+            names = tuple(impl.plugin_name for impl in caller.get_hookimpls())
+            self._implementers[hook] = names
+        return list(names)
 
     # --- tenants ---------------------------------------------------------
 

@@ -9,7 +9,7 @@ lock that serialises one user's hold-cap checks (:func:`lock_user`).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -33,9 +33,9 @@ def dialect_insert(session: Session) -> Any:
     return insert
 
 
-def today(ctx: HookContext) -> date:
-    """Today in the tenant's calendar: what "per day" means for claims and views."""
-    return local_day(ctx.tenant.tz, ctx.now())
+def today(ctx: HookContext, now: datetime | None = None) -> date:
+    """Today in the tenant's calendar: what "per day" means for claims and views (``now``: the caller's now)."""
+    return local_day(ctx.tenant.tz, ctx.now() if now is None else now)
 
 
 def _upsert(ctx: HookContext, user_id: int, column: str, n: int, limit: int | None) -> int | None:

@@ -63,11 +63,15 @@ class Terms:
 
     @classmethod
     def of(cls, ctx: HookContext, pool: PoolInfo, now: datetime) -> Terms:
-        s, tz = pool.settings, ctx.tenant.tz
+        s = pool.settings
+        protect, cooldown, limit = s["protect_days"], s["cooldown_days"], s["daily_claim_limit"]
+        if not protect and not cooldown:
+            return cls(daily_limit=limit) if limit is not None else ANY_TIME  # no calendar to consult
+        tz = ctx.tenant.tz
         return cls(
-            protect_before=rules.cutoff(tz, now, s["protect_days"]) if s["protect_days"] else None,
-            cooldown_before=rules.cutoff(tz, now, s["cooldown_days"]) if s["cooldown_days"] else None,
-            daily_limit=s["daily_claim_limit"],
+            protect_before=rules.cutoff(tz, now, protect) if protect else None,
+            cooldown_before=rules.cutoff(tz, now, cooldown) if cooldown else None,
+            daily_limit=limit,
         )
 
     def conditions(self, pool_id: int, user_id: int | None, now: datetime) -> list[ColumnElement[bool]]:
@@ -159,12 +163,17 @@ def _take_postgresql(
     terms: Mapping[int, Terms], *, reason: str, note: str, count: bool, now: datetime,
     config_version: int | None, explain: bool,
 ) -> Taken:
-    """One call per pool (a claim is from one pool, almost always)."""
+    """One call per pool (a claim is from one pool, almost always).
+
+    The hottest path of the pool: the result rows are read in one pass and
+    nothing is built that a claim of one lead does not need.
+    """
     limit = strictest_limit(terms[pid] for pid in groups)
+    actor = ctx.actor
     common = {
         "user_id": user_id, "team_id": team_id, "tenant_id": ctx.tenant.id, "now": now,
-        "day": counters.today(ctx), "count": count, "reason": reason, "note": note,
-        "actor_id": ctx.actor.user_id if ctx.actor else None, "daily_limit": limit, "explain": explain,
+        "day": counters.today(ctx, now), "count": count, "reason": reason, "note": note,
+        "actor_id": actor.user_id if actor is not None else None, "daily_limit": limit, "explain": explain,
         "subscribers": event_subscribers(ctx, "lead_assigned"),
     }
     leads: list[LeadInfo] = []
@@ -175,18 +184,25 @@ def _take_postgresql(
     conn = ctx.session.connection()
     for pool_id, ids in groups.items():
         t = terms[pool_id]
-        got = conn.exec_driver_sql(TAKE_SQL, {
-            **common, "pool_id": pool_id, "lead_ids": list(ids), "config_version": config_version,
-            "protect_before": t.protect_before, "cooldown_before": t.cooldown_before,
-        }).all()
-        summary = next(r for r in got if r.kind == "summary")
+        common.update(pool_id=pool_id, lead_ids=list(ids), config_version=config_version,
+                      protect_before=t.protect_before, cooldown_before=t.cooldown_before)
+        here: list[LeadInfo] = []
+        summary: Any = None
+        for r in conn.exec_driver_sql(TAKE_SQL, common).all():
+            kind = r.kind
+            if kind == "taken":
+                here.append(LeadInfo.of_row(r, user_id))
+            elif kind == "other":
+                others[r.id] = r
+            else:
+                summary = r
+        if summary is None:  # pragma: no cover - pool_take always ends with its summary row
+            raise RuntimeError("pool_take returned no summary row")
         if config_version is not None:
             if summary.config_version != config_version:
                 raise Stale(f"pools changed since version {config_version}")
             verified(ctx, config_version)
             config_version = None  # checked: the later pools' calls use the same pools
-        here = [LeadInfo.of_row(r, user_id) for r in got if r.kind == "taken"]
-        others.update((r.id, r) for r in got if r.kind == "other")
         if here and summary.removed != len(here):
             raise Conflict("a lead was moved to another pool meanwhile; reload and retry")
         if summary.event_id is not None:
@@ -194,12 +210,15 @@ def _take_postgresql(
         if summary.attributes is not None:  # the new owner's row (pool_0005), when leads were taken
             owner = UserInfo(**{**summary.attributes, "working_hours": summary.attributes["working_hours"] or None})
         leads += here
-        pool_of.update(dict.fromkeys((i.id for i in here if i.id is not None), pool_id))
+        for lead in here:
+            pool_of[lead.id] = pool_id  # type: ignore[index]  # taken leads have ids
         if here and count:
             claims_today = summary.claims_today
             if claims_today is None:
                 break  # past the daily limit: the caller rolls back
-    return Taken(sorted(leads, key=lambda i: i.id or 0), pool_of, claims_today, others if explain else None, owner)
+    if len(leads) > 1:
+        leads.sort(key=lambda i: i.id or 0)
+    return Taken(leads, pool_of, claims_today, others if explain else None, owner)
 
 
 def _take_in_steps(
