@@ -9,7 +9,6 @@ statement of data-modifying CTEs on PostgreSQL: one round trip, one plan.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
+
+from . import jsontext
 
 # The arguments:
 # ``columns`` maps each varying column to its PostgreSQL type, ``rows`` holds one
@@ -55,7 +56,7 @@ def _pg_write(
     The whole batch travels as one JSON parameter: one statement with a few
     parameters whatever the row count, no SQL to build, send or parse per
     row and no per-value adaptation (psycopg adapts list parameters value by
-    value in Python; ``json.dumps`` is C).
+    value in Python; the JSON is made by orjson, :mod:`pelago.core.jsontext`).
     """
     key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
     stmt = _PG_INSERTS.get(key)
@@ -80,9 +81,7 @@ def pg_params(columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, pre
     """The parameters of :func:`pg_insert_sql`'s statement for ``rows``."""
     names = tuple(columns)
     params = {f"{prefix}k_{c}": value for c, (_, value) in fixed.items()}
-    params[f"{prefix}rows"] = json.dumps(
-        [dict(zip(names, row, strict=True)) for row in rows], default=_json_default
-    )
+    params[f"{prefix}rows"] = jsontext.dumps([dict(zip(names, row, strict=True)) for row in rows], _json_default)
     return params
 
 
