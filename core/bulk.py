@@ -69,12 +69,27 @@ def _pg_write(
 
 def pg_insert_sql(table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "") -> str:
     """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many)."""
-    picks = [f"u.{c}" for c in columns] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
-    spec = ", ".join(f"{c} {t}" for c, t in columns.items())
+    picks = [_pick(c, t) for c, t in columns.items()] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
+    spec = _spec(columns)
     return (
         f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
         f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {tail}"
     )
+
+
+def _spec(columns: Columns) -> str:
+    """The record type of ``json_to_recordset``: ``jsonb`` columns read as ``json``, cast when picked.
+
+    ``json_to_recordset`` turns a nested value into ``jsonb`` three to four times
+    more slowly than it hands over its text as ``json`` for ``CAST(… AS jsonb)``
+    to parse (measured: 1,000 ledger explanations, 35 ms against 8–10 ms); the
+    value stored is the same.
+    """
+    return ", ".join(f"{c} {'json' if t == 'jsonb' else t}" for c, t in columns.items())
+
+
+def _pick(column: str, kind: str) -> str:
+    return f"CAST(u.{column} AS jsonb)" if kind == "jsonb" else f"u.{column}"
 
 
 def pg_params(columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, prefix: str = "") -> dict[str, Any]:
@@ -282,8 +297,8 @@ def pg_update_sql(table: str, keys: Columns, values: Columns, prefix: str = "") 
 
     Its parameters come from :func:`pg_params` with ``{**keys, **values}`` as the columns.
     """
-    spec = ", ".join(f"{c} {t}" for c, t in {**keys, **values}.items())
-    sets = ", ".join(f"{c} = u.{c}" for c in values)
+    spec = _spec({**keys, **values})
+    sets = ", ".join(f"{c} = {_pick(c, t)}" for c, t in values.items())
     match = " AND ".join(f"{table}.{c} = u.{c}" for c in keys)
     return f"UPDATE {table} SET {sets} FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) WHERE {match}"
 
