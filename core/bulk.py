@@ -9,7 +9,6 @@ statement of data-modifying CTEs on PostgreSQL: one round trip, one plan.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
+
+from . import jsontext
 
 # The arguments:
 # ``columns`` maps each varying column to its PostgreSQL type, ``rows`` holds one
@@ -55,7 +56,7 @@ def _pg_write(
     The whole batch travels as one JSON parameter: one statement with a few
     parameters whatever the row count, no SQL to build, send or parse per
     row and no per-value adaptation (psycopg adapts list parameters value by
-    value in Python; ``json.dumps`` is C).
+    value in Python; the JSON is made by orjson, :mod:`pelago.core.jsontext`).
     """
     key = (table, tuple(columns.items()), tuple((c, t) for c, (t, _) in fixed.items()), tail)
     stmt = _PG_INSERTS.get(key)
@@ -68,21 +69,34 @@ def _pg_write(
 
 def pg_insert_sql(table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "") -> str:
     """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many)."""
-    picks = [f"u.{c}" for c in columns] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
-    spec = ", ".join(f"{c} {t}" for c, t in columns.items())
+    picks = [_pick(c, t) for c, t in columns.items()] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
+    spec = _spec(columns)
     return (
         f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
         f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {tail}"
     )
 
 
+def _spec(columns: Columns) -> str:
+    """The record type of ``json_to_recordset``: ``jsonb`` columns read as ``json``, cast when picked.
+
+    ``json_to_recordset`` turns a nested value into ``jsonb`` three to four times
+    more slowly than it hands over its text as ``json`` for ``CAST(… AS jsonb)``
+    to parse (measured: 1,000 ledger explanations, 35 ms against 8–10 ms); the
+    value stored is the same.
+    """
+    return ", ".join(f"{c} {'json' if t == 'jsonb' else t}" for c, t in columns.items())
+
+
+def _pick(column: str, kind: str) -> str:
+    return f"CAST(u.{column} AS jsonb)" if kind == "jsonb" else f"u.{column}"
+
+
 def pg_params(columns: Columns, rows: Sequence[Sequence[Any]], fixed: Fixed, prefix: str = "") -> dict[str, Any]:
     """The parameters of :func:`pg_insert_sql`'s statement for ``rows``."""
     names = tuple(columns)
     params = {f"{prefix}k_{c}": value for c, (_, value) in fixed.items()}
-    params[f"{prefix}rows"] = json.dumps(
-        [dict(zip(names, row, strict=True)) for row in rows], default=_json_default
-    )
+    params[f"{prefix}rows"] = jsontext.dumps([dict(zip(names, row, strict=True)) for row in rows], _json_default)
     return params
 
 
@@ -283,8 +297,8 @@ def pg_update_sql(table: str, keys: Columns, values: Columns, prefix: str = "") 
 
     Its parameters come from :func:`pg_params` with ``{**keys, **values}`` as the columns.
     """
-    spec = ", ".join(f"{c} {t}" for c, t in {**keys, **values}.items())
-    sets = ", ".join(f"{c} = u.{c}" for c in values)
+    spec = _spec({**keys, **values})
+    sets = ", ".join(f"{c} = {_pick(c, t)}" for c, t in values.items())
     match = " AND ".join(f"{table}.{c} = u.{c}" for c in keys)
     return f"UPDATE {table} SET {sets} FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) WHERE {match}"
 

@@ -12,7 +12,6 @@ the others are not affected and neither is the request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy import BigInteger, String, bindparam, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from . import jsontext
 from .hookspecs import TO_ALL_PLUGINS
 from .models import Delivery, OutboxEvent, Tenant
 from .outbound import no_calls
@@ -149,7 +149,7 @@ def emit_call(
         f"core_emit(CAST(:{key}_tenant AS bigint), CAST(:{key}_name AS text), CAST(:{key}_items AS jsonb), "
         f"CAST(:{key}_actor AS bigint), CAST(:{key}_at AS timestamptz), CAST(:{key}_plugins AS text[]))"
     )
-    payload = json.dumps(list(items) if plain else snapshot(list(items)))
+    payload = jsontext.dumps(list(items) if plain else snapshot(list(items)))
     return Call(sql, {
         f"{key}_tenant": ctx.tenant.id, f"{key}_name": name, f"{key}_items": payload,
         f"{key}_actor": ctx.actor.user_id if ctx.actor else None, f"{key}_at": ctx.now(), f"{key}_plugins": plugins,

@@ -220,9 +220,15 @@ def _ingest(
     # Replays: a key already stored (or seen earlier in this batch) returns the first result.
     keys = [r.sub.key for r in rows if r.sub.key]
     seen: dict[str, tuple[int, int, bool]] = {}
-    if keys:
-        for tid, lid, merged, key in _stored_touches(ctx, keys):
-            seen[str(key)] = (tid, lid, merged)
+    looked_up: dict[tuple[str, str], int] | None = None
+    if _postgres(ctx.session):
+        # One round trip for replays and duplicates, after the email locks: see _pg_lookups.
+        lock_emails(ctx, [r.values["email"] for r in rows if r.values.get("email")])
+        stored, looked_up = _pg_lookups(ctx, keys, [r.dedupe for r in rows])
+    else:
+        stored = _stored_touches(ctx, keys) if keys else []
+    for tid, lid, merged, key in stored:
+        seen[str(key)] = (tid, lid, merged)
     fresh: list[_Row] = []
     batch_keys: dict[str, _Row] = {}
     for r in rows:
@@ -258,8 +264,10 @@ def _ingest(
             email = r.values.get("email")
             if email:
                 by_email.setdefault(email, r)
-    lock_emails(ctx, [r.values["email"] for r in fresh if r.values.get("email")])
-    existing = _existing_leads(ctx, list(primary) + [r.dedupe for r in by_email_only])
+    if looked_up is None:  # SQLite: one writer at a time, no locks to take first
+        existing = _existing_leads(ctx, list(primary) + [r.dedupe for r in by_email_only])
+    else:
+        existing = looked_up  # every row's key was looked up: a superset of these
     to_create = [r for d, r in primary.items() if d not in existing]
     for r in [*primary.values(), *by_email_only]:
         if r.dedupe in existing:
@@ -350,6 +358,61 @@ def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple
     return found
 
 
+def _pg_lookups(
+    ctx: HookContext, keys: list[str], dedupes: list[tuple[str, str]],
+) -> tuple[list[Any], dict[tuple[str, str], int]]:
+    """PostgreSQL: :func:`_stored_touches` and :func:`_existing_leads` in one statement.
+
+    A batch's replays and duplicates are read in one round trip instead of
+    three, after :func:`lock_emails` (so a replayed submission's email is
+    locked too: harmless, as the locks are per bucket and taken in order).
+    ``dedupes`` may hold keys the caller then does not need (the replays'): it
+    only reads the answers it asks for. Each part is the statement
+    :func:`_lookup` would send, joined by ``UNION ALL`` and told apart by its
+    first column.
+    """
+    parts: list[str] = []
+    params: dict[str, Any] = {"tenant": ctx.tenant.id}
+    phones = sorted({v for k, v in dedupes if k == "phone"})
+    emails = sorted({v for k, v in dedupes if k == "email"})
+    if keys:
+        parts.append(_lookup_sql("0, id, lead_id, merged", "core_touch", "idempotency_key", "keys"))
+        params["keys"] = _pg_array(keys)
+    if phones:
+        parts.append(_lookup_sql("1, id, NULL::bigint, NULL::boolean", "core_lead", "phone", "phones"))
+        params["phones"] = _pg_array(phones)
+    if emails:
+        parts.append(_lookup_sql("2, min(id), NULL::bigint, NULL::boolean", "core_lead", "email", "emails", group=True))
+        params["emails"] = _pg_array(emails)
+    stored: list[Any] = []
+    found: dict[tuple[str, str], int] = {}
+    if not parts:
+        return stored, found
+    cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
+    try:
+        cursor.execute(" UNION ALL ".join(parts), params, prepare=False)
+        for kind, first, lead_id, merged, value in cursor.fetchall():
+            if kind == 0:
+                stored.append((first, lead_id, merged, value))
+            else:
+                found[("phone" if kind == 1 else "email", str(value))] = first
+    finally:
+        cursor.close()
+    return stored, found
+
+
+def _lookup_sql(picks: str, table: str, column: str, name: str, group: bool = False) -> str:
+    """One part of :func:`_pg_lookups`: :func:`_lookup`'s statement, the array a parameter ``name``."""
+    grouping = f" GROUP BY {column}" if group else ""
+    return (f"(SELECT {picks}, {column} FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL "
+            f"AND {column} = ANY(%({name})s::text[]){grouping})")
+
+
+def _pg_array(values: Sequence[str]) -> str:
+    """``values`` as one untyped PostgreSQL array literal (see :func:`_lookup`)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 def _stored_touches(ctx: HookContext, keys: list[str]) -> list[Any]:
     """``(id, lead_id, merged, idempotency_key)`` of the touches already stored under ``keys``."""
     return _lookup(ctx, "id, lead_id, merged", "core_touch", "idempotency_key", keys)
@@ -375,11 +438,10 @@ def _lookup(
     where = f"FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL AND {column} "
     grouping = f" GROUP BY {column}" if group else ""
     if _postgres(ctx.session):
-        quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
         sql = f"SELECT {picks}, {column} {where}= ANY(%(values)s::text[]){grouping}"
         cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
         try:
-            cursor.execute(sql, {"values": "{" + ",".join(quoted) + "}", "tenant": ctx.tenant.id}, prepare=False)
+            cursor.execute(sql, {"values": _pg_array(values), "tenant": ctx.tenant.id}, prepare=False)
             return list(cursor.fetchall())
         finally:
             cursor.close()
