@@ -533,11 +533,12 @@ def test_dashboard_numbers(tenant: TenantHandle) -> None:
     assert 'id="my-open">1<' in rep and 'id="panel-pool-flows"' not in rep
 
 
-@pytest.mark.parametrize("fault", ["sql", "raise"])
+@pytest.mark.parametrize("fault", ["sql", "raise", "template"])
 def test_a_plugins_failing_dashboard_panel_is_shown_unavailable_and_the_rest_is_drawn(
         make_app, caplog, fault: str) -> None:  # type: ignore[no-untyped-def]
     """Was: a panel whose ``data`` raised made the whole dashboard a 500, for everyone of the tenant. Its
-    failed statement ("sql") would also leave a PostgreSQL transaction aborted for the panels after it."""
+    failed statement ("sql") would also leave a PostgreSQL transaction aborted for the panels after it.
+    So did a panel whose template failed to render ("template")."""
     from tests.plugins import recorder
 
     app: Flask = make_app(plugins=("recorder",))

@@ -201,6 +201,34 @@ def test_hook_lead_timeline(t):
     assert 'data-plugin="recorder"' not in html and len(recorder.calls("lead_timeline", t.id)) == 1
 
 
+def test_lead_timeline_in_the_api_history_only_when_included(t):
+    lead = t.lead("13800138734")
+    url = f"/api/v1/leads/{lead['id']}/history"
+    # Without include=plugins: the core's entries only, and the plugins are not asked (backward compatible).
+    plain = t.get(url).get_json()["items"]
+    assert plain and {i["type"] for i in plain} <= {"ownership", "stage", "activity"}
+    assert recorder.calls("lead_timeline", t.id) == []
+    r = t.get(url, query_string={"include": "plugins"})
+    assert r.status_code == 200, r.get_json()
+    items = r.get_json()["items"]
+    assert recorder.calls("lead_timeline", t.id) == [lead["id"]]
+    plugin = [i for i in items if i["type"] == "plugin"]
+    assert [{k: i[k] for k in ("plugin", "kind", "title", "values", "text")} for i in plugin] == [
+        {"plugin": "recorder", "kind": "recorder", "title": f"Recorded lead {lead['id']}",
+         "values": {"lead": lead["id"]}, "text": "a detail"}]
+    assert [i for i in items if i["type"] != "plugin"] == plain  # the core's unchanged, in their order
+    assert items.index(plugin[0]) == len(plain)  # merged by time: one second after the lead's creation
+    # A rep sees it on her own lead like the rest of the history; another tenant's lead is not found.
+    other = new_tenant(t.app)
+    assert other.get(url, query_string={"include": "plugins"}).status_code == 404
+    assert len(recorder.calls("lead_timeline", other.id)) == 0
+    assert t.get(url, query_string={"include": "everything"}).status_code == 422
+    # Switched off for the tenant: not asked, nothing of it.
+    t.put("/api/v1/plugins/recorder", json={"enabled": False})
+    assert t.get(url, query_string={"include": "plugins"}).get_json()["items"] == plain
+    assert len(recorder.calls("lead_timeline", t.id)) == 1
+
+
 def test_timeline_entries_must_be_timezone_aware():
     from datetime import datetime
 

@@ -502,6 +502,31 @@ def test_an_erasure_blanks_the_persons_submissions_not_yet_routed_and_they_never
     assert phones == {"+8613800138099"}
 
 
+def test_an_export_holds_the_persons_submissions_not_yet_routed_and_not_after_the_erasure(t, make_app):
+    """Was a gap: erasure blanked the person's accepted (not routed) webhook submissions, but the export,
+    "everything held about the person", did not show them. Matched as the erasure matches them."""
+    lead = ok(t.post("/api/v1/leads", json={"name": NAME, "phone": PHONE, "email": EMAIL}), 201)
+    by_phone = _accept(t, {"name": NAME, "phone": "+86 138 0013 8000"}, "f")
+    by_email = _accept(t, {"name": NAME, "email": EMAIL.upper()}, "g")  # the email of the person's lead
+    _accept(t, {"name": "Li Na", "phone": "13800138099"}, "h")  # someone else
+    other = new_tenant(t.app)
+    _accept(other, {"name": NAME, "phone": PHONE}, "i")  # the same phone in another tenant
+
+    doc = ok(t.post("/api/v1/privacy/exports", json={"phone": PHONE}))
+    assert [d["lead"]["id"] for d in doc["leads"]] == [lead["id"]]
+    assert [x["id"] for x in doc["submissions"]] == [by_phone, by_email]
+    first = doc["submissions"][0]
+    assert first["status"] == "accepted" and first["raw"]["address"] == ADDRESS and first["dedupe"] == E164
+    assert first["touch"]["utm_source"] == "winter" and first["key"] == "ext:f"
+    assert "lease_token" not in first and "tenant_id" not in first
+    # Without a lead: found by the person's own phone all the same; another tenant's are not theirs.
+    [alone] = ok(other.post("/api/v1/privacy/exports", json={"phone": PHONE}))["submissions"]
+    assert alone["key"] == "ext:i" and alone["id"] not in (by_phone, by_email)
+    # Erased: blanked and failed for good, they no longer name the person, and are not exported again.
+    ok(t.post("/api/v1/privacy/erasures", json={"phone": PHONE, "reason": "asked"}))
+    assert ok(t.post("/api/v1/privacy/exports", json={"phone": PHONE}))["submissions"] == []
+
+
 def test_an_erasure_blanks_the_submissions_naming_another_phone_or_email_of_the_persons_leads(t):
     """Erased by phone: a pending submission with the email of that lead (and no phone) goes too, and a
     failed one holding the phone loses its payload."""

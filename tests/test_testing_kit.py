@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported before any pytester fixture: pytester restores sys.modules after each test, so a
+# psycopg first imported inside one (``_test_databases``) would be dropped and imported
+# anew, while psycopg's compiled part is not: it would go on raising the first import's
+# OperationalError, which SQLAlchemy no longer recognises (and so does not wrap).
+import psycopg  # noqa: F401
 import pytest
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
@@ -105,6 +110,7 @@ def test_the_cli(pelago_cli, tenant):
 
 def test_models_match_migrations(engine, pelago_migration_host, pelago_db):
     assert engine.dialect.name == pelago_db
+    print("PELAGO-DATABASE", engine.url.database)  # the test below checks that it is dropped afterwards
     assert_models_match_migrations(engine, pelago_migration_host)
 
 
@@ -127,13 +133,14 @@ def test_a_plugin_authors_tests_run_on_a_database_of_their_own(pytester, pelago_
     """In a separate process, as in a plugin's repository: only the installed plugins, no conftest of ours."""
     pytester.makeconftest(AUTHOR_CONFTEST)
     pytester.makepyfile(test_author=AUTHOR_TESTS)
-    before = _test_databases(pelago_pg_url) if pelago_db == "postgresql" else set()
     result = pytester.runpytest_subprocess(f"--pelago-db={pelago_db}", f"--pelago-pg-url={pelago_pg_url}",
-                                           "-p", "no:cacheprovider", "-rs")
+                                           "-p", "no:cacheprovider", "-rs", "-s")
     if pelago_db == "postgresql":
         result.assert_outcomes(passed=6)
-        # Its database was dropped (others' may come and go meanwhile: xdist workers end their sessions).
-        assert _test_databases(pelago_pg_url) - before == set()
+        # Its own database was dropped (by name: other runs on the server make and drop theirs meanwhile).
+        named = [line.split()[-1] for line in result.outlines if "PELAGO-DATABASE" in line]
+        assert len(named) == 1 and named[0].startswith("pelago_test_"), result.outlines
+        assert named[0] not in _test_databases(pelago_pg_url)
     else:
         result.assert_outcomes(passed=5, skipped=1)
         result.stdout.fnmatch_lines(["*PostgreSQL-only*"])

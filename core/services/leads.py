@@ -20,6 +20,7 @@ from ..ownership import Move, change_owners, refuse_if_any
 from ..pagination import Page, paginate
 from ..phones import BadPhone, normalise
 from ..routing import LeadInfo
+from ..timeline import plugin_timeline
 from ..vetoes import refuse_if_vetoed
 from .intake import Submission, ingest, lock_emails
 
@@ -348,8 +349,25 @@ def list_touches(ctx: HookContext, lead: Lead, cursor: str | None, limit: int) -
     return paginate(ctx.session, select(Touch).where(Touch.lead_id == lead.id), Touch.id, cursor, limit)
 
 
-def history(ctx: HookContext, lead: Lead) -> list[dict[str, Any]]:
-    """Ownership, stage and activity timeline, oldest first."""
+def history(ctx: HookContext, lead: Lead, *, plugins: bool = False) -> list[dict[str, Any]]:
+    """Ownership, stage and activity timeline, oldest first; with ``plugins``, what plugins add too.
+
+    The plugins' entries (the ``lead_timeline`` query, asked only of the
+    plugins on for the tenant) are items of type ``plugin`` with the plugin's
+    name, ``kind``, ``title`` (English, ``{name}`` placeholders), ``values``
+    and ``text`` (the entry's ``detail``). On a tie the core's come first.
+    """
+    items = _core_history(ctx, lead)
+    if plugins:
+        for found in plugin_timeline(ctx, lead.id):
+            e = found.entry
+            items.append({"type": "plugin", "at": e.at, "plugin": found.plugin, "kind": e.kind,
+                          "title": e.title, "values": dict(e.values), "text": e.detail})
+        items.sort(key=lambda i: (i["at"], i["type"] == "plugin"))  # stable: the core's order kept
+    return items
+
+
+def _core_history(ctx: HookContext, lead: Lead) -> list[dict[str, Any]]:
     s = ctx.session
     items: list[dict[str, Any]] = []
     for o in s.scalars(select(OwnershipChange).where(OwnershipChange.lead_id == lead.id)):

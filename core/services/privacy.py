@@ -131,9 +131,13 @@ def export(ctx: HookContext, person: Subject, *, actor: str | None = None) -> di
     """Everything held about ``person`` as JSON, and an audit row saying who asked.
 
     ``leads`` holds one document per lead (its row, touches, activities,
-    stage changes, ownership ledger, deals with their refunds); ``plugins``
-    holds each plugin's answer to ``privacy_export`` under its name. Another
-    tenant's person, or nobody: ``leads`` is empty.
+    stage changes, ownership ledger, deals with their refunds); ``submissions``
+    the person's webhook submissions not routed (yet), ``accepted`` or
+    ``failed``, with their payload as received: the same ones erasure blanks,
+    matched the same way (the person's phone or email, or their leads');
+    ``plugins`` holds each plugin's answer to ``privacy_export`` under its
+    name. Another tenant's person, or nobody: ``leads`` and ``submissions``
+    are empty.
     """
     s = ctx.session
     leads = leads_of(ctx, person)
@@ -160,6 +164,13 @@ def export(ctx: HookContext, person: Subject, *, actor: str | None = None) -> di
                 "ownership": by_lead["ownership"].get(lead.id, []),
                 "deals": deals,
             })
+    known = {person.value} | {v for lead in leads for v in (lead.phone, lead.email) if v}
+    pending = sorted(_unrouted_submissions(ctx, known, lock=False))
+    submissions = [
+        {k: v for k, v in _row(sub).items() if k not in _SUBMISSION_INTERNALS}
+        for sub in (s.scalars(select(StoredSubmission).where(StoredSubmission.id.in_(pending))
+                              .order_by(StoredSubmission.id)) if pending else ())
+    ]
     plugins = _plugin_parts(ctx, ids) if ids else {}
     audit = _audit(ctx, "export", person, ids, actor=actor)
     return snapshot({
@@ -168,8 +179,13 @@ def export(ctx: HookContext, person: Subject, *, actor: str | None = None) -> di
         "exported_at": ctx.now(),
         "audit_id": audit.id,
         "leads": documents,
+        "submissions": submissions,
         "plugins": plugins,
     })
+
+
+#: a stored submission's columns that are the router's bookkeeping, not about the person
+_SUBMISSION_INTERNALS = frozenset({"lease_token", "lease_until"})
 
 
 def _plugin_parts(ctx: HookContext, lead_ids: Sequence[int]) -> dict[str, Any]:

@@ -189,15 +189,24 @@ def touches(args: dict[str, Any], lead_id: int) -> Any:
 
 
 @blp.route("/<int:lead_id>/history", methods=["GET"])
+@blp.arguments(s.HistoryArgs, location="query")
 @blp.response(200, s.History)
-def history(lead_id: int) -> Any:
+def history(args: dict[str, Any], lead_id: int) -> Any:
     """Read a lead's timeline: ownership, stage and activity entries, oldest first.
 
     Ownership entries carry the reason, the rule and the routing explanation
-    (`detail`). Not paginated.
+    (`detail`). With `include=plugins`, what the plugins on for the tenant
+    did about the lead too (an SMS sent, a trial lesson, a conversion
+    reported), merged by time: `type` `plugin`, with `plugin`, `kind`,
+    `title`, `values` and `text`. Not paginated.
     """
     c = ctx()
-    return {"items": svc.history(c, svc.get_lead(c, lead_id))}
+    items = svc.history(c, svc.get_lead(c, lead_id), plugins="plugins" in args["include"])
+    for item in items:
+        if item["type"] == "plugin":  # the console translates the title; the API answers it in English
+            item["title_values"] = values = item.pop("values")
+            item["title"] = item["title"].format(**values) if values else item["title"]
+    return {"items": items}
 
 
 _LEAD_FIELDS = tuple(s.Lead().fields)  # a schema instance per request costs more than the dict

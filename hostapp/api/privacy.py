@@ -38,6 +38,9 @@ class PrivacyExport(Schema):
     leads = fields.List(fields.Dict(), required=True, metadata={
         "description": "per lead: lead, touches, activities, stage_changes, ownership, deals (with refunds)",
     })
+    submissions = fields.List(fields.Dict(), required=True, metadata={
+        "description": "the person's webhook submissions not routed (accepted or failed), payload and all",
+    })
     plugins = fields.Dict(keys=fields.String(), required=True, metadata={
         "description": "each plugin's answer to the privacy_export hook, under its name",
     })
@@ -84,9 +87,10 @@ def export(data: dict[str, Any]) -> Any:
 
     The tenant's leads with this phone (normalised as intake does) or email,
     each with its touches, activities, stage changes, ownership ledger,
-    deals and refunds, and every enabled plugin's data about them. Nobody
-    (or another tenant's person) gives an empty ``leads``. Each export is
-    written to the privacy audit.
+    deals and refunds; the person's webhook submissions not routed (yet),
+    with their payload as received; and every enabled plugin's data about
+    them. Nobody (or another tenant's person) gives empty ``leads`` and
+    ``submissions``. Each export is written to the privacy audit.
     """
     c = ctx()
     document = svc.export(c, svc.subject(c, **data))

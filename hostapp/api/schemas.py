@@ -240,9 +240,16 @@ class Touch(Schema):
 TouchPage = page_of(Touch)
 
 
+class HistoryArgs(Schema):
+    include = fields.List(
+        fields.String(validate=validate.OneOf(("plugins",))), load_default=list,
+        metadata={"description": "`plugins`: also the entries of the plugins on for the tenant (`type` `plugin`)"},
+    )
+
+
 class HistoryItem(Schema):
-    type = fields.String(required=True, validate=validate.OneOf(("ownership", "stage", "activity")))
-    id = fields.Integer(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(("ownership", "stage", "activity", "plugin")))
+    id = fields.Integer(metadata={"description": "on the core's entries (not `plugin`)"})
     at = LocalTime(required=True)
     actor_id = fields.Integer(allow_none=True)
     from_user_id = fields.Integer(allow_none=True)
@@ -256,6 +263,12 @@ class HistoryItem(Schema):
     new = fields.String()
     lost_reason = fields.String(allow_none=True)
     kind = fields.String()
+    plugin = fields.String(metadata={"description": "`plugin` entries: the plugin that answered it"})
+    title = fields.String(metadata={"description": "`plugin` entries: English, with `values` filled in"})
+    # attribute: a core entry (a dict) has no "values" key, and marshmallow would then read dict.values
+    values = fields.Dict(attribute="title_values", data_key="values",
+                         metadata={"description": "`plugin` entries: the values in the title"})
+    text = fields.String(metadata={"description": "`plugin` entries: the entry's detail, as the plugin wrote it"})
 
 
 class History(Schema):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from pelago.core.models import STAGES, Activity, Deal, Lead, Team
@@ -27,20 +28,20 @@ from .web import console, render_page, runtime
 
 @dataclass(frozen=True)
 class ShownPanel:
-    """A plugin's dashboard panel as the template draws it: its id, title, template and values.
+    """A plugin's dashboard panel as the dashboard shows it: its id, title and drawn body.
 
-    ``template`` is ``None`` when the plugin's ``data`` failed: the panel is
-    shown as unavailable (its title stays, so the user sees which one).
+    ``html`` is ``None`` when the plugin's ``data`` or the rendering of its
+    template failed: the panel is shown as unavailable (its title stays, so
+    the user sees which one).
     """
 
     id: str
     title: str
-    template: str | None
-    values: Mapping[str, Any]
+    html: Markup | None
 
 
 class _Failed(Exception):
-    """A panel's ``data`` raised (logged already)."""
+    """A panel's ``data`` or template raised (logged already)."""
 
 
 def _panels(c: Any) -> list[ShownPanel]:
@@ -59,22 +60,32 @@ def _panels(c: Any) -> list[ShownPanel]:
                 continue
             pid = f"panel-{spec.name}-{panel.name}"
             try:
-                values = _data(c, spec.name, panel)
+                html = _draw(c, spec.name, panel)
             except _Failed:
-                shown.append(ShownPanel(pid, panel.title, None, {}))
+                shown.append(ShownPanel(pid, panel.title, None))
                 continue
-            if values is not None:
-                shown.append(ShownPanel(pid, panel.title, panel.template, values))
+            if html is not None:
+                shown.append(ShownPanel(pid, panel.title, html))
     return shown
 
 
-def _data(c: Any, plugin: str, panel: DashboardPanel) -> Mapping[str, Any] | None:
-    """``panel.data(c)`` in a savepoint: if it raises, the session is as before (on PostgreSQL a failed
-    statement would otherwise leave the transaction aborted, and every later query of the page failing)."""
+def _draw(c: Any, plugin: str, panel: DashboardPanel) -> Markup | None:
+    """``panel.data(c)`` rendered with ``panel.template`` (``None``: no panel), in a savepoint.
+
+    Both are the plugin's code: a template that raises (a missing attribute of
+    a strict value, a filter given the wrong type, a lazy load) costs only its
+    panel, like failing ``data``. Rendered here rather than included by the
+    dashboard's template, where an exception could only be the page's 500.
+    The savepoint: if either raises, the session is as before (on PostgreSQL
+    a failed statement would otherwise leave the transaction aborted, and
+    every later query of the page failing).
+    """
     try:
         with c.session.begin_nested():
             values: Mapping[str, Any] | None = panel.data(c)
-            return values
+            if values is None:
+                return None
+            return Markup(render_page(panel.template, panel=values))
     except Exception as exc:  # noqa: BLE001 - a plugin's bug is logged, and costs only its panel
         runtime().log.exception("dashboard panel %r of plugin %s failed; shown as unavailable", panel.name, plugin)
         raise _Failed from exc

@@ -17,7 +17,6 @@ from pelago.core.errors import Conflict, Forbidden, InvalidInput, PelagoError
 from pelago.core.models import ACTIVITY_KINDS, STAGE_TRANSITIONS, STAGES, Deal, Team, User
 from pelago.core.services import deals as deal_svc
 from pelago.core.services import leads as svc
-from pelago.core.timeline import plugin_timeline
 
 from ..api import schemas as s
 from ..auth import ctx
@@ -89,26 +88,12 @@ def new_lead() -> Any:
                        teams=_teams(), people=_people()), 200 if not (errors or error) else 422
 
 
-def _timeline(c: Any, lead: Any) -> list[dict[str, Any]]:
-    """The core's timeline of the lead with what the plugins on for the tenant add (``lead_timeline``), by time.
-
-    On a tie the core's items come first (a sort is stable).
-    """
-    items = svc.history(c, lead)
-    for found in plugin_timeline(c, lead.id):
-        e = found.entry
-        items.append({"type": "plugin", "at": e.at, "plugin": found.plugin, "kind": e.kind, "title": e.title,
-                      "detail": e.detail, "values": dict(e.values)})
-    items.sort(key=lambda i: (i["at"], i["type"] == "plugin"))
-    return items
-
-
 def _lead_page(lead_id: int, *, error: str | None = None, errors: dict[str, Any] | None = None,
                form: str | None = None, status: int = 200) -> Any:
     c = ctx()
     lead = svc.get_lead(c, lead_id)
     touches = svc.list_touches(c, lead, None, 50).items
-    history = _timeline(c, lead)
+    history = svc.history(c, lead, plugins=True)
     deals = list(c.session.scalars(select(Deal).where(Deal.lead_id == lead.id).order_by(Deal.id.desc())))
     allowed = [st for st in STAGES if st in STAGE_TRANSITIONS.get(lead.stage, ())]  # the service still decides
     html = render_page("console/lead.html", lead=lead, touches=touches, history=history, deals=deals,

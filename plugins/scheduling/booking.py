@@ -381,9 +381,23 @@ def retake(ctx: HookContext, lessons: Sequence[Lesson], students: dict[int, list
 
 
 def add_students(ctx: HookContext, lesson_ids: Sequence[int], lead_id: int) -> None:
-    """Make ``lead_id`` busy in ``lesson_ids`` (an enrolment, a trial, a makeup); 409 on a clash."""
+    """Make ``lead_id`` busy in ``lesson_ids`` (an enrolment, a trial, a makeup); 409 on a clash.
+
+    On PostgreSQL the student's exclusion constraint is the lock: a row that
+    overlaps another transaction's uncommitted row waits for it. Two
+    enrolments of one student in classes whose lessons overlap would each
+    wait for the other if they wrote their rows in different orders (one
+    class's lessons by id is not the other's), so the rows are written by
+    time, the order the constraint compares them in (then by lesson id): the
+    first to write the earliest overlapping slot goes on, the other waits for
+    it. Two rows of the same slot written at the very same moment can still
+    each find the other's; PostgreSQL then fails one with a deadlock, whose
+    savepoint is rolled back and written again, now waiting for the other
+    (a 409 if it committed), as :func:`_guarded` does for lessons.
+    """
     lessons = list(ctx.session.scalars(
-        select(Lesson).where(Lesson.id.in_(lesson_ids), Lesson.status == "scheduled").order_by(Lesson.id)
+        select(Lesson).where(Lesson.id.in_(lesson_ids), Lesson.status == "scheduled")
+        .order_by(Lesson.starts_at, Lesson.ends_at, Lesson.id)
     ))
     if not lessons:
         return
@@ -393,6 +407,17 @@ def add_students(ctx: HookContext, lesson_ids: Sequence[int], lead_id: int) -> N
     inner = _within_batch(items)
     if inner:
         raise _conflict(inner)
+    for attempt in range(DEADLOCK_TRIES):
+        try:
+            return _add_students(ctx, lessons, rows, items, lead_id)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == DEADLOCK_TRIES - 1:
+                raise
+
+
+def _add_students(ctx: HookContext, lessons: Sequence[Lesson], rows: list[dict[str, Any]],
+                  items: list[tuple[str, int, datetime, datetime, int]], lead_id: int) -> None:
+    """One try of :func:`add_students`'s write, in a savepoint (rolled back, its locks with it, if it fails)."""
     session = ctx.session
     mine = [x.id for x in lessons]
     with session.begin_nested():

@@ -197,7 +197,16 @@ def broken_panel(ctx: Any) -> Any:
         return None
     if PANEL_FAULT[0] == "sql":
         ctx.session.execute(text("SELECT no_such_column FROM recorder_no_such_table"))
+    if PANEL_FAULT[0] == "template":  # the data is fine; drawing it fails
+        return {"leads": _Undrawable()}
     raise RuntimeError("recorder: broken panel")
+
+
+class _Undrawable:
+    """A value whose rendering raises (a template's failure, not the data's)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("recorder: this value cannot be drawn")
 
 
 plugin = PluginSpec(

@@ -157,3 +157,40 @@ def test_the_database_refuses_an_overlapping_lesson_written_past_the_plugin(app,
         assert not copy(starts_at=late - hour, ends_at=late + us)
         assert copy(starts_at=start, ends_at=end, status="cancelled")  # a cancelled lesson takes nothing
         ctx.session.rollback()
+
+
+@pytest.mark.postgres
+def test_one_student_enrolled_in_two_overlapping_classes_at_once_gets_one_never_a_503(app, tenant):
+    """Was: each enrolment wrote the student's busy rows by lesson id, one class's Monday first, the other's
+    Friday first (its lessons were made in the other order); each then waited for the other's uncommitted
+    row and PostgreSQL failed one with a deadlock (a 503). Rows by time, and a retry of the rare victim."""
+    s = school(tenant)
+    forward = s.new_class("Maths G8", teacher=tenant.users["rep"], room=None)
+    backward = s.new_class("Physics G8", teacher=tenant.users["rep2"], room=None)
+    days = range(14, 19)  # Monday to Friday, 09:00–10:00: every lesson of one class overlaps one of the other
+    for d in days:
+        ok(s.lesson(at(d, 9), at(d, 10), klass=forward), 201)
+    for d in reversed(days):
+        ok(s.lesson(at(d, 9, 30), at(d, 10, 30), klass=backward), 201)
+    students = [s.student(f"138000077{i:02d}") for i in range(8)]
+    for lead in students:
+        s.buy(lead)  # a student already (a first one's row would make the two enrolments take turns)
+    barrier = threading.Barrier(2 * len(students))
+    results: dict[tuple[int, int], int] = {}
+
+    def enrol(lead: int, klass: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        results[lead, klass] = client.post(f"/api/v1/scheduling/classes/{klass}/students", json={"lead_id": lead},
+                                           headers=tenant.headers("admin")).status_code
+
+    threads = [threading.Thread(target=enrol, args=(lead, k)) for lead in students for k in (forward, backward)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for lead in students:  # one class each, the other refused as a clash: never both, never a 503
+        assert sorted((results[lead, forward], results[lead, backward])) == [201, 409], results
+    with tenant_context(tenant.runtime, tenant.id) as ctx:
+        assert booking.double_bookings(ctx) == 0
+        assert ctx.session.scalar(select(func.count()).select_from(Busy)) == 5 * len(students)

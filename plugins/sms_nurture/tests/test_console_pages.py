@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from pelago.plugin import tenant_context
+from pelago.plugins.sms_nurture.console import week
 from pelago.testing import ConsoleClient
 
 from .sms_helpers import dispatch, enrol, lead, messages, sequence, sms_tenant, template
@@ -130,3 +138,45 @@ def test_dashboard_panel_and_the_leads_timeline(app):
     assert t.put("/api/v1/plugins/sms_nurture", json={"enabled": False}).status_code == 200
     assert 'data-plugin="sms_nurture"' not in manager.text(f"/console/leads/{ok['id']}")
     assert 'id="panel-sms_nurture-week"' not in manager.text("/console/")
+
+
+@pytest.mark.postgres
+def test_the_dashboard_panels_count_can_use_the_planned_at_index(app):
+    """The panel counts the tenant's messages planned in the last 7 days; ``sms_nurture_0004`` added the index
+    ``(tenant_id, planned_at)`` for it. The statement the panel really sends (with the core's tenant filter),
+    planned with sequential scans off: PostgreSQL reaches the rows through that index (a range on its
+    second column after an equality on its first), not through another index that only has the tenant."""
+    t, *_ = _sent_and_silent(app)
+    runtime = t.runtime
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "FROM sms_nurture_message" in statement:
+            sent.append((statement, parameters))
+
+    with tenant_context(runtime, t.id) as ctx:
+        event.listen(runtime.engine, "before_cursor_execute", grab)
+        try:
+            assert week(ctx)["total"] == 2
+        finally:
+            event.remove(runtime.engine, "before_cursor_execute", grab)
+        [(statement, parameters)] = sent
+        assert "tenant_id" in statement and "planned_at" in statement
+        conn = ctx.session.connection()
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
+        columns = conn.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sms_nurture_message_planned'").scalar()
+    assert columns is not None and columns.endswith("(tenant_id, planned_at)")
+    used = set(_index_names(plan))
+    assert used == {"ix_sms_nurture_message_planned"}, json.dumps(plan, indent=1)
+
+
+def _index_names(node: Any) -> list[str]:
+    """Every ``Index Name`` in an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(node, list):
+        return [name for item in node for name in _index_names(item)]
+    if isinstance(node, dict):
+        own = [node["Index Name"]] if "Index Name" in node else []
+        return own + [name for value in node.values() for name in _index_names(value)]
+    return []
