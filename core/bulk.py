@@ -67,13 +67,16 @@ def _pg_write(
     return list(result) if "RETURNING" in tail else []
 
 
-def pg_insert_sql(table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "") -> str:
-    """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many)."""
+def pg_insert_sql(
+    table: str, columns: Columns, fixed: Fixed, tail: str = "", prefix: str = "", where: str = "",
+) -> str:
+    """The SQL of :func:`write_rows` on PostgreSQL; ``prefix`` sets its parameters apart (a CTE of many),
+    ``where`` (a ``WHERE`` clause) filters the rows."""
     picks = [_pick(c, t) for c, t in columns.items()] + [f"CAST(:{prefix}k_{c} AS {t})" for c, (t, _) in fixed.items()]
     spec = _spec(columns)
     return (
         f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {', '.join(picks)} "
-        f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {tail}"
+        f"FROM json_to_recordset(CAST(:{prefix}rows AS json)) AS u({spec}) {where} {tail}"
     )
 
 
@@ -208,6 +211,7 @@ _PG_TOGETHER: dict[tuple[Any, ...], Any] = {}
 
 def write_together(
     session: Session, parts: Sequence[Part], calls: Sequence[Call] = (), changes: Sequence[Change] = (),
+    *, gated: bool = False,
 ) -> tuple[list[list[Any]], list[Any]]:
     """Every part's insert, every call and every change, in one statement on PostgreSQL; in turn on SQLite.
 
@@ -225,10 +229,20 @@ def write_together(
     ``json_agg`` / ``to_json``: integers, text, booleans and NULL arrive as
     they were; anything else (timestamps, numeric, jsonb) as its JSON form,
     so RETURN only such columns or cast them in the tail.
+
+    ``gated`` (PostgreSQL): the first part, which must have rows and a
+    RETURNING, is the gate: the other parts insert, and the calls run, only
+    if it returned a row (an insert ``ON CONFLICT DO NOTHING`` that did
+    insert), all in the same one statement; the calls' values are then
+    ``None``. The changes are made either way. So a lead and everything
+    that hangs on it travel in one round trip, and a lead that lost a race
+    to a duplicate leaves nothing behind.
     """
     given = len(parts)
     kept = [k for k, p in enumerate(parts) if p.rows]
-    written_parts = _write_together(session, [parts[k] for k in kept], calls, [c for c in changes if c.rows])
+    if gated and (not kept or kept[0] != 0 or "RETURNING" not in parts[0].tail):
+        raise ValueError("a gated write needs a first part with rows and a RETURNING")
+    written_parts = _write_together(session, [parts[k] for k in kept], calls, [c for c in changes if c.rows], gated)
     returned: list[list[Any]] = [[] for _ in range(given)]
     for k, rows in zip(kept, written_parts[0], strict=True):
         returned[k] = rows
@@ -236,14 +250,14 @@ def write_together(
 
 
 def _write_together(
-    session: Session, parts: Sequence[Part], calls: Sequence[Call], changes: Sequence[Change],
+    session: Session, parts: Sequence[Part], calls: Sequence[Call], changes: Sequence[Change], gated: bool = False,
 ) -> tuple[list[list[Any]], list[Any]]:
     """:func:`write_together` for parts that all have rows: results aligned to them."""
     if not parts and not calls and not changes:
         return [], []
     if session.get_bind().dialect.name != "postgresql":
-        if calls:
-            raise ValueError("database function calls are for PostgreSQL")
+        if calls or gated:
+            raise ValueError("database function calls and gated writes are for PostgreSQL")
         written = [_sqlite_write(session, p.table, p.columns, p.rows, p.fixed, p.tail) for p in parts]
         for ch in changes:
             sets = ", ".join(f"{v} = :{v}" for v in ch.values)
@@ -257,19 +271,23 @@ def _write_together(
               for p in parts),
         tuple(c.sql for c in calls),
         tuple((ch.table.name, tuple(ch.keys.items()), tuple(ch.values.items())) for ch in changes),
+        gated,
     )
     stmt = _PG_TOGETHER.get(key)
     if stmt is None:
         ctes: list[str] = []
         outputs: list[str] = []
+        gate = "WHERE EXISTS (SELECT FROM w0)" if gated else ""
         for k, p in enumerate(parts):
-            ctes.append(f"w{k} AS ({pg_insert_sql(p.table.name, p.columns, p.fixed, p.tail, prefix=f'w{k}_')})")
+            where = gate if k else ""
+            ctes.append(f"w{k} AS ({pg_insert_sql(p.table.name, p.columns, p.fixed, p.tail, f'w{k}_', where)})")
             if "RETURNING" in p.tail:
                 outputs.append(f"SELECT {k}, json_agg(w{k}) FROM w{k}")  # one JSON value per part
         for i, ch in enumerate(changes):
             ctes.append(f"u{i} AS ({pg_update_sql(ch.table.name, ch.keys, ch.values, prefix=f'u{i}_')})")
         for j, c in enumerate(calls):
-            ctes.append(f"c{j} AS (SELECT {c.sql} AS v)")
+            value = f"CASE WHEN EXISTS (SELECT FROM w0) THEN {c.sql} END" if gated else c.sql
+            ctes.append(f"c{j} AS (SELECT {value} AS v)")
             outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
         if not outputs:
             outputs.append("SELECT 0, NULL::json WHERE false")

@@ -113,19 +113,17 @@ def take_pointers(session: Session) -> list[tuple[int, int, int]]:
 
 
 def write_pointers(session: Session) -> None:
-    """Write the pointers still waiting (one UPDATE each).
+    """Write the pointers still waiting (one UPDATE each); none is waiting afterwards.
 
-    Inside a savepoint they also stay pending: a rollback of the savepoint
-    undoes the write, not the decision of the outer transaction.
+    Inside a savepoint too: a rollback of the savepoint undoes the write and
+    puts the pending pointers back as the savepoint found them
+    (:func:`_restore_pointers`), so the outer transaction's decision stands.
     """
-    pending = (session.info.get(POINTERS) or {}).copy() if session.in_nested_transaction() else None
     for tenant_id, team_id, pointer in take_pointers(session):
         session.execute(
             update(Team).where(Team.tenant_id == tenant_id, Team.id == team_id).values(rr_pointer=pointer)
             .execution_options(synchronize_session=False, all_tenants=True)
         )
-    if pending:
-        session.info[POINTERS] = pending
 
 
 @event.listens_for(TenantSession, "before_commit")

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, cast
 
 from sqlalchemy import Table, select, text, update
@@ -280,7 +281,13 @@ def _ingest(
             r.new_id = new_id
     decisions = _decide(ctx, to_create, routing, strict_owner)
     inserted: dict[int, Mapping[str, Any]] = {}
-    created = _insert_leads(ctx, to_create, decisions, now, inserted)
+    # A single new lead (the API, a router's batch of one) goes with all its rows in one statement.
+    together = len(fresh) == 1 and len(to_create) == 1 and _postgres(ctx.session)
+    done = together and _create_one(ctx, to_create[0], decisions, now, origin or {}, inserted)
+    if together:
+        created = {to_create[0].dedupe: cast(int, to_create[0].new_id)} if done else {}
+    else:
+        created = _insert_leads(ctx, to_create, decisions, now, inserted)
     late = [r for r in to_create if r.dedupe not in created]  # lost a race: merge instead
     if late:
         found = _existing_leads(ctx, [r.dedupe for r in late])
@@ -298,7 +305,8 @@ def _ingest(
     merged_rows = [r for r in fresh if r.outcome.status == "merged"]
     filled = _fill_merged(ctx, merged_rows, now)
     new = [r for r in to_create if r.outcome.status == "created"]
-    _write_rest(ctx, fresh, new, decisions, now, origin or {})
+    if not done:
+        _write_rest(ctx, fresh, new, decisions, now, origin or {})
     for r in rows:
         same = r.values.get("_same_as")
         if same is not None:
@@ -557,34 +565,75 @@ def _insert_leads(
     by_kind: dict[str, list[_Row]] = {"phone": [], "email": []}
     for r in rows:
         by_kind[r.dedupe[0]].append(r)
+    for kind, group in by_kind.items():
+        if not group:
+            continue
+        group.sort(key=lambda r: r.dedupe[1])  # one key order for every writer: no deadlocks
+        whole = inserted is not None and len(rows) == 1 and _postgres(ctx.session)
+        part = _lead_part(ctx, kind, group, decisions, now, ", *" if whole else "")
+        for found in write_rows(ctx.session, LEADS, part.columns, part.rows, part.fixed, part.tail):
+            created[(kind, str(found[1]))] = found[0]
+            if inserted is not None and whole:
+                inserted[found[0]] = dict(zip(found._fields[2:], found[2:], strict=True))
+    return created
+
+
+def _lead_part(
+    ctx: HookContext, kind: str, group: list[_Row], decisions: dict[int, Decision], now: Any, returning: str = "",
+) -> Part:
+    """The insert of ``group``'s leads (one kind of key), ``ON CONFLICT DO NOTHING RETURNING id, <key>``
+    and ``returning``."""
     fixed = {
         "tenant_id": ("bigint", ctx.tenant.id), "stage": ("text", "new"), "is_customer": ("boolean", False),
         "locked": ("boolean", False), "created_at": ("timestamptz", now), "updated_at": ("timestamptz", now),
         "stage_changed_at": ("timestamptz", now), "version": ("integer", 1),
     }
     stamp = now.isoformat() if _postgres(ctx.session) else now  # PostgreSQL reads it from JSON
-    for kind, group in by_kind.items():
-        if not group:
-            continue
-        group.sort(key=lambda r: r.dedupe[1])  # one key order for every writer: no deadlocks
-        leads = []
-        for r in group:
-            v = r.values
-            d = decisions.get(r.index)
-            owner = d.owner_id if d else None
-            leads.append((
-                r.new_id, v.get("name") or "", v.get("phone"), v.get("email"), v.get("source") or v["_touch"].get("source"),
-                v.get("region"), v.get("product"), owner,
-                d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
-                None if owner is None else stamp,
-            ))
-        whole = inserted is not None and len(rows) == 1 and _postgres(ctx.session)
-        tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}"
-        for found in write_rows(ctx.session, LEADS, LEAD_COLUMNS, leads, fixed, tail + (", *" if whole else "")):
-            created[(kind, str(found[1]))] = found[0]
-            if inserted is not None and whole:
-                inserted[found[0]] = dict(zip(found._fields[2:], found[2:], strict=True))
-    return created
+    leads = []
+    for r in group:
+        v = r.values
+        d = decisions.get(r.index)
+        owner = d.owner_id if d else None
+        leads.append((
+            r.new_id, v.get("name") or "", v.get("phone"), v.get("email"), v.get("source") or v["_touch"].get("source"),
+            v.get("region"), v.get("product"), owner,
+            d.team_id if d and d.team_id is not None else v.get("team_id"), v["attributes"],
+            None if owner is None else stamp,
+        ))
+    tail = f"ON CONFLICT (tenant_id, {kind}) WHERE {LEAD_CONFLICT[kind]} DO NOTHING RETURNING id, {kind}{returning}"
+    return Part(LEADS, LEAD_COLUMNS, leads, fixed, tail)
+
+
+def _create_one(
+    ctx: HookContext, r: _Row, decisions: dict[int, Decision], now: Any, origin: Mapping[str, Any],
+    inserted: dict[int, Mapping[str, Any]],
+) -> bool:
+    """A single new lead and everything that hangs on it in one statement (PostgreSQL); ``False`` when a
+    duplicate won the race (then nothing but the round-robin pointer was written).
+
+    The lead's insert gates the rest (:func:`~pelago.core.bulk.write_together`'s
+    ``gated``): while routing holds the team's row, one round trip, not two.
+    """
+    r.outcome.lead_id = r.new_id  # the touch, stage and ledger rows name it
+    gate = _lead_part(ctx, r.dedupe[0], [r], decisions, now, ", to_json(core_lead.*)")
+    row = _write_rest(ctx, [r], [r], decisions, now, origin, gate)
+    if row is None:
+        r.outcome.lead_id = r.outcome.touch_id = r.outcome.decision = None
+        return False
+    inserted[cast(int, r.new_id)] = _lead_columns(row)
+    return True
+
+
+def _lead_columns(found: Mapping[str, Any]) -> dict[str, Any]:
+    """A lead's row from its JSON form (``to_json``) back to Python values: timestamps as aware datetimes."""
+    out = dict(found)
+    for name in _LEAD_TIMES:
+        if out.get(name) is not None:
+            out[name] = datetime.fromisoformat(out[name]).astimezone(timezone.utc)
+    return out
+
+
+_LEAD_TIMES = tuple(c.name for c in LEADS.c if getattr(c.type, "timezone", False))
 
 
 def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list[str]]:
@@ -635,16 +684,19 @@ def _fill_merged(ctx: HookContext, rows: list[_Row], now: Any) -> dict[int, list
 
 def _write_rest(
     ctx: HookContext, fresh: list[_Row], new: list[_Row], decisions: dict[int, Decision], now: Any,
-    origin: Mapping[str, Any],
-) -> None:
+    origin: Mapping[str, Any], gate: Part | None = None,
+) -> Mapping[str, Any] | None:
     """Touches, then stage history, the ownership ledger and the events of the leads created.
 
     On PostgreSQL all of it is one statement (:func:`~pelago.core.bulk.write_together`:
     the inserts as data-modifying CTEs, the two events as ``core_emit``
     calls), so one round trip whatever the batch; on SQLite one
     ``executemany`` per table and :func:`~pelago.core.events.emit`.
+    ``gate`` (PostgreSQL, :func:`_create_one`): the one lead's insert, first in
+    the statement; the rest is written only if it inserted. Returns the lead's
+    columns (its RETURNING's last value), or ``None`` when it did not.
     """
-    parts: list[Part] = []
+    parts: list[Part] = [gate] if gate is not None else []
     keyed = _touch_parts(ctx, fresh, now, parts)
     keyed_part = len(parts) - 1  # the keyed touches are the last part so far (if any)
     created_items, assigned_items = _created_parts(ctx, new, decisions, now, origin, parts)
@@ -656,7 +708,10 @@ def _write_rest(
                 call, has = emit_call(ctx, name, items, f"e{len(calls)}", plain=True)
                 calls.append(call)
                 subscribed.append(has)
-        returned, event_ids = write_together(ctx.session, parts, calls, pointer_updates(ctx))
+        returned, event_ids = write_together(ctx.session, parts, calls, pointer_updates(ctx),
+                                             gated=gate is not None)
+        if gate is not None and not returned[0]:
+            return None  # a duplicate won: nothing of this was written
         for event_id, has in zip(event_ids, subscribed, strict=True):
             if has:
                 emitted(ctx, int(event_id))
@@ -673,6 +728,7 @@ def _write_rest(
                 "a request with this idempotency key is being processed; retry it",
                 {"idempotency_key": sorted(by_key)[:10]},
             )
+    return returned[0][0][-1] if gate is not None else None
 
 
 def _touch_parts(ctx: HookContext, rows: list[_Row], now: Any, parts: list[Part]) -> list[_Row]:
