@@ -98,3 +98,68 @@ def _check(ctx, accounts: list[int]) -> None:
             left = a.purchased_hours - a.consumed_purchased
             assert abs(remaining - to_money(left * a.paid / a.purchased_hours)) <= Decimal("0.01")
             assert a.recognised == to_money(a.paid * a.consumed_purchased / a.purchased_hours)
+
+
+LESSON_HOURS = st.lists(HOURS, min_size=1, max_size=6)
+
+
+def test_a_batched_roll_call_charges_as_one_by_one_would(app, tenant, clock):
+    """One ``settle`` of several lessons of one student (one account charged several times in one batch,
+    one statement on PostgreSQL): the lines are those of consuming lesson after lesson, gift hours first,
+    revenue to the cent, half-up, the residue on the last hour; too few hours refuses the whole batch."""
+    from pelago.plugins.scheduling import attendance
+    from pelago.plugins.scheduling.models import Enrolment, Lesson
+
+    from .helpers import ok
+
+    s = school(tenant)
+    lead = s.student("13800000202")
+    account = s.buy(lead)["id"]
+    ok(s.post(f"/classes/{s.klass}/students", {"lead_id": lead, "account_id": account}), 201)
+    lessons = [int(ok(s.lesson(f"2026-03-02T{8 + i:02d}:00:00+08:00", f"2026-03-02T{8 + i:02d}:50:00+08:00"),
+                      201)["id"]) for i in range(6)]
+    clock.advance(hours=24)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(paid=PAID, bought=st.sampled_from(["1", "2.5", "3", "7", "10.5"]), gift=st.sampled_from(["0", "0.5", "2"]),
+           hours=LESSON_HOURS, gift_first=st.booleans())
+    def run(paid, bought, gift, hours, gift_first):
+        with tenant.runtime.tenant_context(tenant.id) as ctx:
+            own = {**ctx.settings("scheduling"), "gift_first": gift_first}
+            ctx.settings = lambda plugin: own if plugin == "scheduling" else {}  # type: ignore[method-assign]
+            a = ctx.session.get(Account, account)
+            a.purchased_hours, a.gift_hours, a.paid = Decimal(bought), Decimal(gift), paid
+            picked = [ctx.session.get(Lesson, lessons[i]) for i in range(len(hours))]
+            for lesson, h in zip(picked, hours, strict=True):
+                lesson.hours = h
+            ctx.session.flush()
+            expected, cg, cp, rec, refused = [], Decimal(0), Decimal(0), Decimal("0.00"), False
+            for h in hours:  # one by one, in lesson order, with the ledger's own arithmetic
+                gl, bl = Decimal(gift) - cg, Decimal(bought) - cp
+                if gl + bl < h:
+                    refused = True
+                    break
+                g = min(h, gl) if gift_first else max(h - bl, Decimal(0))
+                new = ledger.recognised_for(paid, Decimal(bought), cp + h - g)
+                expected.append((-g, g - h, new - rec))
+                cg, cp, rec = cg + g, cp + h - g, new
+            try:
+                with ctx.session.begin_nested():
+                    attendance.settle(ctx, [attendance.Item(x, lead, "present") for x in picked])
+            except Conflict:
+                assert refused
+                assert ctx.session.scalar(select(func.count()).select_from(Entry).where(
+                    Entry.account_id == account, Entry.kind == "consume")) == 0
+            else:
+                assert not refused
+                lines = ctx.session.execute(
+                    select(Entry.gift_hours, Entry.purchased_hours, Entry.amount)
+                    .where(Entry.account_id == account, Entry.kind == "consume").order_by(Entry.lesson_id)
+                ).all()
+                assert [tuple(x) for x in lines] == expected
+                a = ctx.session.get(Account, account, populate_existing=True)
+                assert (a.consumed_gift, a.consumed_purchased, a.recognised) == (cg, cp, rec)
+                assert ctx.session.scalar(select(Enrolment.account_id).where(Enrolment.lead_id == lead)) == account
+            ctx.session.rollback()
+
+    run()
