@@ -111,6 +111,8 @@ def settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     Records are made (one INSERT … ON CONFLICT DO NOTHING) and locked in one
     order; charges go through :func:`.ledger.consume_many` (one conditional
     UPDATE per account, one INSERT of lines); reversals one by one (rare).
+    On PostgreSQL the new records and their charges are one statement
+    (:mod:`.rollcall_pg`); records that exist (changed roll-calls) take the steps above.
     If an account changed between read and update, the batch is taken again
     one mark at a time, which waits for the other writer.
     """
