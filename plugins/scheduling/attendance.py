@@ -16,14 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
 
 from pelago.plugin import Conflict, HookContext, InvalidInput, among, dialect_name, insert_ignoring_conflict
 
-from . import arrays, booking, ledger, rollcall_pg
+from . import arrays, booking, ledger
 from .models import Account, Attendance, Enrolment, Lesson, Participant
 
 PLUGIN = "scheduling"
@@ -111,8 +110,6 @@ def settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     Records are made (one INSERT … ON CONFLICT DO NOTHING) and locked in one
     order; charges go through :func:`.ledger.consume_many` (one conditional
     UPDATE per account, one INSERT of lines); reversals one by one (rare).
-    On PostgreSQL the new records and their charges are one statement
-    (:mod:`.rollcall_pg`); records that exist (changed roll-calls) take the steps above.
     If an account changed between read and update, the batch is taken again
     one mark at a time, which waits for the other writer.
     """
@@ -148,10 +145,8 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     charges: list[tuple[Item, int, int]] = []  # (item, attendance id, generation)
     # new records (the usual case): written once, with their final status, in one statement
     fresh = [i for i in ordered if (i.lesson.id, i.lead_id) not in existing]
-    wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
-    if fresh and dialect_name(session) == "postgresql":
-        out |= _make_and_charge(ctx, fresh, wants, by, now)
-    elif fresh:
+    if fresh:
+        wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
         made = _insert_records(ctx, fresh, wants, by, now)
         if len(made) != len(fresh):
             raise ledger.Contended()  # someone made one of them meanwhile: take the careful path
@@ -208,44 +203,6 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
         if isinstance(obj, (Attendance, Account)):
             session.expire(obj)
     return result
-
-
-def _make_and_charge(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[int, int], bool], by: int | None,
-                     now: Any) -> dict[tuple[int, int], dict[str, Any]]:
-    """New records and their charges in one statement (:mod:`.rollcall_pg`); the results by (lesson, student).
-
-    Raises :class:`.ledger.Contended` if a record or an account changed
-    meanwhile (or an account cannot pay): the batch is then taken one mark at a time.
-    """
-    accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i in fresh if wants[(i.lesson.id, i.lead_id)]])
-    marks = []
-    for i in fresh:
-        key = (i.lesson.id, i.lead_id)
-        account_id = accounts.get(key)
-        if wants[key] and account_id is None:
-            raise Conflict(f"student {i.lead_id} has no open account with {i.lesson.hours} hours for lesson "
-                           f"{i.lesson.id}", {"lead_id": ["no account with enough hours"]})
-        marks.append(rollcall_pg.Mark(i.lesson.id, i.lead_id, i.status, wants[key], account_id, i.lesson.hours))
-    made = rollcall_pg.record_and_charge(ctx, marks, by, now, ctx.settings(PLUGIN)["gift_first"])
-    if made is None:
-        raise ledger.Contended()
-    threshold = Decimal(ctx.settings(PLUGIN)["low_balance_hours"])
-    crossed: dict[int, dict[str, Any]] = {}
-    out = {}
-    for i in fresh:
-        key = (i.lesson.id, i.lead_id)
-        m = made[key]
-        out[key] = {"id": m.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-                    "charged": wants[key], "account_id": m.account_id,
-                    "remaining_hours": None if m.after is None else str(m.after)}
-        if m.account_id is not None and m.before is not None and m.after is not None \
-                and m.before >= threshold > m.after:
-            assert m.expires_at is not None
-            crossed[m.account_id] = {"account_id": m.account_id, "lead_id": m.owner, "remaining_hours": str(m.after),
-                                     "threshold_hours": str(threshold), "expires_at": m.expires_at.isoformat()}
-    if crossed:
-        ctx.emit("scheduling_low_balance", list(crossed.values()))
-    return out
 
 
 def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[int, int], bool], by: int | None,
