@@ -1,6 +1,6 @@
 """scheduling_rollcall: 100,000 attendance records with their ledger lines versus a bare insert of the records.
 
-Two tenants, set up alike (not timed): ``--rows / 20`` lessons that have
+Three tenants, set up alike (not timed): ``--rows / 20`` lessons that have
 taken place, each with 20 enrolled students, every student with an open
 account of 200 hours (2 gift hours) bought for 10,000.00, named on the
 enrolment. Ten lessons a class, one an hour; each class has its own
@@ -14,9 +14,18 @@ locked, each account charged by a conditional update (gift hours first,
 revenue recognised to the cent), one ledger line per record, the
 low-balance check.
 
-Baseline, on the second tenant: the same attendance rows (status present)
-inserted with one ``INSERT`` per batch of the same size — no accounts, no
-ledger.
+Baseline (``ratio``), on the second tenant: the same attendance rows
+(status present) inserted with one ``INSERT`` per batch of the same size —
+no accounts, no ledger.
+
+Same writes by hand (``ratio_sql``), on the third tenant: the minimal
+hand-written SQL making the roll-call's writes (bench/_rollcall_by_hand.py:
+the records, the accounts' conditional updates, the ledger lines with the
+same split and rounding), one statement per batch of the same size. Its
+ledger must come out equal to the roll-call's (lines, revenue recognised,
+gift hours used), or the benchmark fails.
+
+The three sides alternate batch by batch.
 
     python -m bench.scheduling_rollcall [--rows 100000] [--per-txn 50] [--db postgresql]
 """
@@ -33,10 +42,15 @@ from bench.common import arguments, bench_database, kinds, log, make_runtime, ma
 
 PER_LESSON = 20
 GOAL = "<=2"
+GOAL_SQL = "<=1.3"
+LESSON_HOURS = Decimal("1")  # every lesson's hours (its class's hours_per_lesson)
 
 
-def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list[tuple[int, int]]]:
-    """A tenant with ``lessons`` past lessons of 20 students each; returns (tenant, lesson ids, (lesson, lead) pairs)."""
+def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list[tuple[int, int, int]]]:
+    """A tenant with ``lessons`` past lessons of 20 students each; returns (tenant, lesson ids, marks).
+
+    A mark is (lesson, student, the student's account), in the lessons' order.
+    """
     from sqlalchemy import insert, text
 
     from pelago.plugins.scheduling.models import (
@@ -71,7 +85,7 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
         class_ids = list(conn.execute(insert(Klass).returning(Klass.id, sort_by_parameter_order=True), [
             {"tenant_id": t, "name": f"class {i}", "kind": "class", "campus_id": campus, "course_id": course,
              "teacher_id": tenant.rep_ids[i], "room_id": None, "capacity": 30, "online": True,
-             "hours_per_lesson": Decimal("1"), "trial": False, "created_at": now} for i in range(classes)
+             "hours_per_lesson": LESSON_HOURS, "trial": False, "created_at": now} for i in range(classes)
         ]).scalars())
         n = classes * PER_LESSON
         leads = sorted(conn.execute(text(
@@ -100,7 +114,7 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
              "starts_at": start + timedelta(hours=k // classes), "ends_at": start + timedelta(hours=k // classes,
                                                                                               minutes=50),
              "teacher_id": tenant.rep_ids[k % classes], "room_id": None, "kind": "regular", "status": "scheduled",
-             "reason": "", "makeup_of": None, "hours": Decimal("1"), "online": True, "auto_consumed": False,
+             "reason": "", "makeup_of": None, "hours": LESSON_HOURS, "online": True, "auto_consumed": False,
              "created_at": now} for k in range(lessons)
         ]
         lesson_ids = list(conn.execute(insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
@@ -108,32 +122,50 @@ def setup(runtime: Any, lessons: int, offset: int) -> tuple[Any, list[int], list
         by_class: dict[int, list[int]] = {}
         for i, x in enumerate(leads):
             by_class.setdefault(class_ids[i // PER_LESSON], []).append(x)
-        pairs = [(lid, x) for lid, row in zip(lesson_ids, lesson_rows, strict=True) for x in by_class[row["class_id"]]]
+        account_of = dict(zip(leads, accounts, strict=True))
+        pairs = [(lid, x, account_of[x]) for lid, row in zip(lesson_ids, lesson_rows, strict=True)
+                 for x in by_class[row["class_id"]]]
     return tenant, lesson_ids, pairs
 
 
-def measure(kind: str, rows: int, per_txn: int) -> dict[str, Any]:
-    from sqlalchemy import func, insert, select
+def ledger_of(runtime: Any, tenant_id: int) -> tuple[int, int, Any, Any]:
+    """A tenant's (records, consumption lines, revenue recognised, gift hours used)."""
+    from sqlalchemy import func, select
 
+    from pelago.plugins.scheduling.models import Account, Attendance, Entry
+
+    with runtime.tenant_context(tenant_id) as ctx:
+        records = ctx.session.scalar(select(func.count()).select_from(Attendance))
+        lines = ctx.session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "consume"))
+        recognised = ctx.session.scalar(select(func.sum(Account.recognised)))
+        gift = ctx.session.scalar(select(func.sum(Account.consumed_gift)))
+    return records, lines, recognised, gift
+
+
+def measure(kind: str, rows: int, per_txn: int) -> dict[str, Any]:
+    from sqlalchemy import insert, select, text
+
+    from bench import _rollcall_by_hand
     from pelago.plugins.scheduling import attendance
-    from pelago.plugins.scheduling.models import Account, Attendance, Entry, Lesson
+    from pelago.plugins.scheduling.models import Attendance, Lesson
 
     lessons = max(rows // PER_LESSON, 1)
     with bench_database(kind) as url:
         runtime = make_runtime(url, plugins=("scheduling",))
-        log(f"{kind}: setting up 2 tenants × {lessons:,} lessons × {PER_LESSON} students")
+        log(f"{kind}: setting up 3 tenants × {lessons:,} lessons × {PER_LESSON} students")
         rolled, rolled_lessons, _ = setup(runtime, lessons, 0)
         based, _, based_pairs = setup(runtime, lessons, 10_000_000)
+        by_hand, _, hand_marks = setup(runtime, lessons, 20_000_000)
+        with runtime.tenant_context(by_hand.id) as ctx:
+            gift_first = bool(ctx.settings("scheduling")["gift_first"])
 
-        if kind == "postgresql":
-            from sqlalchemy import text
-
-            with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
-        log(f"roll-call, {per_txn} lessons a transaction, alternating with the bare INSERT of the same records")
+        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+        log(f"roll-call, {per_txn} lessons a transaction, alternating with the bare INSERT of the same records"
+            " and the same writes by hand")
         now = runtime.clock()
         batch = per_txn * PER_LESSON
-        roll_s = bare_s = 0.0
+        roll_s = bare_s = sql_s = 0.0
         for n, i in enumerate(range(0, lessons, per_txn)):
             started = time.perf_counter()
             with runtime.tenant_context(rolled.id) as ctx:
@@ -142,24 +174,31 @@ def measure(kind: str, rows: int, per_txn: int) -> dict[str, Any]:
                 attendance.settle(ctx, [attendance.Item(x, s, "present") for x in chunk for s in students[x.id]])
             roll_s += time.perf_counter() - started
             bare_rows = [{"tenant_id": based.id, "lesson_id": lid, "lead_id": x, "status": "present", "charged": True,
-                          "generation": 0, "marked_at": now} for lid, x in based_pairs[n * batch:(n + 1) * batch]]
+                          "generation": 0, "marked_at": now} for lid, x, _ in based_pairs[n * batch:(n + 1) * batch]]
             started = time.perf_counter()
             with runtime.engine.begin() as conn:
                 conn.execute(insert(Attendance.__table__), bare_rows)
             bare_s += time.perf_counter() - started
+            marks = hand_marks[n * batch:(n + 1) * batch]
+            started = time.perf_counter()
+            with runtime.engine.begin() as conn:
+                _rollcall_by_hand.roll_call(conn, by_hand.id, marks, LESSON_HOURS, now, gift_first)
+            sql_s += time.perf_counter() - started
 
-        with runtime.tenant_context(rolled.id) as ctx:
-            records = ctx.session.scalar(select(func.count()).select_from(Attendance))
-            lines = ctx.session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "consume"))
-            gift = ctx.session.scalar(select(func.sum(Account.consumed_gift)))
+        records, lines, recognised, gift = ledger_of(runtime, rolled.id)
         expected = lessons * PER_LESSON
         if records != expected or lines != expected:
             raise AssertionError(f"{records} records and {lines} consumption lines, expected {expected}")
+        hand = ledger_of(runtime, by_hand.id)
+        if hand != (records, lines, recognised, gift):
+            raise AssertionError(f"by hand wrote {hand} (records, lines, recognised, gift hours), "
+                                 f"the roll-call {(records, lines, recognised, gift)}")
         runtime.engine.dispose()
     return result(
         "scheduling_rollcall", roll_s / bare_s, db=kind, records=expected, lessons=lessons, per_txn=per_txn,
-        ledger_lines=lines, gift_hours_used=str(gift), rollcall_s=round(roll_s, 2), bare_insert_s=round(bare_s, 2),
-        records_per_s=round(expected / roll_s), peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL,
+        ledger_lines=lines, recognised=str(recognised), gift_hours_used=str(gift), rollcall_s=round(roll_s, 2),
+        bare_insert_s=round(bare_s, 2), by_hand_sql_s=round(sql_s, 2), ratio_sql=round(roll_s / sql_s, 3),
+        records_per_s=round(expected / roll_s), peak_rss_mb=round(peak_rss_mb(), 1), goal=GOAL, goal_sql=GOAL_SQL,
     )
 
 
