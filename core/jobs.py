@@ -241,7 +241,7 @@ class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 
     #: seconds an emptied router waits for more submissions before its job ends (rq forks per job)
-    LINGER = 30.0
+    LINGER = 5.0
     #: … and a helper router (``route_submissions`` with ``helper``)
     HELPER_LINGER = 1.0
 

@@ -163,7 +163,7 @@ def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
     start a router again and drain once more (a submission accepted while the flag was still up
     is seen then).
 
-    On rq (``Queue.LINGER``) an emptied router does not end at once: it polls
+    On rq (``Queue.LINGER``, 5 s) an emptied router does not end at once: it polls
     for new submissions (every :data:`LINGER_POLL` seconds for the first
     second, every :data:`LINGER_IDLE_POLL` after), still holding its flag, so
     the next burst finds it running instead of paying a new job (a fork, new
