@@ -241,9 +241,7 @@ class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 
     #: seconds an emptied router waits for more submissions before its job ends (rq forks per job)
-    LINGER = 5.0
-    #: … and a helper router (``route_submissions`` with ``helper``)
-    HELPER_LINGER = 1.0
+    LINGER = 1.0
 
     def __init__(self, runtime: Runtime, redis_url: str, name: str = "pelago") -> None:
         from redis import Redis
@@ -275,10 +273,6 @@ class RqQueue:
     def settle(self, name: str, slot: int = 0) -> None:
         """The job ``name`` (or its helper) has drained: the next :meth:`kick` enqueues it again."""
         self.redis.delete(self._flag(name, slot))
-
-    def others_waiting(self) -> bool:
-        """Jobs wait on the main queue (deliveries, imports…): a lingering router gives its worker up."""
-        return bool(self.rq.count)
 
     def _flag(self, name: str, slot: int) -> str:
         return f"pelago:kick:{self.rq.name}:{name}" + (f":{slot}" if slot else "")

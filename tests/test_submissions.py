@@ -358,9 +358,6 @@ def test_rq_starts_one_router_and_one_helper_each_with_its_own_flag(tenant, redi
         queue.kick(svc.ROUTE_JOB, 1)
         assert [j.args[1] for j in Queue(f"{name}-intake", connection=queue.redis).jobs] == [
             {}, {"helper": True}, {"helper": True}]
-        assert not queue.others_waiting()
-        queue.enqueue("retry_deliveries")
-        assert queue.others_waiting()  # a lingering router gives its worker up
     finally:
         for key in queue.redis.keys(f"*{name}*"):
             queue.redis.delete(key)

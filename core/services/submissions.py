@@ -66,8 +66,6 @@ MAX_ATTEMPTS = 5
 JOB_SECONDS = 60.0
 #: how often a lingering router (``Queue.LINGER`` seconds, rq's) looks for new submissions
 LINGER_POLL = 0.02
-#: … once it has been idle for a second
-LINGER_IDLE_POLL = 0.1
 #: a claim of at least this many rows (a backlog) starts a second router beside this one (rq only)
 HELPER_ROWS = 50
 #: the job that drains the queue (``core.jobs``)
@@ -159,62 +157,46 @@ def state(conn: Session | Connection, submission_id: int) -> dict[str, Any]:
 
 
 def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
-    """The ``route_submissions`` job: drain the queue, linger for more, then let the next accept
-    start a router again and drain once more (a submission accepted while the flag was still up
-    is seen then).
+    """The ``route_submissions`` job: drain the queue, let the next accept start a router again,
+    and drain once more (a submission accepted while the flag was still up is seen then).
 
-    On rq (``Queue.LINGER``, 5 s) an emptied router does not end at once: it polls
-    for new submissions (every :data:`LINGER_POLL` seconds for the first
-    second, every :data:`LINGER_IDLE_POLL` after), still holding its flag, so
-    the next burst finds it running instead of paying a new job (a fork, new
-    connections) and accepts start no other. It ends once idle for
-    ``LINGER`` seconds, or at once when other jobs are waiting for a worker
-    (``Queue.others_waiting``), or after :data:`JOB_SECONDS` (rq kills a job
-    at its timeout), when under sustained load it hands over to a fresh job.
+    A drain stops after :data:`JOB_SECONDS` (rq kills a job at its timeout);
+    under sustained load the job then hands over to a fresh one. On rq the
+    job lingers a second once the queue is empty (a new job costs a fork).
 
     A router that claims a backlog (:data:`HELPER_ROWS` or more) starts a
     ``helper`` beside it (its own flag, so at most one): the second rq worker
     then claims the next batch while the first is still routing its own, so a
     submission does not wait for a whole batch before a router takes it.
-    A helper lingers only ``HELPER_LINGER`` seconds and does not hand over:
-    the first router does.
+    A helper drains and lingers alike, but does not hand over when it times
+    out: the first router does.
     """
     slot = 1 if helper else 0
     helper_at = None if helper else HELPER_ROWS
-    queue = runtime.queue
-    linger = float(getattr(queue, "HELPER_LINGER" if helper else "LINGER", 0.0))
     began = time.monotonic()
     counts = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
+    runtime.queue.settle(ROUTE_JOB, slot)
+    if counts["timed_out"]:
+        if not helper:
+            runtime.queue.kick(ROUTE_JOB)
+        return counts
+    more = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
+    linger = float(getattr(runtime.queue, "LINGER", 0.0))
     idle_since = time.monotonic()
-    while not counts["timed_out"] and linger and time.monotonic() - idle_since < linger:
-        if _others_waiting(runtime):
-            break  # a worker is wanted for other jobs: the next accept starts a router again
-        idle = time.monotonic() - idle_since
-        time.sleep(LINGER_POLL if idle < 1.0 else LINGER_IDLE_POLL)
+    while not more["timed_out"] and linger and time.monotonic() - idle_since < linger:
+        # A worker that forks per job: at a steady trickle, wait a little for the next submissions
+        # rather than end and have the next accept pay a new job (a fork, new connections).
+        time.sleep(LINGER_POLL)
         got = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
-        counts = {k: counts[k] + got[k] for k in counts}
-        counts["timed_out"] = got["timed_out"]
+        more = {k: more[k] + got[k] for k in more}
+        more["timed_out"] = got["timed_out"]
         if got["batches"]:
             idle_since = time.monotonic()
         if time.monotonic() - began > JOB_SECONDS:
-            counts["timed_out"] = 1
-    queue.settle(ROUTE_JOB, slot)
-    if counts["timed_out"]:
-        if not helper:
-            queue.kick(ROUTE_JOB)
-        return counts
-    more = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
+            more["timed_out"] = 1
     if more["timed_out"] and not helper:
-        queue.kick(ROUTE_JOB)
+        runtime.queue.kick(ROUTE_JOB)
     return {k: counts[k] + more[k] for k in counts}
-
-
-def _others_waiting(runtime: Runtime) -> bool:
-    waiting = getattr(runtime.queue, "others_waiting", None)
-    try:
-        return bool(waiting()) if waiting is not None else False
-    except Exception:  # noqa: BLE001 - Redis away: stop lingering, a new accept starts a router
-        return True
 
 
 def route_pending(
