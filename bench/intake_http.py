@@ -324,9 +324,37 @@ def measure(kind: str, n: int) -> list[dict[str, Any]]:
 
 
 def _pause(workers: list[subprocess.Popen[bytes]], stop: bool) -> None:
-    """Stop (SIGSTOP) or continue the rq workers and their work horses (each worker's process group)."""
+    """Stop (SIGSTOP) or continue the rq workers and their work horses.
+
+    A work horse (the forked process running a job, a router among them) makes
+    a process group of its own (rq's ``os.setpgrp()``), so each is signalled
+    by its own group: the worker first when stopping (it forks no new one
+    meanwhile), last when continuing.
+    """
+    sig = signal.SIGSTOP if stop else signal.SIGCONT
+    if stop:
+        for worker in workers:
+            os.killpg(worker.pid, sig)
     for worker in workers:
-        os.killpg(worker.pid, signal.SIGSTOP if stop else signal.SIGCONT)
+        for horse in _children(worker.pid):
+            try:
+                os.killpg(horse, sig)
+            except ProcessLookupError:
+                pass  # its job just ended
+    if not stop:
+        for worker in workers:
+            os.killpg(worker.pid, sig)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux: /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
 
 
 def _flush_redis() -> None:

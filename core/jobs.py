@@ -56,10 +56,10 @@ def _resume_imports(runtime: Runtime, lost_queue: bool = False) -> int:
     return resume_stalled(runtime, lost_queue=lost_queue)
 
 
-def _route_submissions(runtime: Runtime) -> dict[str, int]:
+def _route_submissions(runtime: Runtime, helper: bool = False) -> dict[str, int]:
     from .services.submissions import route_job
 
-    return route_job(runtime)
+    return route_job(runtime, helper=helper)
 
 
 def _retention(runtime: Runtime) -> dict[str, int]:
@@ -162,11 +162,13 @@ class InlineQueue:
     def enqueue(self, name: str, **kwargs: Any) -> Any:
         return run(name, kwargs, self.runtime)
 
-    def kick(self, name: str) -> None:
-        """Run ``name`` now (inline there is nothing to coalesce)."""
-        self.enqueue(name)
+    def kick(self, name: str, slot: int = 0) -> None:
+        """Run ``name`` now (inline there is nothing to coalesce); a helper (``slot`` > 0) would only
+        run after the job that asked for it, so none is started."""
+        if not slot:
+            self.enqueue(name)
 
-    def settle(self, name: str) -> None:
+    def settle(self, name: str, slot: int = 0) -> None:
         """Nothing to clear: see :meth:`ThreadQueue.settle`."""
 
 
@@ -196,20 +198,25 @@ class ThreadQueue:
     def enqueue(self, name: str, **kwargs: Any) -> None:
         self._jobs.put((name, kwargs))
 
-    def kick(self, name: str) -> None:
+    def kick(self, name: str, slot: int = 0) -> None:
         """Enqueue the argument-less job ``name`` unless it is queued and has not settled yet.
 
         A burst of webhooks then queues one router, not one per request; the
         job calls :meth:`settle` once it has drained, and drains once more.
+        One thread runs jobs one at a time, so a helper (``slot`` > 0) is not started.
         """
+        if slot:
+            return
         with self._lock:
             if name in self._pending:
                 return
             self._pending.add(name)
         self.enqueue(name)
 
-    def settle(self, name: str) -> None:
+    def settle(self, name: str, slot: int = 0) -> None:
         """The job ``name`` has drained: the next :meth:`kick` enqueues it again."""
+        if slot:
+            return
         with self._lock:
             self._pending.discard(name)
 
@@ -249,19 +256,26 @@ class RqQueue:
         # which ``pelago worker`` takes first.
         self.intake = Queue(f"{name}-intake", connection=self.redis)
 
-    def kick(self, name: str) -> None:
-        """Enqueue the argument-less job ``name`` unless one is pending (a Redis flag, shared by
-        every process; it expires after a minute, should a worker die holding it)."""
+    def kick(self, name: str, slot: int = 0) -> None:
+        """Enqueue the job ``name`` unless one is pending (a Redis flag, shared by every process; it
+        expires after a minute, should a worker die holding it). ``slot`` 1 is its helper
+        (``helper=True``, a flag of its own): a second worker runs it beside the first."""
         try:
-            fresh = self.redis.set(f"pelago:kick:{self.rq.name}:{name}", "1", nx=True, ex=60)
+            fresh = self.redis.set(self._flag(name, slot), "1", nx=True, ex=60)
         except Exception:  # noqa: BLE001 - a flag we cannot read is a job too many, not one too few
             fresh = True
         if fresh:
-            self.enqueue(name)
+            if slot:
+                self.enqueue(name, helper=True)
+            else:
+                self.enqueue(name)
 
-    def settle(self, name: str) -> None:
-        """The job ``name`` has drained: the next :meth:`kick` enqueues it again."""
-        self.redis.delete(f"pelago:kick:{self.rq.name}:{name}")
+    def settle(self, name: str, slot: int = 0) -> None:
+        """The job ``name`` (or its helper) has drained: the next :meth:`kick` enqueues it again."""
+        self.redis.delete(self._flag(name, slot))
+
+    def _flag(self, name: str, slot: int) -> str:
+        return f"pelago:kick:{self.rq.name}:{name}" + (f":{slot}" if slot else "")
 
     def enqueue(self, name: str, **kwargs: Any) -> Any:
         timeout = TIMEOUTS.get(name)

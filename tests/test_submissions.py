@@ -287,3 +287,110 @@ def test_a_retry_after_retention_deleted_its_submission_is_accepted_and_replays_
     assert (after.status, after.outcome, after.lead_id, after.touch_id) == (
         "processed", "replayed", before.lead_id, before.touch_id)
     assert count(tenant, Touch) == 1 and count(tenant, Lead) == 1
+
+
+class _Kicks:
+    """Records the routers a router asks for (stands in for the queue: nothing runs)."""
+
+    def __init__(self) -> None:
+        self.kicks: list[tuple[str, int]] = []
+
+    def kick(self, name: str, slot: int = 0) -> None:
+        self.kicks.append((name, slot))
+
+    def settle(self, name: str, slot: int = 0) -> None:
+        pass
+
+
+def test_a_claimed_backlog_starts_one_helper_router_and_a_small_batch_none(tenant):
+    rt = tenant.runtime
+    real, rt.queue = rt.queue, _Kicks()  # type: ignore[assignment]
+    try:
+        store(tenant, [(f"1390015{i:04d}", f"h{i}") for i in range(6)])
+        svc.route_pending(rt, batch=4, helper_at=4)  # 4 rows (a backlog), then 2
+        assert rt.queue.kicks == [(svc.ROUTE_JOB, 1)]
+        store(tenant, [("13900160000", "h-small")])
+        svc.route_pending(rt, batch=4, helper_at=4)
+        assert rt.queue.kicks == [(svc.ROUTE_JOB, 1)]
+    finally:
+        rt.queue = real
+
+
+def test_a_helper_router_drains_and_starts_no_router(tenant):
+    rt = tenant.runtime
+    real, rt.queue = rt.queue, _Kicks()  # type: ignore[assignment]
+    try:
+        ids = store(tenant, [(f"1390017{i:04d}", f"hh{i}") for i in range(3)])
+        counts = svc.route_job(rt, helper=True)
+        assert counts["processed"] == 3 and rt.queue.kicks == []
+        assert_each_once(tenant, ids, phones=3)
+    finally:
+        rt.queue = real
+
+
+def test_the_inline_and_thread_queues_start_no_helper(tenant):
+    """One thread (or the caller's) runs one job at a time: a helper would only run after the router."""
+    from pelago.core.jobs import InlineQueue, ThreadQueue
+
+    ran: list[str] = []
+    for queue in (InlineQueue(tenant.runtime), ThreadQueue(tenant.runtime)):
+        queue.enqueue = lambda name, **kw: ran.append(name)  # type: ignore[method-assign]
+        queue.kick(svc.ROUTE_JOB, 1)
+        queue.settle(svc.ROUTE_JOB, 1)
+    assert ran == []
+
+
+def test_rq_starts_one_router_and_one_helper_each_with_its_own_flag(tenant, redis_url):
+    from rq import Queue
+
+    from pelago.core.jobs import RqQueue
+
+    name = f"routed-{os.getpid()}-{tenant.id}"
+    queue = RqQueue(tenant.runtime, redis_url, name)
+    try:
+        for _ in range(3):  # a burst: one router, and (a backlog) one helper
+            queue.kick(svc.ROUTE_JOB)
+            queue.kick(svc.ROUTE_JOB, 1)
+        jobs = Queue(f"{name}-intake", connection=queue.redis).jobs
+        assert [(j.args[0], j.args[1]) for j in jobs] == [(svc.ROUTE_JOB, {}), (svc.ROUTE_JOB, {"helper": True})]
+        queue.settle(svc.ROUTE_JOB, 1)  # the helper drained: the next backlog starts one again
+        queue.kick(svc.ROUTE_JOB)
+        queue.kick(svc.ROUTE_JOB, 1)
+        assert [j.args[1] for j in Queue(f"{name}-intake", connection=queue.redis).jobs] == [
+            {}, {"helper": True}, {"helper": True}]
+    finally:
+        for key in queue.redis.keys(f"*{name}*"):
+            queue.redis.delete(key)
+
+
+@pytest.mark.postgres
+def test_a_router_and_its_helper_share_a_backlog_each_submission_once_in_order_per_phone(tenant):
+    """The router and a helper drain together (as two rq workers would): every submission once, and a
+    phone's submissions in the order they were accepted."""
+    items = [(f"1390018{i % 30:04d}", f"rh{i}") for i in range(150)]  # 30 phones, 5 submissions each
+    ids = store(tenant, items)
+    barrier = threading.Barrier(2)
+    results: list[dict[str, int]] = []
+    lock = threading.Lock()
+
+    def router(helper: bool) -> None:
+        barrier.wait()
+        counts = svc.route_pending(tenant.runtime, batch=9, helper_at=None if helper else 9)
+        with lock:
+            results.append(counts)
+
+    real, tenant.runtime.queue = tenant.runtime.queue, _Kicks()  # type: ignore[assignment]
+    try:
+        threads = [threading.Thread(target=router, args=(h,)) for h in (False, True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+    finally:
+        tenant.runtime.queue = real
+    assert sum(r["processed"] for r in results) == 150
+    assert_each_once(tenant, ids, phones=30)
+    got = rows(tenant)
+    for phone in {p for p, _ in items}:
+        mine = [i for i, (p, _) in zip(ids, items, strict=True) if p == phone]
+        assert [got[i].outcome for i in mine] == ["created"] + ["merged"] * 4

@@ -36,6 +36,7 @@ lead or touch:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 import zlib
@@ -65,6 +66,8 @@ MAX_ATTEMPTS = 5
 JOB_SECONDS = 60.0
 #: how often a lingering router (``Queue.LINGER`` seconds, rq's) looks for new submissions
 LINGER_POLL = 0.02
+#: a claim of at least this many rows (a backlog) starts a second router beside this one (rq only)
+HELPER_ROWS = 50
 #: the job that drains the queue (``core.jobs``)
 ROUTE_JOB = "route_submissions"
 #: ``session.info`` flag: this transaction accepted a submission, start a router after commit
@@ -72,6 +75,15 @@ KICK = "pelago_route_submissions"
 
 SUBMISSIONS = cast(Table, StoredSubmission.__table__)
 _CLAIM_LOCK = zlib.crc32(b"pelago.submissions.claim") & 0x7FFFFFFF
+_CLAIM_START = text("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(:k)")
+#: the batch's outcomes in one statement (PostgreSQL), the rows as one JSON parameter
+_FINISH_PG = text(
+    "UPDATE core_submission SET status = u.status, outcome = u.outcome, lead_id = u.lead_id, "
+    "touch_id = u.touch_id, errors = u.errors, processed_at = CAST(:now AS timestamptz), lease_until = NULL, "
+    "lease_token = NULL FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS u(id bigint, status text, outcome text, lead_id bigint, touch_id bigint, errors jsonb) "
+    "WHERE core_submission.id = u.id"
+)
 
 
 # --- accepting ---------------------------------------------------------------------------
@@ -144,44 +156,56 @@ def state(conn: Session | Connection, submission_id: int) -> dict[str, Any]:
 # --- routing -----------------------------------------------------------------------------
 
 
-def route_job(runtime: Runtime) -> dict[str, int]:
+def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
     """The ``route_submissions`` job: drain the queue, let the next accept start a router again,
     and drain once more (a submission accepted while the flag was still up is seen then).
 
     A drain stops after :data:`JOB_SECONDS` (rq kills a job at its timeout);
     under sustained load the job then hands over to a fresh one. On rq the
     job lingers a second once the queue is empty (a new job costs a fork).
+
+    A router that claims a backlog (:data:`HELPER_ROWS` or more) starts a
+    ``helper`` beside it (its own flag, so at most one): the second rq worker
+    then claims the next batch while the first is still routing its own, so a
+    submission does not wait for a whole batch before a router takes it.
+    A helper drains and lingers alike, but does not hand over when it times
+    out: the first router does.
     """
+    slot = 1 if helper else 0
+    helper_at = None if helper else HELPER_ROWS
     began = time.monotonic()
-    counts = route_pending(runtime, max_seconds=JOB_SECONDS)
-    runtime.queue.settle(ROUTE_JOB)
+    counts = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
+    runtime.queue.settle(ROUTE_JOB, slot)
     if counts["timed_out"]:
-        runtime.queue.kick(ROUTE_JOB)
+        if not helper:
+            runtime.queue.kick(ROUTE_JOB)
         return counts
-    more = route_pending(runtime, max_seconds=JOB_SECONDS)
+    more = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
     linger = float(getattr(runtime.queue, "LINGER", 0.0))
     idle_since = time.monotonic()
     while not more["timed_out"] and linger and time.monotonic() - idle_since < linger:
         # A worker that forks per job: at a steady trickle, wait a little for the next submissions
         # rather than end and have the next accept pay a new job (a fork, new connections).
         time.sleep(LINGER_POLL)
-        got = route_pending(runtime, max_seconds=JOB_SECONDS)
+        got = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
         more = {k: more[k] + got[k] for k in more}
         more["timed_out"] = got["timed_out"]
         if got["batches"]:
             idle_since = time.monotonic()
         if time.monotonic() - began > JOB_SECONDS:
             more["timed_out"] = 1
-    if more["timed_out"]:
+    if more["timed_out"] and not helper:
         runtime.queue.kick(ROUTE_JOB)
     return {k: counts[k] + more[k] for k in counts}
 
 
 def route_pending(
     runtime: Runtime, *, batch: int = BATCH, max_batches: int | None = None, max_seconds: float | None = None,
+    helper_at: int | None = None,
 ) -> dict[str, int]:
     """Claim and route micro-batches until none is left (or ``max_batches``, or ``max_seconds``:
-    ``timed_out`` is then 1); counts by result."""
+    ``timed_out`` is then 1); counts by result. ``helper_at``: a claim of that many rows or more
+    starts a helper router (:func:`route_job`)."""
     counts = {"batches": 0, "processed": 0, "failed": 0, "timed_out": 0}
     began = time.monotonic()
     while max_batches is None or counts["batches"] < max_batches:
@@ -193,9 +217,18 @@ def route_pending(
         if not claimed:
             break
         counts["batches"] += 1
+        if helper_at is not None and len(claimed) >= helper_at:
+            _start_helper(runtime)
         for tenant_id, rows in groupby(sorted(claimed, key=lambda r: (r.tenant_id, r.id)), key=lambda r: r.tenant_id):
             process(runtime, tenant_id, list(rows), token, counts)
     return counts
+
+
+def _start_helper(runtime: Runtime) -> None:
+    try:
+        runtime.queue.kick(ROUTE_JOB, 1)
+    except Exception:  # noqa: BLE001 - a helper is for speed; this router goes on alone
+        runtime.log.exception("could not start a helper router")
 
 
 def claim(runtime: Runtime, token: str, limit: int) -> list[Row[Any]]:
@@ -218,8 +251,11 @@ def claim(runtime: Runtime, token: str, limit: int) -> list[Row[Any]]:
     with runtime.sessions() as session:
         if _postgres(session):
             # One claim at a time (a statement's worth), so the check on earlier rows cannot race;
-            # SKIP LOCKED passes over rows a finishing batch still holds.
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
+            # SKIP LOCKED passes over rows a finishing batch still holds. The lease commits without
+            # waiting for the WAL flush (one round trip with the lock): should the database crash
+            # and lose it, the rows are simply unleased, as if never claimed (the batch's own
+            # transaction, which writes the leads and outcomes, commits durably as ever).
+            session.execute(_CLAIM_START, {"k": _CLAIM_LOCK})
             picked = picked.with_for_update(skip_locked=True, of=s)
         rows = session.execute(
             update(SUBMISSIONS).where(SUBMISSIONS.c.id.in_(picked.scalar_subquery()))
@@ -291,6 +327,11 @@ def _finish(
         })
         counts["failed"] += 1
     if not values:
+        return
+    if _postgres(ctx.session):
+        rows = [{"id": v["sid"], "status": v["s_status"], "outcome": v["s_outcome"], "lead_id": v["s_lead"],
+                 "touch_id": v["s_touch"], "errors": v["s_errors"]} for v in values]
+        ctx.session.execute(_FINISH_PG, {"now": now, "rows": json.dumps(rows)})
         return
     c = SUBMISSIONS.c
     ctx.session.execute(
