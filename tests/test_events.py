@@ -233,3 +233,22 @@ def test_short_error_is_one_truncated_line():
     assert short_error(KeyError()) == "KeyError"
     long = short_error(RuntimeError("x" * 5000))
     assert len(long) == MAX_ERROR and long.startswith("RuntimeError: xxx") and long.endswith("…")
+
+
+def test_a_raising_handler_is_called_once_per_attempt_and_the_others_commit_once(make_app):
+    # deliver() runs a job's handlers in one transaction without savepoints; when one raises,
+    # that transaction is rolled back and the job redone with a savepoint per plugin, the
+    # raising delivery recorded from its first call rather than called again.
+    app = make_app(PLUGINS)
+    t = _tenant_with_both(app)
+    failing.ATTEMPTS.clear()
+    r = t.post("/api/v1/leads", json={"phone": "13800138019"})
+    assert r.status_code == 201
+    assert len(failing.ATTEMPTS) == 1
+    d = _deliveries(t.runtime, t.id)
+    assert d[("failing", "lead_created")].state == "failed" and d[("failing", "lead_created")].attempts == 1
+    mine = {k: v for k, v in d.items() if k[0] == "recorder" and k[1].startswith("lead_")}
+    assert mine and all(v.state == "delivered" and v.attempts == 1 for v in mine.values())
+    with t.runtime.sessions() as s:
+        pending = s.scalars(select(Delivery).where(Delivery.tenant_id == t.id, Delivery.state == "pending")).all()
+    assert pending == []
