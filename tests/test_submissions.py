@@ -394,3 +394,30 @@ def test_a_router_and_its_helper_share_a_backlog_each_submission_once_in_order_p
     for phone in {p for p, _ in items}:
         mine = [i for i, (p, _) in zip(ids, items, strict=True) if p == phone]
         assert [got[i].outcome for i in mine] == ["created"] + ["merged"] * 4
+
+
+def test_a_backlog_larger_than_the_claims_window_is_drained_in_order_per_phone(tenant):
+    """A claim reads only the oldest rows (its window), yet a phone whose first submission another router
+    holds still waits, and every phone's submissions are routed in the order they were accepted."""
+    items = [(f"1390027{i % 7:04d}", f"win{i}") for i in range(40)]  # 7 phones; 5 times the window
+    ids = store(tenant, items)
+    rt = tenant.runtime
+    held = svc.claim(rt, "router-a", 1, window=8)
+    assert [r.id for r in held] == [ids[0]]
+    waiting = {i for i, (p, _) in zip(ids, items, strict=True) if p == items[0][0]} - {ids[0]}
+    counts = {"batches": 0, "processed": 0, "failed": 0}
+    routed: list[int] = []
+    while batch := svc.claim(rt, f"router-b{len(routed)}", 3, window=8):
+        assert not waiting & {r.id for r in batch}  # the held phone's later rows are never taken
+        svc.process(rt, tenant.id, batch, f"router-b{len(routed)}", counts)
+        routed += [r.id for r in batch]
+    assert sorted(routed) == sorted(set(ids) - waiting - {ids[0]})  # everything else, beyond the first window
+    svc.process(rt, tenant.id, held, "router-a", counts)  # router A finishes: the phone goes on
+    svc.route_pending(rt, batch=3, window=8)
+    assert_each_once(tenant, ids, phones=7)
+    got = rows(tenant)
+    for phone in {p for p, _ in items}:
+        mine = [i for i, (p, _) in zip(ids, items, strict=True) if p == phone]
+        # each phone's first made the lead, the held one too: none of its later ones went before it
+        assert [got[i].outcome for i in mine] == ["created"] + ["merged"] * (len(mine) - 1)
+    assert {got[i].attempts for i in ids} == {1}  # each claimed once

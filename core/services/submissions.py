@@ -31,7 +31,9 @@ lead or touch:
   while an earlier ``accepted`` row with the same phone (or email, when there
   is no phone) is leased by another router; claims take a transaction
   advisory lock on PostgreSQL so that check cannot race. So a phone's
-  submissions are routed in the order they were accepted.
+  submissions are routed in the order they were accepted. A claim reads only
+  the :data:`WINDOW` oldest ``accepted`` rows, which hold every row older
+  than any of them, so the check is exact and costs the same at any backlog.
 """
 
 from __future__ import annotations
@@ -45,7 +47,20 @@ from datetime import timedelta
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, exists, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..context import HookContext
@@ -58,6 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: submissions per router transaction (and per call of the decision hooks)
 BATCH = 200
+#: the oldest ``accepted`` rows a claim reads (its cost is this, not the backlog's size)
+WINDOW = 1000
 #: how long a router holds a claimed batch; a router that died is replaced after it
 LEASE = timedelta(seconds=60)
 #: claims of one submission before it is ``failed`` instead of tried again
@@ -74,6 +91,8 @@ ROUTE_JOB = "route_submissions"
 KICK = "pelago_route_submissions"
 
 SUBMISSIONS = cast(Table, StoredSubmission.__table__)
+_ACCEPTED: ColumnElement[str] = literal_column("'accepted'")
+_NO_BOUND = 2**63 - 1
 _CLAIM_LOCK = zlib.crc32(b"pelago.submissions.claim") & 0x7FFFFFFF
 _CLAIM_START = text("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(:k)")
 #: the batch's outcomes in one statement (PostgreSQL), the rows as one JSON parameter
@@ -201,11 +220,11 @@ def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
 
 def route_pending(
     runtime: Runtime, *, batch: int = BATCH, max_batches: int | None = None, max_seconds: float | None = None,
-    helper_at: int | None = None,
+    helper_at: int | None = None, window: int = WINDOW,
 ) -> dict[str, int]:
     """Claim and route micro-batches until none is left (or ``max_batches``, or ``max_seconds``:
     ``timed_out`` is then 1); counts by result. ``helper_at``: a claim of that many rows or more
-    starts a helper router (:func:`route_job`)."""
+    starts a helper router (:func:`route_job`); ``window``: the rows a claim reads (:func:`claim`)."""
     counts = {"batches": 0, "processed": 0, "failed": 0, "timed_out": 0}
     began = time.monotonic()
     while max_batches is None or counts["batches"] < max_batches:
@@ -213,7 +232,7 @@ def route_pending(
             counts["timed_out"] = 1
             break
         token = uuid.uuid4().hex
-        claimed = claim(runtime, token, batch)
+        claimed = claim(runtime, token, batch, window)
         if not claimed:
             break
         counts["batches"] += 1
@@ -231,25 +250,39 @@ def _start_helper(runtime: Runtime) -> None:
         runtime.log.exception("could not start a helper router")
 
 
-def claim(runtime: Runtime, token: str, limit: int) -> list[Row[Any]]:
+def claim(runtime: Runtime, token: str, limit: int, window: int = WINDOW) -> list[Row[Any]]:
     """Lease up to ``limit`` of the oldest claimable submissions to ``token``; committed at once.
 
     Claimable: ``accepted``, not leased (or the lease expired), and no earlier
     ``accepted`` submission of the same phone held by another router.
+
+    Only the ``window`` oldest ``accepted`` rows (by id) are read, so a claim
+    costs the same whatever the backlog behind them. The check per phone stays
+    exact: every ``accepted`` row older than one in the window is in the
+    window too. (Should the whole window be leased or waiting on a leased
+    phone, the claim finds nothing until those batches finish.)
     """
     now = runtime.clock()
-    s, e = SUBMISSIONS.alias("s"), SUBMISSIONS.alias("e")
-    held_earlier = exists().where(
-        e.c.tenant_id == s.c.tenant_id, e.c.dedupe == s.c.dedupe, e.c.status == "accepted", e.c.id < s.c.id,
-        e.c.lease_until >= now,
-    )
-    picked = (
-        select(s.c.id)
-        .where(s.c.status == "accepted", or_(s.c.lease_until.is_(None), s.c.lease_until < now), ~held_earlier)
-        .order_by(s.c.id).limit(limit)
-    )
+    s, e, w = SUBMISSIONS.alias("s"), SUBMISSIONS.alias("e"), SUBMISSIONS.alias("w")
     with runtime.sessions() as session:
-        if _postgres(session):
+        postgres = _postgres(session)
+        # The window's newest id (no bound with fewer rows waiting), then the oldest rows up to it, both
+        # along ix_core_submission_pending in id order; a phone's earlier rows along ix_core_submission_dedupe.
+        last = (
+            select(w.c.id).where(_waiting(w, postgres)).order_by(w.c.id)
+            .offset(max(window, limit) - 1).limit(1).scalar_subquery()
+        )
+        held_earlier = exists().where(
+            e.c.tenant_id == s.c.tenant_id, e.c.dedupe == s.c.dedupe, e.c.status == _ACCEPTED, e.c.id < s.c.id,
+            e.c.lease_until >= now,
+        )
+        picked = (
+            select(s.c.id)
+            .where(_waiting(s, postgres), s.c.id <= func.coalesce(last, _NO_BOUND),
+                   or_(s.c.lease_until.is_(None), s.c.lease_until < now), ~held_earlier)
+            .order_by(s.c.id).limit(limit)
+        )
+        if postgres:
             # One claim at a time (a statement's worth), so the check on earlier rows cannot race;
             # SKIP LOCKED passes over rows a finishing batch still holds. The lease commits without
             # waiting for the WAL flush (one round trip with the lock): should the database crash
@@ -265,6 +298,14 @@ def claim(runtime: Runtime, token: str, limit: int) -> list[Row[Any]]:
         ).all()
         session.commit()
     return sorted(rows, key=lambda r: r.id)
+
+
+def _waiting(t: Any, postgres: bool) -> ColumnElement[bool]:
+    """``status = 'accepted'`` for a claim. SQLite's planner, which keeps no statistics, would find
+    the rows through ``ix_core_submission_age`` (``status`` first) and sort every one of them by id;
+    ``likely()`` (a hint, the same condition) sends it along ``ix_core_submission_pending`` instead."""
+    waiting = t.c.status == _ACCEPTED
+    return waiting if postgres else func.likely(waiting)
 
 
 def process(runtime: Runtime, tenant_id: int, rows: Sequence[Row[Any]], token: str, counts: dict[str, int]) -> None:
