@@ -3,11 +3,12 @@
 :func:`emit` writes one ``core_event`` row (its ``items`` may be a batch) and
 one ``core_event_delivery`` row for every plugin that implements the hook and
 is on for the tenant, all in the caller's transaction. After commit the ids
-are handed to the runtime's queue; :func:`deliver` then calls each plugin on
-its own, in its own SAVEPOINT of one transaction per event, and records the
-outcome. A plugin that
-raises is marked ``failed`` with its error and retried later with backoff;
-the others are not affected and neither is the request.
+are handed to the runtime's queue; :func:`deliver` then calls each plugin's
+handler and records the outcome: all of a job's events in one transaction
+while every handler returns, else again event by event with each handler in
+its own SAVEPOINT. A plugin that raises is marked ``failed`` with its error
+and retried later with backoff; the others' outcomes are not affected (they
+may be called a second time: delivery is at least once), nor is the request.
 """
 
 from __future__ import annotations
@@ -232,7 +233,8 @@ class _HandlerRaised(Exception):
 
 def _deliver_together(runtime: Runtime, event_ids: list[int]) -> dict[str, int] | None:
     """Every pending delivery of ``event_ids`` in one transaction; ``None`` if the events are of
-    several tenants (rare: the careful way). :class:`_HandlerRaised` once rolled back."""
+    several tenants (rare) or the commit failed, rolled back: the careful way then.
+    :class:`_HandlerRaised` once rolled back."""
     counts = {"delivered": 0, "failed": 0, "skipped": 0}
     with runtime.sessions() as session:
         _relaxed_commit(session)
@@ -269,8 +271,19 @@ def _deliver_together(runtime: Runtime, event_ids: list[int]) -> dict[str, int] 
         except _HandlerRaised:
             session.rollback()
             raise
-        session.commit()
+        try:
+            session.commit()
+        except Exception:  # noqa: BLE001 - the careful way finds whose write it was
+            session.rollback()
+            return None
     return counts
+
+
+def _flush_handler_writes(session: Session) -> None:
+    """Flush what a handler wrote before the next handler runs, so a failing write is charged to
+    the handler that made it (a savepoint's release did this); the marks alone wait for the commit."""
+    if any(not isinstance(o, Delivery) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.flush()
 
 
 def deliver_event(runtime: Runtime, event_id: int, raised: Mapping[int, Exception] | None = None) -> dict[str, int]:
@@ -409,6 +422,7 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
         delivery.last_error = f"plugin {delivery.plugin!r} is off for this tenant"
         return "skipped"
     attempts = delivery.attempts + 1
+    delivery_id = delivery.id  # read now: a failed flush expires it, and the session must roll back first
     ctx = HookContext(
         tenant=state, session=session, actor=None, host=runtime.host, clock=runtime.clock, event_id=row.id
     )
@@ -418,9 +432,11 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
         with (session.begin_nested() if isolated else nullcontext()), \
                 no_calls(f"plugin {delivery.plugin}'s {row.name} handler"):
             runtime.host.single(row.name, delivery.plugin)(ctx=ctx, event=event)
+            if not isolated:
+                _flush_handler_writes(session)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, not raised
         if not isolated:
-            raise _HandlerRaised(delivery.id, exc) from exc
+            raise _HandlerRaised(delivery_id, exc) from exc
         delivery.state = "failed"
         delivery.attempts = attempts
         delivery.last_error = short_error(exc)

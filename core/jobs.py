@@ -259,8 +259,11 @@ class RqQueue:
     def kick(self, name: str, slot: int = 0) -> None:
         """Enqueue the job ``name`` unless one is pending (a Redis flag, shared by every process; it
         expires after a minute, should a worker die holding it). ``slot`` 1 is its helper
-        (``helper=True``, a flag of its own): a second worker runs it beside the first."""
+        (``helper=True``, a flag of its own): a second worker runs it beside the first, but only
+        while no other job waits (deliveries, imports and plugins' jobs are not starved by it)."""
         try:
+            if slot and self.rq.count:
+                return
             fresh = self.redis.set(self._flag(name, slot), "1", nx=True, ex=60)
         except Exception:  # noqa: BLE001 - a flag we cannot read is a job too many, not one too few
             fresh = True

@@ -252,3 +252,39 @@ def test_a_raising_handler_is_called_once_per_attempt_and_the_others_commit_once
     with t.runtime.sessions() as s:
         pending = s.scalars(select(Delivery).where(Delivery.tenant_id == t.id, Delivery.state == "pending")).all()
     assert pending == []
+
+
+def test_a_handlers_failing_write_is_charged_to_that_handler_not_the_next_one(make_app):
+    # Without a savepoint per handler, a write left pending by one handler would be flushed by
+    # the next handler's first query, and fail there; deliver() flushes each handler's writes
+    # before the next runs, so the blame (and the retry) lands on the plugin that wrote.
+    from sqlalchemy import func
+
+    from pelago.core.models import Activity
+    from pelago.plugin import PluginSpec, hookimpl
+
+    read: list[int] = []
+
+    class Writer:
+        @staticmethod
+        @hookimpl
+        def lead_created(ctx, event):
+            now = ctx.clock()
+            ctx.session.add(Activity(tenant_id=ctx.tenant.id, lead_id=event.items[0]["lead_id"], kind="bogus",
+                                     note="", occurred_at=now, created_at=now))  # refused by kind's CHECK
+
+    class Reader:
+        @staticmethod
+        @hookimpl
+        def lead_created(ctx, event):
+            read.append(ctx.session.scalar(select(func.count()).select_from(Activity)))
+
+    specs = tuple(PluginSpec(name=n, title=n, description=n, version="0.1.0", core=">=0.1", hooks=h,
+                             default_enabled=True) for n, h in (("reader", Reader), ("writer", Writer)))
+    t = new_tenant(make_app(plugins=["reader", "writer"], extra=specs))
+    assert t.post("/api/v1/leads", json={"phone": "13800138020"}).status_code == 201
+    d = _deliveries(t.runtime, t.id)
+    writer, reader = d[("writer", "lead_created")], d[("reader", "lead_created")]
+    assert writer.id < reader.id  # the writer runs first: the case where the next handler would flush
+    assert (writer.state, writer.attempts) == ("failed", 1) and "kind" in writer.last_error.lower()
+    assert (reader.state, reader.attempts) == ("delivered", 1) and read

@@ -358,6 +358,11 @@ def test_rq_starts_one_router_and_one_helper_each_with_its_own_flag(tenant, redi
         queue.kick(svc.ROUTE_JOB, 1)
         assert [j.args[1] for j in Queue(f"{name}-intake", connection=queue.redis).jobs] == [
             {}, {"helper": True}, {"helper": True}]
+        queue.settle(svc.ROUTE_JOB, 1)
+        queue.enqueue("deliver", event_ids=[1])  # another job waits on the default queue:
+        queue.kick(svc.ROUTE_JOB, 1)  # no helper, so the second worker takes that job
+        assert len(Queue(f"{name}-intake", connection=queue.redis).jobs) == 3
+        assert not queue.redis.exists(queue._flag(svc.ROUTE_JOB, 1))
     finally:
         for key in queue.redis.keys(f"*{name}*"):
             queue.redis.delete(key)

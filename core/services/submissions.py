@@ -256,11 +256,13 @@ def claim(runtime: Runtime, token: str, limit: int, window: int = WINDOW) -> lis
     Claimable: ``accepted``, not leased (or the lease expired), and no earlier
     ``accepted`` submission of the same phone held by another router.
 
-    Only the ``window`` oldest ``accepted`` rows (by id) are read, so a claim
-    costs the same whatever the backlog behind them. The check per phone stays
-    exact: every ``accepted`` row older than one in the window is in the
-    window too. (Should the whole window be leased or waiting on a leased
-    phone, the claim finds nothing until those batches finish.)
+    Only the ``window`` oldest claimable rows (by id: ``accepted`` and not
+    leased) are read, so a claim costs the same whatever the backlog behind
+    them, and leased rows (a batch under way, or rows that failed alone and
+    wait out their lease) never fill the window and stall other tenants. The
+    check per phone stays exact: it looks at every earlier row of the phone,
+    in the window or not. (Should the whole window wait on phones another
+    router holds, the claim finds nothing until those batches finish.)
     """
     now = runtime.clock()
     s, e, w = SUBMISSIONS.alias("s"), SUBMISSIONS.alias("e"), SUBMISSIONS.alias("w")
@@ -269,7 +271,8 @@ def claim(runtime: Runtime, token: str, limit: int, window: int = WINDOW) -> lis
         # The window's newest id (no bound with fewer rows waiting), then the oldest rows up to it, both
         # along ix_core_submission_pending in id order; a phone's earlier rows along ix_core_submission_dedupe.
         last = (
-            select(w.c.id).where(_waiting(w, postgres)).order_by(w.c.id)
+            select(w.c.id).where(_waiting(w, postgres), or_(w.c.lease_until.is_(None), w.c.lease_until < now))
+            .order_by(w.c.id)
             .offset(max(window, limit) - 1).limit(1).scalar_subquery()
         )
         held_earlier = exists().where(
