@@ -288,3 +288,26 @@ def test_a_handlers_failing_write_is_charged_to_that_handler_not_the_next_one(ma
     assert writer.id < reader.id  # the writer runs first: the case where the next handler would flush
     assert (writer.state, writer.attempts) == ("failed", 1) and "kind" in writer.last_error.lower()
     assert (reader.state, reader.attempts) == ("delivered", 1) and read
+
+
+@pytest.mark.redis
+def test_one_job_with_events_of_two_tenants_delivers_each_to_its_own_tenant(make_app):
+    # Deliveries in one transaction are for one tenant's state; a job whose events are of several
+    # tenants (rare) goes the careful way, event by event, each with its own tenant.
+    app = make_app(("recorder",), redis=True)
+    a, b = new_tenant(app), new_tenant(app)
+    for t in (a, b):
+        assert t.put("/api/v1/plugins/recorder", json={"enabled": True}).status_code == 200
+    rt = a.runtime
+    rt.queue.rq.empty()
+    leads = {t.id: t.lead(phone)["id"] for t, phone in ((a, "13800138021"), (b, "13800138022"))}
+    assert recorder.calls("lead_created", a.id) == [] and recorder.calls("lead_created", b.id) == []
+    with rt.sessions() as s:
+        ids = list(s.scalars(select(OutboxEvent.id).where(OutboxEvent.tenant_id.in_(leads)).order_by(OutboxEvent.id)))
+    counts = events.deliver(rt, ids)
+    rt.queue.rq.empty()
+    for t in (a, b):
+        assert [c["items"][0]["lead_id"] for c in recorder.calls("lead_created", t.id)] == [leads[t.id]]
+        d = _deliveries(rt, t.id)
+        assert d[("recorder", "lead_created")].state == "delivered"
+    assert counts["failed"] == 0 and counts["delivered"] >= 2
