@@ -38,7 +38,6 @@ lead or touch:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 import zlib
@@ -63,6 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from .. import jsontext
 from ..context import HookContext
 from ..errors import NotFound
 from ..models import StoredSubmission
@@ -375,7 +375,7 @@ def _finish(
     if _postgres(ctx.session):
         rows = [{"id": v["sid"], "status": v["s_status"], "outcome": v["s_outcome"], "lead_id": v["s_lead"],
                  "touch_id": v["s_touch"], "errors": v["s_errors"]} for v in values]
-        ctx.session.execute(_FINISH_PG, {"now": now, "rows": json.dumps(rows)})
+        ctx.session.execute(_FINISH_PG, {"now": now, "rows": jsontext.dumps(rows)})
         return
     c = SUBMISSIONS.c
     ctx.session.execute(
