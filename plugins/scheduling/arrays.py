@@ -22,6 +22,11 @@ def plain(values: Iterable[int | Decimal | bool | None]) -> str:
                           for v in values) + "}"
 
 
+def numbers(values: Iterable[int | Decimal]) -> str:
+    """Integers or decimals, none of them ``None`` nor a bool: :func:`plain` without its per-value tests."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def texts(values: Iterable[str | None]) -> str:
     """Texts, each quoted (``NULL`` for ``None``)."""
     return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'

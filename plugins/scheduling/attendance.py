@@ -13,10 +13,9 @@ teacher's roll-call never both charge.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, text, update
 
@@ -94,9 +93,8 @@ def mark(ctx: HookContext, lesson_id: int, marks: Sequence[dict[str, Any]]) -> l
     return settle(ctx, [Item(lesson, m["lead_id"], m["status"], m["lead_id"] in trials) for m in marks])
 
 
-@dataclass(frozen=True)
-class Item:
-    """One roll-call mark to settle."""
+class Item(NamedTuple):
+    """One roll-call mark to settle (a named tuple: a batch makes a thousand)."""
 
     lesson: Lesson
     lead_id: int
@@ -131,35 +129,39 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
     session = ctx.session
     t, now = ctx.tenant.id, ctx.now()
     by = ctx.actor.user_id if ctx.actor else None
-    ordered = sorted(items, key=lambda i: (i.lesson.id, i.lead_id))
-    lesson_ids = sorted({i.lesson.id for i in items})
+    # each lesson's attributes read once (an ORM attribute costs more than a tuple's): a batch is a thousand marks
+    # of a few dozen lessons
+    lessons = {i.lesson.id: i.lesson for i in items}
+    keys = [(i.lesson.id, i.lead_id) for i in items]
+    order = sorted(range(len(items)), key=keys.__getitem__)  # one order for locks and writes: (lesson, student)
     table = Attendance.__table__
     session.flush()  # the reads below go past the ORM (Core, on its connection): nothing may be pending
     existing = {(r.lesson_id, r.lead_id): r for r in session.connection().execute(
         select(table.c.id, table.c.lesson_id, table.c.lead_id, table.c.status, table.c.charged, table.c.generation,
                table.c.leave_asked_at)
-        .where(table.c.tenant_id == t, among(session, table.c.lesson_id, lesson_ids))
+        .where(table.c.tenant_id == t, among(session, table.c.lesson_id, sorted(lessons)))
         .order_by(table.c.id).with_for_update()
-    )}
-    out: dict[tuple[int, int], dict[str, Any]] = {}
-    charges: list[tuple[Item, int, int]] = []  # (item, attendance id, generation)
+    ).all()}
+    out: list[dict[str, Any]] = [{}] * len(items)
+    charges: list[tuple[int, int, int]] = []  # (item's position, attendance id, generation)
     # new records (the usual case): written once, with their final status, in one statement
-    fresh = [i for i in ordered if (i.lesson.id, i.lead_id) not in existing]
+    fresh = [n for n in order if keys[n] not in existing] if existing else order
     if fresh:
-        wants = {(i.lesson.id, i.lead_id): not i.free and charged(ctx, i.status, None, i.lesson) for i in fresh}
-        made = _insert_records(ctx, fresh, wants, by, now)
+        wants = [_charged_new(ctx, items[n]) for n in fresh]
+        made = _insert_records(ctx, [(keys[n], items[n].status, w) for n, w in zip(fresh, wants, strict=True)],
+                               by, now)
         if len(made) != len(fresh):
             raise ledger.Contended()  # someone made one of them meanwhile: take the careful path
-        for i in fresh:
-            key = (i.lesson.id, i.lead_id)
-            out[key] = {"id": made[key], "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-                        "charged": wants[key], "account_id": None, "remaining_hours": None}
-            if wants[key]:
-                charges.append((i, made[key], 0))
+        for n, want in zip(fresh, wants, strict=True):
+            (lesson_id, lead_id), rid = keys[n], made[keys[n]]
+            out[n] = {"id": rid, "lesson_id": lesson_id, "lead_id": lead_id, "status": items[n].status,
+                      "charged": want, "account_id": None, "remaining_hours": None}
+            if want:
+                charges.append((n, rid, 0))
     # records that exist: changed or undone roll-calls
     changed = []
-    for i in ordered:
-        key = (i.lesson.id, i.lead_id)
+    for n in order if existing else ():
+        i, key = items[n], keys[n]
         row = existing.get(key)
         if row is None:
             continue
@@ -172,13 +174,13 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
             if back:
                 account_id, remaining = back.account_id, back.remaining
         elif want and not is_charged:
-            charges.append((i, row.id, generation))
+            charges.append((n, row.id, generation))
             is_charged = True
         changed.append({"rid": row.id, "status": i.status, "charged": is_charged, "generation": generation,
                         "marked_at": now, "marked_by": by})
-        out[key] = {"id": row.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-                    "charged": is_charged, "account_id": account_id,
-                    "remaining_hours": None if remaining is None else str(remaining)}
+        out[n] = {"id": row.id, "lesson_id": key[0], "lead_id": key[1], "status": i.status,
+                  "charged": is_charged, "account_id": account_id,
+                  "remaining_hours": None if remaining is None else str(remaining)}
     if changed:
         session.connection().execute(
             update(table).where(table.c.id == bindparam("rid"))
@@ -187,27 +189,37 @@ def _settle(ctx: HookContext, items: Sequence[Item]) -> list[dict[str, Any]]:
             changed,
         )
     if charges:
-        accounts = _accounts_for(ctx, [(i.lesson, i.lead_id) for i, _, _ in charges])
+        accounts, known = _accounts_for(ctx, lessons, [keys[n] for n, _, _ in charges])
+        hours = {lesson_id: lesson.hours for lesson_id, lesson in lessons.items()}
         asked = []
-        for i, rid, generation in charges:
-            account_id = accounts.get((i.lesson.id, i.lead_id))
+        for n, rid, generation in charges:
+            lesson_id, lead_id = keys[n]
+            account_id = accounts.get(keys[n])
             if account_id is None:
-                raise Conflict(f"student {i.lead_id} has no open account with {i.lesson.hours} hours for lesson "
-                               f"{i.lesson.id}", {"lead_id": ["no account with enough hours"]})
-            asked.append(ledger.Want(account_id, i.lesson.hours, rid, generation, i.lesson.id, i.status or ""))
-        for (i, _, _), got in zip(charges, ledger.consume_many(ctx, asked), strict=True):
-            out[(i.lesson.id, i.lead_id)] |= {"charged": True, "account_id": got.account_id,
-                                              "remaining_hours": str(got.remaining)}
-    result = [out[(i.lesson.id, i.lead_id)] for i in items]
+                raise Conflict(f"student {lead_id} has no open account with {hours[lesson_id]} hours for lesson "
+                               f"{lesson_id}", {"lead_id": ["no account with enough hours"]})
+            asked.append(ledger.Want(account_id, hours[lesson_id], rid, generation, lesson_id, items[n].status or ""))
+        for (n, _, _), got in zip(charges, ledger.consume_many(ctx, asked, known), strict=True):
+            record = out[n]
+            record["charged"], record["account_id"] = True, got.account_id
+            record["remaining_hours"] = str(got.remaining)
     for obj in list(session.identity_map.values()):  # written past the ORM: loaded copies are stale
         if isinstance(obj, (Attendance, Account)):
             session.expire(obj)
-    return result
+    return out
 
 
-def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[int, int], bool], by: int | None,
+def _charged_new(ctx: HookContext, item: Item) -> bool:
+    """Whether a new record of ``item`` is charged (no leave asked before it)."""
+    if item.free:
+        return False
+    return item.status in CHARGED or charged(ctx, item.status, None, item.lesson)
+
+
+def _insert_records(ctx: HookContext, rows: Sequence[tuple[tuple[int, int], str | None, bool]], by: int | None,
                     now: Any) -> dict[tuple[int, int], int]:
-    """New attendance records with their final status, one statement; their ids by (lesson, student).
+    """New attendance records ``((lesson, student), status, charged)`` with their final status, one statement;
+    their ids by (lesson, student).
 
     On PostgreSQL the rows travel as arrays (``INSERT … SELECT FROM unnest``, each a text literal,
     :mod:`.arrays`):
@@ -218,7 +230,7 @@ def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[i
     session = ctx.session
     table = Attendance.__table__
     if dialect_name(session) == "postgresql":
-        rows = session.execute(text(
+        made = session.execute(text(
             "INSERT INTO scheduling_attendance (tenant_id, lesson_id, lead_id, status, charged, generation,"
             " leave_asked_at, marked_by, marked_at)"
             " SELECT :t, u.l, u.p, u.s, u.c, 0, NULL, :by, :now"
@@ -226,18 +238,17 @@ def _insert_records(ctx: HookContext, fresh: Sequence[Item], wants: dict[tuple[i
             "             CAST(:charged AS boolean[])) AS u(l, p, s, c)"
             " ON CONFLICT (tenant_id, lesson_id, lead_id) DO NOTHING RETURNING id, lesson_id, lead_id"
         ).bindparams(bindparam("now", type_=table.c.marked_at.type)), {
-            "t": ctx.tenant.id, "by": by, "now": now, "lessons": arrays.plain(i.lesson.id for i in fresh),
-            "leads": arrays.plain(i.lead_id for i in fresh), "statuses": arrays.texts(i.status for i in fresh),
-            "charged": arrays.plain(wants[(i.lesson.id, i.lead_id)] for i in fresh),
-        })
+            "t": ctx.tenant.id, "by": by, "now": now, "lessons": arrays.numbers(k[0] for k, _, _ in rows),
+            "leads": arrays.numbers(k[1] for k, _, _ in rows), "statuses": arrays.texts(s for _, s, _ in rows),
+            "charged": arrays.plain(c for _, _, c in rows),
+        }).all()
     else:
         ins = _insert(session)(table).on_conflict_do_nothing(index_elements=["tenant_id", "lesson_id", "lead_id"])
-        rows = session.execute(ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id), [
-            {"tenant_id": ctx.tenant.id, "lesson_id": i.lesson.id, "lead_id": i.lead_id, "status": i.status,
-             "charged": wants[(i.lesson.id, i.lead_id)], "generation": 0, "leave_asked_at": None,
-             "marked_by": by, "marked_at": now} for i in fresh
-        ])
-    return {(r.lesson_id, r.lead_id): r.id for r in rows}
+        made = session.execute(ins.returning(table.c.id, table.c.lesson_id, table.c.lead_id), [
+            {"tenant_id": ctx.tenant.id, "lesson_id": k[0], "lead_id": k[1], "status": s, "charged": c,
+             "generation": 0, "leave_asked_at": None, "marked_by": by, "marked_at": now} for k, s, c in rows
+        ]).all()
+    return {(lesson_id, lead_id): rid for rid, lesson_id, lead_id in made}
 
 
 def _insert(session: Any) -> Any:
@@ -248,20 +259,31 @@ def _insert(session: Any) -> Any:
     return insert
 
 
-def _accounts_for(ctx: HookContext, pairs: Sequence[tuple[Lesson, int]]) -> dict[tuple[int, int], int]:
-    """For each (lesson, student): the enrolment's account (one query), else :func:`_account_for`."""
-    class_ids = sorted({lesson.class_id for lesson, _ in pairs})
-    e = Enrolment.__table__.c
-    enrolled = {(c, lead): a for c, lead, a in ctx.session.connection().execute(
-        select(e.class_id, e.lead_id, e.account_id)
-        .where(e.tenant_id == ctx.tenant.id, among(ctx.session, e.class_id, class_ids), e.account_id.is_not(None))
-    )}
+def _accounts_for(ctx: HookContext, lessons: Mapping[int, Lesson], pairs: Sequence[tuple[int, int]]
+                  ) -> tuple[dict[tuple[int, int], int], dict[int, Any]]:
+    """For each (lesson, student): the enrolment's account, else :func:`_account_for`; and the enrolments'
+    accounts as read (:func:`.ledger.account_columns`, by id) for :func:`.ledger.consume_many`.
+
+    One query: the classes' enrolments with their accounts, so the accounts the
+    roll-call charges are read in the same round trip as the enrolments naming them.
+    """
+    class_of = {lesson_id: lesson.class_id for lesson_id, lesson in lessons.items()}
+    e, a = Enrolment.__table__.c, Account.__table__.c
+    enrolled: dict[tuple[int, int], int] = {}
+    known: dict[int, Any] = {}
+    for row in ctx.session.connection().execute(
+        select(*ledger.account_columns(ctx.session), e.class_id, e.lead_id)
+        .join_from(Enrolment.__table__, Account.__table__, (a.tenant_id == e.tenant_id) & (a.id == e.account_id))
+        .where(e.tenant_id == ctx.tenant.id, among(ctx.session, e.class_id, sorted(set(class_of.values()))))
+    ).all():
+        enrolled[(row[-2], row[-1])] = row[0]  # by position: a Row's attribute costs ten times its index
+        known[row[0]] = row
     out = {}
-    for lesson, lead_id in pairs:
-        account_id = enrolled.get((lesson.class_id, lead_id)) or _account_for(ctx, lesson, lead_id)
+    for lesson_id, lead_id in pairs:
+        account_id = enrolled.get((class_of[lesson_id], lead_id)) or _account_for(ctx, lessons[lesson_id], lead_id)
         if account_id is not None:
-            out[(lesson.id, lead_id)] = account_id
-    return out
+            out[(lesson_id, lead_id)] = account_id
+    return out, known
 
 
 def _apply(ctx: HookContext, lesson: Lesson, lead_id: int, status: str | None, *, free: bool = False,

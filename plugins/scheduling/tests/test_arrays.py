@@ -24,6 +24,9 @@ def test_array_literals_round_trip_through_postgresql(engine):
         assert back(arrays.plain([Decimal("1.50"), Decimal("-0.01"), None]), "numeric") == [
             Decimal("1.50"), Decimal("-0.01"), None]
         assert back(arrays.plain([True, False, None]), "boolean") == [True, False, None]
+        assert back(arrays.numbers([1, 2 ** 62]), "bigint") == [1, 2 ** 62]
+        assert back(arrays.numbers([Decimal("1.50"), -Decimal("0.00"), Decimal("1E+1"), Decimal("-0.01")]),
+                    "numeric") == [Decimal("1.50"), Decimal("0.00"), Decimal("10"), Decimal("-0.01")]
         assert back(arrays.times([at, None]), "timestamptz") == [at, None]
     with pytest.raises(ValueError):
         arrays.times([datetime(2026, 3, 2, 10, 0)])

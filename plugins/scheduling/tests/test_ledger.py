@@ -217,3 +217,40 @@ def test_a_transfer_keeps_one_balance_and_a_makeup_is_linked_to_the_missed_lesso
         from pelago.plugins.scheduling import booking
 
         assert booking.double_bookings(ctx) == 0
+
+
+def test_an_account_changed_after_the_batch_read_sends_the_roll_call_one_by_one(app, tenant, clock, monkeypatch):
+    """The batch's conditional update comes out short: nothing of the batch stays, each mark is taken again alone."""
+    from pelago.plugins.scheduling import attendance
+
+    s = school(tenant, hours="10", gift="1", price="1000.00")
+    leads = [s.student(f"1380000017{i}") for i in range(2)]
+    accounts = [s.buy(lead) for lead in leads]
+    for lead, account in zip(leads, accounts, strict=True):
+        ok(s.post(f"/classes/{s.klass}/students", {"lead_id": lead, "account_id": account["id"]}), 201)
+    lesson = _lesson(s, "02", 8)
+    read, taken_alone = attendance._accounts_for, []
+    apply_one = attendance._apply
+
+    def stale(ctx, lessons, pairs):  # the first account as another writer's charge left it before the batch read
+        out, known = read(ctx, lessons, pairs)
+        first = known[accounts[0]["id"]]
+        moved = list(first)
+        moved[6] = first[6] - 1  # consumed_gift one lower than the database holds
+        return out, {**known, first[0]: tuple(moved)}
+
+    def alone(ctx, lesson, lead_id, status, **kw):
+        taken_alone.append(lead_id)
+        return apply_one(ctx, lesson, lead_id, status, **kw)
+
+    monkeypatch.setattr(attendance, "_accounts_for", stale)
+    monkeypatch.setattr(attendance, "_apply", alone)
+    items = ok(s.post(f"/lessons/{lesson}/attendance",
+                      {"marks": [{"lead_id": x, "status": "present"} for x in reversed(leads)]}))["items"]
+    assert sorted(taken_alone) == sorted(leads)
+    assert [(i["lead_id"], i["charged"], i["remaining_hours"]) for i in items] == [
+        (x, True, "10.00") for x in sorted(leads)]
+    for account in accounts:
+        acc = ok(s.get(f"/accounts/{account['id']}"))
+        assert (acc["consumed_gift"], acc["consumed_purchased"], acc["recognised"]) == ("1.00", "0.00", "0.00")
+        assert [e["kind"] for e in acc["ledger"]] == ["purchase", "consume"]
