@@ -5,7 +5,11 @@ two of the 16 claimer threads in a row, so half the attempts race and lose.
 Pool side: :func:`pelago.plugins.pool.service.claim` for one lead, as a rep,
 committed (the conditional UPDATE with its pool conditions, the entry leaving
 the pool, the daily counter upsert, ``check_assign``, the ledger row and the
-``lead_assigned`` outbox event), or rolled back on its 409. Baseline: ``UPDATE
+``lead_assigned`` outbox event), or rolled back on its 409; each claimer's
+session is bound to one connection it holds for the whole race, as each
+claimer of the other two sides holds one (until 6 December the session took
+a connection from the pool and gave it back at every attempt, a cost the
+sides it is compared with never paid). Baseline: ``UPDATE
 core_lead SET owner_id = :me WHERE id = :id AND owner_id IS NULL`` in its own
 transaction. Each side has its own tenant with the same number of leads in the
 same tables; the two sides alternate in halves. Event delivery happens after
@@ -145,7 +149,13 @@ class PoolClaim:
     def setup(self, k: int) -> Any:
         from pelago.plugin import Actor, User
 
-        session = self.runtime.tenant_session(self.tenant.id)
+        # Each claimer holds one connection for the whole race, as the function and bare sides
+        # do: the session is bound to it (a tenant session as ``tenant_session`` makes, on that
+        # connection), so no side checks a connection out of the pool per attempt. Until
+        # 6 December the session checked one out and back in at every attempt, which the
+        # sides it is compared with never do.
+        session = self.runtime.sessions(bind=self.runtime.engine.connect())
+        session.info["tenant_id"] = self.tenant.id
         # A claim request finds its user loaded and held in its session (the API key check loads
         # it, hostapp/auth.py). One session serves all of this claimer's attempts here: hold the
         # user the same way, and keep it loaded across the commits as each request would have it.
@@ -167,7 +177,9 @@ class PoolClaim:
         return True
 
     def teardown(self, ctx: Any) -> None:
+        conn = ctx.session.bind
         ctx.session.close()
+        conn.close()
 
 
 class BareClaim:
