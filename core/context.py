@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -34,9 +35,9 @@ class TenantState:
     enabled: frozenset[str]
     settings: Mapping[str, Mapping[str, Any]]
 
-    @property
+    @cached_property
     def tz(self) -> ZoneInfo:
-        """The tenant's timezone, for "today" and for showing times."""
+        """The tenant's timezone, for "today" and for showing times (looked up once per state)."""
         return ZoneInfo(self.timezone)
 
 
@@ -51,9 +52,21 @@ class Actor:
     email: str = ""
 
     def at_least(self, role: str) -> bool:
+        rank = _ranks()
+        return rank[self.role] >= rank[role]
+
+
+def _ranks() -> Mapping[str, int]:
+    """The roles' ranks (imported on first use: the models import this module's neighbours)."""
+    global _RANK
+    if _RANK is None:
         from .models import ROLE_RANK
 
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+        _RANK = ROLE_RANK
+    return _RANK
+
+
+_RANK: Mapping[str, int] | None = None
 
 
 @dataclass

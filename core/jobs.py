@@ -126,6 +126,9 @@ def take_deferred(session: Any) -> list[dict[str, Any]]:
 
 def drop_deferred(session: Any, rolled_back: Any) -> None:
     """Forget the jobs deferred in ``rolled_back`` (a transaction or a SAVEPOINT) and inside it."""
+    pending = session.info.get(PENDING_KEY)
+    if not pending:
+        return  # the common case: no job was deferred
 
     def inside(txn: Any) -> bool:
         while txn is not None:
@@ -134,7 +137,7 @@ def drop_deferred(session: Any, rolled_back: Any) -> None:
             txn = txn.parent
         return False
 
-    kept = [(txn, job) for txn, job in session.info.get(PENDING_KEY, []) if not inside(txn)]
+    kept = [(txn, job) for txn, job in pending if not inside(txn)]
     if kept:
         session.info[PENDING_KEY] = kept
     else:

@@ -70,6 +70,25 @@ def test_tenant_hook_callers_are_cached_per_set_of_disabled_plugins():
     assert on.lead_created is host.pm.hook.lead_created  # nothing off: the plain caller
 
 
+def test_plugins_off_are_remembered_per_set_of_plugins_on():
+    """``disabled_for`` is asked by every decision hook: remembered per set of plugins on, never mixed up."""
+    from dataclasses import replace
+
+    from pelago.core.models import Tenant
+
+    host = PluginHost(PLUGINS)
+    tenant = Tenant(id=1, slug="s", name="n", timezone="Asia/Shanghai", default_region="CN", currency="CNY",
+                    plugins_version=0)
+    base = host._build_state(tenant, {})
+    everything_off = host.disabled_for(base)
+    assert {"recorder", "failing"} <= everything_off
+    one_on = replace(base, enabled=frozenset({"recorder"}))
+    assert host.disabled_for(one_on) == everything_off - {"recorder"}
+    assert host.disabled_for(base) is everything_off  # remembered, and still the first tenant's answer
+    assert host.disabled_for(replace(base, enabled=frozenset(PLUGINS))) == frozenset()
+    assert base.tz is base.tz and str(base.tz) == "Asia/Shanghai"  # the zone looked up once per state
+
+
 def test_plugin_list_order_decides_who_answers_first():
     host = PluginHost(("recorder", "failing"))
     order = [impl.plugin_name for impl in host.pm.hook.lead_created.get_hookimpls()]

@@ -65,8 +65,11 @@ class Terms:
     def of(cls, ctx: HookContext, pool: PoolInfo, now: datetime) -> Terms:
         s = pool.settings
         protect, cooldown, limit = s["protect_days"], s["cooldown_days"], s["daily_claim_limit"]
-        if not protect and not cooldown:
-            return cls(daily_limit=limit) if limit is not None else ANY_TIME  # no calendar to consult
+        if not protect and not cooldown:  # no calendar to consult: the same terms at any time
+            found = _TIMELESS.get(limit)
+            if found is None:
+                found = _TIMELESS.setdefault(limit, cls(daily_limit=limit))
+            return found
         tz = ctx.tenant.tz
         return cls(
             protect_before=rules.cutoff(tz, now, protect) if protect else None,
@@ -97,6 +100,8 @@ def strictest_limit(terms: Iterable[Terms]) -> int | None:
 
 #: Terms that let a pool admin distribute: no protection, no cooldown, no count.
 ANY_TIME = Terms()
+#: the terms of pools without protection or cooldown, by daily limit (immutable, shared)
+_TIMELESS: dict[int | None, Terms] = {None: ANY_TIME}
 
 
 @dataclass(frozen=True)
