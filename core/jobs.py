@@ -92,8 +92,11 @@ JOBS: dict[str, JobFunc] = {
 #: rq's default of 180 s is too short for these (a 20 MiB CSV import)
 TIMEOUTS: dict[str, int] = {"import": 3600}
 PENDING_KEY = "pelago_jobs"
-#: jobs on rq's ``<name>-intake`` queue, which workers take before the others (``pelago worker``)
+#: jobs on rq's ``<name>-intake`` queue, which workers take before the others and run in their own
+#: process (``pelago worker``, :mod:`pelago.core.worker`)
 INTAKE_JOBS = frozenset({"route_submissions"})
+#: the suffix of that queue's name
+INTAKE_SUFFIX = "-intake"
 
 
 def find(runtime: Runtime, job: str) -> tuple[str, Job]:
@@ -243,7 +246,8 @@ class ThreadQueue:
 class RqQueue:
     """Hands jobs to rq; ``pelago worker`` runs them."""
 
-    #: seconds an emptied router waits for more submissions before its job ends (rq forks per job)
+    #: seconds an emptied router waits for more submissions before its job ends (the next one costs
+    #: rq's bookkeeping and a worker's wake-up; ``pelago worker`` no longer forks for it)
     LINGER = 1.0
 
     def __init__(self, runtime: Runtime, redis_url: str, name: str = "pelago") -> None:
@@ -257,7 +261,7 @@ class RqQueue:
         self.rq = Queue(name, connection=self.redis)
         # Routing accepted webhooks must not wait behind a backlog of deliveries: its own queue,
         # which ``pelago worker`` takes first.
-        self.intake = Queue(f"{name}-intake", connection=self.redis)
+        self.intake = Queue(f"{name}{INTAKE_SUFFIX}", connection=self.redis)
 
     def kick(self, name: str, slot: int = 0) -> None:
         """Enqueue the job ``name`` unless one is pending (a Redis flag, shared by every process; it

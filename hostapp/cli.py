@@ -137,10 +137,9 @@ def serve(obj: dict[str, Any], host: str, port: int, demo: bool) -> None:
               help="queues in priority order: accepted webhooks' routers first, then every other job")
 @click.pass_obj
 def worker(obj: dict[str, Any], burst: bool, queues: tuple[str, ...]) -> None:
-    """Run an rq worker for Pelago's jobs (needs REDIS_URL)."""
-    from rq import Worker
-
+    """Run an rq worker for Pelago's jobs (needs REDIS_URL): routers in its process, other jobs forked."""
     from pelago.core.runtime import activate
+    from pelago.core.worker import PelagoWorker, warm
 
     rt = _runtime(obj)
     settings = Settings.from_env()
@@ -149,7 +148,8 @@ def worker(obj: dict[str, Any], burst: bool, queues: tuple[str, ...]) -> None:
     from redis import Redis
 
     activate(rt)
-    Worker(list(queues), connection=Redis.from_url(settings.redis_url)).work(burst=burst)
+    warm(rt)  # the first router's start-up, paid now rather than in the first webhooks' latency
+    PelagoWorker(list(queues), connection=Redis.from_url(settings.redis_url)).work(burst=burst)
 
 
 @main.command()

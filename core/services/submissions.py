@@ -181,7 +181,10 @@ def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
 
     A drain stops after :data:`JOB_SECONDS` (rq kills a job at its timeout);
     under sustained load the job then hands over to a fresh one. On rq the
-    job lingers a second once the queue is empty (a new job costs a fork).
+    job lingers a second once the queue is empty (a new job costs rq's
+    bookkeeping and a worker's wake-up). ``pelago worker`` runs it in its own
+    process, not a forked work horse (:mod:`pelago.core.worker`): a router
+    starts with the connections and caches of the last one.
 
     A router that claims a backlog (:data:`HELPER_ROWS` or more) starts a
     ``helper`` beside it (its own flag, so at most one): the second rq worker
@@ -203,8 +206,8 @@ def route_job(runtime: Runtime, helper: bool = False) -> dict[str, int]:
     linger = float(getattr(runtime.queue, "LINGER", 0.0))
     idle_since = time.monotonic()
     while not more["timed_out"] and linger and time.monotonic() - idle_since < linger:
-        # A worker that forks per job: at a steady trickle, wait a little for the next submissions
-        # rather than end and have the next accept pay a new job (a fork, new connections).
+        # At a steady trickle, wait a little for the next submissions rather than end and have the
+        # next accept pay for a new job.
         time.sleep(LINGER_POLL)
         got = route_pending(runtime, max_seconds=JOB_SECONDS, helper_at=helper_at)
         more = {k: more[k] + got[k] for k in more}
