@@ -291,7 +291,10 @@ def _write_together(
             outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
         if not outputs:
             outputs.append("SELECT 0, NULL::json WHERE false")
-        stmt = text(f"WITH {', '.join(ctes)} {' UNION ALL '.join(outputs)}")
+        # The driver's own SQL (``%(name)s`` parameters), made once: sent on its cursor, without
+        # SQLAlchemy's execution machinery (the single lead's whole write is this one statement).
+        stmt = str(text(f"WITH {', '.join(ctes)} {' UNION ALL '.join(outputs)}").compile(
+            dialect=session.get_bind().dialect))
         _PG_TOGETHER[key] = stmt
     params: dict[str, Any] = {}
     for k, p in enumerate(parts):
@@ -302,7 +305,13 @@ def _write_together(
         params.update(c.params)
     returned: list[list[Any]] = [[] for _ in parts]
     values: list[Any] = [None] * len(calls)
-    for k, value in session.execute(stmt, params):
+    cursor: Any = session.connection().connection.cursor()
+    try:
+        cursor.execute(stmt, params)
+        found = cursor.fetchall()
+    finally:
+        cursor.close()
+    for k, value in found:
         if k < 0:
             values[-1 - k] = value
         elif value is not None:  # json_agg of no rows

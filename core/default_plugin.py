@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .markers import hookimpl
 from .models import Lead, OwnershipChange, Team
@@ -153,7 +154,9 @@ def _round_robin(
         k = (k + step + 1) % len(ids)
     if pointer is not None and pointer != team.rr_pointer:
         set_pointer(ctx, team.id, pointer)
-        row = ctx.session.get(Team, team.id)  # routing's locked row, from the identity map: no query
+        # A Team of this transaction's session keeps its pointer current (never a query: routing
+        # read the locked row's columns only).
+        row = ctx.session.identity_map.get(identity_key(Team, team.id))
         if row is not None:
             set_committed_value(row, "rr_pointer", pointer)  # already written: no second UPDATE
     return out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from .asking import first_answers
@@ -178,7 +178,7 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
     if ctx.session.info.get(POINTERS):
         write_pointers(ctx.session)  # the teams' rows must hold this transaction's pointers before they are read
     decisions = [Decision(None, None, None, {}) for _ in leads]
-    teams: dict[int, Team] = {}
+    teams: dict[int, TeamInfo] = {}
     undecided: list[int] = []
     for i, lead in enumerate(leads):
         if lead.team_id is not None:
@@ -193,11 +193,7 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
         }
     wanted = sorted({d.team_id for d in decisions if d.team_id is not None})
     if wanted:
-        # populate_existing: a Team already in the identity map (expire_on_commit=False) would keep a
-        # stale rr_pointer; under the lock the row's current values are the ones that count
-        stmt = (select(Team).where(Team.id.in_(wanted)).order_by(Team.id).with_for_update()
-                .execution_options(populate_existing=True))
-        teams = {t.id: t for t in ctx.session.scalars(stmt)}
+        teams = {t.id: t for t in _lock_teams(ctx, wanted)}
 
     by_team: dict[int, list[int]] = {}
     for i, d in enumerate(decisions):
@@ -221,19 +217,44 @@ def route(ctx: HookContext, leads: Sequence[LeadInfo], *, reason: str = "routing
     return decisions
 
 
+_LOCK_TEAMS = ("SELECT id, name, strategy, active, rr_pointer FROM core_team WHERE tenant_id = %(tenant)s "
+               "AND id = ANY(%(ids)s) ORDER BY id FOR UPDATE")
+_LOCK_TEAMS_CORE = (select(Team.id, Team.name, Team.strategy, Team.active, Team.rr_pointer)
+                    .where(Team.id.in_(bindparam("ids", expanding=True))).order_by(Team.id).with_for_update())
+
+
+def _lock_teams(ctx: HookContext, ids: list[int]) -> list[TeamInfo]:
+    """The tenant's teams of ``ids``, locked (``FOR UPDATE``) in id order, as read under the lock.
+
+    Their columns only, no ORM object to load (a Team already in the session
+    is left as it is: the pointer's new value is set on it when one moves).
+    On PostgreSQL on the driver's cursor, prepared: the request's hot path.
+    """
+    session = ctx.session
+    if session.get_bind().dialect.name == "postgresql":
+        cursor: Any = session.connection().connection.cursor()
+        try:
+            cursor.execute(_LOCK_TEAMS, {"tenant": ctx.tenant.id, "ids": ids})
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    else:
+        rows = list(session.execute(_LOCK_TEAMS_CORE, {"ids": ids}))
+    return [TeamInfo(id=r[0], name=r[1], strategy=r[2], active=r[3], rr_pointer=r[4]) for r in rows]
+
+
 def _choose_owners(
-    ctx: HookContext, team: Team, leads: list[LeadInfo], decisions: list[Decision]
+    ctx: HookContext, info: TeamInfo, leads: list[LeadInfo], decisions: list[Decision]
 ) -> list[UserInfo]:
-    """Decide the owners of ``team``'s leads; returns the team's candidates (the owners are among them)."""
-    candidates = candidates_of(ctx, team.id)
-    info = TeamInfo.of(team)
+    """Decide the owners of ``info``'s leads; returns the team's candidates (the owners are among them)."""
+    candidates = candidates_of(ctx, info.id)
     excluded: dict[int, str] = {}
     for result in ctx.hooks.exclude_candidates(ctx=ctx, team=info, candidates=candidates, leads=leads):
         for user_id, why in (result or {}).items():
             excluded.setdefault(int(user_id), str(why))
     eligible = [u for u in candidates if u.id not in excluded]
     shared = {
-        "strategy": team.strategy,
+        "strategy": info.strategy,
         "candidates": [u.id for u in candidates],
         "excluded": {str(k): v for k, v in excluded.items()},
     }

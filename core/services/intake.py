@@ -170,7 +170,10 @@ def ingest(
     item, so plugins can tell where a batch came from.
     """
     with _collector_paused():
-        return _ingest(ctx, submissions, routing, strict_owner, origin)
+        try:
+            return _ingest(ctx, submissions, routing, strict_owner, origin)
+        finally:
+            ctx.session.info.pop(DRAWN, None)  # ids drawn ahead serve this batch only
 
 
 @contextmanager
@@ -223,9 +226,13 @@ def _ingest(
     seen: dict[str, tuple[int, int, bool]] = {}
     looked_up: dict[tuple[str, str], int] | None = None
     if _postgres(ctx.session):
-        # One round trip for replays and duplicates, after the email locks: see _pg_lookups.
+        # One round trip for replays, duplicates and (a single submission) its new ids, after the
+        # email locks: see _pg_lookups.
         lock_emails(ctx, [r.values["email"] for r in rows if r.values.get("email")])
-        stored, looked_up = _pg_lookups(ctx, keys, [r.dedupe for r in rows])
+        single = len(rows) == 1
+        stored, looked_up, drawn = _pg_lookups(
+            ctx, keys, [r.dedupe for r in rows], lead_ids=int(single), touch_ids=int(single and not keys))
+        ctx.session.info[DRAWN] = drawn
     else:
         stored = _stored_touches(ctx, keys) if keys else []
     for tid, lid, merged, key in stored:
@@ -277,7 +284,7 @@ def _ingest(
 
     # Ids first, so routing's hooks know the leads they place (LeadInfo.new_id) and write once.
     if to_create:
-        for r, new_id in zip(to_create, _next_ids(ctx.session, "core_lead", len(to_create)), strict=True):
+        for r, new_id in zip(to_create, _drawn_ids(ctx.session, "core_lead", len(to_create)), strict=True):
             r.new_id = new_id
     decisions = _decide(ctx, to_create, routing, strict_owner)
     inserted: dict[int, Mapping[str, Any]] = {}
@@ -367,9 +374,9 @@ def _existing_leads(ctx: HookContext, keys: list[tuple[str, str]]) -> dict[tuple
 
 
 def _pg_lookups(
-    ctx: HookContext, keys: list[str], dedupes: list[tuple[str, str]],
-) -> tuple[list[Any], dict[tuple[str, str], int]]:
-    """PostgreSQL: :func:`_stored_touches` and :func:`_existing_leads` in one statement.
+    ctx: HookContext, keys: list[str], dedupes: list[tuple[str, str]], lead_ids: int = 0, touch_ids: int = 0,
+) -> tuple[list[Any], dict[tuple[str, str], int], dict[str, list[int]]]:
+    """PostgreSQL: :func:`_stored_touches`, :func:`_existing_leads` and fresh ids in one statement.
 
     A batch's replays and duplicates are read in one round trip instead of
     three, after :func:`lock_emails` (so a replayed submission's email is
@@ -378,42 +385,81 @@ def _pg_lookups(
     only reads the answers it asks for. Each part is the statement
     :func:`_lookup` would send, joined by ``UNION ALL`` and told apart by its
     first column.
+
+    ``lead_ids``, ``touch_ids``: draw that many ids of ``core_lead`` and
+    ``core_touch`` in the same round trip (:func:`_drawn_ids` hands them out),
+    for a single submission that may create its lead (the API): one round
+    trip fewer per request. An id drawn and not used (a replay, a duplicate)
+    is a gap in the sequence, as a rolled-back insert leaves. A lookup of one
+    value compares with ``=`` and is prepared (the unique index decides
+    whatever the statistics); several values are an array constant, not
+    prepared (see :func:`_lookup`).
     """
     parts: list[str] = []
     params: dict[str, Any] = {"tenant": ctx.tenant.id}
     phones = sorted({v for k, v in dedupes if k == "phone"})
     emails = sorted({v for k, v in dedupes if k == "email"})
+    one = all(len(v) <= 1 for v in (keys, phones, emails))
     if keys:
-        parts.append(_lookup_sql("0, id, lead_id, merged", "core_touch", "idempotency_key", "keys"))
-        params["keys"] = _pg_array(keys)
+        parts.append(_lookup_sql("0, id, lead_id, merged", "core_touch", "idempotency_key", "keys", one=one))
+        params["keys"] = keys[0] if one else _pg_array(keys)
     if phones:
-        parts.append(_lookup_sql("1, id, NULL::bigint, NULL::boolean", "core_lead", "phone", "phones"))
-        params["phones"] = _pg_array(phones)
+        parts.append(_lookup_sql("1, id, NULL::bigint, NULL::boolean", "core_lead", "phone", "phones", one=one))
+        params["phones"] = phones[0] if one else _pg_array(phones)
     if emails:
-        parts.append(_lookup_sql("2, min(id), NULL::bigint, NULL::boolean", "core_lead", "email", "emails", group=True))
-        params["emails"] = _pg_array(emails)
+        parts.append(_lookup_sql("2, min(id), NULL::bigint, NULL::boolean", "core_lead", "email", "emails",
+                                 group=True, one=one))
+        params["emails"] = emails[0] if one else _pg_array(emails)
+    for kind, table, n in ((3, "core_lead", lead_ids), (4, "core_touch", touch_ids)):
+        if n:
+            parts.append(f"(SELECT {kind}, nextval({_SEQUENCES[table]}::regclass), NULL::bigint, NULL::boolean, "
+                         f"NULL::text FROM generate_series(1, {int(n)}))")
     stored: list[Any] = []
     found: dict[tuple[str, str], int] = {}
+    drawn: dict[str, list[int]] = {"core_lead": [], "core_touch": []}
     if not parts:
-        return stored, found
+        return stored, found, drawn
     cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
     try:
-        cursor.execute(" UNION ALL ".join(parts), params, prepare=False)
+        cursor.execute(" UNION ALL ".join(parts), params, prepare=None if one else False)
         for kind, first, lead_id, merged, value in cursor.fetchall():
             if kind == 0:
                 stored.append((first, lead_id, merged, value))
-            else:
+            elif kind < 3:
                 found[("phone" if kind == 1 else "email", str(value))] = first
+            else:
+                drawn["core_lead" if kind == 3 else "core_touch"].append(int(first))
     finally:
         cursor.close()
-    return stored, found
+    for ids in drawn.values():
+        ids.sort()
+    return stored, found, drawn
 
 
-def _lookup_sql(picks: str, table: str, column: str, name: str, group: bool = False) -> str:
-    """One part of :func:`_pg_lookups`: :func:`_lookup`'s statement, the array a parameter ``name``."""
+#: ``session.info`` key: ids drawn ahead by :func:`_pg_lookups`, by table, for :func:`_drawn_ids`
+DRAWN = "pelago_drawn_ids"
+#: the sequences of the tables whose ids are drawn ahead, as SQL literals
+_SEQUENCES = {table: f"(SELECT pg_get_serial_sequence('{table}', 'id'))" for table in ("core_lead", "core_touch")}
+
+
+def _drawn_ids(session: Session, table: str, n: int) -> list[int]:
+    """``n`` fresh ids of ``table``: the ones :func:`_pg_lookups` drew for this batch if they are
+    exactly as many, else :func:`_next_ids`. Each drawn id is handed out once."""
+    drawn = (session.info.get(DRAWN) or {}).get(table)
+    if drawn and len(drawn) == n:
+        out = list(drawn)
+        drawn.clear()
+        return out
+    return _next_ids(session, table, n)
+
+
+def _lookup_sql(picks: str, table: str, column: str, name: str, group: bool = False, one: bool = False) -> str:
+    """One part of :func:`_pg_lookups`: :func:`_lookup`'s statement, the array a parameter ``name``
+    (``one``: a single value, compared with ``=``)."""
     grouping = f" GROUP BY {column}" if group else ""
+    match = f"= %({name})s::text" if one else f"= ANY(%({name})s::text[])"
     return (f"(SELECT {picks}, {column} FROM {table} WHERE tenant_id = %(tenant)s AND {column} IS NOT NULL "
-            f"AND {column} = ANY(%({name})s::text[]){grouping})")
+            f"AND {column} {match}{grouping})")
 
 
 def _pg_array(values: Sequence[str]) -> str:
@@ -744,7 +790,7 @@ def _touch_parts(ctx: HookContext, rows: list[_Row], now: Any, parts: list[Part]
     fixed = {"tenant_id": ("bigint", ctx.tenant.id), "received_at": ("timestamptz", now)}
     plain = [r for r in rows if not r.sub.key]
     if plain:
-        ids = _next_ids(ctx.session, "core_touch", len(plain))
+        ids = _drawn_ids(ctx.session, "core_touch", len(plain))
         for r, tid in zip(plain, ids, strict=True):
             r.outcome.touch_id = tid
         parts.append(Part(TOUCHES, {**TOUCH_COLUMNS, "id": "bigint"},

@@ -16,6 +16,13 @@ class Blueprint(_Blueprint):
 
     ARGUMENTS_PARSER = Parser()
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        """flask-smorest's ``arguments``, with a schema class made an instance once, here: webargs
+        would make one at every request (a schema's ``__init__`` copies its fields)."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, *args, **kwargs)
+
 
 from .schemas import LocalTime, MoneyString  # noqa: E402 - fields for plugins' schemas too
 
