@@ -14,18 +14,17 @@ may be called a second time: delivery is at least once), nor is the request.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, String, Text, bindparam, cast, insert, or_, select, text
+from sqlalchemy import BigInteger, String, Table, Text, bindparam, cast, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from . import jsontext
+from . import collector, jsontext
 from .hookspecs import TO_ALL_PLUGINS
 from .models import Delivery, OutboxEvent, Tenant
 from .outbound import no_calls
@@ -167,6 +166,7 @@ def emitted(ctx: HookContext, event_id: int) -> None:
 
 
 _EVENT = OutboxEvent.__table__
+_DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 
 _CORE_EMIT = text(
     "SELECT core_emit(CAST(:tenant_id AS bigint), CAST(:name AS text), :items, CAST(:actor_id AS bigint), "
@@ -188,10 +188,11 @@ def deliver(runtime: Runtime, event_ids: Iterable[int]) -> dict[str, int]:
 
     The common case, every handler returns: one transaction for the whole job
     (an import batch's ``lead_created`` and ``lead_assigned`` together), which
-    claims the deliveries with one locking read, reads each event once for all
-    its plugins, runs the handlers with no SAVEPOINT and marks the deliveries
-    in one flush. Savepoints and per-event transactions cost round trips that
-    a batch pays for every plugin on (issue 16).
+    claims the deliveries and marks them delivered, reads each event once for
+    all its plugins (on PostgreSQL all of that in one statement), and runs the
+    handlers with no SAVEPOINT; the marks commit with the handlers' writes.
+    Savepoints, per-event transactions and separate reads cost round trips
+    that a batch pays for every plugin on (issue 16).
 
     If a handler raises, that transaction is rolled back whole (nothing of it
     committed: no mark, no handler's write) and the events are delivered again
@@ -205,7 +206,8 @@ def deliver(runtime: Runtime, event_ids: Iterable[int]) -> dict[str, int]:
     raised: dict[int, Exception] = {}
     if ids:
         try:
-            together = _deliver_together(runtime, ids)
+            with collector.paused():  # a batch's events are thousands of dicts (see pelago.core.collector)
+                together = _deliver_together(runtime, ids)
         except _HandlerRaised as exc:
             raised[exc.delivery_id] = exc.error
         else:
@@ -234,49 +236,184 @@ class _HandlerRaised(Exception):
 def _deliver_together(runtime: Runtime, event_ids: list[int]) -> dict[str, int] | None:
     """Every pending delivery of ``event_ids`` in one transaction; ``None`` if the events are of
     several tenants (rare) or the commit failed, rolled back: the careful way then.
-    :class:`_HandlerRaised` once rolled back."""
+    :class:`_HandlerRaised` once rolled back.
+
+    The deliveries are claimed and marked ``delivered`` before their handlers
+    run (:func:`_claim`), in the same transaction as the handlers' writes: if
+    a handler raises, the rollback takes the marks back with everything else,
+    so a mark commits only with every handler of the job having returned,
+    as when the marks were written last. On PostgreSQL the claim, the marks,
+    the events and the tenant's switch version are one statement, so the
+    transaction is three round trips (``BEGIN``, that statement,
+    ``COMMIT``) whatever the job and however many plugins are on (issue 16).
+    """
     counts = {"delivered": 0, "failed": 0, "skipped": 0}
     with runtime.sessions() as session:
-        _relaxed_commit(session)
-        claimed = session.execute(
-            select(Delivery, Tenant)
-            .join(Tenant, Tenant.id == Delivery.tenant_id)
-            .where(Delivery.event_id.in_(event_ids), Delivery.state.in_(("pending", "failed")))
-            .order_by(Delivery.event_id, Delivery.id)
-            .with_for_update(of=Delivery, skip_locked=True)
-        ).all()
+        now = runtime.clock()
+        claimed = _claim(session, event_ids, now)
         if not claimed:
             return counts
-        tenant = claimed[0][1]
-        if any(t is not tenant for _, t in claimed):
+        tenant_id, version = claimed[0].tenant_id, claimed[0].plugins_version
+        if any(c.tenant_id != tenant_id for c in claimed):
             session.rollback()
             return None
-        deliveries = [d for d, _ in claimed]
-        # The payload as its JSON text, parsed by orjson: the items of an import batch
-        # are a thousand dicts, and json.loads was most of this job's own time.
-        events = {r.id: Event(
-            id=r.id, name=r.name, tenant_id=r.tenant_id, created_at=r.created_at, actor_id=r.actor_id,
-            items=tuple(MappingProxyType(i) for i in jsontext.loads(r.payload).get("items", [])),
-        ) for r in session.execute(
-            select(OutboxEvent.id, OutboxEvent.name, OutboxEvent.tenant_id, OutboxEvent.created_at,
-                   OutboxEvent.actor_id, cast(OutboxEvent.payload, Text).label("payload"))
-            .where(OutboxEvent.id.in_({d.event_id for d in deliveries}))
-        )}
-        state = runtime.host.tenant_state(session, tenant)
-        session.info["tenant_id"] = tenant.id
+        state = runtime.host.cached_state(tenant_id, version)
+        if state is None:
+            tenant = session.get(Tenant, tenant_id)
+            assert tenant is not None  # its deliveries are here: the foreign key holds it
+            state = runtime.host.tenant_state(session, tenant)
+        session.info["tenant_id"] = tenant_id
+        skipped: list[tuple[_Claimed, int]] = []
         try:
-            for delivery in deliveries:
-                event = events[delivery.event_id]
-                counts[_run(runtime, session, delivery, event, state, event, isolated=False)] += 1
+            for claim in claimed:
+                event = claim.event
+                for k, plugin in enumerate(claim.plugins):
+                    if plugin != "core" and plugin not in state.enabled and event.name not in TO_ALL_PLUGINS:
+                        skipped.append((claim, k))
+                        continue
+                    _call(runtime, session, state, event, plugin, claim.ids[k])
+                    counts["delivered"] += 1
         except _HandlerRaised:
             session.rollback()
             raise
+        if skipped:
+            _unmark_skipped(session, tenant_id, skipped)
+            counts["skipped"] = len(skipped)
         try:
             session.commit()
         except Exception:  # noqa: BLE001 - the careful way finds whose write it was
             session.rollback()
             return None
     return counts
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """One event's deliveries claimed (row-locked) and marked ``delivered`` by :func:`_claim`.
+
+    ``ids``, ``plugins``, ``attempts`` and ``due`` line up, in delivery id
+    order: ``attempts`` and ``due`` are each delivery's ``attempts`` and
+    ``next_attempt_at`` as they were before the mark (a skipped delivery
+    gets them back).
+    """
+
+    tenant_id: int
+    plugins_version: int
+    event: Event
+    ids: Sequence[int]
+    plugins: Sequence[str]
+    attempts: Sequence[int]
+    due: Sequence[datetime | None]
+
+
+def _claim(session: Session, event_ids: list[int], now: datetime) -> list[_Claimed]:
+    """Claim the pending (or failed) deliveries of ``event_ids`` and mark them ``delivered`` at ``now``.
+
+    Returns them per event, in event id order. PostgreSQL: one statement
+    (rows locked ``SKIP LOCKED``, so two workers never run one delivery at
+    once; the commit made without waiting for the WAL flush, see
+    :func:`_relaxed_commit`). SQLite (one writer at a time): a read, the
+    marks, the events.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        return [
+            _Claimed(tenant_id=r.tenant_id, plugins_version=r.plugins_version, event=_parsed(r),
+                     ids=r.ids, plugins=r.plugins, attempts=r.attempts, due=r.due)
+            for r in conn.execute(_PG_CLAIM, {"ids": event_ids, "now": now})
+        ]
+    rows = conn.execute(
+        select(Delivery.event_id, Delivery.id, Delivery.plugin, Delivery.attempts, Delivery.next_attempt_at,
+               Tenant.id.label("tenant_id"), Tenant.plugins_version)
+        .join(Tenant, Tenant.id == Delivery.tenant_id)
+        .where(Delivery.event_id.in_(event_ids), Delivery.state.in_(("pending", "failed")))
+        .order_by(Delivery.event_id, Delivery.id)
+    ).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(_DELIVERY).where(_DELIVERY.c.id.in_([r.id for r in rows]))
+        .values(state="delivered", attempts=_DELIVERY.c.attempts + 1, delivered_at=now, next_attempt_at=None)
+    )
+    events = {e.id: _parsed(e) for e in conn.execute(
+        select(OutboxEvent.id, OutboxEvent.name, OutboxEvent.tenant_id, OutboxEvent.created_at,
+               OutboxEvent.actor_id, cast(OutboxEvent.payload, Text).label("payload"))
+        .where(OutboxEvent.id.in_({r.event_id for r in rows}))
+    )}
+    by_event: dict[int, list[Any]] = {}
+    for r in rows:
+        by_event.setdefault(r.event_id, []).append(r)
+    return [
+        _Claimed(tenant_id=group[0].tenant_id, plugins_version=group[0].plugins_version, event=events[event_id],
+                 ids=[r.id for r in group], plugins=[r.plugin for r in group],
+                 attempts=[r.attempts for r in group], due=[r.next_attempt_at for r in group])
+        for event_id, group in by_event.items()
+    ]
+
+
+#: :func:`_claim` on PostgreSQL: lock, mark and read in one round trip. ``MATERIALIZED``: the
+#: locking read runs once, whatever the planner would do with it.
+_PG_CLAIM = text("""
+WITH claim AS MATERIALIZED (
+    SELECT tenant_id, id, attempts, next_attempt_at FROM core_event_delivery
+    WHERE event_id = ANY(CAST(:ids AS bigint[])) AND state IN ('pending', 'failed')
+    ORDER BY event_id, id
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE core_event_delivery AS d
+    SET state = 'delivered', attempts = claim.attempts + 1, delivered_at = CAST(:now AS timestamptz),
+        next_attempt_at = NULL
+    FROM claim WHERE d.tenant_id = claim.tenant_id AND d.id = claim.id
+    RETURNING d.tenant_id, d.event_id, d.id, d.plugin, claim.attempts, claim.next_attempt_at
+)
+SELECT e.id, e.name, e.tenant_id, e.created_at, e.actor_id, CAST(e.payload AS text) AS payload,
+       t.plugins_version,
+       array_agg(m.id ORDER BY m.id) AS ids, array_agg(CAST(m.plugin AS text) ORDER BY m.id) AS plugins,
+       array_agg(m.attempts ORDER BY m.id) AS attempts, array_agg(m.next_attempt_at ORDER BY m.id) AS due,
+       set_config('synchronous_commit', 'off', true) AS relaxed
+FROM marked AS m
+JOIN core_event AS e ON e.tenant_id = m.tenant_id AND e.id = m.event_id
+JOIN core_tenant AS t ON t.id = m.tenant_id
+GROUP BY e.tenant_id, e.id, t.id
+ORDER BY e.id
+""")
+
+
+def _parsed(row: Any) -> Event:
+    """The :class:`Event` of a row with the event's columns and its payload as JSON text.
+
+    The text is parsed by orjson: the items of an import batch are a
+    thousand dicts, and ``json.loads`` was most of a delivery's own time.
+    """
+    return Event(
+        id=row.id, name=row.name, tenant_id=row.tenant_id, created_at=row.created_at, actor_id=row.actor_id,
+        items=tuple(MappingProxyType(i) for i in jsontext.loads(row.payload).get("items", [])),
+    )
+
+
+def _call(runtime: Runtime, session: Session, state: Any, event: Event, plugin: str, delivery_id: int) -> None:
+    """Call ``plugin``'s handler of ``event`` with no SAVEPOINT; :class:`_HandlerRaised` if it raises."""
+    from .context import HookContext
+
+    ctx = HookContext(tenant=state, session=session, actor=None, host=runtime.host, clock=runtime.clock,
+                      event_id=event.id)
+    try:
+        with no_calls(f"plugin {plugin}'s {event.name} handler"):
+            runtime.host.single(event.name, plugin)(ctx=ctx, event=event)
+            _flush_handler_writes(session)
+    except Exception as exc:  # noqa: BLE001 - the caller rolls back and redoes the job the careful way
+        raise _HandlerRaised(delivery_id, exc) from exc
+
+
+def _unmark_skipped(session: Session, tenant_id: int, skipped: list[tuple[_Claimed, int]]) -> None:
+    """Deliveries to plugins switched off since the event: ``skipped``, their attempts as they were."""
+    session.execute(
+        update(_DELIVERY).where(_DELIVERY.c.tenant_id == bindparam("t"), _DELIVERY.c.id == bindparam("d"))
+        .values(state="skipped", attempts=bindparam("a"), next_attempt_at=bindparam("due"), delivered_at=None,
+                last_error=bindparam("error")),
+        [{"t": tenant_id, "d": claim.ids[k], "a": claim.attempts[k], "due": claim.due[k],
+          "error": f"plugin {claim.plugins[k]!r} is off for this tenant"} for claim, k in skipped],
+    )
 
 
 def _flush_handler_writes(session: Session) -> None:
@@ -406,13 +543,11 @@ def short_error(exc: BaseException, limit: int = MAX_ERROR) -> str:
 
 
 def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEvent | Event, state: Any,
-         event: Event, *, isolated: bool = True, raised: Exception | None = None) -> str:
+         event: Event, *, raised: Exception | None = None) -> str:
     """Call one plugin's handler in a SAVEPOINT and mark the delivery; the caller commits.
 
-    ``isolated=False`` (:func:`deliver`'s common case): no SAVEPOINT, and a
-    handler that raises raises :class:`_HandlerRaised` for the caller to roll
-    the whole transaction back. ``raised``: the handler's exception on this
-    attempt, already caught there: recorded without calling it again.
+    ``raised``: the handler's exception on this attempt, already caught in
+    :func:`deliver`'s rolled-back transaction: recorded without calling it again.
     """
     from .context import HookContext
 
@@ -422,21 +557,15 @@ def _run(runtime: Runtime, session: Session, delivery: Delivery, row: OutboxEven
         delivery.last_error = f"plugin {delivery.plugin!r} is off for this tenant"
         return "skipped"
     attempts = delivery.attempts + 1
-    delivery_id = delivery.id  # read now: a failed flush expires it, and the session must roll back first
     ctx = HookContext(
         tenant=state, session=session, actor=None, host=runtime.host, clock=runtime.clock, event_id=row.id
     )
     try:
         if raised is not None:
             raise raised
-        with (session.begin_nested() if isolated else nullcontext()), \
-                no_calls(f"plugin {delivery.plugin}'s {row.name} handler"):
+        with session.begin_nested(), no_calls(f"plugin {delivery.plugin}'s {row.name} handler"):
             runtime.host.single(row.name, delivery.plugin)(ctx=ctx, event=event)
-            if not isolated:
-                _flush_handler_writes(session)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, not raised
-        if not isolated:
-            raise _HandlerRaised(delivery_id, exc) from exc
         delivery.state = "failed"
         delivery.attempts = attempts
         delivery.last_error = short_error(exc)

@@ -287,6 +287,15 @@ class PluginHost:
                 self._states[tenant.id] = state
         return state
 
+    def cached_state(self, tenant_id: int, version: int) -> TenantState | None:
+        """The cached state of the tenant if it is of ``version`` (its ``plugins_version`` as just read), else ``None``.
+
+        For a caller that read the version with other data (event delivery
+        reads it in its claim): no query when the switches have not moved.
+        """
+        state = self._states.get(tenant_id)
+        return state if state is not None and state.version == version else None
+
     def _build_state(self, tenant: Tenant, rows: Mapping[str, TenantPlugin]) -> TenantState:
         enabled: set[str] = set()
         settings: dict[str, Mapping[str, Any]] = {}
