@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from pelago.core import events, scheduler
 from pelago.core.models import Delivery, OutboxEvent
@@ -404,3 +404,39 @@ def test_deliveries_locked_by_another_worker_are_left_to_it(make_app):
     assert events.deliver(t.runtime, held)["delivered"] >= 2
     assert sorted(s[0] for s in seen if s[1] == "lead_created") == ["first", "second"]
     assert events.deliver(t.runtime, held)["delivered"] == 0  # delivered: not claimed again
+
+
+def test_a_delivery_jobs_claim_finds_its_rows_by_index_among_many_failed_ones(make_app):
+    # The claim knows event ids, not tenants: without an index on event_id it read every pending or
+    # failed delivery of every tenant (and failed ones that gave up are kept), growing with them.
+    t, held = _two_recording_plugins(make_app, [])
+    if t.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("query plans: PostgreSQL")
+    assert t.post("/api/v1/leads", json={"phone": "13800138026"}).status_code == 201
+    gave_up = max(held)  # the first lead's last event: its deliveries gave up long ago
+    assert t.post("/api/v1/leads", json={"phone": "13800138027"}).status_code == 201
+    assert max(held) > gave_up
+    with t.runtime.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO core_event_delivery (tenant_id, event_id, plugin, state, attempts)"
+            " SELECT e.tenant_id, e.id, 'gave_up_' || g, 'failed', 99 FROM core_event e, generate_series(1, 5000) g"
+            " WHERE e.id = %(gave_up)s", {"gave_up": gave_up})
+        conn.exec_driver_sql("ANALYZE core_event_delivery")
+        plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + events._PG_CLAIM.text),
+                            {"ids": [max(held)], "now": t.runtime.clock()}).scalar()
+        conn.rollback()
+    scans = _scans(plan)
+    assert ("Index Scan", "ix_core_event_delivery_event") in scans or \
+        ("Bitmap Index Scan", "ix_core_event_delivery_event") in scans, scans
+    assert ("Seq Scan", "core_event_delivery") not in scans, scans
+
+
+def _scans(node: object) -> list[tuple[str, str]]:
+    """Every (node type, index or table) of an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(node, list):
+        return [s for item in node for s in _scans(item)]
+    if isinstance(node, dict):
+        own = [(node["Node Type"], node.get("Index Name") or node.get("Relation Name", ""))] \
+            if "Node Type" in node else []
+        return own + [s for value in node.values() for s in _scans(value)]
+    return []

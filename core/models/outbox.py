@@ -39,6 +39,7 @@ class Delivery(TenantScoped, Base):
         UniqueConstraint("tenant_id", "event_id", "plugin"),
         Index("ix_core_event_delivery_due", "state", "next_attempt_at"),
         Index("ix_core_event_delivery_tenant", "tenant_id", "state", "id"),
+        Index("ix_core_event_delivery_event", "event_id"),  # a delivery job's claim: see migration 0016
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -24,11 +24,9 @@ bench/intake_import.py measures the whole line against a bare INSERT.
 
 from __future__ import annotations
 
-import gc
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -36,6 +34,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
+from .. import collector
 from ..attributes import MAX_KEYS, attribute_errors
 from ..bulk import Call, Change, Part, write_rows, write_together
 from ..context import HookContext
@@ -169,35 +168,11 @@ def ingest(
     ``origin`` (e.g. ``{"import_id": 7}``) is added to each ``lead_created``
     item, so plugins can tell where a batch came from.
     """
-    with _collector_paused():
+    with collector.paused():
         try:
             return _ingest(ctx, submissions, routing, strict_owner, origin)
         finally:
             ctx.session.info.pop(DRAWN, None)  # ids drawn ahead serve this batch only
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a batch runs, back on (if it was) afterwards.
-
-    A batch makes tens of thousands of short-lived containers (rows, dicts,
-    routing decisions) that all die, by reference counting, when it ends;
-    with the collector on, they outlive the young generations and are
-    traversed again and again: about a quarter of the line's Python time
-    (bench/intake_import.py). Nothing of a batch is cyclic garbage for
-    long, and the collector runs as usual once it is back on. Threads: only
-    the batch that found it on turns it back on (overlapping batches may
-    then see it on again before they end, as before this), and a process
-    that turned it off for good keeps it off.
-    """
-    was_on = gc.isenabled()
-    if was_on:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _ingest(
