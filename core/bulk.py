@@ -291,8 +291,8 @@ def _write_together(
             outputs.append(f"SELECT {-1 - j}, to_json(c{j}.v) FROM c{j}")
         if not outputs:
             outputs.append("SELECT 0, NULL::json WHERE false")
-        # The driver's own SQL (``%(name)s`` parameters), made once: sent on its cursor, without
-        # SQLAlchemy's execution machinery (the single lead's whole write is this one statement).
+        # The driver's own SQL (``%(name)s`` parameters), compiled once and sent as it is
+        # (``exec_driver_sql``: SQLAlchemy's events and error handling, no compiling per call).
         stmt = str(text(f"WITH {', '.join(ctes)} {' UNION ALL '.join(outputs)}").compile(
             dialect=session.get_bind().dialect))
         _PG_TOGETHER[key] = stmt
@@ -305,12 +305,7 @@ def _write_together(
         params.update(c.params)
     returned: list[list[Any]] = [[] for _ in parts]
     values: list[Any] = [None] * len(calls)
-    cursor: Any = session.connection().connection.cursor()
-    try:
-        cursor.execute(stmt, params)
-        found = cursor.fetchall()
-    finally:
-        cursor.close()
+    found = session.connection().exec_driver_sql(stmt, params).all()
     for k, value in found:
         if k < 0:
             values[-1 - k] = value

@@ -14,8 +14,9 @@ with one, twice when the helper router started.
 :data:`~pelago.core.jobs.INTAKE_SUFFIX`) in its own process, as rq's
 ``SimpleWorker`` runs every job: the second and later routers find the
 connections, statements and caches the first left. Every other job is
-forked as before (a plugin's job or handler cannot leave state behind in the
-worker). The guarantees do not depend on the process a router runs in: a
+forked as before (a plugin's job or event handler cannot leave state behind in
+the worker; the routers do call plugins' routing hooks here, so a plugin
+keeps no per-call state in module globals, as in any threaded app server). The guarantees do not depend on the process a router runs in: a
 router killed with its worker (SIGKILL) leaves its batch leased and
 uncommitted, and the next router takes it once the lease expires, as when a
 work horse is killed.
@@ -28,6 +29,7 @@ caches only a real batch fills).
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Any
 
 from rq import Worker
@@ -56,6 +58,12 @@ class PelagoWorker(Worker):
         self.perform_job(job, queue, execution)
         self.set_state(WorkerStatus.IDLE)
 
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:  # rq's default signal too
+        """No horse to kill while a router runs in this process (rq's would ``killpg`` this worker's own
+        group, for ``stop-job`` or a timeout); a forked job's horse is killed as rq does."""
+        if self.horse_pid:
+            super().kill_horse(sig)
+
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         """As ``SimpleWorker``'s for a job run in this process: nothing renews the heartbeat while it
         runs, so it lasts the job's whole timeout (a forked job's is renewed while the worker waits)."""
@@ -75,5 +83,8 @@ def warm(runtime: Runtime) -> None:
     from .services import intake, submissions  # noqa: F401 - imported for their import's cost
 
     configure_mappers()
-    with runtime.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    try:
+        with runtime.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - the database down at start: the worker starts anyway, jobs retry
+        runtime.log.warning("could not open a database connection at the worker's start", exc_info=True)

@@ -23,6 +23,7 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import functools
 import importlib
 import inspect
 import io
@@ -215,6 +216,8 @@ def _members(cls: type) -> list[str]:
 
 
 def _member(cls: type, name: str, raw: Any) -> str | None:
+    if isinstance(raw, functools.cached_property):  # a property computed once per object
+        raw = property(raw.func, doc=raw.__doc__)
     if isinstance(raw, property):
         ret = inspect.signature(raw.fget).return_annotation if raw.fget else inspect.Signature.empty
         kind = "property" + ("" if ret is inspect.Signature.empty else f" → `{_annotation(ret)}`")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from pelago.core import events, scheduler
 from pelago.core.models import Delivery, OutboxEvent
@@ -345,7 +347,10 @@ def test_a_delivery_to_a_plugin_switched_off_since_is_skipped_with_its_attempts_
     assert t.post("/api/v1/leads", json={"phone": "13800138023"}).status_code == 201
     assert t.put("/api/v1/plugins/second", json={"enabled": False}).status_code == 200
     before = _deliveries(t.runtime, t.id)[("second", "lead_created")]
-    assert (before.state, before.attempts) == ("pending", 0)
+    due = t.runtime.clock() + timedelta(minutes=2)  # a failed delivery waiting for its retry
+    with t.runtime.engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.id == before.id).values(state="failed", attempts=2,
+                                                                               next_attempt_at=due))
     clock.advance(minutes=5)
     counts = events.deliver(t.runtime, held)
     assert [s[:2] for s in seen] == [("first", "lead_created")]
@@ -353,8 +358,8 @@ def test_a_delivery_to_a_plugin_switched_off_since_is_skipped_with_its_attempts_
     first, second = d[("first", "lead_created")], d[("second", "lead_created")]
     assert (first.state, first.attempts, first.next_attempt_at) == ("delivered", 1, None)
     assert first.delivered_at is not None
-    assert (second.state, second.attempts, second.delivered_at) == ("skipped", 0, None)
-    assert second.next_attempt_at == before.next_attempt_at and "off for this tenant" in second.last_error
+    assert (second.state, second.attempts, second.delivered_at) == ("skipped", 2, None)
+    assert second.next_attempt_at == due and "off for this tenant" in second.last_error
     assert counts["skipped"] == 1 and counts["delivered"] >= 1
 
 

@@ -54,3 +54,33 @@ def test_warm_opens_a_pooled_connection_before_the_first_job(db_url):
         assert runtime.engine.pool.checkedin() == 1
     finally:
         runtime.engine.dispose()
+
+
+@pytest.mark.redis
+def test_killing_the_horse_while_a_router_runs_in_process_kills_nothing(redis_url, monkeypatch):
+    # rq's kill_horse would killpg the worker's own group (horse_pid 0): stop-job on a router must not.
+    from redis import Redis
+
+    killed: list[tuple] = []
+    monkeypatch.setattr(os, "killpg", lambda *a: killed.append(a))
+    worker = PelagoWorker([f"pelago-test{INTAKE_SUFFIX}"], connection=Redis.from_url(redis_url))
+    worker.kill_horse()
+    assert killed == []
+    worker._horse_pid = 4242  # a forked job's horse is killed as rq does
+    monkeypatch.setattr(os, "getpgid", lambda pid: pid)
+    worker.kill_horse()
+    assert killed and killed[0][0] == 4242
+
+
+def test_warm_with_the_database_down_logs_and_lets_the_worker_start(caplog):
+    from pelago.core.db import make_engine
+    from pelago.core.host import PluginHost
+    from pelago.core.runtime import Runtime
+    from pelago.core.worker import warm
+
+    runtime = Runtime(PluginHost([]), make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing"))
+    try:
+        warm(runtime)
+    finally:
+        runtime.engine.dispose()
+    assert "could not open a database connection" in caplog.text

@@ -34,7 +34,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 
-from .. import collector
+from .. import collector, driver
 from ..attributes import MAX_KEYS, attribute_errors
 from ..bulk import Call, Change, Part, write_rows, write_together
 from ..context import HookContext
@@ -394,18 +394,15 @@ def _pg_lookups(
     drawn: dict[str, list[int]] = {"core_lead": [], "core_touch": []}
     if not parts:
         return stored, found, drawn
-    cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
-    try:
-        cursor.execute(" UNION ALL ".join(parts), params, prepare=None if one else False)
-        for kind, first, lead_id, merged, value in cursor.fetchall():
-            if kind == 0:
-                stored.append((first, lead_id, merged, value))
-            elif kind < 3:
-                found[("phone" if kind == 1 else "email", str(value))] = first
-            else:
-                drawn["core_lead" if kind == 3 else "core_touch"].append(int(first))
-    finally:
-        cursor.close()
+    # psycopg's cursor, for ``prepare`` (errors translated into SQLAlchemy's: core/driver.py)
+    for kind, first, lead_id, merged, value in driver.fetch_all(
+            ctx.session, " UNION ALL ".join(parts), params, prepare=None if one else False):
+        if kind == 0:
+            stored.append((first, lead_id, merged, value))
+        elif kind < 3:
+            found[("phone" if kind == 1 else "email", str(value))] = first
+        else:
+            drawn["core_lead" if kind == 3 else "core_touch"].append(int(first))
     for ids in drawn.values():
         ids.sort()
     return stored, found, drawn
@@ -468,12 +465,8 @@ def _lookup(
     grouping = f" GROUP BY {column}" if group else ""
     if _postgres(ctx.session):
         sql = f"SELECT {picks}, {column} {where}= ANY(%(values)s::text[]){grouping}"
-        cursor: Any = ctx.session.connection().connection.cursor()  # psycopg's, for ``prepare``
-        try:
-            cursor.execute(sql, {"values": _pg_array(values), "tenant": ctx.tenant.id}, prepare=False)
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+        return driver.fetch_all(ctx.session, sql, {"values": _pg_array(values), "tenant": ctx.tenant.id},
+                                prepare=False)  # never prepared: see above
     conn = ctx.session.connection()
     found: list[Any] = []
     for chunk in _chunks(values, 5000):

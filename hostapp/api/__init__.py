@@ -18,7 +18,9 @@ class Blueprint(_Blueprint):
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         """flask-smorest's ``arguments``, with a schema class made an instance once, here: webargs
-        would make one at every request (a schema's ``__init__`` copies its fields)."""
+        would make one at every request (a schema's ``__init__`` copies its fields). That one instance
+        serves every request, on every thread: a schema (a plugin's too) keeps no per-load state on
+        ``self``: what a load needs travels in the data, or comes from ``current_context()``."""
         if isinstance(schema, type):
             schema = schema()
         return super().arguments(schema, *args, **kwargs)

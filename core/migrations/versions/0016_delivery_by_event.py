@@ -7,6 +7,9 @@ claim read every pending or failed delivery of every tenant, and failed
 deliveries that gave up are kept: the claim grew with them. Event ids are
 unique across tenants (one sequence), so the index needs no ``tenant_id`` to
 find a job's rows (a non-unique index distributes by tenant as it is).
+A plain ``CREATE INDEX`` blocks writes to the table while it builds; where the table is large,
+build it first with ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` (docs/operations.md), and this
+revision finds it there.
 
 Revision ID: 0016
 Revises: 0015
@@ -24,7 +27,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_core_event_delivery_event", "core_event_delivery", ["event_id"])
+    # IF NOT EXISTS: an operator with a large table builds it first, CONCURRENTLY (docs/operations.md)
+    op.create_index("ix_core_event_delivery_event", "core_event_delivery", ["event_id"], if_not_exists=True)
 
 
 def downgrade() -> None:
