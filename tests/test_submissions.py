@@ -93,6 +93,18 @@ def test_a_router_routes_what_was_accepted_in_order(tenant):
     assert tenant.get(f"/api/v1/submissions/{ids[2]}", "rep").status_code == 403
 
 
+
+def test_a_processed_submissions_errors_are_sql_null_on_both_databases(tenant):
+    # The batch's one statement (PostgreSQL) wrote SQL NULL, the executemany (SQLite) JSON 'null':
+    # `errors IS NULL` must mean "no errors" on both.
+    ids = store(tenant, [("13800138103", "e1"), ("13800138104", "e2")])
+    svc.route_pending(tenant.runtime)
+    with tenant.runtime.engine.connect() as conn:
+        nulls = conn.execute(sa_text(
+            "SELECT count(*) FROM core_submission WHERE tenant_id = :t AND status = 'processed' AND errors IS NULL"
+        ), {"t": tenant.id}).scalar()
+    assert nulls == len(ids)
+
 def test_a_submission_is_404_in_another_tenant(tenant, other_tenant):
     (sid,) = store(tenant, [("13800138102", "x")])
     assert tenant.get(f"/api/v1/submissions/{sid}").status_code == 200

@@ -47,6 +47,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     Connection,
     Row,
@@ -384,11 +385,16 @@ def _finish(
     ctx.session.execute(
         update(SUBMISSIONS).where(c.id == bindparam("sid")).values(
             status=bindparam("s_status"), outcome=bindparam("s_outcome"), lead_id=bindparam("s_lead"),
-            touch_id=bindparam("s_touch"), errors=bindparam("s_errors", type_=c.errors.type), processed_at=now,
+            touch_id=bindparam("s_touch"), errors=bindparam("s_errors", type_=_ERRORS), processed_at=now,
             lease_until=None, lease_token=None,
         ).execution_options(synchronize_session=False),
         values,
     )
+
+
+#: ``errors`` of a processed row as SQL NULL, as the PostgreSQL statement writes it (a JSON column
+#: would store ``None`` as JSON ``null``, which ``errors IS NULL`` does not find)
+_ERRORS = JSON(none_as_null=True)
 
 
 def _postgres(session: Session) -> bool:
