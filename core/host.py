@@ -84,7 +84,6 @@ class PluginHost:
         self._implementers: dict[str, tuple[str, ...]] = {}
         self._askers: dict[tuple[str, str, frozenset[str]], Any] = {}
         self._hooked: frozenset[str] = frozenset()
-        self._disabled: dict[frozenset[str], frozenset[str]] = {}
         self._states: dict[int, TenantState] = {}
         self._lock = threading.Lock()
         self._load(allow, strict, list(extra))
@@ -179,7 +178,6 @@ class PluginHost:
         self.pm.check_pending()
         self.specs = loaded
         self._hooked = frozenset(s.name for s in loaded.values() if s.hooks is not None)
-        self._disabled.clear()
 
     # --- hooks -----------------------------------------------------------
 
@@ -200,17 +198,8 @@ class PluginHost:
         return TenantHooks(self, self.disabled_for(state))
 
     def disabled_for(self, state: TenantState) -> frozenset[str]:
-        """Registered plugins that are off for the tenant (only plugins with hooks are registered).
-
-        Remembered per set of plugins on (a handful per deployment): every
-        decision hook asked computes it.
-        """
-        found = self._disabled.get(state.enabled)
-        if found is None:
-            found = self._hooked - state.enabled
-            if len(self._disabled) < 1024:
-                self._disabled[state.enabled] = found
-        return found
+        """Registered plugins that are off for the tenant (only plugins with hooks are registered)."""
+        return self._hooked - state.enabled
 
     def answering(self, hook: str) -> list[str]:
         """Plugins answering ``hook`` (wrappers excluded), in call order; see :mod:`pelago.core.asking`."""
